@@ -1,0 +1,28 @@
+//! What a provider declares it can do, so the engine and `plan` can check before acting.
+
+use crate::strategy::Strategy;
+
+/// Declared abilities of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCapabilities {
+    /// Strategies this target implements.
+    pub strategies: Vec<Strategy>,
+    /// Can end the sessions that use an old secret (incident mode).
+    pub terminate_sessions: bool,
+    /// The target creates the secret itself (IAM keys); the generated password is unused.
+    pub mints_own_secret: bool,
+    /// Under the configured strategy, applying the new secret already invalidates the
+    /// old one (single-user password change), so revoke has nothing left to remove and
+    /// a grace period cannot be honoured.
+    pub apply_invalidates_previous: bool,
+}
+
+/// Declared abilities of a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCapabilities {
+    /// Writes are conditional on the state read (compare-and-set), so two runners on
+    /// different machines cannot both promote.
+    pub compare_and_set: bool,
+    /// Keeps pending and previous versions out of ordinary readers' sight.
+    pub hides_pending_from_readers: bool,
+}

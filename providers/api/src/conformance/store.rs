@@ -1,0 +1,239 @@
+//! Rules every [`Store`] must follow. Each function takes a store and a key that does
+//! not exist yet (use [`super::unique_name`]); it leaves the key behind for the caller
+//! to clean up.
+
+use super::random_password;
+use crate::document::SecretDoc;
+use crate::error::ErrorKind;
+use crate::store::{Stage, Store};
+use std::future::Future;
+use std::sync::Arc;
+
+fn doc(tag: &str) -> SecretDoc {
+    let mut d = SecretDoc::new();
+    d.set("engine", "conformance");
+    d.set("username", tag);
+    d.set_password(&random_password(24));
+    d
+}
+
+/// Reading a key that does not exist is [`ErrorKind::NotFound`].
+pub async fn missing_key_is_not_found(store: &dyn Store, key: &str) {
+    match store.read(key).await {
+        Ok(state) => assert!(
+            state.versions.is_empty(),
+            "a missing key must read as not found or empty"
+        ),
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::NotFound,
+            "a missing key must be not_found, got: {e}"
+        ),
+    }
+}
+
+/// Stage, promote and previous: pending becomes current, current becomes previous, the
+/// previous before that keeps no stage, and documents read back unchanged.
+pub async fn stage_promote_previous(store: &dyn Store, key: &str) {
+    let first = doc("first");
+    store
+        .put_current(key, "v1", &first)
+        .await
+        .unwrap_or_else(|e| panic!("put_current: {e}"));
+    let state = store.read(key).await.unwrap_or_else(|e| panic!("read: {e}"));
+    assert!(
+        state.current().expect("current after put_current").doc == first,
+        "current reads back unchanged"
+    );
+    assert!(state.pending().is_none(), "no pending after put_current");
+
+    let second = doc("second");
+    store
+        .stage_pending(key, "v2", &second)
+        .await
+        .unwrap_or_else(|e| panic!("stage_pending: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.pending().expect("pending after stage").id, "v2");
+    assert!(state.pending().unwrap().doc == second, "pending reads back unchanged");
+    assert_eq!(state.current().expect("current kept while pending").id, "v1");
+
+    store
+        .promote(key, "v2", false)
+        .await
+        .unwrap_or_else(|e| panic!("promote: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.current().unwrap().id, "v2");
+    assert_eq!(state.previous().expect("previous after promote").id, "v1");
+    assert!(state.pending().is_none(), "pending gone after promote");
+    assert!(
+        state.previous().unwrap().revoked.is_none(),
+        "previous not revoked unless asked"
+    );
+
+    store
+        .promote(key, "v2", false)
+        .await
+        .unwrap_or_else(|e| panic!("a repeated promote must succeed: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.previous().unwrap().id, "v1", "a repeated promote changes nothing");
+
+    store
+        .mark_revoked(key, "v1")
+        .await
+        .unwrap_or_else(|e| panic!("mark_revoked: {e}"));
+    store
+        .mark_revoked(key, "v1")
+        .await
+        .unwrap_or_else(|e| panic!("a repeated mark_revoked must succeed: {e}"));
+    assert!(store.read(key).await.unwrap().previous().unwrap().revoked.is_some());
+
+    store.stage_pending(key, "v3", &doc("third")).await.unwrap();
+    store.promote(key, "v3", true).await.unwrap();
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.current().unwrap().id, "v3");
+    assert_eq!(state.previous().unwrap().id, "v2");
+    assert!(
+        state.previous().unwrap().revoked.is_some(),
+        "promote(previous_revoked) records it"
+    );
+    assert!(
+        state.version("v1").map(|v| v.stages.is_empty()).unwrap_or(true),
+        "the old previous keeps no stage"
+    );
+    assert_eq!(
+        state.versions.iter().filter(|v| v.has(Stage::Current)).count(),
+        1,
+        "exactly one current"
+    );
+}
+
+/// Staging the same version twice is one version; staging another while one is
+/// pending is a conflict; promoting a version that is not pending is a conflict.
+pub async fn stage_is_idempotent_and_guarded(store: &dyn Store, key: &str) {
+    store.put_current(key, "v1", &doc("first")).await.unwrap();
+    let pending = doc("pending");
+    store.stage_pending(key, "v2", &pending).await.unwrap();
+    store
+        .stage_pending(key, "v2", &pending)
+        .await
+        .unwrap_or_else(|e| panic!("a repeated stage must succeed: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert_eq!(
+        state.versions.iter().filter(|v| v.has(Stage::Pending)).count(),
+        1,
+        "one pending version"
+    );
+
+    let err = store
+        .stage_pending(key, "v9", &doc("other"))
+        .await
+        .expect_err("a second pending must be refused");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "a second pending is a conflict, got: {err}"
+    );
+    let err = store
+        .promote(key, "v9", false)
+        .await
+        .expect_err("promoting an unknown version must be refused");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "promoting a non-pending version is a conflict, got: {err}"
+    );
+    let err = store
+        .put_current(key, "v8", &doc("import"))
+        .await
+        .expect_err("import over a pending rotation must be refused");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "import over a pending rotation is a conflict, got: {err}"
+    );
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.pending().unwrap().id, "v2", "the refused writes changed nothing");
+    assert!(state.pending().unwrap().doc == pending);
+}
+
+/// A pending version survives closing and reopening the store.
+pub async fn pending_survives_reopen<F, Fut>(open: F, key: &str)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let pending = doc("durable");
+    {
+        let store = open().await;
+        store.put_current(key, "v1", &doc("first")).await.unwrap();
+        store.stage_pending(key, "v2", &pending).await.unwrap();
+    }
+    let store = open().await;
+    let state = store
+        .read(key)
+        .await
+        .unwrap_or_else(|e| panic!("read after reopen: {e}"));
+    let found = state.pending().expect("pending must survive a reopen");
+    assert_eq!(found.id, "v2");
+    assert!(found.doc == pending, "pending document survives unchanged");
+}
+
+/// Two handles on the same backend racing to stage different versions: exactly one
+/// wins, the other gets a conflict, and the winner's document is what is stored.
+pub async fn concurrent_writer_detected(a: Arc<dyn Store>, b: Arc<dyn Store>, key: &str) {
+    a.put_current(key, "v1", &doc("first")).await.unwrap();
+    let da = doc("from-a");
+    let db = doc("from-b");
+    let (ra, rb) = {
+        let (a2, b2, ka, kb) = (a.clone(), b.clone(), key.to_owned(), key.to_owned());
+        let (da2, db2) = (da.clone(), db.clone());
+        let fa = async move { a2.stage_pending(&ka, "va", &da2).await };
+        let fb = async move { b2.stage_pending(&kb, "vb", &db2).await };
+        join(fa, fb).await
+    };
+    let winners = [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count();
+    assert_eq!(winners, 1, "exactly one concurrent stage must win");
+    let loser = if ra.is_ok() {
+        rb.as_ref().unwrap_err()
+    } else {
+        ra.as_ref().unwrap_err()
+    };
+    assert_eq!(
+        loser.kind(),
+        ErrorKind::Conflict,
+        "the loser must see a conflict, got: {loser}"
+    );
+    let state = b.read(key).await.unwrap();
+    let pending = state.pending().expect("the winner's pending is stored");
+    let expected = if ra.is_ok() { ("va", &da) } else { ("vb", &db) };
+    assert_eq!(pending.id, expected.0);
+    assert!(pending.doc == *expected.1, "the winner's document is not overwritten");
+}
+
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::pin::pin;
+    use std::task::Poll;
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let mut ra = None;
+    let mut rb = None;
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (ra.unwrap(), rb.unwrap())
+}
