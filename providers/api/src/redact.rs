@@ -94,6 +94,12 @@ fn redact_key_value(dsn: &str) -> String {
     out.join(" ")
 }
 
+impl<'de> serde::Deserialize<'de> for RedactedDsn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(RedactedDsn::new)
+    }
+}
+
 impl fmt::Display for RedactedDsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())

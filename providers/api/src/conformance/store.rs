@@ -193,10 +193,9 @@ pub async fn concurrent_writer_detected(a: Arc<dyn Store>, b: Arc<dyn Store>, ke
     };
     let winners = [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count();
     assert_eq!(winners, 1, "exactly one concurrent stage must win");
-    let loser = if ra.is_ok() {
-        rb.as_ref().unwrap_err()
-    } else {
-        ra.as_ref().unwrap_err()
+    let loser = match (&ra, &rb) {
+        (Err(e), _) | (_, Err(e)) => e,
+        _ => unreachable!("one of the two failed"),
     };
     assert_eq!(
         loser.kind(),
