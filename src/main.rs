@@ -1,1 +1,52 @@
-fn main() {}
+//! The `rekey` binary: parse the command line, run it, exit with its code.
+
+use clap::Parser;
+use rekey::{app, cli::Cli, exit};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::CREDENTIAL_FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        tokio::select! {
+            code = app::run(cli) => code,
+            _ = interrupted() => {
+                eprintln!("error: interrupted; an unfinished rotation is finished by the next run");
+                exit::INTERRUPTED
+            }
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = match (from_env, verbose) {
+        (Some(f), _) => f,
+        (None, 0) | (None, 1) => return,
+        (None, _) => "rekey=debug,rekey_api=debug,rekey_file=debug,rekey_postgres=debug".to_owned(),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

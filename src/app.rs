@@ -1,0 +1,327 @@
+//! Runs one parsed command line and returns the exit code. All printing happens here
+//! and in the reporters; the engine only returns reports.
+
+use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
+use crate::config::{config_path, Config};
+use crate::engine::event::Fanout;
+use crate::engine::{Engine, Reporter, RotateOptions, RunError, RunReport, Status};
+use crate::exit;
+use crate::report::{audit::AuditLog, human, json, junit};
+use rekey_api::{SecretDoc, Stage};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// A failure that ends the command before or outside the per-credential work.
+struct Stop {
+    code: i32,
+    message: String,
+}
+
+impl Stop {
+    fn usage(message: impl Into<String>) -> Self {
+        Stop {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RunError> for Stop {
+    fn from(e: RunError) -> Self {
+        let code = match e {
+            RunError::Config(_) => exit::USAGE,
+            RunError::Busy(_) => exit::LOCKED,
+            RunError::Lock(_) => exit::CREDENTIAL_FAILED,
+        };
+        Stop {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let output = cli.output;
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(stop) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", stop.message);
+            if output == Output::Json {
+                println!("{}", json::render_error(&stop.message, stop.code));
+            }
+            stop.code
+        }
+    }
+}
+
+fn verbosity(cli: &Cli) -> human::Verbosity {
+    if cli.quiet {
+        human::Verbosity::Quiet
+    } else if cli.verbose > 0 {
+        human::Verbosity::Verbose
+    } else {
+        human::Verbosity::Normal
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config, Stop> {
+    Config::load(&config_path(cli.config.as_deref())).map_err(|e| Stop::usage(e.to_string()))
+}
+
+fn reporter(cli: &Cli, config: &Config, command: &'static str, total: usize) -> Result<Arc<dyn Reporter>, Stop> {
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(human::Progress::new(verbosity(cli), total))];
+    if let Some(path) = &config.defaults.audit_log {
+        let log = AuditLog::open(path, command)
+            .map_err(|e| Stop::usage(format!("cannot open audit log {}: {e}", path.display())))?;
+        reporters.push(Box::new(log));
+    }
+    Ok(Arc::new(Fanout(reporters)))
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, Stop> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "rekey", &mut std::io::stdout());
+            Ok(exit::SUCCESS)
+        }
+        Command::Plan { selection, due } => {
+            let options = RotateOptions {
+                due_only: *due,
+                ..Default::default()
+            };
+            plan(&cli, selection, options).await
+        }
+        Command::Rotate(args) => rotate(&cli, args).await,
+        Command::Verify {
+            selection,
+            junit: junit_path,
+        } => {
+            let config = load(&cli)?;
+            let chosen = config
+                .select(&selection.names, &selection.tags)
+                .map_err(|e| Stop::usage(e.to_string()))?;
+            let engine = Engine::new(config.clone(), reporter(&cli, &config, "verify", chosen.len())?);
+            let run = engine.verify(chosen).await?;
+            if let Some(path) = junit_path {
+                write_file(path, &junit::render(&run))?;
+            }
+            Ok(finish(&cli, &run))
+        }
+        Command::Status { selection } => {
+            let config = load(&cli)?;
+            let chosen = config
+                .select(&selection.names, &selection.tags)
+                .map_err(|e| Stop::usage(e.to_string()))?;
+            let engine = Engine::new(config, Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)));
+            let run = engine.status(chosen).await?;
+            Ok(finish(&cli, &run))
+        }
+        Command::Import { name, no_verify } => {
+            let config = load(&cli)?;
+            let credential = one(&config, name)?;
+            let value = read_stdin()?;
+            let doc = parse_import(&value).map_err(|e| Stop::usage(format!("{name}: import: {e}")))?;
+            let engine = Engine::new(config.clone(), reporter(&cli, &config, "import", 1)?);
+            let run = engine.import(credential, doc, !no_verify).await?;
+            Ok(finish(&cli, &run))
+        }
+        Command::Get { name, stage, field } => {
+            let config = load(&cli)?;
+            let credential = one(&config, name)?;
+            let engine = Engine::new(config, Arc::new(Fanout(Vec::new())));
+            let stage = match stage {
+                StageArg::Current => Stage::Current,
+                StageArg::Pending => Stage::Pending,
+                StageArg::Previous => Stage::Previous,
+            };
+            let doc = engine.get(&credential, stage).await.map_err(|m| Stop {
+                code: exit::CREDENTIAL_FAILED,
+                message: m,
+            })?;
+            let text: Zeroizing<String> = match field {
+                None => doc.to_json(),
+                Some(f) => match doc.get(f) {
+                    Some(serde_json::Value::String(s)) => Zeroizing::new(s.clone()),
+                    Some(other) => Zeroizing::new(other.to_string()),
+                    None => {
+                        return Err(Stop::usage(format!(
+                            "{name}: get: the stored secret has no field `{f}`"
+                        )))
+                    }
+                },
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.write_all(b"\n");
+            Ok(exit::SUCCESS)
+        }
+        Command::Leaked { rotate, report } => leaked(&cli, *rotate, report.as_deref()).await,
+    }
+}
+
+fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
+    let mut chosen = config
+        .select(&[name.to_owned()], &[])
+        .map_err(|e| Stop::usage(e.to_string()))?;
+    Ok(chosen.remove(0))
+}
+
+async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
+    let config = load(cli)?;
+    let chosen = config
+        .select(&selection.names, &selection.tags)
+        .map_err(|e| Stop::usage(e.to_string()))?;
+    let engine = Engine::new(config.clone(), reporter(cli, &config, "plan", chosen.len())?);
+    let run = engine.plan(chosen, options).await?;
+    Ok(finish(cli, &run))
+}
+
+async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
+    let options = RotateOptions {
+        due_only: args.due,
+        incident: args.leaked,
+        grace: args.grace,
+    };
+    if args.dry_run {
+        return plan(cli, &args.selection, options).await;
+    }
+    let mut config = load(cli)?;
+    if let Some(n) = args.parallel {
+        config.defaults.parallel = n as usize;
+    }
+    let chosen = config
+        .select(&args.selection.names, &args.selection.tags)
+        .map_err(|e| Stop::usage(e.to_string()))?;
+    let engine = Engine::new(config.clone(), reporter(cli, &config, "rotate", chosen.len())?);
+    let run = engine.rotate(chosen, options).await?;
+    if let Some(path) = &args.report {
+        write_file(path, &json::render(&run, exit_code(&run)))?;
+    }
+    Ok(finish(cli, &run))
+}
+
+async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i32, Stop> {
+    let config = load(cli)?;
+    let value = read_stdin()?;
+    let needle = Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_owned());
+    let engine = Engine::new(config.clone(), Arc::new(Fanout(Vec::new())));
+    let mut holders = Vec::new();
+    for credential in &config.credentials {
+        for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
+            if let Ok(doc) = engine.get(credential, stage).await {
+                if doc.contains_value(&needle) {
+                    holders.push((credential.name.clone(), stage));
+                }
+            }
+        }
+    }
+    drop(needle);
+    if holders.is_empty() {
+        let _ = writeln!(std::io::stderr(), "error: no configured credential holds this value");
+        if cli.output == Output::Json {
+            println!(
+                "{}",
+                serde_json::json!({ "holders": [], "exit_code": exit::CREDENTIAL_FAILED })
+            );
+        }
+        return Ok(exit::CREDENTIAL_FAILED);
+    }
+    if !rotate_them {
+        if cli.output == Output::Json {
+            let list: Vec<_> = holders
+                .iter()
+                .map(|(n, s)| serde_json::json!({"credential": n, "stage": s.as_str()}))
+                .collect();
+            println!("{}", serde_json::json!({ "holders": list, "exit_code": 0 }));
+        } else {
+            for (name, stage) in &holders {
+                println!("{name}\t{stage}");
+            }
+        }
+        return Ok(exit::SUCCESS);
+    }
+    let mut names: Vec<String> = holders.into_iter().map(|(n, _)| n).collect();
+    names.dedup();
+    let args = RotateArgs {
+        selection: Selection {
+            names,
+            tags: Vec::new(),
+        },
+        due: false,
+        dry_run: false,
+        leaked: true,
+        parallel: None,
+        grace: None,
+        report: report.map(Path::to_path_buf),
+    };
+    rotate(cli, &args).await
+}
+
+fn exit_code(run: &RunReport) -> i32 {
+    if run.any_failed() {
+        exit::CREDENTIAL_FAILED
+    } else {
+        exit::SUCCESS
+    }
+}
+
+fn finish(cli: &Cli, run: &RunReport) -> i32 {
+    let code = exit_code(run);
+    match cli.output {
+        Output::Json => println!("{}", json::render(run, code)),
+        Output::Human => {
+            let (text, errors) = human::render(run, verbosity(cli));
+            print!("{text}");
+            let mut err = std::io::stderr().lock();
+            for line in errors {
+                let _ = writeln!(err, "error: {line}");
+            }
+        }
+    }
+    if run.credentials.is_empty() && cli.output == Output::Human && !cli.quiet {
+        let _ = writeln!(std::io::stderr(), "warning: no credential matched");
+    }
+    let _ = Status::Failed;
+    code
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Stop> {
+    std::fs::write(path, text).map_err(|e| Stop {
+        code: exit::CREDENTIAL_FAILED,
+        message: format!("cannot write {}: {e}", path.display()),
+    })
+}
+
+fn read_stdin() -> Result<Zeroizing<String>, Stop> {
+    let mut buffer = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .read_to_end(&mut buffer)
+        .map_err(|e| Stop::usage(format!("cannot read stdin: {e}")))?;
+    let text = std::str::from_utf8(&buffer).map_err(|_| Stop::usage("stdin is not valid UTF-8"))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// A bare value (one line) or a JSON object.
+fn parse_import(text: &str) -> Result<SecretDoc, String> {
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.trim().is_empty() {
+        return Err("stdin is empty; pipe the existing secret in, e.g. `printf %s \"$PW\" | rekey import NAME`".into());
+    }
+    if trimmed.trim_start().starts_with('{') {
+        let doc = SecretDoc::from_json(trimmed).map_err(|e| e.message().to_owned())?;
+        if doc.password().is_none() && doc.get("password").is_some() {
+            return Err("the JSON object's `password` must be a string".into());
+        }
+        return Ok(doc);
+    }
+    if trimmed.contains('\n') {
+        return Err("a bare secret must be one line (or pass a JSON object)".into());
+    }
+    let mut doc = SecretDoc::new();
+    doc.set("password", trimmed);
+    Ok(doc)
+}

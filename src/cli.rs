@@ -1,0 +1,165 @@
+//! The command-line interface (a stable contract: see DESIGN.md).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// rekey rotates credentials: it generates a new secret, makes it durable in the store,
+/// installs it on the target, proves it works, promotes it, revokes the old one and
+/// proves the old one dead.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rekey",
+    version,
+    about = "Rotate database passwords and API keys: stage, apply, verify, promote, revoke, prove dead.",
+    long_about = None,
+    after_help = "Exit codes: 0 success; 1 a credential failed; 2 usage or configuration error (nothing changed);\n3 another run holds the lock (nothing changed); 130 interrupted.\n\nExamples:\n  rekey plan                      # what rotate would do, checked against the real systems\n  rekey rotate orders-db          # rotate one credential\n  rekey rotate --due -q           # from cron: rotate what is due, finish deferred revocations\n  rekey verify --junit report.xml # from CI: fail when a credential is broken, stale or half done\n  printf %s \"$PW\" | rekey import orders-db"
+)]
+pub struct Cli {
+    /// Configuration file [default: ./rekey.toml]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        value_name = "FILE",
+        env = "REKEY_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Output format: human (default) or json (one JSON document on stdout).
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+
+    /// Say more (-v: every step; -vv: debug logs). RUST_LOG overrides the log filter.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print errors only.
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Text for people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Which credentials a command works on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Credential names (default: all).
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Only credentials with this tag (repeatable; any tag matches).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what rotate would do; connects and checks for real, changes nothing.
+    Plan {
+        #[command(flatten)]
+        selection: Selection,
+        /// Only credentials that are due (and deferred revocations).
+        #[arg(long)]
+        due: bool,
+    },
+    /// Rotate credentials: generate, stage, apply, verify, promote, revoke, prove dead.
+    Rotate(RotateArgs),
+    /// Check that current secrets work, revoked ones are refused, none is older than
+    /// policy and no rotation is half done.
+    Verify {
+        #[command(flatten)]
+        selection: Selection,
+        /// Also write a JUnit XML report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Show stored versions, ages and due dates (reads the store only).
+    Status {
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Store an existing secret as current: a bare value or a JSON object on stdin.
+    Import {
+        /// The credential.
+        name: String,
+        /// Store it without checking that it logs in.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Print a stored secret (JSON object, or one field) to stdout.
+    Get {
+        /// The credential.
+        name: String,
+        /// Which version.
+        #[arg(long, value_enum, default_value_t = StageArg::Current)]
+        stage: StageArg,
+        /// Print only this field (e.g. password).
+        #[arg(long, value_name = "F")]
+        field: Option<String>,
+    },
+    /// Read a leaked value from stdin and name the credentials holding it.
+    Leaked {
+        /// Rotate them at once in incident mode.
+        #[arg(long)]
+        rotate: bool,
+        /// Write the incident record (JSON) to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `rotate` options.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Only rotate what is due; also finish deferred revocations.
+    #[arg(long)]
+    pub due: bool,
+    /// Check and show the steps without changing anything (same as plan).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Incident mode: revoke at once and end the old secret's sessions.
+    #[arg(long)]
+    pub leaked: bool,
+    /// Credentials rotated at once [default: from config, else 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallel: Option<u16>,
+    /// Keep the previous secret valid this long (e.g. 1h, 7d), overriding config.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<std::time::Duration>,
+    /// Write the run report (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// A stage on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// What applications use.
+    Current,
+    /// An unfinished rotation's secret.
+    Pending,
+    /// The secret current replaced.
+    Previous,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30m, 12h, 7d)"))
+}

@@ -1,0 +1,566 @@
+//! Configuration: the TOML file, `${ENV}` references, defaults and validation.
+//!
+//! Loading runs in two passes: the raw text is parsed into the typed configuration so
+//! that unknown keys and bad values are reported with file, line and key; then every
+//! string is expanded from the environment and parsed again, so a missing variable is
+//! reported with the credential or store that refers to it.
+
+use crate::password::{PasswordPolicy, PasswordPolicyConfig};
+use rekey_api::Strategy;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file name looked for when neither `-c` nor `$REKEY_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "rekey.toml";
+
+/// A configuration problem: always one line, naming the file and, where known, the line,
+/// key, credential or store.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+/// Where a store keeps secrets. One arm per store provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum StoreConfig {
+    /// `type = "file"`: one local JSON file.
+    File(rekey_file::FileStoreConfig),
+}
+
+impl StoreConfig {
+    /// The configuration spelling of the store's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StoreConfig::File(_) => "file",
+        }
+    }
+}
+
+/// Where a secret is checked. One arm per target provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TargetConfig {
+    /// `type = "postgres"`: a PostgreSQL role.
+    Postgres(rekey_postgres::PostgresTargetConfig),
+}
+
+impl TargetConfig {
+    /// The configuration spelling of the target's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TargetConfig::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    stores: BTreeMap<String, StoreConfig>,
+    #[serde(default)]
+    credentials: Vec<RawCredential>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    parallel: Option<usize>,
+    every: Option<String>,
+    grace: Option<String>,
+    audit_log: Option<PathBuf>,
+    password: Option<PasswordPolicyConfig>,
+    verify_attempts: Option<u32>,
+    lock_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    name: String,
+    store: String,
+    key: String,
+    #[serde(default)]
+    strategy: Strategy,
+    #[serde(default)]
+    tags: Vec<String>,
+    target: TargetConfig,
+    every: Option<String>,
+    grace: Option<String>,
+    password: Option<PasswordPolicyConfig>,
+    verify_attempts: Option<u32>,
+    description: Option<String>,
+}
+
+/// Run-wide settings after defaults are applied.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Credentials rotated at once (default 4).
+    pub parallel: usize,
+    /// Audit log (JSON lines), resolved against the configuration's directory.
+    pub audit_log: Option<PathBuf>,
+    /// Directory of the per-credential lock files.
+    pub lock_dir: PathBuf,
+}
+
+/// One credential, resolved.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Unique name (`orders-db`).
+    pub name: String,
+    /// Name of the store in `[stores]`.
+    pub store: String,
+    /// The secret's id or path inside the store.
+    pub key: String,
+    /// How the target moves to the new secret.
+    pub strategy: Strategy,
+    /// Tags for `--tag`.
+    pub tags: Vec<String>,
+    /// Where the secret is checked.
+    pub target: TargetConfig,
+    /// Rotation period, for `--due` and `verify`.
+    pub every: Duration,
+    /// How long the previous secret stays valid after promotion.
+    pub grace: Duration,
+    /// Password generation policy.
+    pub password: PasswordPolicy,
+    /// Fresh-login attempts when verifying a new secret (propagation delay).
+    pub verify_attempts: u32,
+    /// Free text shown by `status`.
+    pub description: Option<String>,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Run-wide settings.
+    pub defaults: Defaults,
+    /// Stores by name.
+    pub stores: BTreeMap<String, StoreConfig>,
+    /// Credentials in file order.
+    pub credentials: Vec<Credential>,
+}
+
+/// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("REKEY_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG),
+    }
+}
+
+impl Config {
+    /// Reads, expands and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (pass -c FILE or set REKEY_CONFIG)"
+            } else {
+                ""
+            };
+            ConfigError::new(format!(
+                "cannot read config {}: {}{hint}",
+                path.display(),
+                io_reason(&e)
+            ))
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text; `lookup` resolves `${NAME}` references.
+    pub fn parse(path: &Path, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        // Pass 1: typed parse of the text as written, for errors with line and key.
+        toml::from_str::<RawConfig>(text).map_err(|e| located(&file, text, &e))?;
+        // Pass 2: expand ${ENV} in every string and parse the result.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| located(&file, text, &e))?;
+        expand_table(&mut table, &lookup, &file)?;
+        let raw: RawConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new(format!("{file}: {}", e.message().trim())))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        resolve(path, &base_dir, raw)
+    }
+
+    /// The credential with this name.
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+
+    /// Credentials chosen by names and tags (all when neither is given). Unknown names
+    /// are an error listing the known ones.
+    pub fn select(&self, names: &[String], tags: &[String]) -> Result<Vec<Credential>, ConfigError> {
+        for name in names {
+            if self.credential(name).is_none() {
+                let known: Vec<&str> = self.credentials.iter().map(|c| c.name.as_str()).collect();
+                return Err(ConfigError::new(format!(
+                    "unknown credential `{name}` in {} (known: {})",
+                    self.path.display(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        Ok(self
+            .credentials
+            .iter()
+            .filter(|c| names.is_empty() || names.contains(&c.name))
+            .filter(|c| tags.is_empty() || tags.iter().any(|t| c.tags.contains(t)))
+            .cloned()
+            .collect())
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
+}
+
+fn located(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let key = text[span.start.min(text.len())..span.end.min(text.len())].trim();
+            let key_note = if !key.is_empty() && key.len() <= 40 && !key.contains('\n') && !message.contains(key) {
+                format!(" (at `{key}`)")
+            } else {
+                String::new()
+            };
+            ConfigError::new(format!("{file}:{line}:{column}: {message}{key_note}"))
+        }
+        None => ConfigError::new(format!("{file}: {message}")),
+    }
+}
+
+fn expand_table(
+    table: &mut toml::Table,
+    lookup: &impl Fn(&str) -> Option<String>,
+    file: &str,
+) -> Result<(), ConfigError> {
+    for (section, value) in table.iter_mut() {
+        match (section.as_str(), value) {
+            ("credentials", toml::Value::Array(items)) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    let owner = item
+                        .get("name")
+                        .and_then(toml::Value::as_str)
+                        .map(|n| format!("credential `{n}`"))
+                        .unwrap_or_else(|| format!("credential #{}", index + 1));
+                    expand_value(item, lookup, file, &owner)?;
+                }
+            }
+            ("stores", toml::Value::Table(stores)) => {
+                for (name, store) in stores.iter_mut() {
+                    expand_value(store, lookup, file, &format!("store `{name}`"))?;
+                }
+            }
+            (other, value) => expand_value(value, lookup, file, &format!("[{other}]"))?,
+        }
+    }
+    Ok(())
+}
+
+fn expand_value(
+    value: &mut toml::Value,
+    lookup: &impl Fn(&str) -> Option<String>,
+    file: &str,
+    owner: &str,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => {
+            *s = rekey_api::env::expand_with(s, lookup)
+                .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?;
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                expand_value(item, lookup, file, owner)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (_, v) in t.iter_mut() {
+                expand_value(v, lookup, file, owner)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn duration(
+    text: Option<&str>,
+    fallback: Duration,
+    what: &str,
+    file: &str,
+    owner: &str,
+) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(fallback),
+        Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            ConfigError::new(format!(
+                "{file}: {owner}: `{what} = \"{t}\"` is not a duration ({e}); write e.g. \"30d\", \"12h\", \"0s\""
+            ))
+        }),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with(['-', '.'])
+}
+
+fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let d = raw.defaults;
+    let parallel = d.parallel.unwrap_or(4);
+    if parallel == 0 || parallel > 1024 {
+        return Err(ConfigError::new(format!(
+            "{file}: [defaults] parallel = {parallel} must be between 1 and 1024"
+        )));
+    }
+    let default_every = duration(
+        d.every.as_deref(),
+        Duration::from_secs(30 * 86_400),
+        "every",
+        &file,
+        "[defaults]",
+    )?;
+    let default_grace = duration(d.grace.as_deref(), Duration::ZERO, "grace", &file, "[defaults]")?;
+    let default_password = d.password.unwrap_or_default();
+    default_password
+        .resolve()
+        .map_err(|e| ConfigError::new(format!("{file}: [defaults] password: {e}")))?;
+    let at = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
+    let defaults = Defaults {
+        parallel,
+        audit_log: d.audit_log.map(at),
+        lock_dir: at(d.lock_dir.unwrap_or_else(|| PathBuf::from(".rekey/locks"))),
+    };
+    let default_attempts = d.verify_attempts.unwrap_or(3);
+
+    let mut stores = raw.stores;
+    for (name, store) in stores.iter_mut() {
+        if !valid_name(name) {
+            return Err(ConfigError::new(format!(
+                "{file}: store name `{name}` may use only letters, digits, `-`, `_`, `.`"
+            )));
+        }
+        match store {
+            StoreConfig::File(f) => {
+                if f.path.as_os_str().is_empty() {
+                    return Err(ConfigError::new(format!("{file}: store `{name}`: `path` is empty")));
+                }
+                f.path = at(std::mem::take(&mut f.path));
+            }
+        }
+    }
+
+    let mut names = BTreeSet::new();
+    let mut keys = BTreeMap::new();
+    let mut credentials = Vec::with_capacity(raw.credentials.len());
+    for c in raw.credentials {
+        let owner = format!("credential `{}`", c.name);
+        if !valid_name(&c.name) {
+            return Err(ConfigError::new(format!(
+                "{file}: credential name `{}` may use only letters, digits, `-`, `_`, `.`",
+                c.name
+            )));
+        }
+        if !names.insert(c.name.clone()) {
+            return Err(ConfigError::new(format!("{file}: {owner} is defined twice")));
+        }
+        if !stores.contains_key(&c.store) {
+            let known: Vec<&str> = stores.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(format!(
+                "{file}: {owner}: unknown store `{}` (defined: {})",
+                c.store,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        if c.key.trim().is_empty() {
+            return Err(ConfigError::new(format!("{file}: {owner}: `key` is empty")));
+        }
+        if let Some(other) = keys.insert((c.store.clone(), c.key.clone()), c.name.clone()) {
+            return Err(ConfigError::new(format!(
+                "{file}: {owner}: store `{}` key `{}` is already used by credential `{other}`",
+                c.store, c.key
+            )));
+        }
+        let policy = c
+            .password
+            .unwrap_or_default()
+            .over(&default_password)
+            .resolve()
+            .map_err(|e| ConfigError::new(format!("{file}: {owner}: password: {e}")))?;
+        let attempts = c.verify_attempts.unwrap_or(default_attempts);
+        if attempts == 0 || attempts > 100 {
+            return Err(ConfigError::new(format!(
+                "{file}: {owner}: verify_attempts must be between 1 and 100"
+            )));
+        }
+        credentials.push(Credential {
+            every: duration(c.every.as_deref(), default_every, "every", &file, &owner)?,
+            grace: duration(c.grace.as_deref(), default_grace, "grace", &file, &owner)?,
+            name: c.name,
+            store: c.store,
+            key: c.key,
+            strategy: c.strategy,
+            tags: c.tags,
+            target: c.target,
+            password: policy,
+            verify_attempts: attempts,
+            description: c.description,
+        });
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        defaults,
+        stores,
+        credentials,
+    })
+}
+
+impl fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreConfig::File(c) => write!(f, "file {}", c.path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[defaults]
+parallel = 2
+every = "30d"
+audit_log = "audit.jsonl"
+
+[stores.local]
+type = "file"
+path = "secrets.json"
+
+[[credentials]]
+name = "orders-db"
+store = "local"
+key = "orders/db"
+tags = ["prod"]
+target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders", username = "orders_app", admin = "${ADMIN_URL}" }
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "ADMIN_URL").then(|| "postgres://admin:pw@127.0.0.1/postgres".to_owned())
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/rekey/rekey.toml"), text, env)
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.defaults.parallel, 2);
+        assert_eq!(
+            c.defaults.audit_log.as_deref(),
+            Some(Path::new("/etc/rekey/audit.jsonl"))
+        );
+        let StoreConfig::File(f) = &c.stores["local"];
+        assert_eq!(f.path, Path::new("/etc/rekey/secrets.json"));
+        assert_eq!(c.credentials[0].every, Duration::from_secs(30 * 86_400));
+        assert!(
+            !format!("{c:?}").contains(":pw@"),
+            "Debug of the config must not show the admin password"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = GOOD.replace("parallel = 2", "parallel = 2\nparalel = 3");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/rekey/rekey.toml:4:"), "{e}");
+        assert!(e.contains("paralel"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_target_field_is_an_error() {
+        let text = GOOD.replace(
+            "username = \"orders_app\"",
+            "username = \"orders_app\", usrname = \"x\"",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("usrname") && e.contains(":16:"), "{e}");
+    }
+
+    #[test]
+    fn missing_env_names_the_credential() {
+        let e = Config::parse(Path::new("r.toml"), GOOD, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "r.toml: credential `orders-db`: environment variable `ADMIN_URL` is not set"
+        );
+    }
+
+    #[test]
+    fn unknown_store_names_the_credential() {
+        let e = parse(&GOOD.replace("store = \"local\"", "store = \"vault\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credential `orders-db`: unknown store `vault`"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_malformed_toml() {
+        let e = parse(&GOOD.replace("every = \"30d\"", "every = \"soon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every") && e.contains("soon"), "{e}");
+        let e = parse("[[credentials]\nname=").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/rekey/rekey.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn selection_by_name_and_tag() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.select(&[], &["prod".into()]).unwrap().len(), 1);
+        assert_eq!(c.select(&[], &["dev".into()]).unwrap().len(), 0);
+        let e = c.select(&["nope".into()], &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown credential `nope`") && e.contains("orders-db"),
+            "{e}"
+        );
+    }
+}

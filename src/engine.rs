@@ -1,0 +1,15 @@
+//! The rotation engine: the protocol state machine, parallel runs, locks and events.
+
+pub mod backends;
+pub mod event;
+pub mod inspection;
+pub mod lock;
+pub mod recorder;
+pub mod report;
+pub mod rotation;
+pub mod run;
+
+pub use event::{Event, Reporter, Step};
+pub use report::{CredentialReport, RunReport, Status};
+pub use rotation::RotateOptions;
+pub use run::{Engine, RunError};

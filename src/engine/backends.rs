@@ -1,0 +1,50 @@
+//! Builds stores and targets from configuration, once per run, so that connections
+//! are shared: one admin connection per target host, one handle per store.
+
+use crate::config::{Credential, StoreConfig, TargetConfig};
+use rekey_api::{ProviderError, ProviderResult, Store, Target};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The providers of one run.
+pub struct Backends {
+    stores: BTreeMap<String, StoreConfig>,
+    opened: Mutex<BTreeMap<String, Result<Arc<dyn Store>, ProviderError>>>,
+    postgres: rekey_postgres::PostgresProvider,
+}
+
+impl Backends {
+    /// Providers for these store definitions; nothing is opened yet.
+    pub fn new(stores: BTreeMap<String, StoreConfig>) -> Self {
+        Backends {
+            stores,
+            opened: Mutex::new(BTreeMap::new()),
+            postgres: rekey_postgres::PostgresProvider::new(),
+        }
+    }
+
+    /// The named store, opened on first use; an opening error is remembered and
+    /// returned to every credential that uses the store.
+    pub fn store(&self, name: &str) -> ProviderResult<Arc<dyn Store>> {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(result) = opened.get(name) {
+            return result.clone();
+        }
+        let result = match self.stores.get(name) {
+            None => Err(ProviderError::invalid_input(format!("unknown store `{name}`"))),
+            Some(StoreConfig::File(c)) => {
+                rekey_file::FileStore::open(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        };
+        let result = result.map_err(|e| e.context(format_args!("store `{name}`")));
+        opened.insert(name.to_owned(), result.clone());
+        result
+    }
+
+    /// The credential's target (no connection is made until a step needs one).
+    pub fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
+        match &credential.target {
+            TargetConfig::Postgres(c) => self.postgres.target(c, credential.strategy),
+        }
+    }
+}

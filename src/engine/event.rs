@@ -1,0 +1,146 @@
+//! What the engine tells reporters. Events hold names, ids, times and error messages,
+//! never secret values.
+
+use rekey_api::ErrorKind;
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+
+/// One protocol step, as recorded in the audit log and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Take the credential's lock.
+    Lock,
+    /// Read the credential's versions from the store.
+    Read,
+    /// Read-only checks of store and target.
+    Preflight,
+    /// Found a pending version: finish that rotation.
+    Resume,
+    /// Make the new secret.
+    Generate,
+    /// Write it to the store as pending.
+    Stage,
+    /// Install it on the target.
+    Apply,
+    /// Fresh login with the new secret (and the configured check).
+    Verify,
+    /// Pending becomes current.
+    Promote,
+    /// Remove the previous secret from the target (and end its sessions).
+    Revoke,
+    /// The previous secret must be refused.
+    ProveDead,
+    /// Check of the current secret (`verify` command).
+    CheckCurrent,
+    /// Check of the secret's age against policy.
+    CheckAge,
+    /// Store an existing secret (`import`).
+    Import,
+}
+
+impl Step {
+    /// The kebab-case name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Lock => "lock",
+            Step::Read => "read",
+            Step::Preflight => "preflight",
+            Step::Resume => "resume",
+            Step::Generate => "generate",
+            Step::Stage => "stage",
+            Step::Apply => "apply",
+            Step::Verify => "verify",
+            Step::Promote => "promote",
+            Step::Revoke => "revoke",
+            Step::ProveDead => "prove-dead",
+            Step::CheckCurrent => "check-current",
+            Step::CheckAge => "check-age",
+            Step::Import => "import",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Not needed (already done, not due, grace period running).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Failed; the credential stops here.
+    Failed {
+        /// The error's kind.
+        kind: &'static str,
+        /// One-line message without secrets.
+        message: String,
+    },
+}
+
+/// A finished step of one credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// The step.
+    pub step: Step,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// What it did, for humans (`version 3f2a…`, `2 sessions ended`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When it started.
+    #[serde(skip)]
+    pub started: SystemTime,
+    /// How long it took.
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A credential's step ended.
+    Step {
+        /// The run.
+        run_id: String,
+        /// The credential.
+        credential: String,
+        /// The step.
+        record: StepRecord,
+    },
+    /// A credential is done.
+    CredentialDone(Box<crate::engine::report::CredentialReport>),
+    /// A test failpoint was reached; the process holds here until killed.
+    FailpointHeld {
+        /// The credential.
+        credential: String,
+        /// The failpoint's name (`after-stage`).
+        name: String,
+    },
+}
+
+/// Receives events as they happen. Implementations must be cheap and never fail the run.
+pub trait Reporter: Send + Sync {
+    /// Handles one event.
+    fn event(&self, event: &Event);
+}
+
+/// Sends every event to several reporters in order.
+pub struct Fanout(pub Vec<Box<dyn Reporter>>);
+
+impl Reporter for Fanout {
+    fn event(&self, event: &Event) {
+        for r in &self.0 {
+            r.event(event);
+        }
+    }
+}
+
+/// Maps a provider error kind to its stable name.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    kind.as_str()
+}

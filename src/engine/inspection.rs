@@ -1,0 +1,253 @@
+//! Read-only work on one credential: `plan` (preflight), `verify` and `status`.
+
+use super::event::Step;
+use super::recorder::{rfc3339, Recorder, StepFailed};
+use super::report::{Status, VersionSummary};
+use super::rotation::{is_due, outstanding_revocation, read_state, RotateOptions};
+use crate::config::Credential;
+use rekey_api::{ErrorKind, KeyState, Store, Target};
+use std::time::{Duration, Instant, SystemTime};
+
+/// `plan` / `rotate --dry-run`: connect and check for real, change nothing, and list the
+/// steps a rotation would take.
+pub async fn plan(
+    rec: &mut Recorder,
+    credential: &Credential,
+    store: &dyn Store,
+    target: &dyn Target,
+    options: &RotateOptions,
+) -> Result<Status, StepFailed> {
+    let state = read_state(rec, store, &credential.key).await?;
+    let now = SystemTime::now();
+    rec.run(Step::Preflight, store.check_writable(&credential.key)).await?;
+    let current = state.current().map(|v| &v.doc);
+    let facts = rec.run(Step::Preflight, target.preflight(current)).await?;
+    let mut lines: Vec<String> = facts.into_iter().map(|f| format!("check: {f}")).collect();
+    lines.push(format!("check: store {} is writable", store.describe()));
+    let caps = target.capabilities();
+    let grace = if options.incident {
+        Duration::ZERO
+    } else {
+        options.grace.unwrap_or(credential.grace)
+    };
+    if let Some(p) = state.pending() {
+        lines.push(format!(
+            "resume pending version {} (staged {}): apply it unless the target already accepts it",
+            p.id,
+            rfc3339(p.created)
+        ));
+    } else if options.due_only && !is_due(&state, credential.every, now) {
+        let due = state
+            .current()
+            .map(|c| rfc3339(c.created + credential.every))
+            .unwrap_or_default();
+        if let Some((_, current)) = outstanding_revocation(&state) {
+            if current.created + grace <= now {
+                lines.push("finish the deferred revocation of the previous secret".into());
+            }
+        }
+        lines.push(format!("nothing to rotate: not due until {due}"));
+        rec.report.next_due = Some(due);
+        rec.report.plan = lines;
+        return Ok(Status::Planned);
+    } else {
+        if outstanding_revocation(&state).is_some() {
+            lines.push("revoke the previous secret first (its revocation is outstanding)".into());
+        }
+        if caps.mints_own_secret {
+            lines.push(format!("generate: {} creates the new secret", target.describe()));
+        } else {
+            lines.push(format!(
+                "generate: a {}-character password",
+                credential.password.length()
+            ));
+        }
+        lines.push(format!(
+            "stage: write it as pending to {} key `{}`",
+            store.describe(),
+            credential.key
+        ));
+        lines.push(format!("apply: set it on {}", target.describe()));
+    }
+    lines.push(format!(
+        "verify: a fresh login with the new secret (up to {} attempts)",
+        credential.verify_attempts
+    ));
+    lines.push("promote: pending becomes current, current becomes previous".into());
+    match (
+        caps.apply_invalidates_previous,
+        state.current().is_some() || state.pending().is_some(),
+    ) {
+        (_, false) => lines.push("revoke: nothing to revoke (no previous secret stored)".into()),
+        (true, true) => {
+            lines.push("prove-dead: the previous secret must be refused (apply replaced it)".into());
+            if options.incident {
+                lines.push("revoke: end the sessions of the previous secret".into());
+            }
+        }
+        (false, true) if grace.is_zero() => {
+            lines.push("revoke: remove the previous secret now, then prove it is refused".into())
+        }
+        (false, true) => lines.push(format!(
+            "revoke: after the grace period ({}), by `rekey rotate --due`",
+            humantime::format_duration(grace)
+        )),
+    }
+    rec.report.plan = lines;
+    Ok(Status::Planned)
+}
+
+/// `verify`: the current secret works, a revoked previous one is refused, the current
+/// one is younger than policy, and no rotation is left half done. All checks run; any
+/// problem fails the credential.
+pub async fn verify(
+    rec: &mut Recorder,
+    credential: &Credential,
+    store: &dyn Store,
+    target: &dyn Target,
+) -> Result<Status, StepFailed> {
+    let state = read_state(rec, store, &credential.key).await?;
+    let now = SystemTime::now();
+    if let Some(p) = state.pending() {
+        problem(
+            rec,
+            Step::Resume,
+            "half_done",
+            format!(
+                "a rotation was left half done: version {} pending since {}; run `rekey rotate {}` to finish it",
+                p.id,
+                rfc3339(p.created),
+                credential.name
+            ),
+            now_started(),
+        );
+    }
+    match state.current() {
+        None => problem(
+            rec,
+            Step::CheckCurrent,
+            "not_found",
+            format!(
+                "no current secret stored; import it with `rekey import {}`",
+                credential.name
+            ),
+            now_started(),
+        ),
+        Some(current) => {
+            let started = (SystemTime::now(), Instant::now());
+            match target.verify(&current.doc).await {
+                Ok(()) => rec.ok_since(Step::CheckCurrent, Some("the current secret works".into()), started),
+                Err(e) => problem(
+                    rec,
+                    Step::CheckCurrent,
+                    e.kind().as_str(),
+                    format!("the current secret does not work: {e}"),
+                    started,
+                ),
+            }
+            let age = now.duration_since(current.created).unwrap_or_default();
+            if age > credential.every {
+                problem(
+                    rec,
+                    Step::CheckAge,
+                    "too_old",
+                    format!(
+                        "the current secret is {} old; policy is {}",
+                        short_duration(age),
+                        short_duration(credential.every)
+                    ),
+                    now_started(),
+                );
+            } else {
+                rec.ok(
+                    Step::CheckAge,
+                    format!(
+                        "{} old; due {}",
+                        short_duration(age),
+                        rfc3339(current.created + credential.every)
+                    ),
+                );
+            }
+            rec.report.next_due = Some(rfc3339(current.created + credential.every));
+        }
+    }
+    if let Some(previous) = state.previous() {
+        let grace_over = state.current().is_some_and(|c| c.created + credential.grace <= now);
+        if previous.revoked.is_some() || grace_over {
+            let started = (SystemTime::now(), Instant::now());
+            match target.login(&previous.doc).await {
+                Err(e) if e.kind() == ErrorKind::AuthRejected => {
+                    rec.ok_since(Step::ProveDead, Some("the previous secret is refused".into()), started)
+                }
+                Ok(()) => problem(
+                    rec,
+                    Step::ProveDead,
+                    "still_valid",
+                    "the previous (revoked) secret still works".to_owned(),
+                    started,
+                ),
+                Err(e) => problem(
+                    rec,
+                    Step::ProveDead,
+                    e.kind().as_str(),
+                    format!("could not prove the previous secret dead: {e}"),
+                    started,
+                ),
+            }
+        } else {
+            rec.skipped(Step::ProveDead, "the previous secret is inside its grace period");
+        }
+    }
+    if !rec.report.problems.is_empty() {
+        Err(StepFailed)
+    } else {
+        Ok(Status::Verified)
+    }
+}
+
+fn now_started() -> (SystemTime, Instant) {
+    (SystemTime::now(), Instant::now())
+}
+
+/// Records a problem found by `verify`: it fails the credential, and every check still runs.
+fn problem(rec: &mut Recorder, step: Step, kind: &'static str, message: String, started: (SystemTime, Instant)) {
+    rec.report.problems.push(message.clone());
+    rec.fail_since(step, kind, message, started);
+}
+
+/// `status`: versions, ages and due dates, from the store only.
+pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Store) -> Result<Status, StepFailed> {
+    let state = read_state(rec, store, &credential.key).await?;
+    rec.report.versions = summarize(&state);
+    if let Some(c) = state.current() {
+        rec.report.next_due = Some(rfc3339(c.created + credential.every));
+    }
+    Ok(Status::Listed)
+}
+
+/// Version summaries, newest first, without values.
+pub fn summarize(state: &KeyState) -> Vec<VersionSummary> {
+    state
+        .versions
+        .iter()
+        .rev()
+        .map(|v| VersionSummary {
+            id: v.id.clone(),
+            stages: v.stages.iter().map(|s| s.as_str()).collect(),
+            created: rfc3339(v.created),
+            revoked: v.revoked.map(rfc3339),
+        })
+        .collect()
+}
+
+/// `3d 4h`, `5m`, `12s`: the two largest units.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}

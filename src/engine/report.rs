@@ -1,0 +1,160 @@
+//! Results of a run, per credential, as rendered by reporters and `-o json`.
+
+use super::event::{Outcome, Step, StepRecord};
+use serde::Serialize;
+
+/// What happened to one credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Rotated (possibly by finishing a pending rotation).
+    Rotated,
+    /// Not due yet (`--due`).
+    NotDue,
+    /// Only a deferred revocation was finished.
+    Revoked,
+    /// `plan` / `--dry-run`: checks passed; the steps are listed.
+    Planned,
+    /// `verify`: every check passed.
+    Verified,
+    /// `status`: read only.
+    Listed,
+    /// `import`: stored as current.
+    Imported,
+    /// A step failed.
+    Failed,
+}
+
+impl Status {
+    /// The word shown to humans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Rotated => "rotated",
+            Status::NotDue => "not due",
+            Status::Revoked => "revoked",
+            Status::Planned => "ok",
+            Status::Verified => "ok",
+            Status::Listed => "ok",
+            Status::Imported => "imported",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+/// The failed step of a credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The step that failed.
+    pub step: Step,
+    /// The error's kind (`auth_rejected`, `unreachable`...).
+    pub kind: &'static str,
+    /// One-line message without secrets.
+    pub message: String,
+}
+
+/// A snapshot of a credential's stored versions (no values).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VersionSummary {
+    /// Version id.
+    pub id: String,
+    /// Stages held.
+    pub stages: Vec<&'static str>,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// RFC 3339 time it was proved dead, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+/// Everything one credential's run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialReport {
+    /// Credential name.
+    pub name: String,
+    /// Outcome.
+    pub status: Status,
+    /// Target description (no secrets).
+    pub target: String,
+    /// Store description and key.
+    pub store: String,
+    /// The key inside the store.
+    pub key: String,
+    /// The version made current (rotate, import).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether a pending rotation from an earlier run was finished.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// Sessions ended while revoking.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sessions_terminated: u64,
+    /// Lines of the plan (plan, dry run) or of preflight facts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+    /// Problems found (verify), each one line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Stored versions (status).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionSummary>,
+    /// When the next rotation is due (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
+    /// The failure, when status is `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CredentialReport {
+    /// The one-line error as shown to humans: `NAME: STEP: KIND: MESSAGE`.
+    pub fn error_line(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|f| format!("{}: {}: {}", self.name, f.step.as_str(), f.message))
+    }
+
+    /// Whether any step was skipped for a reason worth showing.
+    pub fn skipped_steps(&self) -> impl Iterator<Item = (&Step, &str)> {
+        self.steps.iter().filter_map(|s| match &s.outcome {
+            Outcome::Skipped { reason } => Some((&s.step, reason.as_str())),
+            _ => None,
+        })
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Unique id of this run (also in the audit log).
+    pub run_id: String,
+    /// The command (`rotate`, `verify`...).
+    pub command: &'static str,
+    /// Whether nothing was changed on purpose (plan, dry run).
+    pub dry_run: bool,
+    /// RFC 3339 start time.
+    pub started: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Per credential, in configuration order.
+    pub credentials: Vec<CredentialReport>,
+}
+
+impl RunReport {
+    /// How many credentials ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.credentials.iter().filter(|c| c.status == status).count()
+    }
+
+    /// Whether any credential failed.
+    pub fn any_failed(&self) -> bool {
+        self.count(Status::Failed) > 0
+    }
+}

@@ -1,0 +1,335 @@
+//! The rotation protocol for one credential: resume or start, generate, stage, apply,
+//! verify, promote, revoke, prove dead. Every step is idempotent and the new secret is
+//! durable in the store before the target is touched, so a crash anywhere leaves a
+//! state the next run finishes.
+
+use super::event::Step;
+use super::recorder::{rfc3339, Recorder, StepFailed};
+use super::report::Status;
+use crate::config::Credential;
+use rekey_api::{ErrorKind, KeyState, ProviderError, RevokeOptions, SecretDoc, Store, StoredVersion, Target};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How to rotate.
+#[derive(Debug, Clone, Default)]
+pub struct RotateOptions {
+    /// Rotate only what is due, and finish deferred revocations.
+    pub due_only: bool,
+    /// Incident mode: revoke at once (no grace) and end the old secret's sessions.
+    pub incident: bool,
+    /// Overrides every credential's grace period.
+    pub grace: Option<Duration>,
+}
+
+/// One credential's rotation, with everything it needs.
+pub struct Rotation<'a> {
+    /// The credential.
+    pub credential: &'a Credential,
+    /// Its store.
+    pub store: Arc<dyn Store>,
+    /// Its target.
+    pub target: Arc<dyn Target>,
+    /// Options of the run.
+    pub options: &'a RotateOptions,
+    /// Test failpoint (`after-stage`, `after-apply`, `after-verify`, `after-promote`).
+    pub failpoint: Option<&'a str>,
+}
+
+/// Reads a key; a key that does not exist is an empty state.
+pub async fn read_state(rec: &mut Recorder, store: &dyn Store, key: &str) -> Result<KeyState, StepFailed> {
+    rec.run(Step::Read, async {
+        match store.read(key).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(KeyState::default()),
+            other => other,
+        }
+    })
+    .await
+}
+
+impl Rotation<'_> {
+    fn grace(&self) -> Duration {
+        if self.options.incident {
+            Duration::ZERO
+        } else {
+            self.options.grace.unwrap_or(self.credential.grace)
+        }
+    }
+
+    fn revoke_options(&self) -> RevokeOptions {
+        RevokeOptions {
+            terminate_sessions: self.options.incident,
+        }
+    }
+
+    async fn hold_if(&self, rec: &Recorder, name: &str) {
+        if self.failpoint == Some(name) {
+            rec.failpoint(name);
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Runs the protocol and returns the credential's final status.
+    pub async fn run(&self, rec: &mut Recorder) -> Result<Status, StepFailed> {
+        let key = &self.credential.key;
+        let state = read_state(rec, self.store.as_ref(), key).await?;
+        let now = SystemTime::now();
+
+        if let Some(pending) = state.pending() {
+            return self.resume(rec, &state, pending).await;
+        }
+        let outstanding = outstanding_revocation(&state);
+        if self.options.due_only {
+            if let Some((previous, current)) = outstanding {
+                let revoke_at = current.created + self.grace();
+                if revoke_at <= now {
+                    self.finish_revocation(rec, previous, current).await?;
+                    if !is_due(&state, self.credential.every, now) {
+                        return Ok(Status::Revoked);
+                    }
+                }
+            }
+            if !is_due(&state, self.credential.every, now) {
+                let due = state
+                    .current()
+                    .map(|c| rfc3339(c.created + self.credential.every))
+                    .unwrap_or_default();
+                rec.report.next_due = Some(due.clone());
+                rec.skipped(Step::Generate, format!("not due until {due}"));
+                return Ok(Status::NotDue);
+            }
+        }
+        // A previous secret not yet revoked would lose its stage to this rotation and be
+        // forgotten while still valid: revoke it first.
+        if let Some((previous, current)) = outstanding_revocation(&state) {
+            self.finish_revocation(rec, previous, current).await?;
+        }
+        self.start(rec, &state).await
+    }
+
+    async fn start(&self, rec: &mut Recorder, state: &KeyState) -> Result<Status, StepFailed> {
+        let key = &self.credential.key;
+        let current = state.current().map(|v| &v.doc);
+        let password = self.credential.password.generate();
+        let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
+        let version = uuid::Uuid::new_v4().to_string();
+        let started = (SystemTime::now(), Instant::now());
+        if let Err(e) = self.store.stage_pending(key, &version, &new).await {
+            return Err(rec.fail_since(Step::Stage, e.kind().as_str(), e.message(), started));
+        }
+        rec.ok_since(Step::Stage, Some(format!("version {version}")), started);
+        self.hold_if(rec, "after-stage").await;
+        rec.run(Step::Apply, self.target.apply(&new, current)).await?;
+        self.hold_if(rec, "after-apply").await;
+        self.verify_new(rec, &new).await?;
+        self.hold_if(rec, "after-verify").await;
+        self.complete(rec, state.current(), &version, &new).await?;
+        rec.report.version = Some(version);
+        Ok(Status::Rotated)
+    }
+
+    async fn resume(
+        &self,
+        rec: &mut Recorder,
+        state: &KeyState,
+        pending: &StoredVersion,
+    ) -> Result<Status, StepFailed> {
+        rec.report.resumed = true;
+        let current = state.current().map(|v| &v.doc);
+        let started = (SystemTime::now(), Instant::now());
+        let detail = format!("pending version {} staged {}", pending.id, rfc3339(pending.created));
+        match self.target.login(&pending.doc).await {
+            Ok(()) => {
+                rec.ok_since(
+                    Step::Resume,
+                    Some(format!("{detail}; the target already accepts it")),
+                    started,
+                );
+                rec.skipped(Step::Apply, "the target already accepts the pending secret");
+            }
+            Err(e) if e.kind() == ErrorKind::AuthRejected => {
+                rec.ok_since(Step::Resume, Some(format!("{detail}; not yet applied")), started);
+                rec.run(Step::Apply, self.target.apply(&pending.doc, current)).await?;
+            }
+            Err(e) => {
+                return Err(rec.fail_since(
+                    Step::Resume,
+                    e.kind().as_str(),
+                    format!(
+                        "cannot tell whether pending version {} was applied: {}",
+                        pending.id,
+                        e.message()
+                    ),
+                    started,
+                ))
+            }
+        }
+        self.verify_new(rec, &pending.doc).await?;
+        self.complete(rec, state.current(), &pending.id, &pending.doc).await?;
+        rec.report.version = Some(pending.id.clone());
+        Ok(Status::Rotated)
+    }
+
+    /// Fresh logins with the new secret, retried with backoff for propagation delay.
+    async fn verify_new(&self, rec: &mut Recorder, new: &SecretDoc) -> Result<(), StepFailed> {
+        let started = (SystemTime::now(), Instant::now());
+        let attempts = self.credential.verify_attempts;
+        let mut delay = Duration::from_millis(250);
+        let mut last: Option<ProviderError> = None;
+        for attempt in 1..=attempts {
+            match self.target.verify(new).await {
+                Ok(()) => {
+                    let detail = (attempt > 1).then(|| format!("accepted on attempt {attempt}"));
+                    rec.ok_since(Step::Verify, detail, started);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let again = e.is_retryable() || e.kind() == ErrorKind::AuthRejected;
+                    last = Some(e);
+                    if !again || attempt == attempts {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let e = last.expect("at least one attempt");
+        Err(rec.fail_since(
+            Step::Verify,
+            e.kind().as_str(),
+            format!(
+                "the new secret does not work ({}); it stays pending and the next run finishes it",
+                e.message()
+            ),
+            started,
+        ))
+    }
+
+    /// Promote, revoke and prove dead, in the order the target's capabilities allow.
+    async fn complete(
+        &self,
+        rec: &mut Recorder,
+        previous: Option<&StoredVersion>,
+        version: &str,
+        new: &SecretDoc,
+    ) -> Result<(), StepFailed> {
+        let key = &self.credential.key;
+        let previous = previous.filter(|p| p.id != version);
+        if self.target.capabilities().apply_invalidates_previous {
+            // Apply already replaced the old secret: prove it dead now, then promote and
+            // record the revocation in one write.
+            let proved = match previous {
+                Some(p) => self.prove_dead(rec, &p.doc).await,
+                None => {
+                    rec.skipped(Step::ProveDead, "no previous secret stored");
+                    Ok(())
+                }
+            };
+            rec.run(
+                Step::Promote,
+                self.store.promote(key, version, proved.is_ok() && previous.is_some()),
+            )
+            .await?;
+            self.hold_if(rec, "after-promote").await;
+            match previous {
+                Some(p) if self.revoke_options().terminate_sessions => {
+                    let report = rec
+                        .run(Step::Revoke, self.target.revoke(&p.doc, new, self.revoke_options()))
+                        .await?;
+                    rec.report.sessions_terminated += report.sessions_terminated;
+                }
+                Some(_) => rec.skipped(Step::Revoke, "apply replaced the previous secret"),
+                None => {}
+            }
+            return proved;
+        }
+        rec.run(Step::Promote, self.store.promote(key, version, false)).await?;
+        self.hold_if(rec, "after-promote").await;
+        let Some(previous) = previous else {
+            rec.skipped(Step::Revoke, "no previous secret stored");
+            return Ok(());
+        };
+        let grace = self.grace();
+        if grace.is_zero() {
+            self.revoke_and_prove(rec, previous, new).await
+        } else {
+            let at = rfc3339(SystemTime::now() + grace);
+            rec.skipped(
+                Step::Revoke,
+                format!("deferred until {at} (grace); `rekey rotate --due` finishes it"),
+            );
+            Ok(())
+        }
+    }
+
+    async fn finish_revocation(
+        &self,
+        rec: &mut Recorder,
+        previous: &StoredVersion,
+        current: &StoredVersion,
+    ) -> Result<(), StepFailed> {
+        self.revoke_and_prove(rec, previous, &current.doc).await
+    }
+
+    async fn revoke_and_prove(
+        &self,
+        rec: &mut Recorder,
+        old: &StoredVersion,
+        new: &SecretDoc,
+    ) -> Result<(), StepFailed> {
+        let report = rec
+            .run(Step::Revoke, self.target.revoke(&old.doc, new, self.revoke_options()))
+            .await?;
+        rec.report.sessions_terminated += report.sessions_terminated;
+        self.prove_dead(rec, &old.doc).await?;
+        rec.run(Step::Revoke, self.store.mark_revoked(&self.credential.key, &old.id))
+            .await
+            .map(|_| ())
+    }
+
+    /// The old secret must be refused with the target's own authentication error.
+    async fn prove_dead(&self, rec: &mut Recorder, old: &SecretDoc) -> Result<(), StepFailed> {
+        prove_dead(rec, self.target.as_ref(), old).await
+    }
+}
+
+/// Logs in with `old`; only an authentication refusal counts as dead.
+pub async fn prove_dead(rec: &mut Recorder, target: &dyn Target, old: &SecretDoc) -> Result<(), StepFailed> {
+    let started = (SystemTime::now(), Instant::now());
+    match target.login(old).await {
+        Err(e) if e.kind() == ErrorKind::AuthRejected => {
+            rec.ok_since(Step::ProveDead, Some("the previous secret is refused".into()), started);
+            Ok(())
+        }
+        Ok(()) => Err(rec.fail_since(
+            Step::ProveDead,
+            "still_valid",
+            "the previous secret still works",
+            started,
+        )),
+        Err(e) => Err(rec.fail_since(
+            Step::ProveDead,
+            e.kind().as_str(),
+            format!("could not prove the previous secret dead: {}", e.message()),
+            started,
+        )),
+    }
+}
+
+/// The previous version and the current one, when the previous is not yet revoked.
+pub fn outstanding_revocation(state: &KeyState) -> Option<(&StoredVersion, &StoredVersion)> {
+    let previous = state.previous().filter(|p| p.revoked.is_none())?;
+    let current = state.current()?;
+    (!current.doc.same_password(&previous.doc) || current.doc.username() != previous.doc.username())
+        .then_some((previous, current))
+}
+
+/// Whether the key needs a rotation: no current version, or the current one is older
+/// than the period.
+pub fn is_due(state: &KeyState, every: Duration, now: SystemTime) -> bool {
+    match state.current() {
+        None => true,
+        Some(c) => c.created + every <= now,
+    }
+}

@@ -1,0 +1,282 @@
+//! The engine: runs a command over the selected credentials, in parallel, with failure
+//! isolation, and returns a [`RunReport`]. It never prints; reporters render its events.
+
+use super::backends::Backends;
+use super::event::{Reporter, Step};
+use super::inspection;
+use super::lock;
+use super::recorder::{rfc3339, Recorder, StepFailed};
+use super::report::{CredentialReport, RunReport, Status};
+use super::rotation::{RotateOptions, Rotation};
+use crate::config::{Config, Credential};
+use rekey_api::{ProviderError, SecretDoc, Stage, Store, Target};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Why a run could not start; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A configuration problem found while building providers (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Another run holds a credential's lock (exit 3).
+    #[error("{0}")]
+    Busy(String),
+    /// A lock file could not be created (exit 1).
+    #[error("{0}")]
+    Lock(String),
+}
+
+/// The environment variable naming a test failpoint (`after-stage`, `after-apply`,
+/// `after-verify`, `after-promote`): the run holds there until killed. For crash tests.
+pub const FAILPOINT_ENV: &str = "REKEY_FAILPOINT";
+
+/// What to do with each credential.
+#[derive(Debug, Clone)]
+enum Work {
+    Rotate(RotateOptions),
+    Plan(RotateOptions),
+    Verify,
+    Status,
+}
+
+/// Runs commands against the configured providers.
+pub struct Engine {
+    config: Config,
+    backends: Arc<Backends>,
+    reporter: Arc<dyn Reporter>,
+    run_id: String,
+    failpoint: Option<String>,
+}
+
+struct Prepared {
+    credential: Credential,
+    store: Result<Arc<dyn Store>, ProviderError>,
+    target: Arc<dyn Target>,
+}
+
+impl Engine {
+    /// An engine for this configuration, reporting to `reporter`.
+    pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Self {
+        let backends = Arc::new(Backends::new(config.stores.clone()));
+        Engine {
+            config,
+            backends,
+            reporter,
+            run_id: uuid::Uuid::new_v4().to_string(),
+            failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn prepare(&self, credentials: Vec<Credential>) -> Result<Vec<Prepared>, RunError> {
+        credentials
+            .into_iter()
+            .map(|credential| {
+                let target = self
+                    .backends
+                    .target(&credential)
+                    .map_err(|e| RunError::Config(format!("{}: configure target: {}", credential.name, e.message())))?;
+                let store = self.backends.store(&credential.store);
+                Ok(Prepared {
+                    credential,
+                    store,
+                    target,
+                })
+            })
+            .collect()
+    }
+
+    /// `rotate`: the full protocol for every credential (or only what is due).
+    pub async fn rotate(&self, credentials: Vec<Credential>, options: RotateOptions) -> Result<RunReport, RunError> {
+        let prepared = self.prepare(credentials)?;
+        let names: Vec<String> = prepared.iter().map(|p| p.credential.name.clone()).collect();
+        let _locks = lock::acquire_all(&self.config.defaults.lock_dir, &names).map_err(|e| match e {
+            lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
+            lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
+        })?;
+        Ok(self.run("rotate", false, prepared, Work::Rotate(options)).await)
+    }
+
+    /// `plan` / `rotate --dry-run`: real preflight checks, no change.
+    pub async fn plan(&self, credentials: Vec<Credential>, options: RotateOptions) -> Result<RunReport, RunError> {
+        let prepared = self.prepare(credentials)?;
+        Ok(self.run("plan", true, prepared, Work::Plan(options)).await)
+    }
+
+    /// `verify`: current works, revoked is refused, age within policy, nothing half done.
+    pub async fn verify(&self, credentials: Vec<Credential>) -> Result<RunReport, RunError> {
+        let prepared = self.prepare(credentials)?;
+        Ok(self.run("verify", true, prepared, Work::Verify).await)
+    }
+
+    /// `status`: what the store holds, without touching targets.
+    pub async fn status(&self, credentials: Vec<Credential>) -> Result<RunReport, RunError> {
+        let prepared = self.prepare(credentials)?;
+        Ok(self.run("status", true, prepared, Work::Status).await)
+    }
+
+    async fn run(&self, command: &'static str, dry_run: bool, prepared: Vec<Prepared>, work: Work) -> RunReport {
+        let started = (SystemTime::now(), Instant::now());
+        let parallel = self.config.defaults.parallel.max(1);
+        let semaphore = Arc::new(Semaphore::new(parallel));
+        let mut tasks = JoinSet::new();
+        let count = prepared.len();
+        for (index, p) in prepared.into_iter().enumerate() {
+            let semaphore = semaphore.clone();
+            let reporter = self.reporter.clone();
+            let run_id = self.run_id.clone();
+            let failpoint = self.failpoint.clone();
+            let work = work.clone();
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
+                (
+                    index,
+                    one_credential(&run_id, reporter, p, &work, failpoint.as_deref()).await,
+                )
+            });
+        }
+        let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, report)) => results[index] = Some(report),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        RunReport {
+            run_id: self.run_id.clone(),
+            command,
+            dry_run,
+            started: rfc3339(started.0),
+            duration_ms: started.1.elapsed().as_millis() as u64,
+            credentials: results.into_iter().map(|r| r.expect("every task reports")).collect(),
+        }
+    }
+
+    /// `import`: stores an existing secret as current after checking it logs in.
+    pub async fn import(&self, credential: Credential, mut doc: SecretDoc, check: bool) -> Result<RunReport, RunError> {
+        let started = (SystemTime::now(), Instant::now());
+        let mut prepared = self.prepare(vec![credential])?;
+        let p = prepared.pop().expect("one credential");
+        let _locks = lock::acquire_all(&self.config.defaults.lock_dir, std::slice::from_ref(&p.credential.name))
+            .map_err(|e| match e {
+                lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
+                lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
+            })?;
+        let mut rec = self.recorder(&p);
+        let status = async {
+            let store = p
+                .store
+                .clone()
+                .map_err(|e| rec.fail(Step::Read, e.kind().as_str(), e.message()))?;
+            p.target.complete(&mut doc);
+            if check {
+                rec.run(Step::Verify, async {
+                    p.target
+                        .login(&doc)
+                        .await
+                        .map_err(|e| e.context("the imported secret does not log in"))
+                })
+                .await?;
+            } else {
+                rec.skipped(Step::Verify, "--no-verify");
+            }
+            let version = uuid::Uuid::new_v4().to_string();
+            rec.run(Step::Import, store.put_current(&p.credential.key, &version, &doc))
+                .await?;
+            rec.report.version = Some(version);
+            Ok::<_, StepFailed>(Status::Imported)
+        }
+        .await;
+        let report = rec.finish(status);
+        Ok(RunReport {
+            run_id: self.run_id.clone(),
+            command: "import",
+            dry_run: false,
+            started: rfc3339(started.0),
+            duration_ms: started.1.elapsed().as_millis() as u64,
+            credentials: vec![report],
+        })
+    }
+
+    /// `get`: the stored document at `stage`.
+    pub async fn get(&self, credential: &Credential, stage: Stage) -> Result<SecretDoc, String> {
+        let store = self
+            .backends
+            .store(&credential.store)
+            .map_err(|e| format!("{}: read: {e}", credential.name))?;
+        let state = store
+            .read(&credential.key)
+            .await
+            .map_err(|e| format!("{}: read: {e}", credential.name))?;
+        state
+            .stage(stage)
+            .map(|v| v.doc.clone())
+            .ok_or_else(|| format!("{}: read: no {stage} version stored", credential.name))
+    }
+
+    fn recorder(&self, p: &Prepared) -> Recorder {
+        recorder_for(&self.run_id, self.reporter.clone(), p)
+    }
+}
+
+fn recorder_for(run_id: &str, reporter: Arc<dyn Reporter>, p: &Prepared) -> Recorder {
+    let store = match &p.store {
+        Ok(s) => s.describe(),
+        Err(_) => format!("store `{}`", p.credential.store),
+    };
+    Recorder::new(
+        run_id,
+        reporter,
+        &p.credential.name,
+        p.target.describe(),
+        store,
+        &p.credential.key,
+    )
+}
+
+async fn one_credential(
+    run_id: &str,
+    reporter: Arc<dyn Reporter>,
+    p: Prepared,
+    work: &Work,
+    failpoint: Option<&str>,
+) -> CredentialReport {
+    let mut rec = recorder_for(run_id, reporter, &p);
+    let store = match &p.store {
+        Ok(s) => s.clone(),
+        Err(e) => {
+            let failed = rec.fail(Step::Read, e.kind().as_str(), e.message());
+            return rec.finish(Err(failed));
+        }
+    };
+    let status = match work {
+        Work::Rotate(options) => {
+            let rotation = Rotation {
+                credential: &p.credential,
+                store,
+                target: p.target.clone(),
+                options,
+                failpoint,
+            };
+            rotation.run(&mut rec).await
+        }
+        Work::Plan(options) => {
+            inspection::plan(&mut rec, &p.credential, store.as_ref(), p.target.as_ref(), options).await
+        }
+        Work::Verify => inspection::verify(&mut rec, &p.credential, store.as_ref(), p.target.as_ref()).await,
+        Work::Status => inspection::status(&mut rec, &p.credential, store.as_ref()).await,
+    };
+    rec.finish(status)
+}

@@ -1,0 +1,11 @@
+//! rekey: a credential rotation orchestrator. The binary (`main.rs`) is a thin shell
+//! over this library: [`cli`] parses, [`config`] loads, [`engine`] runs the rotation
+//! protocol and emits events, [`report`] renders them.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod exit;
+pub mod password;
+pub mod report;

@@ -1,0 +1,7 @@
+//! Reporters: render engine events and run reports for humans, JSON, the audit log
+//! and JUnit.
+
+pub mod audit;
+pub mod human;
+pub mod json;
+pub mod junit;

@@ -1,0 +1,222 @@
+//! Human output: progress and step lines on stderr while running, a summary on stdout
+//! at the end. Colour only on a terminal, and never when `NO_COLOR` is set.
+
+use crate::engine::event::{Event, Outcome, Reporter};
+use crate::engine::inspection::short_duration;
+use crate::engine::{RunReport, Status};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How much to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Results and summary.
+    Normal,
+    /// Also every step as it ends.
+    Verbose,
+}
+
+/// Whether to colour a stream.
+pub fn use_color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Live events on stderr: step lines with `-v`, a progress line per credential on a
+/// terminal, and failpoint notices (always).
+pub struct Progress {
+    verbosity: Verbosity,
+    total: usize,
+    done: AtomicUsize,
+    terminal: bool,
+}
+
+impl Progress {
+    /// A progress reporter for `total` credentials.
+    pub fn new(verbosity: Verbosity, total: usize) -> Self {
+        Progress {
+            verbosity,
+            total,
+            done: AtomicUsize::new(0),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn event(&self, event: &Event) {
+        let mut err = std::io::stderr().lock();
+        match event {
+            Event::Step { credential, record, .. } if self.verbosity >= Verbosity::Verbose => {
+                let (word, extra) = match &record.outcome {
+                    Outcome::Ok => ("ok", record.detail.clone().unwrap_or_default()),
+                    Outcome::Skipped { reason } => ("skipped", reason.clone()),
+                    Outcome::Failed { message, .. } => ("failed", message.clone()),
+                };
+                let _ = writeln!(
+                    err,
+                    "{credential}: {}: {word} ({:.1} ms){}{extra}",
+                    record.step.as_str(),
+                    record.duration.as_secs_f64() * 1000.0,
+                    if extra.is_empty() { "" } else { " " }
+                );
+            }
+            Event::CredentialDone(report) => {
+                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.terminal && self.verbosity >= Verbosity::Normal && self.total > 1 {
+                    let _ = writeln!(err, "[{n}/{}] {} {}", self.total, report.status.as_str(), report.name);
+                }
+            }
+            Event::FailpointHeld { credential, name } => {
+                let _ = writeln!(
+                    err,
+                    "rekey: failpoint {name} reached for {credential}; holding until killed"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The end-of-run text for stdout, and the error lines for stderr.
+pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
+    let color = use_color(std::io::stdout().is_terminal());
+    let mut out = String::new();
+    let errors: Vec<String> = run.credentials.iter().filter_map(|c| c.error_line()).collect();
+    if verbosity == Verbosity::Quiet {
+        return (out, errors);
+    }
+    let width = run.credentials.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &run.credentials {
+        let status = match c.status {
+            Status::Failed => paint("FAILED", "1;31", color),
+            Status::Rotated | Status::Imported | Status::Revoked => paint(c.status.as_str(), "32", color),
+            _ => c.status.as_str().to_owned(),
+        };
+        let status = format!("{status:<pad$}", pad = 8 + status.len() - visible_len(&status));
+        let name = format!("{:<width$}", c.name);
+        match run.command {
+            "plan" => {
+                out.push_str(&format!("{status} {name}  {}\n", c.target));
+                for line in &c.plan {
+                    out.push_str(&format!("         - {line}\n"));
+                }
+            }
+            "status" => {
+                let current = c.versions.iter().find(|v| v.stages.contains(&"current"));
+                let pending = c.versions.iter().find(|v| v.stages.contains(&"pending"));
+                let previous = c.versions.iter().find(|v| v.stages.contains(&"previous"));
+                let mut parts = vec![match current {
+                    Some(v) => format!("current {} since {}", short_id(&v.id), v.created),
+                    None => "no current secret".to_owned(),
+                }];
+                if let Some(p) = pending {
+                    parts.push(paint(
+                        &format!("PENDING {} since {}", short_id(&p.id), p.created),
+                        "33",
+                        color,
+                    ));
+                }
+                if let Some(p) = previous {
+                    parts.push(match &p.revoked {
+                        Some(_) => "previous revoked".to_owned(),
+                        None => "previous not yet revoked".to_owned(),
+                    });
+                }
+                if let Some(due) = &c.next_due {
+                    parts.push(format!("due {due}"));
+                }
+                if c.status == Status::Failed {
+                    parts = vec![c.error.as_ref().map(|e| e.message.clone()).unwrap_or_default()];
+                }
+                out.push_str(&format!("{status} {name}  {}\n", parts.join("; ")));
+            }
+            _ => {
+                let mut parts = Vec::new();
+                if let Some(e) = &c.error {
+                    parts.push(format!("{}: {}", e.step.as_str(), e.message));
+                    parts.extend(c.problems.iter().skip(1).cloned());
+                } else {
+                    if let Some(v) = &c.version {
+                        parts.push(format!("version {}", short_id(v)));
+                    }
+                    if c.resumed {
+                        parts.push("finished a pending rotation".into());
+                    }
+                    if c.sessions_terminated > 0 {
+                        parts.push(format!("{} sessions ended", c.sessions_terminated));
+                    }
+                    if let Some(due) = &c.next_due {
+                        parts.push(format!("due {due}"));
+                    }
+                    for (_, reason) in c.skipped_steps().filter(|(_, r)| r.starts_with("deferred")) {
+                        parts.push(format!("revocation {reason}"));
+                    }
+                }
+                parts.push(short_duration_ms(c.duration_ms));
+                out.push_str(&format!("{status} {name}  {}\n", parts.join("; ")));
+            }
+        }
+    }
+    let failed = run.count(Status::Failed);
+    let total = run.credentials.len();
+    let mut summary = format!("{total} credential{}", if total == 1 { "" } else { "s" });
+    let counted = [
+        (Status::Rotated, "rotated"),
+        (Status::Revoked, "revocation finished"),
+        (Status::NotDue, "not due"),
+        (Status::Imported, "imported"),
+    ];
+    let mut parts: Vec<String> = counted
+        .iter()
+        .filter(|(s, _)| run.count(*s) > 0)
+        .map(|(s, w)| format!("{} {w}", run.count(*s)))
+        .collect();
+    parts.push(format!("{failed} failed"));
+    summary.push_str(&format!(": {}", parts.join(", ")));
+    summary.push_str(&format!(" in {}", short_duration_ms(run.duration_ms)));
+    if run.dry_run && matches!(run.command, "plan") {
+        summary.push_str("; nothing was changed");
+    }
+    out.push_str(&summary);
+    out.push('\n');
+    (out, errors)
+}
+
+fn visible_len(text: &str) -> usize {
+    let mut len = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => len += 1,
+        }
+    }
+    len
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+fn short_duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        short_duration(Duration::from_millis(ms))
+    }
+}
