@@ -1,0 +1,8 @@
+//! Black-box tests of the `rekey` binary against a real PostgreSQL cluster with
+//! SCRAM-SHA-256 authentication enforced (started by rekey-testbed), and the file store.
+
+mod bad_input;
+mod crash;
+mod leaks;
+mod rotate;
+mod util;
