@@ -564,3 +564,19 @@ target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders"
         );
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../examples/rekey.toml");
+        let config = Config::parse(Path::new("examples/rekey.toml"), text, |name| {
+            (name == "ORDERS_ADMIN_URL").then(|| "postgres://rotator:pw@127.0.0.1:5432/postgres".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.credentials.len(), 1);
+        assert_eq!(config.credentials[0].name, "orders-db");
+    }
+}
