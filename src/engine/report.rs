@@ -109,6 +109,17 @@ pub struct CredentialReport {
     pub duration_ms: u64,
 }
 
+/// The human words for an error kind's stable name (`auth_rejected` → `authentication rejected`).
+pub fn kind_label(kind: &str) -> String {
+    match kind {
+        "auth_rejected" => "authentication rejected".to_owned(),
+        "still_valid" => "still valid".to_owned(),
+        "half_done" => "half done".to_owned(),
+        "other" => "error".to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -116,9 +127,15 @@ fn is_zero(n: &u64) -> bool {
 impl CredentialReport {
     /// The one-line error as shown to humans: `NAME: STEP: KIND: MESSAGE`.
     pub fn error_line(&self) -> Option<String> {
-        self.error
-            .as_ref()
-            .map(|f| format!("{}: {}: {}", self.name, f.step.as_str(), f.message))
+        self.error.as_ref().map(|f| {
+            format!(
+                "{}: {}: {}: {}",
+                self.name,
+                f.step.as_str(),
+                kind_label(f.kind),
+                f.message
+            )
+        })
     }
 
     /// Whether any step was skipped for a reason worth showing.

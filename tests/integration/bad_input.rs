@@ -21,13 +21,23 @@ impl Fixture {
         ws.import("app-db", &password);
         let store = ws.store_bytes();
         let verifier = ws.verifier(&role);
-        Fixture { ws, role, password, store, verifier }
+        Fixture {
+            ws,
+            role,
+            password,
+            store,
+            verifier,
+        }
     }
 
     #[track_caller]
     fn assert_unchanged(&self) {
         assert_eq!(self.ws.store_bytes(), self.store, "the store file changed");
-        assert_eq!(self.ws.verifier(&self.role), self.verifier, "the role's password changed");
+        assert_eq!(
+            self.ws.verifier(&self.role),
+            self.verifier,
+            "the role's password changed"
+        );
         assert!(self.ws.can_login(&self.role, &self.password));
     }
 
@@ -89,8 +99,15 @@ fn missing_environment_variable() {
 #[test]
 fn unreachable_host() {
     let f = Fixture::new();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    f.ws.write_raw_config(&f.config_text().replace(&format!("port = {}", f.ws.pg.port()), &format!("port = {closed}")));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    f.ws.write_raw_config(
+        &f.config_text()
+            .replace(&format!("port = {}", f.ws.pg.port()), &format!("port = {closed}")),
+    );
     let r = f.ws.rekey(&["rotate"]);
     r.assert_code(1);
     r.assert_one_error(&["app-db: preflight:", "unreachable"]);
@@ -100,24 +117,52 @@ fn unreachable_host() {
 #[test]
 fn wrong_admin_password() {
     let f = Fixture::new();
-    let wrong = f.ws.pg.admin_url().replace(f.ws.pg.admin_password(), "not-the-password");
+    let wrong =
+        f.ws.pg
+            .admin_url()
+            .replace(f.ws.pg.admin_password(), "not-the-password");
     let mut cmd = f.ws.command();
     cmd.env(ADMIN_ENV, &wrong).arg("rotate");
     let r = crate::util::run(cmd, "");
     r.assert_code(1);
     r.assert_one_error(&["app-db: preflight:", "authentication rejected"]);
-    assert!(!r.stderr.contains("not-the-password"), "the admin password is not echoed");
+    assert!(
+        !r.stderr.contains("not-the-password"),
+        "the admin password is not echoed"
+    );
     f.assert_unchanged();
 }
 
 #[test]
 fn role_that_does_not_exist() {
-    let f = Fixture::new();
+    let ws = Workspace::new();
     let missing = crate::util::unique("rk_nobody");
-    f.ws.write_raw_config(&f.config_text().replace(&format!("username = \"{}\"", f.role), &format!("username = \"{missing}\"")));
+    ws.write_config(&[ws.credential("app-db", &missing)]);
+    ws.rekey_stdin(&["import", "--no-verify", "app-db"], "some-password-123")
+        .assert_code(0);
+    let before = ws.store_bytes();
+    let r = ws.rekey(&["rotate"]);
+    r.assert_code(1);
+    r.assert_one_error(&["app-db: preflight:", "not found", "does not exist"]);
+    assert_eq!(ws.store_bytes(), before, "the store file changed");
+    let exists = ws.pg.psql(&format!(
+        "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+        rekey_testbed::quote_literal(&missing)
+    ));
+    assert_eq!(exists, "0", "nothing was created on the target");
+}
+
+#[test]
+fn configured_role_differs_from_the_stored_secret() {
+    let f = Fixture::new();
+    let other = crate::util::unique("rk_other");
+    f.ws.write_raw_config(&f.config_text().replace(
+        &format!("username = \"{}\"", f.role),
+        &format!("username = \"{other}\""),
+    ));
     let r = f.ws.rekey(&["rotate"]);
     r.assert_code(1);
-    r.assert_one_error(&["app-db: preflight:", "does not exist"]);
+    r.assert_one_error(&["app-db: preflight:", "is not the configured role"]);
     f.assert_unchanged();
 }
 
@@ -125,7 +170,10 @@ fn role_that_does_not_exist() {
 fn admin_without_privilege() {
     let mut f = Fixture::new();
     let (weak, weak_password) = f.ws.role("rk_weak_admin");
-    let url = format!("postgres://{weak}:{weak_password}@127.0.0.1:{}/postgres", f.ws.pg.port());
+    let url = format!(
+        "postgres://{weak}:{weak_password}@127.0.0.1:{}/postgres",
+        f.ws.pg.port()
+    );
     let mut cmd = f.ws.command();
     cmd.env(ADMIN_ENV, &url).arg("rotate");
     let r = crate::util::run(cmd, "");

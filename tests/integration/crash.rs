@@ -23,8 +23,16 @@ fn killed_then_rerun(failpoint: &str) {
     let staged = pending_id(&ws, "app-db").expect("the killed run left its pending version");
     let pending_password = ws.stored_password("app-db", "pending");
     let applied = ws.can_login(&role, &pending_password);
-    assert_eq!(applied, failpoint == "after-apply", "apply happened exactly when the failpoint says");
-    assert_eq!(ws.can_login(&role, &initial), failpoint == "after-stage", "a stored secret works at every instant");
+    assert_eq!(
+        applied,
+        failpoint == "after-apply",
+        "apply happened exactly when the failpoint says"
+    );
+    assert_eq!(
+        ws.can_login(&role, &initial),
+        failpoint == "after-stage",
+        "a stored secret works at every instant"
+    );
 
     let r = ws.rekey(&["rotate", "app-db"]);
     r.assert_code(0);
@@ -34,7 +42,11 @@ fn killed_then_rerun(failpoint: &str) {
     let versions = status["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2, "no second pending version was created: {status}");
     assert!(pending_id(&ws, "app-db").is_none());
-    assert_eq!(status["versions"][0]["id"], staged.as_str(), "the staged version became current");
+    assert_eq!(
+        status["versions"][0]["id"],
+        staged.as_str(),
+        "the staged version became current"
+    );
     let current = ws.stored_password("app-db", "current");
     assert_eq!(current, pending_password);
     assert!(ws.can_login(&role, &current));
@@ -86,6 +98,10 @@ fn concurrent_runs_one_rotates_the_other_exits_3() {
     first.kill();
     ws.rekey(&["rotate", "app-db"]).assert_code(0);
     let status = ws.status_json("app-db");
-    assert_eq!(status["versions"][0]["id"], staged.as_str(), "nothing lost: the first run's version won");
+    assert_eq!(
+        status["versions"][0]["id"],
+        staged.as_str(),
+        "nothing lost: the first run's version won"
+    );
     assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
 }

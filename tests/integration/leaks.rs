@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 fn logging_cluster() -> &'static PgCluster {
     static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| PgCluster::start_with(PgOptions::new().log_statement_all(true)).expect("start logging cluster"))
+    CLUSTER
+        .get_or_init(|| PgCluster::start_with(PgOptions::new().log_statement_all(true)).expect("start logging cluster"))
 }
 
 #[test]
@@ -36,18 +37,40 @@ fn generated_passwords_never_leak() {
     let current = ws.stored_password("app-db", "current");
     let previous = ws.stored_password("app-db", "previous");
     let server_log = pg.log_contents();
-    assert!(server_log.contains("ALTER ROLE"), "the server logs statements, so this test can fail");
-    assert!(server_log.contains("SCRAM-SHA-256$"), "the password reached the server as a verifier");
-    let trace_seen = runs.iter().any(|r| r.stderr.contains("TRACE") || r.stderr.contains("DEBUG"));
+    assert!(
+        server_log.contains("ALTER ROLE"),
+        "the server logs statements, so this test can fail"
+    );
+    assert!(
+        server_log.contains("SCRAM-SHA-256$"),
+        "the password reached the server as a verifier"
+    );
+    let trace_seen = runs
+        .iter()
+        .any(|r| r.stderr.contains("TRACE") || r.stderr.contains("DEBUG"));
     assert!(trace_seen, "RUST_LOG=trace produced log output, so this test can fail");
 
     for secret in [&current, &previous] {
         for r in &runs {
-            assert!(!r.stdout.contains(secret.as_str()), "a generated password leaked to stdout");
-            assert!(!r.stderr.contains(secret.as_str()), "a generated password leaked to stderr");
+            assert!(
+                !r.stdout.contains(secret.as_str()),
+                "a generated password leaked to stdout"
+            );
+            assert!(
+                !r.stderr.contains(secret.as_str()),
+                "a generated password leaked to stderr"
+            );
         }
-        assert!(!ws.audit_log().contains(secret.as_str()), "a generated password leaked to the audit log");
-        assert!(!server_log.contains(secret.as_str()), "a generated password reached the server log");
-        assert!(!std::fs::read_to_string(ws.config_path()).unwrap().contains(secret.as_str()));
+        assert!(
+            !ws.audit_log().contains(secret.as_str()),
+            "a generated password leaked to the audit log"
+        );
+        assert!(
+            !server_log.contains(secret.as_str()),
+            "a generated password reached the server log"
+        );
+        assert!(!std::fs::read_to_string(ws.config_path())
+            .unwrap()
+            .contains(secret.as_str()));
     }
 }

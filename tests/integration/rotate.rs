@@ -13,7 +13,11 @@ fn import_rotate_get_verify() {
 
     let r = ws.rekey(&["rotate", "app-db"]);
     r.assert_code(0);
-    assert!(r.stdout.contains("rotated") && r.stdout.contains("app-db"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("rotated") && r.stdout.contains("app-db"),
+        "{}",
+        r.stdout
+    );
 
     let new = ws.stored_password("app-db", "current");
     assert_ne!(new, initial);
@@ -36,14 +40,33 @@ fn import_rotate_get_verify() {
     let status = ws.status_json("app-db");
     let versions = status["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2);
-    assert!(versions[1]["revoked"].is_string(), "the previous version is recorded as revoked: {status}");
+    assert!(
+        versions[1]["revoked"].is_string(),
+        "the previous version is recorded as revoked: {status}"
+    );
 
     // Audit: one line per step with run id, step, outcome, timestamp and duration.
     let audit = ws.audit_log();
     let steps: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let rotate_steps: Vec<&str> =
-        steps.iter().filter(|s| s["command"] == "rotate").map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(rotate_steps, ["read", "preflight", "generate", "stage", "apply", "verify", "prove-dead", "promote", "revoke"]);
+    let rotate_steps: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["command"] == "rotate")
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rotate_steps,
+        [
+            "read",
+            "preflight",
+            "generate",
+            "stage",
+            "apply",
+            "verify",
+            "prove-dead",
+            "promote",
+            "revoke"
+        ]
+    );
     for s in &steps {
         assert!(s["run_id"].is_string() && s["ts"].as_str().unwrap().ends_with('Z') && s["duration_ms"].is_number());
     }
@@ -60,14 +83,30 @@ fn dry_run_and_plan_change_nothing() {
 
     let r = ws.rekey(&["rotate", "--dry-run", "app-db"]);
     r.assert_code(0);
-    assert!(r.stdout.contains("may alter role"), "the plan shows the privilege check: {}", r.stdout);
-    assert!(r.stdout.contains("stage:") && r.stdout.contains("apply:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("may alter role"),
+        "the plan shows the privilege check: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("stage:") && r.stdout.contains("apply:"),
+        "{}",
+        r.stdout
+    );
     let r = ws.rekey(&["plan"]);
     r.assert_code(0);
     assert!(r.stdout.contains("nothing was changed"), "{}", r.stdout);
 
-    assert_eq!(ws.store_bytes(), before_store, "dry run left the store file's bytes unchanged");
-    assert_eq!(ws.verifier(&role), before_verifier, "dry run left the role's password unchanged");
+    assert_eq!(
+        ws.store_bytes(),
+        before_store,
+        "dry run left the store file's bytes unchanged"
+    );
+    assert_eq!(
+        ws.verifier(&role),
+        before_verifier,
+        "dry run left the role's password unchanged"
+    );
     assert!(ws.can_login(&role, &initial));
 }
 
@@ -100,7 +139,8 @@ fn one_failing_credential_does_not_stop_the_others() {
     ]);
     ws.import("a", &pa);
     ws.import("b", &pb);
-    ws.rekey_stdin(&["import", "--no-verify", "gone"], "whatever-password").assert_code(0);
+    ws.rekey_stdin(&["import", "--no-verify", "gone"], "whatever-password")
+        .assert_code(0);
 
     let r = ws.rekey(&["rotate", "--parallel", "3"]);
     r.assert_code(1);

@@ -31,7 +31,11 @@ impl Workspace {
     }
 
     pub fn on(pg: &'static PgCluster) -> Workspace {
-        Workspace { dir: tempfile::tempdir().expect("tempdir"), pg, roles: Vec::new() }
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+            pg,
+            roles: Vec::new(),
+        }
     }
 
     /// A login role with a random password, dropped when the workspace is.
@@ -41,11 +45,6 @@ impl Workspace {
         self.pg.create_role(&name, &password);
         self.roles.push(name.clone());
         (name, password)
-    }
-
-    /// Registers a role created elsewhere for cleanup.
-    pub fn adopt_role(&mut self, name: &str) {
-        self.roles.push(name.to_owned());
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -154,7 +153,19 @@ impl Workspace {
 
 pub fn login(pg: &PgCluster, role: &str, password: &str) -> bool {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-d", "postgres", "-U", role, "-w", "-Atc", "SELECT current_user"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-d",
+            "postgres",
+            "-U",
+            role,
+            "-w",
+            "-Atc",
+            "SELECT current_user",
+        ])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .env_remove("PGSERVICE")
@@ -165,7 +176,10 @@ pub fn login(pg: &PgCluster, role: &str, password: &str) -> bool {
         return true;
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("password authentication failed"), "psql failed for another reason: {err}");
+    assert!(
+        err.contains("password authentication failed"),
+        "psql failed for another reason: {err}"
+    );
     false
 }
 
@@ -206,7 +220,12 @@ impl Run {
     #[track_caller]
     pub fn assert_one_error(&self, parts: &[&str]) {
         let lines = self.error_lines();
-        assert_eq!(lines.len(), 1, "expected exactly one error line, stderr:\n{}", self.stderr);
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one error line, stderr:\n{}",
+            self.stderr
+        );
         for part in parts {
             assert!(lines[0].contains(part), "error line lacks `{part}`: {}", lines[0]);
         }
@@ -238,7 +257,11 @@ impl Held {
     /// reports holding there.
     pub fn start(ws: &Workspace, args: &[&str], failpoint: &str) -> Held {
         let mut cmd = ws.command();
-        cmd.args(args).env("REKEY_FAILPOINT", failpoint).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(args)
+            .env("REKEY_FAILPOINT", failpoint)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn rekey");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
