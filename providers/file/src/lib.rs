@@ -1,1 +1,375 @@
-pub fn placeholder() {}
+//! rekey's local file store: every key's versions, with stages and timestamps, in one
+//! JSON file.
+//!
+//! - **Private**: the file and its sidecar lock file are created with mode 0600; a store
+//!   file or lock file that group or others can access is refused on open and on every
+//!   read and write, with the `chmod` that fixes it.
+//! - **Atomic and durable**: every write goes to a 0600 temp file in the same directory,
+//!   is fsynced, renamed over the store file, and the directory is fsynced, all under an
+//!   exclusive `flock` on `<path>.lock`. A call returns only once its change is durable.
+//! - **Compare-and-set**: under the lock, every write re-reads the file and checks its
+//!   precondition against what is there now, so a second handle or a second process is
+//!   detected ([`rekey_api::ErrorKind::Conflict`]) and never silently overwritten.
+//! - **Group commit**: concurrent writes through one [`FileStore`] are batched by a
+//!   writer thread: one lock, one re-read, one fsync for the whole batch, each write
+//!   still getting its own result.
+//! - **Bounded**: each key keeps its staged versions plus at most [`HISTORY_LIMIT`]
+//!   stage-less ones.
+//!
+//! Unix only (file modes, `flock`). See the crate's README for the file format.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod format;
+mod fsio;
+mod writer;
+
+pub use format::HISTORY_LIMIT;
+
+use async_trait::async_trait;
+use format::{Op, SecretValue};
+use fsio::Paths;
+use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Store, StoreCapabilities};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use tokio::sync::oneshot;
+use writer::{Request, Shared};
+
+/// Configuration of a file store: `[stores.NAME]` with `type = "file"`.
+///
+/// ```toml
+/// [stores.local]
+/// type = "file"
+/// path = "secrets.json"
+/// ```
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreConfig {
+    /// The store file. The binary resolves a relative path before opening it.
+    pub path: PathBuf,
+}
+
+/// A store kept in one local JSON file. See the crate documentation for its guarantees.
+///
+/// Writes through one handle are queued to a writer thread of its own, started on the
+/// first write and ended when the handle is dropped (after finishing queued writes). A
+/// write whose caller stops waiting still takes effect.
+pub struct FileStore {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<mpsc::Sender<Request>>>,
+}
+
+impl FileStore {
+    /// Opens the store at `path`. The file need not exist: it is created (mode 0600) by
+    /// the first write, and until then every key reads as not found. Refused when the
+    /// file or its lock file `<path>.lock` is accessible by group or others, or is not a
+    /// regular file (symbolic links included).
+    pub fn open(path: impl Into<PathBuf>) -> ProviderResult<FileStore> {
+        let path = path.into();
+        if path.as_os_str().is_empty() {
+            return Err(ProviderError::invalid_input("store file path is empty"));
+        }
+        let paths = Paths::new(path)?;
+        fsio::check_existing("store file", &paths.file)?;
+        fsio::check_existing("lock file", &paths.lock)?;
+        Ok(FileStore {
+            shared: Arc::new(Shared {
+                paths,
+                stats: Default::default(),
+            }),
+            writer: Mutex::new(None),
+        })
+    }
+
+    /// Opens the store a configuration names.
+    pub fn from_config(config: &FileStoreConfig) -> ProviderResult<FileStore> {
+        FileStore::open(config.path.clone())
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.paths.file
+    }
+
+    /// Queues a write and waits until it is durable (or refused).
+    async fn write(&self, op: Op) -> ProviderResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request { op, reply })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(ProviderError::other(format!(
+                "the writer of store file {} stopped before answering; the write may or may not have taken effect",
+                self.path().display()
+            )))
+        })
+    }
+
+    /// Hands a request to the writer thread, starting one if there is none or the last
+    /// one died.
+    fn submit(&self, mut request: Request) -> ProviderResult<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = writer.as_ref() {
+            match tx.send(request) {
+                Ok(()) => {
+                    self.count_submitted();
+                    return Ok(());
+                }
+                // The writer thread died (it only ends on a bug); start another.
+                Err(mpsc::SendError(back)) => request = back,
+            }
+        }
+        let tx = writer::spawn(self.shared.clone())?;
+        let sent = tx.send(request);
+        *writer = Some(tx);
+        sent.map_err(|_| {
+            ProviderError::other(format!(
+                "the writer of store file {} stopped at once",
+                self.path().display()
+            ))
+        })?;
+        self.count_submitted();
+        Ok(())
+    }
+
+    fn count_submitted(&self) {
+        self.shared
+            .stats
+            .submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore").field("path", &self.path()).finish()
+    }
+}
+
+fn check_key(key: &str) -> ProviderResult<()> {
+    if key.is_empty() {
+        return Err(ProviderError::invalid_input("store key is empty"));
+    }
+    Ok(())
+}
+
+fn check_key_and_id(key: &str, version_id: &str) -> ProviderResult<()> {
+    check_key(key)?;
+    if version_id.is_empty() {
+        return Err(ProviderError::invalid_input(format!(
+            "key {key:?}: version id is empty"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ProviderResult<T> + Send + 'static) -> ProviderResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::other("file store task failed")))
+}
+
+#[async_trait]
+impl Store for FileStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities {
+            compare_and_set: true,
+            hides_pending_from_readers: false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path().display())
+    }
+
+    async fn read(&self, key: &str) -> ProviderResult<KeyState> {
+        check_key(key)?;
+        let shared = self.shared.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            let path = &shared.paths.file;
+            match fsio::load(&shared.paths)? {
+                (None, _) => Err(ProviderError::not_found(format!(
+                    "key {key:?} not found: store file {} does not exist yet",
+                    path.display()
+                ))),
+                (Some(model), _) => model.key_state(&key)?.ok_or_else(|| {
+                    ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()))
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn check_writable(&self, key: &str) -> ProviderResult<()> {
+        check_key(key)?;
+        let shared = self.shared.clone();
+        blocking(move || fsio::check_writable(&shared.paths)).await
+    }
+
+    async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
+        check_key_and_id(key, version_id)?;
+        self.write(Op::PutCurrent {
+            key: key.to_owned(),
+            id: version_id.to_owned(),
+            value: SecretValue::from_doc(doc),
+        })
+        .await
+    }
+
+    async fn stage_pending(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
+        check_key_and_id(key, version_id)?;
+        self.write(Op::StagePending {
+            key: key.to_owned(),
+            id: version_id.to_owned(),
+            value: SecretValue::from_doc(doc),
+        })
+        .await
+    }
+
+    async fn promote(&self, key: &str, version_id: &str, previous_revoked: bool) -> ProviderResult<()> {
+        check_key_and_id(key, version_id)?;
+        self.write(Op::Promote {
+            key: key.to_owned(),
+            id: version_id.to_owned(),
+            previous_revoked,
+        })
+        .await
+    }
+
+    async fn mark_revoked(&self, key: &str, version_id: &str) -> ProviderResult<()> {
+        check_key_and_id(key, version_id)?;
+        self.write(Op::MarkRevoked {
+            key: key.to_owned(),
+            id: version_id.to_owned(),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn doc(password: &str) -> SecretDoc {
+        let mut d = SecretDoc::new();
+        d.set("username", "app");
+        d.set("password", password);
+        d
+    }
+
+    /// Waits until the writer has been handed `count` requests.
+    async fn wait_submitted(store: &FileStore, count: u64) {
+        for _ in 0..6000 {
+            if store.shared.stats.submitted.load(Ordering::Relaxed) >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("requests were not submitted");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_writes_share_one_lock_and_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::open(dir.path().join("s.json")).unwrap());
+        // Hold the lock so the writer's first batch waits while the others queue up.
+        let holder = fsio::lock(&store.shared.paths).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.put_current(&format!("k{i}"), "v1", &doc("pw")).await
+            }));
+        }
+        wait_submitted(&store, 50).await;
+        drop(holder);
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(store.shared.stats.batches.load(Ordering::Relaxed), 1, "one batch");
+        assert_eq!(
+            store.shared.stats.commits.load(Ordering::Relaxed),
+            1,
+            "one fsynced replace"
+        );
+        for i in 0..50 {
+            assert_eq!(store.read(&format!("k{i}")).await.unwrap().current().unwrap().id, "v1");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_refused_write_in_a_batch_does_not_affect_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        let holder = fsio::lock(&store.shared.paths).unwrap();
+        let ops = vec![
+            Op::PutCurrent {
+                key: "k".into(),
+                id: "v1".into(),
+                value: SecretValue::from_doc(&doc("one")),
+            },
+            Op::StagePending {
+                key: "k".into(),
+                id: "v2".into(),
+                value: SecretValue::from_doc(&doc("two")),
+            },
+            Op::StagePending {
+                key: "k".into(),
+                id: "v3".into(),
+                value: SecretValue::from_doc(&doc("three")),
+            },
+            Op::Promote {
+                key: "k".into(),
+                id: "v2".into(),
+                previous_revoked: false,
+            },
+            Op::MarkRevoked {
+                key: "k".into(),
+                id: "nope".into(),
+            },
+        ];
+        let mut answers = Vec::new();
+        for op in ops {
+            let (reply, answer) = oneshot::channel();
+            store.submit(Request { op, reply }).unwrap();
+            answers.push(answer);
+        }
+        drop(holder);
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap().map_err(|e| e.kind()));
+        }
+        use rekey_api::ErrorKind;
+        assert_eq!(
+            results,
+            vec![
+                Ok(()),
+                Ok(()),
+                Err(ErrorKind::Conflict),
+                Ok(()),
+                Err(ErrorKind::NotFound)
+            ]
+        );
+        assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 1);
+        let state = store.read("k").await.unwrap();
+        assert_eq!(state.current().unwrap().id, "v2");
+        assert_eq!(state.previous().unwrap().id, "v1");
+        assert!(state.version("v3").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn writes_that_change_nothing_do_not_rewrite_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        store.mark_revoked("k", "v1").await.unwrap();
+        store.mark_revoked("k", "v1").await.unwrap();
+        assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,301 @@
+//! Blocking file system work: permission checks, reading, the sidecar lock and the
+//! atomic replace. Everything here runs on a blocking thread, never on the runtime.
+
+use crate::format::StoreFile;
+use rekey_api::{ProviderError, ProviderResult};
+use rustix::fs::{Access, AtFlags, FlockOperation, OFlags};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use zeroize::Zeroizing;
+
+/// Permission bits that must be clear on the store file and its lock file.
+const PRIVATE_MASK: u32 = 0o077;
+
+/// The files a store works with.
+#[derive(Clone)]
+pub(crate) struct Paths {
+    /// The store file.
+    pub file: PathBuf,
+    /// The sidecar lock file, `<file>.lock`.
+    pub lock: PathBuf,
+    /// The directory holding both, where temp files are made.
+    pub dir: PathBuf,
+    /// Name prefix of this store's temp files, `.<file name>.rekey-tmp.`.
+    tmp_prefix: OsString,
+}
+
+impl Paths {
+    pub(crate) fn new(file: PathBuf) -> ProviderResult<Paths> {
+        let Some(name) = file.file_name().map(|n| n.to_owned()) else {
+            return Err(ProviderError::invalid_input(format!(
+                "store path {:?} does not name a file",
+                file.display().to_string()
+            )));
+        };
+        let dir = match file.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut lock = file.as_os_str().to_owned();
+        lock.push(".lock");
+        let mut tmp_prefix = OsString::from(".");
+        tmp_prefix.push(&name);
+        tmp_prefix.push(".rekey-tmp.");
+        Ok(Paths {
+            lock: PathBuf::from(lock),
+            file,
+            dir,
+            tmp_prefix,
+        })
+    }
+}
+
+/// An I/O error naming what was being done to which path. `EACCES`/`EPERM` become
+/// `PermissionDenied`, anything else `Other`.
+pub(crate) fn io_error(action: &str, path: &Path, e: &io::Error) -> ProviderError {
+    let message = format!("cannot {action} {}: {e}", path.display());
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        ProviderError::permission_denied(message)
+    } else {
+        ProviderError::other(message)
+    }
+}
+
+/// Quotes a path for the shell when it holds anything beyond the plainly safe characters.
+fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Refuses a file that group or others can access, with the command that fixes it.
+fn check_private(what: &str, path: &Path, mode: u32) -> ProviderResult<()> {
+    if mode & PRIVATE_MASK != 0 {
+        return Err(ProviderError::permission_denied(format!(
+            "{what} {} is accessible by group or others (mode {:04o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            shell_quote(path)
+        )));
+    }
+    Ok(())
+}
+
+fn not_regular(what: &str, path: &Path, meta: &fs::Metadata) -> ProviderError {
+    if meta.file_type().is_symlink() {
+        ProviderError::invalid_input(format!(
+            "{what} {} is a symbolic link; configure the path of the file itself",
+            path.display()
+        ))
+    } else {
+        ProviderError::invalid_input(format!("{what} {} is not a regular file", path.display()))
+    }
+}
+
+/// Maps an open error: a symbolic link (refused by `O_NOFOLLOW`) gets its own message.
+fn open_error(what: &str, path: &Path, e: &io::Error) -> ProviderError {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return ProviderError::invalid_input(format!(
+            "{what} {} is a symbolic link; configure the path of the file itself",
+            path.display()
+        ));
+    }
+    io_error(&format!("open {what}"), path, e)
+}
+
+fn nofollow() -> i32 {
+    (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32
+}
+
+/// Checks, without following symbolic links, that `path` is either absent or a private
+/// regular file.
+pub(crate) fn check_existing(what: &str, path: &Path) -> ProviderResult<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => check_private(what, path, meta.mode()).map(|()| true),
+        Ok(meta) => Err(not_regular(what, path, &meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(&format!("inspect {what}"), path, &e)),
+    }
+}
+
+/// Reads and parses the store file, with its size in bytes; `None` when it does not
+/// exist. The raw bytes live in a buffer zeroized on drop.
+pub(crate) fn load(paths: &Paths) -> ProviderResult<(Option<StoreFile>, usize)> {
+    check_existing("lock file", &paths.lock)?;
+    let mut file = match OpenOptions::new().read(true).custom_flags(nofollow()).open(&paths.file) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, 0)),
+        Err(e) => return Err(open_error("store file", &paths.file, &e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("inspect store file", &paths.file, &e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular("store file", &paths.file, &meta));
+    }
+    check_private("store file", &paths.file, meta.mode())?;
+    let len = usize::try_from(meta.len()).unwrap_or(0);
+    let mut raw = Zeroizing::new(Vec::with_capacity(len.saturating_add(1)));
+    file.read_to_end(&mut raw)
+        .map_err(|e| io_error("read store file", &paths.file, &e))?;
+    StoreFile::parse(&paths.file, &raw).map(|model| (Some(model), raw.len()))
+}
+
+/// Takes the exclusive lock on the sidecar lock file (created 0600 when absent),
+/// waiting for any other holder. The lock is released when the returned file closes.
+pub(crate) fn lock(paths: &Paths) -> ProviderResult<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nofollow())
+        .open(&paths.lock)
+        .map_err(|e| open_error("lock file", &paths.lock, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("inspect lock file", &paths.lock, &e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular("lock file", &paths.lock, &meta));
+    }
+    check_private("lock file", &paths.lock, meta.mode())?;
+    loop {
+        match rustix::fs::flock(&file, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_error("lock", &paths.lock, &e.into())),
+        }
+    }
+}
+
+/// A growable buffer that zeroizes every allocation it leaves behind, so serializing the
+/// store does not scatter copies of secrets over freed memory.
+pub(crate) struct SecureBuf(Zeroizing<Vec<u8>>);
+
+impl SecureBuf {
+    pub(crate) fn with_capacity(capacity: usize) -> SecureBuf {
+        SecureBuf(Zeroizing::new(Vec::with_capacity(capacity)))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Write for SecureBuf {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let needed = self.0.len() + data.len();
+        if needed > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(self.0.capacity() * 2)));
+            bigger.extend_from_slice(&self.0);
+            // The old allocation is zeroized as it drops.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Removes temp files of this store left by a writer that crashed. Only called with the
+/// lock held: every live writer makes its temp file under the lock, so any that exist
+/// now are stale.
+fn sweep_stale_temps(paths: &Paths) {
+    let Ok(entries) = fs::read_dir(&paths.dir) else {
+        return;
+    };
+    let prefix = paths.tmp_prefix.as_bytes();
+    for entry in entries.flatten() {
+        if entry.file_name().as_bytes().starts_with(prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Serializes `model` and atomically replaces the store file with it: a 0600 temp file
+/// in the same directory, written and fsynced, renamed over the store file, then the
+/// directory fsynced. Call with the lock held.
+pub(crate) fn persist(paths: &Paths, model: &StoreFile, size_hint: usize) -> ProviderResult<()> {
+    let mut buf = SecureBuf::with_capacity(size_hint.max(4096));
+    serde_json::to_writer_pretty(&mut buf, model)
+        .map_err(|_| ProviderError::other(format!("cannot serialize store file {}", paths.file.display())))?;
+    buf.write_all(b"\n")
+        .map_err(|e| io_error("serialize", &paths.file, &e))?;
+
+    sweep_stale_temps(paths);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut name = paths.tmp_prefix.clone();
+    name.push(format!(
+        "{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = paths.dir.join(name);
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nofollow())
+        .open(&tmp)
+        .map_err(|e| io_error("create temp file", &tmp, &e))?;
+    let written = file
+        .write_all(buf.as_slice())
+        .map_err(|e| io_error("write temp file", &tmp, &e))
+        .and_then(|()| file.sync_all().map_err(|e| io_error("fsync temp file", &tmp, &e)));
+    drop(file);
+    let renamed = written
+        .and_then(|()| fs::rename(&tmp, &paths.file).map_err(|e| io_error("replace store file", &paths.file, &e)));
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(&paths.dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_error("fsync directory", &paths.dir, &e))
+}
+
+/// Read-only preflight: the directory accepts new files (needed for the atomic replace),
+/// the lock file is usable, and the store file, if any, is private and parses.
+pub(crate) fn check_writable(paths: &Paths) -> ProviderResult<()> {
+    match fs::metadata(&paths.dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(ProviderError::invalid_input(format!(
+                "{} is not a directory",
+                paths.dir.display()
+            )))
+        }
+        Err(e) => return Err(io_error("inspect directory", &paths.dir, &e)),
+    }
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        &paths.dir,
+        Access::WRITE_OK | Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )
+    .map_err(|e| io_error("create files in directory", &paths.dir, &e.into()))?;
+    if check_existing("lock file", &paths.lock)? {
+        rustix::fs::accessat(
+            rustix::fs::CWD,
+            &paths.lock,
+            Access::READ_OK | Access::WRITE_OK,
+            AtFlags::EACCESS,
+        )
+        .map_err(|e| io_error("open lock file", &paths.lock, &e.into()))?;
+    }
+    load(paths).map(|_| ())
+}
