@@ -15,6 +15,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
 cargo build --release --quiet -p rekey -p rekey-testbed
 REKEY="$PWD/target/release/rekey"
 work=$(mktemp -d)
+chmod 711 "$work"   # the throwaway cluster runs as the postgres user and must traverse it
 started_pg=""
 cleanup() {
   if [ -n "$started_pg" ]; then target/release/rekey-testbed pg-stop --dir "$work/pg" >/dev/null 2>&1 || true; fi
@@ -36,7 +37,7 @@ psql "$REKEY_PG_ADMIN_URL" -q -v ON_ERROR_STOP=1 \
   -c "SET log_statement = 'none'" -c "CREATE ROLE \"$role\" LOGIN PASSWORD '$initial'" >/dev/null
 trap 'psql "$REKEY_PG_ADMIN_URL" -q -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true; cleanup' EXIT
 
-host_port=$(psql "$REKEY_PG_ADMIN_URL" -Atc "SELECT inet_server_addr() || ' ' || inet_server_port()")
+host_port=$(psql "$REKEY_PG_ADMIN_URL" -Atc "SELECT host(inet_server_addr()) || ' ' || inet_server_port()")
 read -r host port <<<"$host_port"
 
 cat >"$work/rekey.toml" <<TOML

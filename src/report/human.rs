@@ -176,6 +176,9 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
         (Status::Revoked, "revocation finished"),
         (Status::NotDue, "not due"),
         (Status::Imported, "imported"),
+        (Status::Planned, "ready"),
+        (Status::Verified, "verified"),
+        (Status::Listed, "listed"),
     ];
     let mut parts: Vec<String> = counted
         .iter()
