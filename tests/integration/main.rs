@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod incident;
 mod leaks;
 mod rotate;
 mod util;

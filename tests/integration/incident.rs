@@ -1,0 +1,130 @@
+//! Incident mode and scheduling: `leaked`, `rotate --leaked`, `rotate --due`.
+
+use crate::util::Workspace;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An open session of `role`, idling in a long query.
+fn open_session(ws: &Workspace, role: &str, password: &str) -> std::process::Child {
+    let child = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &ws.pg.port().to_string(),
+            "-d",
+            "postgres",
+            "-U",
+            role,
+            "-w",
+            "-Atc",
+            "SELECT pg_sleep(120)",
+        ])
+        .env("PGPASSWORD", password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = |ws: &Workspace| {
+        ws.pg.psql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = {}",
+            rekey_testbed::quote_literal(role)
+        ))
+    };
+    while count(ws) == "0" {
+        assert!(Instant::now() < deadline, "the session never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn wait_exit(child: &mut std::process::Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    false
+}
+
+#[test]
+fn leaked_names_the_holder_and_rotate_ends_its_sessions() {
+    let mut ws = Workspace::new();
+    let (role, leaked) = ws.role("rk_leaked");
+    let (other_role, other_password) = ws.role("rk_bystander");
+    ws.write_config(&[
+        ws.credential("orders-db", &role),
+        ws.credential("other-db", &other_role),
+    ]);
+    ws.import("orders-db", &leaked);
+    ws.import("other-db", &other_password);
+
+    let r = ws.rekey_stdin(&["leaked"], &format!("{leaked}\n"));
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "orders-db\tcurrent");
+    assert!(!r.stdout.contains(&leaked) && !r.stderr.contains(&leaked));
+    let r = ws.rekey_stdin(&["leaked"], "a-value-nobody-holds");
+    r.assert_code(1);
+
+    let mut session = open_session(&ws, &role, &leaked);
+    let report = ws.path("incident.json");
+    let r = ws.rekey_stdin(&["leaked", "--rotate", "--report", report.to_str().unwrap()], &leaked);
+    r.assert_code(0);
+    assert!(
+        wait_exit(&mut session),
+        "the session using the leaked password was ended"
+    );
+    assert!(!ws.can_login(&role, &leaked), "the leaked password is refused");
+    assert!(
+        ws.can_login(&other_role, &other_password),
+        "other credentials are untouched"
+    );
+
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let c = &record["credentials"][0];
+    assert_eq!(c["name"], "orders-db");
+    assert_eq!(c["status"], "rotated");
+    assert!(c["sessions_terminated"].as_u64().unwrap() >= 1, "{record}");
+    assert!(!record.to_string().contains(&leaked));
+    assert_eq!(record["credentials"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn due_rotates_only_what_is_due() {
+    let mut ws = Workspace::new();
+    let (fresh_role, fresh_pw) = ws.role("rk_due_fresh");
+    let (stale_role, stale_pw) = ws.role("rk_due_stale");
+    let stale = ws
+        .credential("stale-db", &stale_role)
+        .replace("tags = [\"test\"]", "tags = [\"test\"]\nevery = \"0s\"");
+    ws.write_config(&[ws.credential("fresh-db", &fresh_role), stale]);
+    ws.import("fresh-db", &fresh_pw);
+    ws.import("stale-db", &stale_pw);
+
+    let r = ws.rekey(&["-o", "json", "rotate", "--due"]);
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["credentials"][0]["status"], "not-due");
+    assert_eq!(doc["credentials"][1]["status"], "rotated");
+    assert_eq!(ws.stored_password("fresh-db", "current"), fresh_pw);
+    assert_ne!(ws.stored_password("stale-db", "current"), stale_pw);
+    assert!(ws.can_login(&fresh_role, &fresh_pw));
+
+    // verify flags the credential older than its policy.
+    let r = ws.rekey(&["verify", "stale-db"]);
+    r.assert_code(1);
+    assert!(r.stderr.contains("check-age"), "{}", r.stderr);
+    ws.rekey(&["-q", "verify", "fresh-db"]).assert_code(0);
+}
+
+#[test]
+fn completions_are_printed() {
+    let ws = Workspace::new();
+    let r = ws.rekey(&["completions", "bash"]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("rekey") && r.stdout.contains("rotate"));
+}
