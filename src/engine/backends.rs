@@ -6,10 +6,13 @@ use rekey_api::{ProviderError, ProviderResult, Store, Target};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// A store opened once per run, or the error that opening it gave.
+type OpenedStore = Result<Arc<dyn Store>, ProviderError>;
+
 /// The providers of one run.
 pub struct Backends {
     stores: BTreeMap<String, StoreConfig>,
-    opened: Mutex<BTreeMap<String, Result<Arc<dyn Store>, ProviderError>>>,
+    opened: Mutex<BTreeMap<String, OpenedStore>>,
     postgres: rekey_postgres::PostgresProvider,
 }
 
