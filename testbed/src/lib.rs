@@ -1,1 +1,48 @@
-pub fn placeholder() {}
+//! Throwaway real servers for rekey's tests.
+//!
+//! [`PgCluster`] starts a PostgreSQL cluster of its own (the machine's service trusts
+//! every TCP login, so it cannot prove that a wrong password is refused): `initdb` in a
+//! temporary directory, SCRAM-SHA-256 enforced on `127.0.0.1`, a trusted unix socket for
+//! test setup, and cleanup on drop or, for the process-wide [`PgCluster::shared`]
+//! instance, when the test process exits.
+//!
+//! ```no_run
+//! let pg = rekey_testbed::PgCluster::shared();
+//! pg.create_role("app_1", "initial-password");
+//! let url = pg.admin_url(); // postgres://postgres:…@127.0.0.1:PORT/postgres
+//! # let _ = url;
+//! pg.drop_role("app_1");
+//! ```
+
+#![warn(missing_docs)]
+
+mod pg;
+mod process;
+
+pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
+
+use std::fmt;
+
+/// Why a test server could not be started or stopped. One line, with the failing
+/// command's stderr or the server log's new lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestbedError(String);
+
+impl TestbedError {
+    fn new(message: impl Into<String>) -> Self {
+        TestbedError(message.into().replace(['\n', '\r'], " "))
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TestbedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TestbedError {}

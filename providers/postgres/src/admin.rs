@@ -1,0 +1,122 @@
+//! The shared admin connection: one per target host (and admin connection string) per
+//! run, opened on first use, reopened once if it was lost.
+
+use crate::conn::{connect, Session};
+use crate::error::{is_connection_lost, pg_error};
+use crate::sql::quote_ident;
+use crate::tls::TlsSetup;
+use rekey_api::ProviderResult;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Settings applied to every admin session: never wait forever on a lock or a query.
+const SESSION_SETUP: &str = "SET lock_timeout = '10s'; SET statement_timeout = '60s'";
+
+/// One admin endpoint and its (lazily opened) connection.
+pub(crate) struct AdminPool {
+    config: tokio_postgres::Config,
+    tls: TlsSetup,
+    timeout: Duration,
+    user: String,
+    endpoint: String,
+    conn: Mutex<Option<Arc<Session>>>,
+    opened: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for AdminPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminPool")
+            .field("user", &self.user)
+            .field("endpoint", &self.endpoint)
+            .field("sslmode", &self.tls.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminPool {
+    /// An admin endpoint; `opened` counts the connections made (shared per provider).
+    pub(crate) fn new(
+        config: tokio_postgres::Config,
+        tls: TlsSetup,
+        timeout: Duration,
+        endpoint: String,
+        opened: Arc<AtomicU64>,
+    ) -> AdminPool {
+        let user = config.get_user().unwrap_or("").to_owned();
+        AdminPool {
+            config,
+            tls,
+            timeout,
+            user,
+            endpoint,
+            conn: Mutex::new(None),
+            opened,
+        }
+    }
+
+    /// `host:port` of the admin connection.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `admin "postgres" on 10.0.0.5:5432`.
+    pub(crate) fn label(&self) -> String {
+        format!("admin {} on {}", quote_ident(&self.user), self.endpoint)
+    }
+
+    /// The open connection, opening it if there is none or it was closed. Concurrent
+    /// callers wait for one connect rather than opening several.
+    async fn session(&self) -> ProviderResult<Arc<Session>> {
+        let mut slot = self.conn.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if !session.client.is_closed() {
+                return Ok(session.clone());
+            }
+        }
+        let session = connect(&self.config, &self.tls, self.timeout, &self.label()).await?;
+        session
+            .client
+            .batch_execute(SESSION_SETUP)
+            .await
+            .map_err(|e| pg_error(&e, format_args!("setting up the session of {}", self.label())))?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(session);
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Forgets `lost` if it is still the cached connection.
+    async fn forget(&self, lost: &Arc<Session>) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, lost)) {
+            *slot = None;
+        }
+    }
+
+    /// Runs `op` on the admin connection. If the connection turns out to be lost
+    /// (closed, server restarted, backend terminated), reconnects once and runs `op`
+    /// again: every admin operation rekey runs is idempotent. `action` describes the
+    /// operation for error messages.
+    pub(crate) async fn run<T, F, Fut>(&self, action: &str, op: F) -> ProviderResult<T>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let session = self.session().await?;
+        match op(session.clone()).await {
+            Ok(value) => Ok(value),
+            Err(e) if is_connection_lost(&e) => {
+                self.forget(&session).await;
+                let session = self.session().await?;
+                op(session)
+                    .await
+                    .map_err(|e| pg_error(&e, format_args!("{action} as {}", self.label())))
+            }
+            Err(e) => Err(pg_error(&e, format_args!("{action} as {}", self.label()))),
+        }
+    }
+}

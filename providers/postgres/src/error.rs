@@ -1,0 +1,98 @@
+//! Mapping tokio-postgres errors to [`ProviderError`] kinds, with messages built from
+//! SQLSTATEs, server messages and names, never from a password.
+
+use rekey_api::{ErrorKind, ProviderError};
+
+/// The kind and a one-line description of a tokio-postgres error.
+pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code().code();
+        let mut text = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            text.push_str(" (");
+            text.push_str(detail);
+            text.push(')');
+        }
+        text.push_str(&format!(" (SQLSTATE {code})"));
+        return (kind_of_sqlstate(code), text);
+    }
+    let top = err.to_string();
+    let mut text = top.clone();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    let kind = if err.is_closed() {
+        ErrorKind::Unreachable
+    } else {
+        match top.as_str() {
+            "error connecting to server"
+            | "error communicating with the server"
+            | "timeout waiting for server"
+            | "error performing TLS handshake"
+            | "connection closed" => ErrorKind::Unreachable,
+            "authentication error" => ErrorKind::AuthRejected,
+            "invalid configuration" | "invalid connection string" => ErrorKind::InvalidInput,
+            _ => ErrorKind::Other,
+        }
+    };
+    (kind, text)
+}
+
+/// Whether the error means the connection itself is gone (worth one reconnect).
+pub(crate) fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.as_db_error() {
+        // Terminated by an administrator or a server shutdown.
+        Some(db) => matches!(db.code().code(), "57P01" | "57P02" | "57P03") || db.code().code().starts_with("08"),
+        None => err.to_string() == "error communicating with the server",
+    }
+}
+
+fn kind_of_sqlstate(code: &str) -> ErrorKind {
+    match code {
+        // invalid_password, invalid_authorization_specification
+        "28P01" | "28000" => ErrorKind::AuthRejected,
+        // invalid_catalog_name (no such database), undefined_object (no such role)
+        "3D000" | "42704" => ErrorKind::NotFound,
+        // insufficient_privilege
+        "42501" => ErrorKind::PermissionDenied,
+        // lock_not_available (lock_timeout): someone else holds the role's row
+        "55P03" => ErrorKind::Conflict,
+        // too_many_connections, admin/crash shutdown, cannot_connect_now, connection
+        // exceptions: the server is not (yet, or any more) available
+        "53300" | "57P01" | "57P02" | "57P03" => ErrorKind::Unreachable,
+        c if c.starts_with("08") => ErrorKind::Unreachable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// `"{action}: {description}"` as a [`ProviderError`] of the classified kind.
+pub(crate) fn pg_error(err: &tokio_postgres::Error, action: impl std::fmt::Display) -> ProviderError {
+    let (kind, text) = classify(err);
+    ProviderError::new(kind, format!("{action}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates() {
+        assert_eq!(kind_of_sqlstate("28P01"), ErrorKind::AuthRejected);
+        assert_eq!(kind_of_sqlstate("28000"), ErrorKind::AuthRejected);
+        assert_eq!(kind_of_sqlstate("3D000"), ErrorKind::NotFound);
+        assert_eq!(kind_of_sqlstate("42704"), ErrorKind::NotFound);
+        assert_eq!(kind_of_sqlstate("42501"), ErrorKind::PermissionDenied);
+        assert_eq!(kind_of_sqlstate("08006"), ErrorKind::Unreachable);
+        assert_eq!(kind_of_sqlstate("53300"), ErrorKind::Unreachable);
+        assert_eq!(kind_of_sqlstate("42601"), ErrorKind::Other);
+    }
+}

@@ -1,0 +1,166 @@
+//! [`PostgresProvider`]: builds targets and shares admin connections among them.
+
+use crate::admin::AdminPool;
+use crate::config::{PostgresTargetConfig, SslMode};
+use crate::dsn::parse_admin_dsn;
+use crate::target::PostgresTarget;
+use crate::tls::TlsSetup;
+use rekey_api::{ProviderError, ProviderResult, RedactedDsn, Strategy, Target};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Application name of admin connections in `pg_stat_activity`.
+const ADMIN_APPLICATION_NAME: &str = "rekey admin";
+
+/// What identifies one shared admin connection.
+#[derive(PartialEq, Eq)]
+struct AdminKey {
+    host: String,
+    port: u16,
+    dsn: RedactedDsn,
+    sslmode: SslMode,
+    sslrootcert: Option<PathBuf>,
+}
+
+/// The PostgreSQL provider of one run. It builds [`PostgresTarget`]s and keeps **one
+/// admin connection per target host** (per host, port, admin connection string and
+/// TLS setting): every target on that host shares it, opened on first use and reopened
+/// once if it was lost. tokio-postgres pipelines concurrent queries on one connection,
+/// so parallel rotations on a host do not wait for each other's round trips.
+///
+/// Use one provider per run, inside one tokio runtime (the admin connections' tasks
+/// run on the runtime that opened them). Dropping it closes them.
+#[derive(Clone, Default)]
+pub struct PostgresProvider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    admins: Mutex<Vec<(AdminKey, Arc<AdminPool>)>>,
+    admin_connections_opened: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for PostgresProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let admins = self.inner.admins.lock().map(|a| a.len()).unwrap_or(0);
+        f.debug_struct("PostgresProvider")
+            .field("admin_endpoints", &admins)
+            .field("admin_connections_opened", &self.admin_connections_opened())
+            .finish()
+    }
+}
+
+impl PostgresProvider {
+    /// A provider with no connection open yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The target for `config` under `strategy`, as the engine uses it. Nothing is
+    /// connected until a step needs it. Only [`Strategy::Single`] is supported.
+    pub fn target(&self, config: &PostgresTargetConfig, strategy: Strategy) -> ProviderResult<Arc<dyn Target>> {
+        Ok(Arc::new(self.postgres_target(config, strategy)?))
+    }
+
+    /// [`PostgresProvider::target`] returning the concrete type.
+    pub fn postgres_target(&self, config: &PostgresTargetConfig, strategy: Strategy) -> ProviderResult<PostgresTarget> {
+        match strategy {
+            Strategy::Single => {}
+            Strategy::Dual => {
+                return Err(ProviderError::unsupported(
+                    "postgres target: strategy \"dual\" is not possible (a PostgreSQL role holds one password); \
+                     use \"single\"",
+                ))
+            }
+            Strategy::Alternating => {
+                return Err(ProviderError::unsupported(
+                    "postgres target: strategy \"alternating\" is not implemented yet; use \"single\"",
+                ))
+            }
+        }
+        config.validate()?;
+        let tls = TlsSetup::new(config.sslmode, config.sslrootcert.as_deref())?;
+        let admin = match &config.admin {
+            None => None,
+            Some(dsn) => Some(self.admin_pool(config, dsn)?),
+        };
+        Ok(PostgresTarget::new(config.clone(), tls, admin, strategy))
+    }
+
+    /// How many admin connections this provider has opened (reconnections included).
+    pub fn admin_connections_opened(&self) -> u64 {
+        self.inner.admin_connections_opened.load(Ordering::Relaxed)
+    }
+
+    fn admin_pool(&self, config: &PostgresTargetConfig, dsn: &RedactedDsn) -> ProviderResult<Arc<AdminPool>> {
+        let key = AdminKey {
+            host: config.host.clone(),
+            port: config.port,
+            dsn: dsn.clone(),
+            sslmode: config.sslmode,
+            sslrootcert: config.sslrootcert.clone(),
+        };
+        let mut admins = self.inner.admins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, pool)) = admins.iter().find(|(k, _)| *k == key) {
+            return Ok(pool.clone());
+        }
+        let parsed = parse_admin_dsn(dsn.expose())?;
+        let mut pg = parsed.config;
+        if pg.get_user().is_none_or(str::is_empty) {
+            return Err(ProviderError::invalid_input(format!(
+                "admin connection string {} names no user",
+                dsn.redacted()
+            )));
+        }
+        // Host and port default to the target's; a string naming its own host keeps
+        // libpq's default port.
+        if pg.get_hosts().is_empty() {
+            pg.host(&config.host);
+            if pg.get_ports().is_empty() {
+                pg.port(config.port);
+            }
+        }
+        if pg.get_dbname().is_none() {
+            pg.dbname("postgres");
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name(ADMIN_APPLICATION_NAME);
+        }
+        let (sslmode, rootcert) = match parsed.sslmode {
+            Some(mode) => (mode, parsed.sslrootcert.or_else(|| config.sslrootcert.clone())),
+            None => (
+                config.sslmode,
+                parsed.sslrootcert.or_else(|| config.sslrootcert.clone()),
+            ),
+        };
+        let tls = TlsSetup::new(sslmode, rootcert.as_deref())?;
+        let endpoint = endpoint_of(&pg, config);
+        let pool = Arc::new(AdminPool::new(
+            pg,
+            tls,
+            config.connect_timeout(),
+            endpoint,
+            self.inner.admin_connections_opened.clone(),
+        ));
+        admins.push((key, pool.clone()));
+        Ok(pool)
+    }
+}
+
+/// `host:port` of the admin connection, for messages.
+fn endpoint_of(pg: &tokio_postgres::Config, config: &PostgresTargetConfig) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => config.host.clone(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(config.port);
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
