@@ -7,6 +7,8 @@ use crate::strategy::Strategy;
 pub struct TargetCapabilities {
     /// Strategies this target implements.
     pub strategies: Vec<Strategy>,
+    /// The strategy this target was configured with.
+    pub strategy: Strategy,
     /// Can end the sessions that use an old secret (incident mode).
     pub terminate_sessions: bool,
     /// The target creates the secret itself (IAM keys); the generated password is unused.

@@ -105,7 +105,8 @@ impl PostgresTarget {
         };
         PostgresTarget {
             capabilities: TargetCapabilities {
-                strategies: vec![strategy],
+                strategies: vec![Strategy::Single],
+                strategy,
                 terminate_sessions: true,
                 mints_own_secret: false,
                 apply_invalidates_previous: true,

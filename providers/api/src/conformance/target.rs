@@ -127,6 +127,49 @@ pub async fn dual_holds_both_until_revoke(target: &dyn Target, current: SecretDo
     new
 }
 
+/// With alternating users, the new secret always belongs to the idle user (never the
+/// live one), both users work between apply and revoke, and the users take turns.
+/// Targets with another strategy skip this rule.
+pub async fn alternating_uses_the_idle_user(target: &dyn Target, current: SecretDoc) -> SecretDoc {
+    if target.capabilities().strategy != crate::Strategy::Alternating {
+        return current;
+    }
+    let live = current
+        .username()
+        .expect("an alternating document names its user")
+        .to_owned();
+    let new = rotate_once(target, &current).await;
+    let idle = new.username().expect("prepare names the idle user").to_owned();
+    assert_ne!(idle, live, "the new secret must go to the idle user, not the live one");
+    target
+        .verify(&new)
+        .await
+        .unwrap_or_else(|e| panic!("the idle user's new secret must verify: {e}"));
+    target
+        .login(&current)
+        .await
+        .unwrap_or_else(|e| panic!("the live user must keep working until revoke: {e}"));
+    target
+        .revoke(&current, &new, RevokeOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("revoke failed: {e}"));
+    match target.login(&current).await {
+        Ok(()) => panic!("the previous user's secret still logs in after revoke"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::AuthRejected, "got: {e}"),
+    }
+    let newer = rotate_once(target, &new).await;
+    assert_eq!(newer.username(), Some(live.as_str()), "the users take turns");
+    target
+        .verify(&newer)
+        .await
+        .unwrap_or_else(|e| panic!("verify failed: {e}"));
+    target
+        .revoke(&new, &newer, RevokeOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("revoke failed: {e}"));
+    newer
+}
+
 /// Every rule in order; returns the document that works at the end.
 pub async fn run_all(target: &dyn Target, current: SecretDoc) -> SecretDoc {
     let doc = current_works(target, current).await;
@@ -134,5 +177,6 @@ pub async fn run_all(target: &dyn Target, current: SecretDoc) -> SecretDoc {
     let doc = apply_then_verify(target, doc).await;
     let doc = apply_is_idempotent(target, doc).await;
     let doc = revoked_secret_is_rejected(target, doc).await;
-    dual_holds_both_until_revoke(target, doc).await
+    let doc = dual_holds_both_until_revoke(target, doc).await;
+    alternating_uses_the_idle_user(target, doc).await
 }
