@@ -27,6 +27,8 @@ pub enum Step {
     Verify,
     /// Pending becomes current.
     Promote,
+    /// Reversible first step of a deferred revocation (deactivate a key).
+    Retire,
     /// Remove the previous secret from the target (and end its sessions).
     Revoke,
     /// The previous secret must be refused.
@@ -52,6 +54,7 @@ impl Step {
             Step::Apply => "apply",
             Step::Verify => "verify",
             Step::Promote => "promote",
+            Step::Retire => "retire",
             Step::Revoke => "revoke",
             Step::ProveDead => "prove-dead",
             Step::CheckCurrent => "check-current",

@@ -62,6 +62,15 @@ pub trait Target: Send + Sync {
         self.login(doc).await
     }
 
+    /// Called right after promotion when revocation is deferred by a grace period: a
+    /// reversible first step (such as deactivating an IAM key) that leaves `old`
+    /// restorable until [`Target::revoke`] runs. Returns what it did, or `None` when the
+    /// target has nothing to do before revoke (the default).
+    async fn retire(&self, old: &SecretDoc, new: &SecretDoc) -> ProviderResult<Option<String>> {
+        let _ = (old, new);
+        Ok(None)
+    }
+
     /// Removes `old` from the target now that `new` is current, ending its sessions when
     /// asked. Idempotent. Targets whose apply already invalidated `old` only end sessions.
     async fn revoke(&self, old: &SecretDoc, new: &SecretDoc, options: RevokeOptions) -> ProviderResult<RevokeReport>;
