@@ -260,6 +260,12 @@ impl Rotation<'_> {
         if grace.is_zero() {
             self.revoke_and_prove(rec, previous, new).await
         } else {
+            let started = (SystemTime::now(), Instant::now());
+            match self.target.retire(&previous.doc, new).await {
+                Ok(Some(done)) => rec.ok_since(Step::Retire, Some(done), started),
+                Ok(None) => {}
+                Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().as_str(), e.message(), started)),
+            }
             let at = rfc3339(SystemTime::now() + grace);
             rec.skipped(
                 Step::Revoke,
