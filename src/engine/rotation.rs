@@ -238,15 +238,13 @@ impl Rotation<'_> {
             )
             .await?;
             self.hold_if(rec, "after-promote").await;
-            match previous {
-                Some(p) if self.revoke_options().terminate_sessions => {
-                    let report = rec
-                        .run(Step::Revoke, self.target.revoke(&p.doc, new, self.revoke_options()))
-                        .await?;
-                    rec.report.sessions_terminated += report.sessions_terminated;
-                }
-                Some(_) => rec.skipped(Step::Revoke, "apply replaced the previous secret"),
-                None => {}
+            // Apply replaced the old secret; revoke only ends sessions where asked
+            // (incident mode or the target's `terminate_sessions`).
+            if let Some(p) = previous {
+                let report = rec
+                    .run(Step::Revoke, self.target.revoke(&p.doc, new, self.revoke_options()))
+                    .await?;
+                rec.report.sessions_terminated += report.sessions_terminated;
             }
             return proved;
         }

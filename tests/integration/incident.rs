@@ -128,3 +128,41 @@ fn completions_are_printed() {
     r.assert_code(0);
     assert!(r.stdout.contains("rekey") && r.stdout.contains("rotate"));
 }
+
+#[test]
+fn terminate_sessions_in_config_ends_sessions_on_a_routine_rotation() {
+    let mut ws = Workspace::new();
+    let (role, initial) = ws.role("rk_term");
+    let credential = ws.credential("app-db", &role).replace(
+        "sslmode = \"disable\" }",
+        "sslmode = \"disable\", terminate_sessions = true }",
+    );
+    ws.write_config(&[credential]);
+    ws.import("app-db", &initial);
+    let mut session = open_session(&ws, &role, &initial);
+    let r = ws.rekey(&["-o", "json", "rotate"]);
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        doc["credentials"][0]["sessions_terminated"].as_u64().unwrap() >= 1,
+        "{doc}"
+    );
+    assert!(wait_exit(&mut session), "the session was ended");
+}
+
+#[test]
+fn routine_rotation_leaves_sessions_alone() {
+    let mut ws = Workspace::new();
+    let (role, initial) = ws.role("rk_keep");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &initial);
+    let mut session = open_session(&ws, &role, &initial);
+    ws.rekey(&["rotate"]).assert_code(0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        session.try_wait().unwrap().is_none(),
+        "a routine rotation does not end sessions"
+    );
+    let _ = session.kill();
+    let _ = session.wait();
+}
