@@ -33,6 +33,8 @@ pub enum Step {
     Revoke,
     /// The previous secret must be refused.
     ProveDead,
+    /// Record in the store that the previous secret was proved dead.
+    Record,
     /// Check of the current secret (`verify` command).
     CheckCurrent,
     /// Check of the secret's age against policy.
@@ -57,6 +59,7 @@ impl Step {
             Step::Retire => "retire",
             Step::Revoke => "revoke",
             Step::ProveDead => "prove-dead",
+            Step::Record => "record",
             Step::CheckCurrent => "check-current",
             Step::CheckAge => "check-age",
             Step::Import => "import",

@@ -293,7 +293,7 @@ impl Rotation<'_> {
             .await?;
         rec.report.sessions_terminated += report.sessions_terminated;
         self.prove_dead(rec, &old.doc).await?;
-        rec.run(Step::Revoke, self.store.mark_revoked(&self.credential.key, &old.id))
+        rec.run(Step::Record, self.store.mark_revoked(&self.credential.key, &old.id))
             .await
             .map(|_| ())
     }
