@@ -18,7 +18,7 @@ fn invocations(text: &str) -> Vec<Vec<String>> {
             found.push(args);
         } else if let Some(pos) = line
             .find("rekey ")
-            .filter(|p| line[..*p].ends_with(['/', ' ']) || *p == 0)
+            .filter(|p| *p == 0 || line[..*p].ends_with("bin/") || line[..*p].ends_with([' ', '\t']))
         {
             found.push(line[pos..].split_whitespace().map(str::to_owned).collect());
         }
