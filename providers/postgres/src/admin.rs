@@ -63,6 +63,31 @@ impl AdminPool {
         &self.endpoint
     }
 
+    /// The admin's user name.
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The database the shared admin connection uses.
+    pub(crate) fn dbname(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
+    /// A separate, unshared admin connection to `dbname` (for reading the catalogs of
+    /// another database than the shared connection's). The caller closes it.
+    pub(crate) async fn open_in(&self, dbname: &str) -> ProviderResult<Session> {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        let label = format!("{} (database {})", self.label(), quote_ident(dbname));
+        let session = connect(&config, &self.tls, self.timeout, &label).await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = session.client.batch_execute(SESSION_SETUP).await {
+            session.close().await;
+            return Err(pg_error(&e, format_args!("setting up the session of {label}")));
+        }
+        Ok(session)
+    }
+
     /// `admin "postgres" on 10.0.0.5:5432`.
     pub(crate) fn label(&self) -> String {
         format!("admin {} on {}", quote_ident(&self.user), self.endpoint)

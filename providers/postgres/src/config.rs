@@ -6,13 +6,21 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A PostgreSQL role whose password rekey rotates. The field names are part of the
-/// configuration file's contract.
+/// A PostgreSQL role (or, with strategy `alternating`, a pair of roles) whose password
+/// rekey rotates. The field names are part of the configuration file's contract.
 ///
 /// ```toml
+/// # strategy = "single": one role, its password replaced at apply
 /// target = { type = "postgres", host = "db.internal", port = 5432, dbname = "orders",
 ///            username = "orders_app", admin = "${ORDERS_ADMIN_URL}", sslmode = "verify-full" }
+/// # strategy = "alternating": two roles taking turns, the idle one gets the new password
+/// target = { type = "postgres", host = "db.internal", dbname = "orders",
+///            usernames = ["orders_app_a", "orders_app_b"], admin = "${ORDERS_ADMIN_URL}" }
 /// ```
+///
+/// Exactly one of `username` and `usernames` is set: `username` with strategy `single`,
+/// `usernames` with strategy `alternating` ([`PostgresTargetConfig::validate`] checks the
+/// first rule, [`crate::PostgresProvider::target`] the second).
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresTargetConfig {
@@ -25,8 +33,16 @@ pub struct PostgresTargetConfig {
     /// Database logins connect to, default `postgres`.
     #[serde(default = "default_dbname")]
     pub dbname: String,
-    /// The role whose password is rotated.
-    pub username: String,
+    /// The role whose password is rotated (strategy `single`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The two roles that take turns (strategy `alternating`), such as
+    /// `["orders_app_a", "orders_app_b"]`: each rotation sets the password of the one
+    /// that is not live, and revoke invalidates the previous one's. Both should have
+    /// identical privileges, typically as members of one group role; `preflight`
+    /// checks that they do.
+    #[serde(default)]
+    pub usernames: Option<Vec<String>>,
     /// Connection string of an administrator allowed to `ALTER ROLE` the user, as a URL
     /// (`postgres://admin:pw@host:5432/postgres?sslmode=verify-full`) or key=value
     /// conninfo (`host=h user=admin password=pw`). Host, port, `sslmode` and
@@ -67,13 +83,15 @@ fn default_connect_timeout() -> u64 {
 }
 
 impl PostgresTargetConfig {
-    /// A configuration with the defaults for everything but host and role.
+    /// A configuration with the defaults for everything but host and role (strategy
+    /// `single`).
     pub fn new(host: impl Into<String>, username: impl Into<String>) -> Self {
         PostgresTargetConfig {
             host: host.into(),
             port: default_port(),
             dbname: default_dbname(),
-            username: username.into(),
+            username: Some(username.into()),
+            usernames: None,
             admin: None,
             sslmode: SslMode::default(),
             sslrootcert: None,
@@ -83,15 +101,73 @@ impl PostgresTargetConfig {
         }
     }
 
-    /// Checks the values that deserialization cannot (empty names, zero timeout).
+    /// A configuration with the defaults for everything but host and the two roles that
+    /// take turns (strategy `alternating`; it also needs [`PostgresTargetConfig::admin`]).
+    pub fn new_alternating(host: impl Into<String>, first: impl Into<String>, second: impl Into<String>) -> Self {
+        let mut config = PostgresTargetConfig::new(host, "");
+        config.username = None;
+        config.usernames = Some(vec![first.into(), second.into()]);
+        config
+    }
+
+    /// The configured roles in order: the one `username`, or the two `usernames`
+    /// (empty when neither is set, which [`PostgresTargetConfig::validate`] refuses).
+    pub fn roles(&self) -> Vec<&str> {
+        match (&self.username, &self.usernames) {
+            (Some(one), None) => vec![one.as_str()],
+            (None, Some(two)) => two.iter().map(String::as_str).collect(),
+            (Some(one), Some(two)) => std::iter::once(one.as_str())
+                .chain(two.iter().map(String::as_str))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Checks the values that deserialization cannot: exactly one of `username` and
+    /// `usernames`, two distinct non-empty names in `usernames`, no empty host or
+    /// database, no zero port or timeout.
     pub fn validate(&self) -> ProviderResult<()> {
         if self.host.trim().is_empty() {
             return Err(ProviderError::invalid_input("postgres target: `host` is empty"));
         }
-        if self.username.is_empty() {
-            return Err(ProviderError::invalid_input("postgres target: `username` is empty"));
+        match (&self.username, &self.usernames) {
+            (Some(_), Some(_)) => {
+                return Err(ProviderError::invalid_input(
+                    "postgres target: set either `username` (strategy \"single\") or `usernames` \
+                     (strategy \"alternating\"), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ProviderError::invalid_input(
+                    "postgres target: missing `username` (strategy \"single\") or `usernames = [\"a\", \"b\"]` \
+                     (strategy \"alternating\")",
+                ))
+            }
+            (Some(one), None) if one.is_empty() => {
+                return Err(ProviderError::invalid_input("postgres target: `username` is empty"));
+            }
+            (None, Some(two)) => {
+                if two.len() != 2 {
+                    return Err(ProviderError::invalid_input(format!(
+                        "postgres target: `usernames` must name exactly two roles, it names {}",
+                        two.len()
+                    )));
+                }
+                if two.iter().any(String::is_empty) {
+                    return Err(ProviderError::invalid_input(
+                        "postgres target: `usernames` holds an empty name",
+                    ));
+                }
+                if two[0] == two[1] {
+                    return Err(ProviderError::invalid_input(format!(
+                        "postgres target: `usernames` names role {} twice; alternating needs two distinct roles",
+                        crate::sql::quote_ident(&two[0])
+                    )));
+                }
+            }
+            _ => {}
         }
-        if self.username.contains('\0') || self.dbname.contains('\0') {
+        if self.roles().iter().any(|r| r.contains('\0')) || self.dbname.contains('\0') {
             return Err(ProviderError::invalid_input(
                 "postgres target: names cannot contain NUL",
             ));
@@ -126,6 +202,7 @@ impl fmt::Debug for PostgresTargetConfig {
             .field("port", &self.port)
             .field("dbname", &self.dbname)
             .field("username", &self.username)
+            .field("usernames", &self.usernames)
             // RedactedDsn's Debug masks the password.
             .field("admin", &self.admin)
             .field("sslmode", &self.sslmode)

@@ -1,4 +1,6 @@
-//! rekey's PostgreSQL target: rotates a role's password.
+//! rekey's PostgreSQL target: rotates a role's password (strategy `single`), or the
+//! passwords of two roles that take turns (strategy `alternating`, zero downtime: the
+//! live role is never touched while the idle one gets the new password).
 //!
 //! The new password reaches the server only as a SCRAM-SHA-256 verifier computed here
 //! (`ALTER ROLE "role" PASSWORD 'SCRAM-SHA-256$4096:…'`), so the plaintext never lands
@@ -19,6 +21,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Alternating roles (`usernames` instead of `username`; needs `admin`):
+//!
+//! ```no_run
+//! # async fn demo() -> rekey_api::ProviderResult<()> {
+//! use rekey_postgres::{PostgresProvider, PostgresTargetConfig};
+//! let mut config = PostgresTargetConfig::new_alternating("127.0.0.1", "orders_app_a", "orders_app_b");
+//! config.admin = Some(rekey_api::RedactedDsn::new("postgres://postgres:pw@127.0.0.1/postgres".into()));
+//! let target = PostgresProvider::new().target(&config, rekey_api::Strategy::Alternating)?;
+//! // Fails with `invalid_input` naming every difference if the two roles' privileges drifted.
+//! target.preflight(None).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Errors carry a [`rekey_api::ErrorKind`]: a refused password (SQLSTATE 28P01 or
 //! 28000) is `AuthRejected`; a refused connection, timeout, DNS or TLS failure is
 //! `Unreachable`; a missing role (42704) or database (3D000) is `NotFound`; a missing
@@ -28,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod alternating;
 mod config;
 mod conn;
 mod dsn;

@@ -60,33 +60,62 @@ impl PostgresProvider {
     }
 
     /// The target for `config` under `strategy`, as the engine uses it. Nothing is
-    /// connected until a step needs it. Only [`Strategy::Single`] is supported.
+    /// connected until a step needs it.
+    ///
+    /// [`Strategy::Single`] takes `username`; [`Strategy::Alternating`] takes
+    /// `usernames` (two roles) and an `admin`, which must not be one of the two.
+    /// [`Strategy::Dual`] is impossible in PostgreSQL (`unsupported`). A mismatch
+    /// between the strategy and the configured names is `invalid_input`.
     pub fn target(&self, config: &PostgresTargetConfig, strategy: Strategy) -> ProviderResult<Arc<dyn Target>> {
         Ok(Arc::new(self.postgres_target(config, strategy)?))
     }
 
     /// [`PostgresProvider::target`] returning the concrete type.
     pub fn postgres_target(&self, config: &PostgresTargetConfig, strategy: Strategy) -> ProviderResult<PostgresTarget> {
-        match strategy {
-            Strategy::Single => {}
-            Strategy::Dual => {
-                return Err(ProviderError::unsupported(
-                    "postgres target: strategy \"dual\" is not possible (a PostgreSQL role holds one password); \
-                     use \"single\"",
-                ))
-            }
-            Strategy::Alternating => {
-                return Err(ProviderError::unsupported(
-                    "postgres target: strategy \"alternating\" is not implemented yet; use \"single\"",
-                ))
-            }
+        if strategy == Strategy::Dual {
+            return Err(ProviderError::unsupported(
+                "postgres target: strategy \"dual\" is not possible (a PostgreSQL role holds one password); \
+                 use \"single\", or \"alternating\" with two roles for zero-downtime rotation",
+            ));
         }
         config.validate()?;
+        match (strategy, &config.username, &config.usernames) {
+            (Strategy::Alternating, Some(_), _) => {
+                return Err(ProviderError::invalid_input(
+                    "postgres target: strategy \"alternating\" takes `usernames = [\"a\", \"b\"]` (two roles \
+                     taking turns) instead of `username`",
+                ))
+            }
+            (Strategy::Single, _, Some(_)) => {
+                return Err(ProviderError::invalid_input(
+                    "postgres target: `usernames` is for strategy \"alternating\"; with strategy \"single\" \
+                     set `username`",
+                ))
+            }
+            _ => {}
+        }
+        if strategy == Strategy::Alternating && config.admin.is_none() {
+            return Err(ProviderError::invalid_input(
+                "postgres target: strategy \"alternating\" needs `admin`: the idle role's password is unknown \
+                 to rekey (revoke replaced it with one nobody knows), so only an administrator can set it",
+            ));
+        }
         let tls = TlsSetup::new(config.sslmode, config.sslrootcert.as_deref())?;
         let admin = match &config.admin {
             None => None,
             Some(dsn) => Some(self.admin_pool(config, dsn)?),
         };
+        if strategy == Strategy::Alternating {
+            if let Some(admin) = &admin {
+                if config.roles().contains(&admin.user()) {
+                    return Err(ProviderError::invalid_input(format!(
+                        "postgres target: the admin {} is one of `usernames`: revoke invalidates the previous \
+                         role's password, which would lock rekey out; use another administrator",
+                        crate::sql::quote_ident(admin.user())
+                    )));
+                }
+            }
+        }
         Ok(PostgresTarget::new(config.clone(), tls, admin, strategy))
     }
 

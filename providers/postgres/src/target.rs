@@ -1,6 +1,7 @@
 //! [`PostgresTarget`]: one PostgreSQL role.
 
 use crate::admin::AdminPool;
+use crate::alternating::{self, RoleProfile};
 use crate::config::PostgresTargetConfig;
 use crate::conn::{connect, Session};
 use crate::error::pg_error;
@@ -17,18 +18,29 @@ use std::sync::Arc;
 /// Application name the target's own logins show in `pg_stat_activity`.
 const LOGIN_APPLICATION_NAME: &str = "rekey";
 
-/// A PostgreSQL role whose password rekey rotates (strategy `single`).
+/// A PostgreSQL role whose password rekey rotates (strategy `single`), or two roles
+/// that take turns (strategy `alternating`).
 ///
 /// With an admin connection the new password is installed with
 /// `ALTER ROLE "role" PASSWORD 'SCRAM-SHA-256$4096:…'` on the admin connection shared by
-/// every target of the host; without one the role logs in with its current password
-/// and runs `ALTER ROLE CURRENT_USER PASSWORD '…'`. Either way only a SCRAM verifier
-/// computed on rekey's side reaches the server, so the plaintext never appears in
-/// server logs, `pg_stat_activity` or `pg_stat_statements`.
+/// every target of the host; without one (strategy `single` only) the role logs in
+/// with its current password and runs `ALTER ROLE CURRENT_USER PASSWORD '…'`. Either
+/// way only a SCRAM verifier computed on rekey's side reaches the server, so the
+/// plaintext never appears in server logs, `pg_stat_activity` or `pg_stat_statements`.
+///
+/// With `alternating`, the stored document's `username` names the live role. `prepare`
+/// gives the new password to the other (idle) role, `apply` sets it, so the live role
+/// keeps working untouched, and `revoke` sets the previous role's password to the
+/// verifier of a random password that is never stored or shown: the role keeps its
+/// privileges and memberships for its next turn, but nothing can log in as it.
 ///
 /// Created by [`crate::PostgresProvider::postgres_target`].
 pub struct PostgresTarget {
     config: PostgresTargetConfig,
+    /// The configured role (`single`) or the two roles in configured order
+    /// (`alternating`).
+    roles: Vec<String>,
+    strategy: Strategy,
     login_config: tokio_postgres::Config,
     tls: TlsSetup,
     admin: Option<Arc<AdminPool>>,
@@ -105,12 +117,15 @@ impl PostgresTarget {
         };
         PostgresTarget {
             capabilities: TargetCapabilities {
-                strategies: vec![Strategy::Single],
+                strategies: vec![Strategy::Single, Strategy::Alternating],
                 strategy,
                 terminate_sessions: true,
                 mints_own_secret: false,
-                apply_invalidates_previous: true,
+                // Alternating: the previous role keeps its password until revoke.
+                apply_invalidates_previous: strategy == Strategy::Single,
             },
+            roles: config.roles().into_iter().map(str::to_owned).collect(),
+            strategy,
             config,
             login_config,
             tls,
@@ -144,8 +159,53 @@ impl PostgresTarget {
         Ok(Some(pid))
     }
 
+    /// The configured role (`single`), or the first of the two (`alternating`).
     fn role(&self) -> &str {
-        &self.config.username
+        &self.roles[0]
+    }
+
+    fn alternating(&self) -> bool {
+        self.strategy == Strategy::Alternating
+    }
+
+    /// `"a", "b"`: the configured roles, quoted, for messages.
+    fn roles_label(&self) -> String {
+        self.roles.iter().map(|r| quote_ident(r)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Alternating: which of the two roles `doc` names (the first one when it names
+    /// none, as [`Target::complete`] would fill in); an error for any other user.
+    fn alternating_role<'a>(&'a self, doc: &SecretDoc, which: &str) -> ProviderResult<&'a str> {
+        match doc.username() {
+            None => Ok(self.role()),
+            Some(user) => self
+                .roles
+                .iter()
+                .find(|r| *r == user)
+                .map(String::as_str)
+                .ok_or_else(|| {
+                    ProviderError::invalid_input(format!(
+                        "the {which} secret's username {} is not one of the configured `usernames` ({})",
+                        quote_ident(user),
+                        self.roles_label()
+                    ))
+                }),
+        }
+    }
+
+    /// Alternating: the role of the two that is not `role`.
+    fn other_role(&self, role: &str) -> &str {
+        if self.roles[0] == role {
+            &self.roles[1]
+        } else {
+            &self.roles[0]
+        }
+    }
+
+    fn required_admin(&self) -> ProviderResult<&AdminPool> {
+        self.admin
+            .as_deref()
+            .ok_or_else(|| ProviderError::invalid_input("strategy \"alternating\" needs an admin connection (`admin`)"))
     }
 
     /// `role "app" on 10.0.0.5:5432/orders`.
@@ -190,11 +250,12 @@ impl PostgresTarget {
         self.open_as(&user, &password).await
     }
 
-    /// Terminates the role's backends other than the connection running the query.
-    async fn terminate_sessions(&self, new: &SecretDoc) -> ProviderResult<u64> {
+    /// Terminates `role`'s backends other than the connection running the query (the
+    /// admin connection, or a login with `new` when there is no admin).
+    async fn terminate_sessions(&self, role: &str, new: &SecretDoc) -> ProviderResult<u64> {
         const SQL: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                            WHERE usename = $1 AND pid <> pg_backend_pid()";
-        let role = self.role().to_owned();
+        let role = role.to_owned();
         let action = format!("ending the sessions of role {}", quote_ident(&role));
         let ended = match &self.admin {
             Some(admin) => {
@@ -219,11 +280,12 @@ impl PostgresTarget {
             .count() as u64)
     }
 
-    async fn apply_with_admin(&self, admin: &AdminPool, password: &Secret) -> ProviderResult<()> {
+    /// Sets `role`'s password to the verifier of `password` through the admin connection.
+    async fn apply_with_admin(&self, admin: &AdminPool, role: &str, password: &Secret) -> ProviderResult<()> {
         let verifier = scram_verifier(password).await?;
-        let sql = Arc::new(alter_role_password(&quote_ident(self.role()), &verifier));
+        let sql = Arc::new(alter_role_password(&quote_ident(role), &verifier));
         admin
-            .run(&format!("ALTER ROLE {}", quote_ident(self.role())), |s| {
+            .run(&format!("ALTER ROLE {}", quote_ident(role)), |s| {
                 let sql = sql.clone();
                 async move { s.client.batch_execute(&sql).await }
             })
@@ -287,9 +349,42 @@ impl PostgresTarget {
         admin: &AdminPool,
         current: Option<&SecretDoc>,
     ) -> ProviderResult<Vec<String>> {
-        let role = self.role().to_owned();
-        let dbname = self.config.dbname.clone();
         let mut lines = Vec::new();
+        let identity = self.admin_identity(admin, &mut lines).await?;
+        for role in &self.roles {
+            self.check_role(admin, &identity, role, &mut lines).await?;
+        }
+        if self.alternating() {
+            self.compare_roles(admin, &mut lines).await?;
+        }
+        if let Some(current) = current {
+            let user = current.username().unwrap_or(self.role()).to_owned();
+            match self.open_doc(current, "current").await {
+                Ok(session) => {
+                    session.close().await;
+                    lines.push(format!("the current secret logs in as {}", self.login_label(&user)));
+                }
+                Err(e) if e.kind() == ErrorKind::AuthRejected => lines.push(if self.alternating() {
+                    format!(
+                        "the current secret is refused as {} (applications holding it cannot log in; the \
+                         rotation moves them to role {})",
+                        self.login_label(&user),
+                        quote_ident(self.other_role(&user))
+                    )
+                } else {
+                    format!(
+                        "the current secret is refused as {} (the rotation will replace it)",
+                        self.login_label(&user)
+                    )
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Who the admin is and what it may do in general.
+    async fn admin_identity(&self, admin: &AdminPool, lines: &mut Vec<String>) -> ProviderResult<Privileges> {
         let (admin_user, admin_super, admin_createrole, version_num, version): (String, bool, bool, i32, String) =
             admin
                 .run("reading the admin's attributes", |s| async move {
@@ -311,7 +406,35 @@ impl PostgresTarget {
             admin.endpoint(),
             quote_ident(&admin_user)
         ));
+        if self.alternating() && self.roles.contains(&admin_user) {
+            return Err(ProviderError::invalid_input(format!(
+                "the admin connection logs in as {}, one of `usernames`: revoke invalidates the previous \
+                 role's password, which would lock rekey out; use another administrator",
+                quote_ident(&admin_user)
+            )));
+        }
+        Ok(Privileges {
+            admin_user,
+            admin_super,
+            admin_createrole,
+            server_version_num: version_num,
+            role_super: false,
+            role_replication: false,
+            admin_option: false,
+        })
+    }
 
+    /// `role` exists, the admin may alter it, it may log in and connect to `dbname`.
+    async fn check_role(
+        &self,
+        admin: &AdminPool,
+        identity: &Privileges,
+        role: &str,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
+        let role = role.to_owned();
+        let dbname = self.config.dbname.clone();
+        let admin_user = &identity.admin_user;
         let role_row = admin
             .run("reading the role's attributes", |s| {
                 let role = role.clone();
@@ -346,23 +469,21 @@ impl PostgresTarget {
         };
         let privileges = Privileges {
             admin_user: admin_user.clone(),
-            admin_super,
-            admin_createrole,
-            server_version_num: version_num,
             role_super,
             role_replication,
             admin_option,
+            ..*identity
         };
         match privileges.may_alter(&role) {
             Ok(reason) => lines.push(format!(
                 "admin {} may alter role {} ({reason})",
-                quote_ident(&admin_user),
+                quote_ident(admin_user),
                 quote_ident(&role)
             )),
             Err(why) => {
                 return Err(ProviderError::permission_denied(format!(
                     "admin {} may not alter role {} on {}: {why}",
-                    quote_ident(&admin_user),
+                    quote_ident(admin_user),
                     quote_ident(&role),
                     admin.endpoint()
                 )))
@@ -401,42 +522,110 @@ impl PostgresTarget {
             })
             .await?;
         match db_row {
-            None => {
-                return Err(ProviderError::not_found(format!(
-                    "database {} does not exist on {}",
-                    quote_ident(&dbname),
-                    admin.endpoint()
-                )))
-            }
-            Some((false, _)) | Some((_, false)) => {
-                return Err(ProviderError::permission_denied(format!(
-                    "role {} may not connect to database {} on {}",
-                    quote_ident(&role),
-                    quote_ident(&dbname),
-                    admin.endpoint()
-                )))
-            }
-            Some(_) => lines.push(format!(
-                "role {} may connect to database {}",
+            None => Err(ProviderError::not_found(format!(
+                "database {} does not exist on {}",
+                quote_ident(&dbname),
+                admin.endpoint()
+            ))),
+            Some((false, _)) | Some((_, false)) => Err(ProviderError::permission_denied(format!(
+                "role {} may not connect to database {} on {}",
                 quote_ident(&role),
-                quote_ident(&dbname)
-            )),
-        }
-
-        if let Some(current) = current {
-            match self.open_doc(current, "current").await {
-                Ok(session) => {
-                    session.close().await;
-                    lines.push(format!("the current secret logs in as {}", self.login_label(&role)));
-                }
-                Err(e) if e.kind() == ErrorKind::AuthRejected => lines.push(format!(
-                    "the current secret is refused as {} (the rotation will replace it)",
-                    self.login_label(&role)
-                )),
-                Err(e) => return Err(e),
+                quote_ident(&dbname),
+                admin.endpoint()
+            ))),
+            Some(_) => {
+                lines.push(format!(
+                    "role {} may connect to database {}",
+                    quote_ident(&role),
+                    quote_ident(&dbname)
+                ));
+                Ok(())
             }
         }
-        Ok(lines)
+    }
+
+    /// Alternating: the two roles must be interchangeable (see [`crate::alternating`]).
+    /// Shared catalogs are read on the admin connection; the target database's own
+    /// catalogs on the admin connection if it uses that database, otherwise on a
+    /// short-lived admin connection to it.
+    async fn compare_roles(&self, admin: &AdminPool, lines: &mut Vec<String>) -> ProviderResult<()> {
+        let dbname = self.config.dbname.clone();
+        let mut profiles: Vec<RoleProfile> = Vec::with_capacity(2);
+        for role in &self.roles {
+            let role = role.clone();
+            let action = format!("reading the attributes and memberships of role {}", quote_ident(&role));
+            let profile = admin
+                .run(&action, |s| {
+                    let (role, dbname) = (role.clone(), dbname.clone());
+                    async move { alternating::read_shared(&s.client, &role, &dbname).await }
+                })
+                .await?;
+            profiles.push(profile);
+        }
+        let same_database = admin.dbname() == Some(dbname.as_str());
+        let separate = if same_database {
+            None
+        } else {
+            Some(admin.open_in(&dbname).await.map_err(|e| {
+                e.context(format_args!(
+                    "comparing the privileges of roles {} in database {}",
+                    self.roles_label(),
+                    quote_ident(&dbname)
+                ))
+            })?)
+        };
+        for (role, profile) in self.roles.iter().zip(profiles.iter_mut()) {
+            let action = format!(
+                "reading the privileges of role {} in database {}",
+                quote_ident(role),
+                quote_ident(&dbname)
+            );
+            let objects = match &separate {
+                None => {
+                    admin
+                        .run(&action, |s| {
+                            let role = role.clone();
+                            async move { alternating::read_objects(&s.client, &role).await }
+                        })
+                        .await
+                }
+                Some(session) => alternating::read_objects(&session.client, role)
+                    .await
+                    .map_err(|e| pg_error(&e, format_args!("{action} as {}", admin.label()))),
+            };
+            match objects {
+                Ok(objects) => profile.objects = objects,
+                Err(e) => {
+                    if let Some(session) = separate {
+                        session.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(session) = separate {
+            session.close().await;
+        }
+        let (a, b) = (&self.roles[0], &self.roles[1]);
+        let found = alternating::differences(a, &profiles[0], b, &profiles[1]);
+        if !found.is_empty() {
+            return Err(ProviderError::invalid_input(alternating::describe_differences(
+                a, b, &found,
+            )));
+        }
+        let groups: Vec<&str> = profiles[0].memberships.keys().map(String::as_str).collect();
+        lines.push(format!(
+            "roles {} and {} have identical attributes, memberships ({}), settings and privileges in database {}",
+            quote_ident(a),
+            quote_ident(b),
+            if groups.is_empty() {
+                "none".to_owned()
+            } else {
+                groups.join(", ")
+            },
+            quote_ident(&dbname)
+        ));
+        Ok(())
     }
 }
 
@@ -447,20 +636,57 @@ impl Target for PostgresTarget {
     }
 
     fn describe(&self) -> String {
-        format!("postgres {}", self.login_label(self.role()))
+        if self.alternating() {
+            format!(
+                "postgres roles {} (alternating) on {}/{}",
+                self.roles
+                    .iter()
+                    .map(|r| quote_ident(r))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                self.endpoint,
+                self.config.dbname
+            )
+        } else {
+            format!("postgres {}", self.login_label(self.role()))
+        }
     }
 
+    /// Fills `engine`, `host`, `port`, `username` (the configured role; with
+    /// `alternating`, the first of `usernames`) and `dbname` where missing.
     fn complete(&self, doc: &mut SecretDoc) {
         doc.set_default("engine", "postgres");
         doc.set_default("host", self.config.host.as_str());
         doc.set_default("port", self.config.port);
-        doc.set_default("username", self.config.username.as_str());
+        doc.set_default("username", self.role());
         doc.set_default("dbname", self.config.dbname.as_str());
     }
 
+    /// With `alternating`, also checks that the live role (`current`'s username) is one
+    /// of the two, that the admin may alter both, and that both have identical
+    /// attributes, memberships, settings and privileges (an `invalid_input` error
+    /// naming each difference otherwise).
     async fn preflight(&self, current: Option<&SecretDoc>) -> ProviderResult<Vec<String>> {
+        let mut plan = None;
         if let Some(current) = current {
-            self.check_username(current, "current")?;
+            if self.alternating() {
+                let live = self
+                    .alternating_role(current, "current")
+                    .map_err(|e| e.context("the live role"))?;
+                plan = Some(format!(
+                    "role {} is live; the next rotation sets the password of role {} and then invalidates {}'s",
+                    quote_ident(live),
+                    quote_ident(self.other_role(live)),
+                    quote_ident(live)
+                ));
+            } else {
+                self.check_username(current, "current")?;
+            }
+        } else if self.alternating() {
+            plan = Some(format!(
+                "no current secret: the first rotation sets the password of role {}",
+                quote_ident(self.role())
+            ));
         }
         let mut lines = match &self.admin {
             Some(admin) => self.preflight_with_admin(admin, current).await?,
@@ -488,29 +714,63 @@ impl Target for PostgresTarget {
                 ]
             }
         };
+        lines.extend(plan);
         if self.config.terminate_sessions {
-            lines.push(format!(
-                "sessions of role {} will be ended at revoke",
-                quote_ident(self.role())
-            ));
+            lines.push(if self.alternating() {
+                "sessions of the previous role will be ended at revoke".to_owned()
+            } else {
+                format!("sessions of role {} will be ended at revoke", quote_ident(self.role()))
+            });
         }
         Ok(lines)
     }
 
+    /// With `alternating`, the new document names the idle role: the one of `usernames`
+    /// that `current` does not name (the first one when there is no current secret).
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {
+        let mut user = None;
         if let Some(current) = current {
-            self.check_username(current, "current")?;
+            if self.alternating() {
+                user = Some(self.other_role(self.alternating_role(current, "current")?).to_owned());
+            } else {
+                self.check_username(current, "current")?;
+            }
         }
         let mut doc = current.cloned().unwrap_or_default();
         self.complete(&mut doc);
+        if let Some(user) = user {
+            doc.set("username", user);
+        }
         doc.set_password(&password);
         Ok(doc)
     }
 
+    /// With `alternating`, sets the password of the role `new` names, which must not be
+    /// the live one (`current`'s): the live role is never touched.
     async fn apply(&self, new: &SecretDoc, current: Option<&SecretDoc>) -> ProviderResult<()> {
+        if self.alternating() {
+            let user = self.alternating_role(new, "new")?;
+            if let Some(current) = current {
+                if self.alternating_role(current, "current")? == user {
+                    return Err(ProviderError::invalid_input(format!(
+                        "the new secret names role {}, which is live (the current secret's): with strategy \
+                         \"alternating\" the new password goes to the idle role {}",
+                        quote_ident(user),
+                        quote_ident(self.other_role(user))
+                    )));
+                }
+            }
+            let admin = self.required_admin()?;
+            return self
+                .apply_with_admin(admin, user, &Self::password_of(new, "new")?)
+                .await;
+        }
         self.check_username(new, "new")?;
         match &self.admin {
-            Some(admin) => self.apply_with_admin(admin, &Self::password_of(new, "new")?).await,
+            Some(admin) => {
+                self.apply_with_admin(admin, self.role(), &Self::password_of(new, "new")?)
+                    .await
+            }
             None => self.apply_as_role(new, current).await,
         }
     }
@@ -539,19 +799,80 @@ impl Target for PostgresTarget {
         result
     }
 
-    async fn revoke(&self, _old: &SecretDoc, new: &SecretDoc, options: RevokeOptions) -> ProviderResult<RevokeReport> {
-        // Strategy single: apply already replaced the old password. Only sessions remain.
-        if !(options.terminate_sessions || self.config.terminate_sessions) {
-            return Ok(RevokeReport::default());
+    /// `single`: apply already replaced the old password; only sessions are ended, when
+    /// asked. `alternating`: first proves that `new` logs in, then sets the previous
+    /// role's password to the verifier of a fresh random password that is never stored
+    /// (the role keeps its privileges for its next turn), then ends the previous role's
+    /// sessions when asked. If `old` and `new` name the same role, apply already
+    /// replaced its password and it is handled as with `single`.
+    async fn revoke(&self, old: &SecretDoc, new: &SecretDoc, options: RevokeOptions) -> ProviderResult<RevokeReport> {
+        let terminate = options.terminate_sessions || self.config.terminate_sessions;
+        if !self.alternating() {
+            if !terminate {
+                return Ok(RevokeReport::default());
+            }
+            let sessions_terminated = self.terminate_sessions(self.role(), new).await?;
+            return Ok(RevokeReport { sessions_terminated });
         }
-        let sessions_terminated = self.terminate_sessions(new).await?;
+        let previous = self.alternating_role(old, "old")?;
+        let next = self.alternating_role(new, "new")?;
+        if previous != next {
+            let admin = self.required_admin()?;
+            // Never leave no working secret: the new one must log in first.
+            if let Err(e) = self.login(new).await {
+                let why = format!(
+                    "refusing to invalidate role {}: the new secret does not log in as {}",
+                    quote_ident(previous),
+                    self.login_label(next)
+                );
+                return Err(if e.kind() == ErrorKind::AuthRejected {
+                    ProviderError::conflict(format!("{why} ({})", e.message())).retryable(false)
+                } else {
+                    e.context(why)
+                });
+            }
+            let unknown = unknowable_password();
+            self.apply_with_admin(admin, previous, &unknown).await.map_err(|e| {
+                e.context(format_args!(
+                    "invalidating the password of role {}",
+                    quote_ident(previous)
+                ))
+            })?;
+        }
+        let sessions_terminated = if terminate {
+            self.terminate_sessions(previous, new).await?
+        } else {
+            0
+        };
         Ok(RevokeReport { sessions_terminated })
     }
+}
+
+/// 48 random bytes, hex-encoded: a password nobody knows, whose verifier replaces the
+/// previous alternating role's. Dropped (and zeroized) once the verifier is computed.
+fn unknowable_password() -> Secret {
+    use rand::RngCore;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 48]);
+    rand::rngs::OsRng.fill_bytes(&mut bytes[..]);
+    let mut hex = String::with_capacity(96);
+    for b in bytes.iter() {
+        hex.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        hex.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    Secret::new(hex)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknowable_passwords_are_long_and_fresh() {
+        let (a, b) = (unknowable_password(), unknowable_password());
+        assert_eq!(a.len(), 96);
+        assert_ne!(a, b);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
 
     fn privileges(
         admin_super: bool,

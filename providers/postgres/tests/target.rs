@@ -611,11 +611,13 @@ async fn check_query_runs_on_verify() {
 async fn unsupported_strategies_and_bad_config() {
     let provider = PostgresProvider::new();
     let c = PostgresTargetConfig::new("127.0.0.1", "app");
-    for s in [Strategy::Dual, Strategy::Alternating] {
-        let err = provider.target(&c, s).err().unwrap();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
-        assert!(err.to_string().contains(s.as_str()), "{err}");
-    }
+    let err = provider.target(&c, Strategy::Dual).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("dual"), "{err}");
+    // Alternating takes `usernames`, not `username` (tests/alternating.rs has the rest).
+    let err = provider.target(&c, Strategy::Alternating).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("takes `usernames"), "{err}");
     let mut bad = c.clone();
     bad.admin = Some(RedactedDsn::new(
         "postgres://admin:s3cr3t-pw@h/db?sslmode=verify-ca".into(),
@@ -624,7 +626,7 @@ async fn unsupported_strategies_and_bad_config() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(!err.to_string().contains("s3cr3t"));
     let mut bad = c.clone();
-    bad.username = String::new();
+    bad.username = Some(String::new());
     assert_eq!(
         provider.target(&bad, Strategy::Single).err().unwrap().kind(),
         ErrorKind::InvalidInput
@@ -638,7 +640,8 @@ async fn unsupported_strategies_and_bad_config() {
 
     let t = provider.target(&c, Strategy::Single).unwrap();
     let caps = t.capabilities();
-    assert_eq!(caps.strategies, vec![Strategy::Single]);
+    assert_eq!(caps.strategies, vec![Strategy::Single, Strategy::Alternating]);
+    assert_eq!(caps.strategy, Strategy::Single);
     assert!(caps.terminate_sessions && caps.apply_invalidates_previous && !caps.mints_own_secret);
 
     // complete() fills what is missing and keeps what is there.
