@@ -1,6 +1,7 @@
 //! Black-box tests of the `rekey` binary against a real PostgreSQL cluster with
 //! SCRAM-SHA-256 authentication enforced (started by rekey-testbed), and the file store.
 
+mod alternating;
 mod bad_input;
 mod crash;
 mod incident;
