@@ -16,10 +16,14 @@
 
 #![warn(missing_docs)]
 
+mod moto;
 mod pg;
 mod process;
+mod vault;
 
+pub use moto::{MotoServer, MOTO_ENV};
 pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
+pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};
 
 use std::fmt;
 
