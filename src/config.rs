@@ -34,6 +34,8 @@ impl ConfigError {
 pub enum StoreConfig {
     /// `type = "file"`: one local JSON file.
     File(rekey_file::FileStoreConfig),
+    /// `type = "vault-kv"`: a Vault KV (v1 or v2) mount.
+    VaultKv(rekey_vault::VaultKvConfig),
 }
 
 impl StoreConfig {
@@ -41,6 +43,7 @@ impl StoreConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             StoreConfig::File(_) => "file",
+            StoreConfig::VaultKv(_) => "vault-kv",
         }
     }
 }
@@ -51,6 +54,8 @@ impl StoreConfig {
 pub enum TargetConfig {
     /// `type = "postgres"`: a PostgreSQL role.
     Postgres(rekey_postgres::PostgresTargetConfig),
+    /// `type = "vault-approle"`: a Vault AppRole's secret-id.
+    VaultApprole(rekey_vault::VaultAppRoleConfig),
 }
 
 impl TargetConfig {
@@ -58,6 +63,7 @@ impl TargetConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetConfig::Postgres(_) => "postgres",
+            TargetConfig::VaultApprole(_) => "vault-approle",
         }
     }
 }
@@ -377,6 +383,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
                 }
                 f.path = at(std::mem::take(&mut f.path));
             }
+            StoreConfig::VaultKv(_) => {}
         }
     }
 
@@ -453,6 +460,7 @@ impl fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreConfig::File(c) => write!(f, "file {}", c.path.display()),
+            StoreConfig::VaultKv(c) => write!(f, "vault-kv mount {}", c.mount),
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct Backends {
     stores: BTreeMap<String, StoreConfig>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     postgres: rekey_postgres::PostgresProvider,
+    vault: rekey_vault::VaultProvider,
 }
 
 impl Backends {
@@ -23,6 +24,7 @@ impl Backends {
             stores,
             opened: Mutex::new(BTreeMap::new()),
             postgres: rekey_postgres::PostgresProvider::new(),
+            vault: rekey_vault::VaultProvider::new(),
         }
     }
 
@@ -38,6 +40,7 @@ impl Backends {
             Some(StoreConfig::File(c)) => {
                 rekey_file::FileStore::open(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>)
             }
+            Some(StoreConfig::VaultKv(c)) => self.vault.kv_store(c),
         };
         let result = result.map_err(|e| e.context(format_args!("store `{name}`")));
         opened.insert(name.to_owned(), result.clone());
@@ -48,6 +51,7 @@ impl Backends {
     pub fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
         match &credential.target {
             TargetConfig::Postgres(c) => self.postgres.target(c, credential.strategy),
+            TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
         }
     }
 }

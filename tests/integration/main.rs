@@ -8,3 +8,4 @@ mod incident;
 mod leaks;
 mod rotate;
 mod util;
+mod vault;
