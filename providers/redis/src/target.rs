@@ -1,0 +1,572 @@
+//! [`RedisTarget`]: one Redis ACL user.
+
+use crate::acl::{acl_password_hash, add_password, quote_name, remove_password, replace_passwords, text, UserInfo};
+use crate::admin::{AclFile, AdminConn, AdminPool};
+use crate::config::RedisTargetConfig;
+use crate::conn::{open_authenticated, Endpoint, Identity, Session};
+use async_trait::async_trait;
+use redis::Value;
+use rekey_api::{
+    ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
+    TargetCapabilities,
+};
+use std::fmt;
+use std::sync::Arc;
+
+/// A Redis ACL user whose password rekey rotates (strategy `dual` or `single`).
+///
+/// Passwords reach the server only as SHA-256 hashes (`ACL SETUSER user #<hash>`), never
+/// as `>plaintext`, so the plaintext stays out of SLOWLOG, MONITOR, ACL LOG, the ACL
+/// file and replication. With `dual`, `apply` adds the new hash beside the old one and
+/// `revoke` removes the old one (`!<hash>`); with `single`, `apply` runs
+/// `ACL SETUSER user resetpass #<hash>`, so the new password is the only one at once.
+///
+/// With an admin URL the commands run on the admin connection shared by every target of
+/// the host; without one the user logs in with its current password and changes its own
+/// passwords (it needs the `acl|setuser` permission). When the server keeps its users in
+/// an ACL file (`CONFIG GET aclfile`), every change is followed by `ACL SAVE`.
+///
+/// Created by [`crate::RedisProvider::redis_target`].
+pub struct RedisTarget {
+    config: RedisTargetConfig,
+    endpoint: Endpoint,
+    admin: Option<Arc<AdminPool>>,
+    capabilities: TargetCapabilities,
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("config", &self.config)
+            .field("admin", &self.admin)
+            .field("strategy", &self.capabilities.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `ACL DRYRUN` said about a command.
+enum DryRun {
+    Allowed,
+    Denied(String),
+    /// Redis before 7, or the admin may not run `ACL DRYRUN`: say why.
+    Unavailable(&'static str),
+}
+
+impl RedisTarget {
+    pub(crate) fn new(
+        config: RedisTargetConfig,
+        endpoint: Endpoint,
+        admin: Option<Arc<AdminPool>>,
+        strategy: Strategy,
+    ) -> RedisTarget {
+        RedisTarget {
+            capabilities: TargetCapabilities {
+                strategies: vec![Strategy::Dual, Strategy::Single],
+                strategy,
+                terminate_sessions: true,
+                mints_own_secret: false,
+                apply_invalidates_previous: strategy == Strategy::Single,
+            },
+            config,
+            endpoint,
+            admin,
+        }
+    }
+
+    /// The configuration this target was built from.
+    pub fn config(&self) -> &RedisTargetConfig {
+        &self.config
+    }
+
+    /// The configured strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.capabilities.strategy
+    }
+
+    /// Whether an admin URL is configured.
+    pub fn has_admin(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// The server's id (`CLIENT ID`) of the shared admin connection, opening it if
+    /// needed, or `None` without an admin. Targets on the same host report the same id.
+    pub async fn admin_client_id(&self) -> ProviderResult<Option<i64>> {
+        let Some(admin) = &self.admin else { return Ok(None) };
+        match admin
+            .query("CLIENT ID", &redis::cmd("CLIENT").arg("ID").clone(), &[])
+            .await?
+        {
+            Value::Int(id) => Ok(Some(id)),
+            _ => Err(ProviderError::other(format!(
+                "CLIENT ID as {}: unexpected reply",
+                admin.label()
+            ))),
+        }
+    }
+
+    fn user(&self) -> &str {
+        &self.config.username
+    }
+
+    /// `user "app" on 10.0.0.5:6379`.
+    fn user_label(&self, user: &str) -> String {
+        format!(
+            "user {} on {}{}",
+            quote_name(user),
+            self.endpoint,
+            self.endpoint.tls_note()
+        )
+    }
+
+    fn check_username(&self, doc: &SecretDoc, which: &str) -> ProviderResult<()> {
+        match doc.username() {
+            Some(user) if user != self.user() => Err(ProviderError::invalid_input(format!(
+                "the {which} secret's username {} is not the configured user {}",
+                quote_name(user),
+                quote_name(self.user())
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn password_of(doc: &SecretDoc, which: &str) -> ProviderResult<Secret> {
+        doc.password()
+            .ok_or_else(|| ProviderError::invalid_input(format!("the {which} secret has no `password` field")))
+    }
+
+    /// A fresh, authenticated connection as `user`.
+    async fn open_as(&self, user: &str, password: &Secret) -> ProviderResult<(Session, Identity)> {
+        let timeout = self.config.connect_timeout();
+        open_authenticated(
+            &self.endpoint,
+            timeout,
+            timeout,
+            user,
+            Some(password),
+            &self.user_label(user),
+        )
+        .await
+    }
+
+    /// Who runs the ACL commands of a change: the shared admin, or else the user itself,
+    /// logged in with the first of `candidates` whose password it accepts.
+    async fn admin_for_change(&self, candidates: &[(Option<&SecretDoc>, &str)]) -> ProviderResult<AdminConn<'_>> {
+        if let Some(pool) = &self.admin {
+            return Ok(AdminConn::Shared(pool));
+        }
+        let mut refused: Vec<&str> = Vec::new();
+        let mut missing: Vec<&str> = Vec::new();
+        let mut last_err = None;
+        for (doc, which) in candidates {
+            let Some(doc) = doc else {
+                missing.push(which);
+                continue;
+            };
+            self.check_username(doc, which)?;
+            let password = Self::password_of(doc, which)?;
+            match self.open_as(self.user(), &password).await {
+                Ok((session, _)) => {
+                    return Ok(AdminConn::Own {
+                        session,
+                        user: self.user().to_owned(),
+                        label: self.user_label(self.user()),
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::AuthRejected => {
+                    refused.push(which);
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let login = self.user_label(self.user());
+        match (last_err, missing.is_empty()) {
+            (Some(e), true) => Err(e.context(format!(
+                "no admin is configured and {} logs in",
+                match refused.as_slice() {
+                    [one] => format!("the {one} secret no longer"),
+                    many => format!("neither the {} secret", many.join(" nor the ")),
+                }
+            ))),
+            _ => Err(ProviderError::invalid_input(format!(
+                "no admin is configured and there is no {} secret{}: cannot log in as {login} to change its passwords",
+                missing.join(" or "),
+                match refused.as_slice() {
+                    [] => String::new(),
+                    r => format!(" (the {} secret is refused)", r.join(" and the ")),
+                }
+            ))),
+        }
+    }
+
+    /// `ACL GETUSER`: the user, or `NotFound`. Checked before every `ACL SETUSER`, which
+    /// would otherwise create a missing user.
+    async fn get_user(&self, admin: &AdminConn<'_>) -> ProviderResult<UserInfo> {
+        let reply = admin
+            .query(
+                &format!("ACL GETUSER {}", quote_name(self.user())),
+                redis::cmd("ACL").arg("GETUSER").arg(self.user()),
+                &[],
+            )
+            .await?;
+        UserInfo::from_reply(&reply).ok_or_else(|| {
+            ProviderError::not_found(format!(
+                "user {} does not exist on {}",
+                quote_name(self.user()),
+                self.endpoint
+            ))
+        })
+    }
+
+    /// `ACL SAVE` when the server keeps users in an ACL file; nothing otherwise.
+    async fn save_acl(&self, admin: &AdminConn<'_>) -> ProviderResult<()> {
+        let file = admin.acl_file().await?;
+        if file == AclFile::None {
+            return Ok(());
+        }
+        match admin
+            .query("ACL SAVE", &redis::cmd("ACL").arg("SAVE").clone(), &[])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if file == AclFile::Unknown && e.message().contains("not configured to use an ACL file") => Ok(()),
+            Err(e) => Err(e.context(format!(
+                "the change to user {} is live but was not saved to the ACL file",
+                quote_name(self.user())
+            ))),
+        }
+    }
+
+    /// Installs the hash under the configured strategy; skips `ACL SETUSER` when the user
+    /// is already in the wanted state, but always saves (a run may have crashed between
+    /// the change and the save).
+    async fn install(&self, admin: &AdminConn<'_>, hash: &str) -> ProviderResult<()> {
+        let info = self.get_user(admin).await?;
+        let action = format!("ACL SETUSER {}", quote_name(self.user()));
+        match self.strategy() {
+            Strategy::Single => {
+                let done = info.passwords.len() == 1 && info.has_password(hash) && !info.has_flag("nopass");
+                if !done {
+                    admin
+                        .query(&action, &replace_passwords(self.user(), hash), &[hash])
+                        .await?;
+                }
+            }
+            _ => {
+                if !info.has_password(hash) {
+                    admin.query(&action, &add_password(self.user(), hash), &[hash]).await?;
+                }
+            }
+        }
+        self.save_acl(admin).await
+    }
+
+    /// Dual: removes the old hash once the new one is in place. Idempotent.
+    async fn remove_old(&self, admin: &AdminConn<'_>, old: &Secret, new: &Secret) -> ProviderResult<()> {
+        let old_hash = acl_password_hash(old);
+        let new_hash = acl_password_hash(new);
+        let info = self.get_user(admin).await?;
+        // With the same password as old and new, removing it would remove the current one.
+        if old_hash != new_hash && info.has_password(&old_hash) {
+            if !info.has_password(&new_hash) {
+                return Err(ProviderError::conflict(format!(
+                    "user {} on {} does not hold the new password: refusing to remove the old one, which may be \
+                     the only one that works (was the user changed outside rekey?)",
+                    quote_name(self.user()),
+                    self.endpoint
+                ))
+                .retryable(false));
+            }
+            let action = format!("ACL SETUSER {}", quote_name(self.user()));
+            match admin
+                .query(&action, &remove_password(self.user(), &old_hash), &[&old_hash])
+                .await
+            {
+                Ok(_) => {}
+                // Someone removed it between GETUSER and SETUSER: the wanted state.
+                Err(e) if e.message().contains("does not exist") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.save_acl(admin).await
+    }
+
+    /// `CLIENT KILL USER`: ends every connection of the user (except the one asking),
+    /// returning how many.
+    async fn kill_sessions(&self, admin: &AdminConn<'_>) -> ProviderResult<u64> {
+        let reply = admin
+            .query(
+                &format!("CLIENT KILL USER {}", quote_name(self.user())),
+                redis::cmd("CLIENT").arg("KILL").arg("USER").arg(self.user()),
+                &[],
+            )
+            .await?;
+        match reply {
+            Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
+
+    /// `ACL DRYRUN <admin> <command...>` (Redis 7+).
+    async fn dry_run(&self, admin: &AdminConn<'_>, command: &[&str]) -> ProviderResult<DryRun> {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("DRYRUN").arg(admin.user_name());
+        for arg in command {
+            cmd.arg(*arg);
+        }
+        match admin.query("ACL DRYRUN", &cmd, &[]).await {
+            Ok(Value::Okay) => Ok(DryRun::Allowed),
+            Ok(reply) => match text(&reply) {
+                Some(t) if t == "OK" => Ok(DryRun::Allowed),
+                Some(t) => Ok(DryRun::Denied(t)),
+                None => Ok(DryRun::Denied("unexpected reply".into())),
+            },
+            Err(e) if e.kind() == ErrorKind::Unsupported => Ok(DryRun::Unavailable("ACL DRYRUN needs Redis 7")),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Ok(DryRun::Unavailable("the admin may not run ACL DRYRUN"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that `admin` may run `command`, pushing a line; `Denied` is an error.
+    async fn check_permission(
+        &self,
+        admin: &AdminConn<'_>,
+        command: &[&str],
+        shown: &str,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
+        match self.dry_run(admin, command).await? {
+            DryRun::Allowed => {
+                lines.push(format!("{} may run {shown}", admin.label()));
+                Ok(())
+            }
+            DryRun::Denied(why) => Err(ProviderError::permission_denied(format!(
+                "{} may not run {shown}: {why}",
+                admin.label()
+            ))),
+            DryRun::Unavailable(why) => {
+                lines.push(format!(
+                    "cannot check in advance that {} may run {shown} ({why}); it is checked when it runs",
+                    admin.label()
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// The read-only checks, run as whoever will make the change.
+    async fn preflight_as(
+        &self,
+        admin: &AdminConn<'_>,
+        current: Option<&SecretDoc>,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
+        let user = self.user();
+        self.check_permission(admin, &["ACL", "SETUSER", user], "ACL SETUSER", lines)
+            .await?;
+
+        let info = self.get_user(admin).await?;
+        if info.has_flag("off") {
+            return Err(ProviderError::permission_denied(format!(
+                "user {} on {} is disabled (off): every login is refused whatever the password",
+                quote_name(user),
+                self.endpoint
+            )));
+        }
+        let mut facts = format!(
+            "user {} exists, is enabled and holds {} password(s)",
+            quote_name(user),
+            info.passwords.len()
+        );
+        if info.has_flag("nopass") {
+            facts.push_str("; it is nopass (any password logs in) until the first apply sets one");
+        }
+        lines.push(facts);
+        if let Some(current) = current {
+            if let Some(password) = current.password() {
+                if info.has_password(&acl_password_hash(&password)) {
+                    lines.push("the current secret is one of the user's passwords".to_owned());
+                } else if !info.has_flag("nopass") {
+                    lines.push(
+                        "the current secret is NOT among the user's passwords: it is refused now \
+                         (changed outside rekey?); a rotation installs a new one"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+
+        match admin.acl_file().await? {
+            AclFile::Path(path) => {
+                lines.push(format!(
+                    "the server keeps users in ACL file {path}: every change is followed by ACL SAVE"
+                ));
+                self.check_permission(admin, &["ACL", "SAVE"], "ACL SAVE", lines)
+                    .await?;
+            }
+            AclFile::None => lines.push(
+                "the server has no ACL file: changes live in memory (ACL SAVE is not used; a server whose \
+                 users are in redis.conf needs CONFIG REWRITE to keep them across restarts)"
+                    .to_owned(),
+            ),
+            AclFile::Unknown => lines.push(format!(
+                "{} may not run CONFIG GET aclfile: ACL SAVE is tried after each change and skipped if the server \
+                 has no ACL file",
+                admin.label()
+            )),
+        }
+
+        if self.config.terminate_sessions {
+            self.check_permission(admin, &["CLIENT", "KILL", "USER", user], "CLIENT KILL USER", lines)
+                .await?;
+            lines.push(format!(
+                "connections of user {} will be ended at revoke (all of them: Redis cannot tell which password \
+                 a connection used)",
+                quote_name(user)
+            ));
+        }
+        lines.push(match self.strategy() {
+            Strategy::Single => format!(
+                "strategy single: apply replaces every password of user {} with the new one (ACL SETUSER resetpass #<sha256>)",
+                quote_name(user)
+            ),
+            _ => "strategy dual: apply adds the new password beside the current one (ACL SETUSER #<sha256>), \
+                  revoke removes the old one (!<sha256>)"
+                .to_owned(),
+        });
+        Ok(())
+    }
+}
+
+/// `redis_version:7.0.15` from `INFO server`, if the admin may read it.
+async fn server_version(admin: &AdminConn<'_>) -> Option<String> {
+    let reply = admin
+        .query("INFO server", redis::cmd("INFO").arg("server"), &[])
+        .await
+        .ok()?;
+    let info = text(&reply)?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| v.trim().to_owned())
+}
+
+#[async_trait]
+impl Target for RedisTarget {
+    fn capabilities(&self) -> &TargetCapabilities {
+        &self.capabilities
+    }
+
+    fn describe(&self) -> String {
+        format!("redis ACL {}", self.user_label(self.user()))
+    }
+
+    fn complete(&self, doc: &mut SecretDoc) {
+        doc.set_default("engine", "redis");
+        doc.set_default("host", self.config.host.as_str());
+        doc.set_default("port", self.config.port);
+        doc.set_default("username", self.user());
+    }
+
+    async fn preflight(&self, current: Option<&SecretDoc>) -> ProviderResult<Vec<String>> {
+        let mut lines = Vec::new();
+        if let Some(current) = current {
+            self.check_username(current, "current")?;
+        }
+        let admin = match &self.admin {
+            Some(pool) => {
+                pool.ensure_connected().await?;
+                let admin = AdminConn::Shared(pool);
+                let version = server_version(&admin).await;
+                lines.push(format!(
+                    "connected to {}{} as {} ({})",
+                    pool.endpoint(),
+                    pool.endpoint().tls_note(),
+                    quote_name(pool.user_name()),
+                    version.map_or_else(|| "Redis version not readable".to_owned(), |v| format!("Redis {v}"))
+                ));
+                admin
+            }
+            None => {
+                let Some(doc) = current else {
+                    return Err(ProviderError::invalid_input(format!(
+                        "no admin is configured and there is no current secret: cannot log in as {} to check it",
+                        self.user_label(self.user())
+                    )));
+                };
+                let admin = self.admin_for_change(&[(Some(doc), "current")]).await?;
+                let version = server_version(&admin).await;
+                lines.push(format!(
+                    "the current secret logs in as {} ({})",
+                    self.user_label(self.user()),
+                    version.map_or_else(|| "Redis version not readable".to_owned(), |v| format!("Redis {v}"))
+                ));
+                lines.push(format!(
+                    "user {} will change its own passwords (no admin configured)",
+                    quote_name(self.user())
+                ));
+                admin
+            }
+        };
+        let result = self.preflight_as(&admin, current, &mut lines).await;
+        admin.close().await;
+        result.map(|()| lines)
+    }
+
+    async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {
+        if let Some(current) = current {
+            self.check_username(current, "current")?;
+        }
+        let mut doc = current.cloned().unwrap_or_default();
+        self.complete(&mut doc);
+        doc.set_password(&password);
+        Ok(doc)
+    }
+
+    async fn apply(&self, new: &SecretDoc, current: Option<&SecretDoc>) -> ProviderResult<()> {
+        self.check_username(new, "new")?;
+        let hash = acl_password_hash(&Self::password_of(new, "new")?);
+        let admin = self
+            .admin_for_change(&[(current, "current"), (Some(new), "new")])
+            .await?;
+        let result = self.install(&admin, &hash).await;
+        admin.close().await;
+        result
+    }
+
+    async fn login(&self, doc: &SecretDoc) -> ProviderResult<()> {
+        let password = Self::password_of(doc, "given")?;
+        let user = doc.username().unwrap_or(self.user()).to_owned();
+        let (session, _) = self.open_as(&user, &password).await?;
+        session.close().await;
+        Ok(())
+    }
+
+    async fn revoke(&self, old: &SecretDoc, new: &SecretDoc, options: RevokeOptions) -> ProviderResult<RevokeReport> {
+        let terminate = options.terminate_sessions || self.config.terminate_sessions;
+        let dual = self.strategy() != Strategy::Single;
+        // Single: apply already replaced every password; only sessions remain.
+        if !dual && !terminate {
+            return Ok(RevokeReport::default());
+        }
+        self.check_username(old, "old")?;
+        let admin = self.admin_for_change(&[(Some(new), "new")]).await?;
+        let mut result = Ok(());
+        if dual {
+            result = match (Self::password_of(old, "old"), Self::password_of(new, "new")) {
+                (Ok(old), Ok(new)) => self.remove_old(&admin, &old, &new).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        let result = match result {
+            Ok(()) if terminate => self.kill_sessions(&admin).await,
+            Ok(()) => Ok(0),
+            Err(e) => Err(e),
+        };
+        admin.close().await;
+        Ok(RevokeReport {
+            sessions_terminated: result?,
+        })
+    }
+}
