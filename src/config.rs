@@ -54,6 +54,8 @@ impl StoreConfig {
 pub enum TargetConfig {
     /// `type = "postgres"`: a PostgreSQL role.
     Postgres(rekey_postgres::PostgresTargetConfig),
+    /// `type = "redis"`: a Redis ACL user.
+    Redis(rekey_redis::RedisTargetConfig),
     /// `type = "vault-approle"`: a Vault AppRole's secret-id.
     VaultApprole(rekey_vault::VaultAppRoleConfig),
 }
@@ -63,6 +65,7 @@ impl TargetConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetConfig::Postgres(_) => "postgres",
+            TargetConfig::Redis(_) => "redis",
             TargetConfig::VaultApprole(_) => "vault-approle",
         }
     }

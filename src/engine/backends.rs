@@ -14,6 +14,7 @@ pub struct Backends {
     stores: BTreeMap<String, StoreConfig>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     postgres: rekey_postgres::PostgresProvider,
+    redis: rekey_redis::RedisProvider,
     vault: rekey_vault::VaultProvider,
 }
 
@@ -24,6 +25,7 @@ impl Backends {
             stores,
             opened: Mutex::new(BTreeMap::new()),
             postgres: rekey_postgres::PostgresProvider::new(),
+            redis: rekey_redis::RedisProvider::new(),
             vault: rekey_vault::VaultProvider::new(),
         }
     }
@@ -51,6 +53,7 @@ impl Backends {
     pub fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
         match &credential.target {
             TargetConfig::Postgres(c) => self.postgres.target(c, credential.strategy),
+            TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
             TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
         }
     }

@@ -6,6 +6,7 @@ mod bad_input;
 mod crash;
 mod incident;
 mod leaks;
+mod redis;
 mod rotate;
 mod util;
 mod vault;

@@ -1,0 +1,134 @@
+//! Redis ACL users through the CLI against the server on 127.0.0.1:6379: dual
+//! rotation (both passwords valid until revoke), a grace period finished by `--due`,
+//! and the old password refused afterwards.
+
+use crate::util::{run, unique, Run};
+use std::process::Command;
+
+const REDIS: (&str, u16) = ("127.0.0.1", 6379);
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", REDIS.0, "-p", &REDIS.1.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether `user` authenticates with `password` (checked with ACL WHOAMI, since a failed
+/// AUTH would leave redis-cli as the default user). The password goes through the
+/// environment, not argv.
+fn redis_login(user: &str, password: &str) -> bool {
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            REDIS.0,
+            "-p",
+            &REDIS.1.to_string(),
+            "--user",
+            user,
+            "--no-auth-warning",
+            "ACL",
+            "WHOAMI",
+        ])
+        .env("REDISCLI_AUTH", password)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim() == user
+}
+
+struct RedisUser(String);
+
+impl Drop for RedisUser {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-h", REDIS.0, "-p", &REDIS.1.to_string(), "ACL", "DELUSER", &self.0])
+            .output();
+    }
+}
+
+fn rekey(dir: &std::path::Path, args: &[&str], stdin: &str) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    cmd.current_dir(dir)
+        .env_remove("REKEY_CONFIG")
+        .arg("-c")
+        .arg(dir.join("rekey.toml"))
+        .args(args);
+    run(cmd, stdin)
+}
+
+#[test]
+fn dual_rotation_with_grace_then_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = RedisUser(unique("rk_cache"));
+    let initial = crate::util::random_password();
+    let hash = {
+        use std::io::Write;
+        let mut child = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(initial.as_bytes()).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    redis_cli(&["ACL", "SETUSER", &user.0, "on", &format!("#{hash}"), "~*", "+@all"]);
+    assert!(redis_login(&user.0, &initial));
+    assert!(
+        !redis_login(&user.0, "wrong-password"),
+        "the server really checks passwords"
+    );
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        format!(
+            "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
+             [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"dual\"\ngrace = \"1s\"\n\
+             target = {{ type = \"redis\", host = \"{}\", port = {}, username = \"{}\", admin = \"redis://{}:{}\" }}\n",
+            REDIS.0, REDIS.1, user.0, REDIS.0, REDIS.1
+        ),
+    )
+    .unwrap();
+    rekey(dir.path(), &["import", "cache"], &initial).assert_code(0);
+    rekey(dir.path(), &["plan"], "").assert_code(0);
+    let r = rekey(dir.path(), &["rotate"], "");
+    r.assert_code(0);
+    assert!(r.stdout.contains("revocation deferred"), "{}", r.stdout);
+    let new = rekey(dir.path(), &["get", "cache", "--field", "password"], "")
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(redis_login(&user.0, &new));
+    assert!(
+        redis_login(&user.0, &initial),
+        "dual: the old password works during the grace period"
+    );
+    rekey(dir.path(), &["verify"], "").assert_code(0);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = rekey(dir.path(), &["-o", "json", "rotate", "--due"], "");
+    r.assert_code(0);
+    assert!(r.stdout.contains("\"revoked\""), "{}", r.stdout);
+    assert!(
+        !redis_login(&user.0, &initial),
+        "the old password is refused after --due"
+    );
+    assert!(redis_login(&user.0, &new));
+    rekey(dir.path(), &["verify"], "").assert_code(0);
+
+    let acl = redis_cli(&["ACL", "GETUSER", &user.0]);
+    assert!(
+        !acl.contains(&new) && !acl.contains(&initial),
+        "only hashes on the server"
+    );
+}
