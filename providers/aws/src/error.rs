@@ -1,0 +1,207 @@
+//! Mapping AWS SDK errors to [`ProviderError`] kinds. Messages are built from AWS error
+//! codes, AWS's own messages (which name resources, never secret values), names and ids.
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use rekey_api::{ErrorKind, ProviderError};
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What users should do when no credentials were found.
+pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+     AWS_PROFILE or the `profile` setting, or run with an instance or task role)";
+
+/// The AWS error code of a service error (`ResourceNotFoundException`...), if it is one.
+pub(crate) fn code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(ctx) => ctx.err().code().or_else(|| body_element(ctx.raw(), "Code")),
+        _ => None,
+    }
+}
+
+/// The text of `<name>` in an error body the SDK could not parse. moto answers
+/// signature failures of every service in IAM's `<ErrorResponse><Errors><Error>` shape,
+/// which the STS and Secrets Manager parsers do not read; AWS answers each service in
+/// its own protocol.
+fn body_element<'a>(raw: &'a HttpResponse, name: &str) -> Option<&'a str> {
+    let body = std::str::from_utf8(raw.body().bytes()?).ok()?;
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].trim()).filter(|s| !s.is_empty())
+}
+
+/// `"{action}: {description}"` as a [`ProviderError`] of the kind the error has.
+pub(crate) fn aws_error<E>(err: &SdkError<E, HttpResponse>, action: impl fmt::Display) -> ProviderError
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    let (kind, text) = classify(err);
+    ProviderError::new(kind, format!("{action}: {text}"))
+}
+
+/// The kind and a one-line description of an SDK error.
+pub(crate) fn classify<E>(err: &SdkError<E, HttpResponse>) -> (ErrorKind, String)
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let Some(code) = e.code().or_else(|| body_element(ctx.raw(), "Code")) else {
+                let status = ctx.raw().status().as_u16();
+                let kind = match status {
+                    403 => ErrorKind::PermissionDenied,
+                    404 => ErrorKind::NotFound,
+                    500..=599 => ErrorKind::Unreachable,
+                    _ => ErrorKind::Other,
+                };
+                return (kind, format!("HTTP {status} without an AWS error code"));
+            };
+            let message = e.message().or_else(|| body_element(ctx.raw(), "Message"));
+            let text = match message {
+                Some(message) if !message.is_empty() => format!("{code}: {message}"),
+                _ => code.to_owned(),
+            };
+            (kind_of_code(code), text)
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Unreachable, "timed out waiting for AWS".to_owned()),
+        SdkError::DispatchFailure(failure) => {
+            if let Some(credentials) = find_credentials_error(err) {
+                return classify_credentials(credentials);
+            }
+            let detail = chain(err);
+            let kind = if failure.is_user() {
+                ErrorKind::InvalidInput
+            } else {
+                // I/O, timeouts, TLS, DNS and "other" dispatch failures: the request did
+                // not get an answer from AWS.
+                ErrorKind::Unreachable
+            };
+            (kind, format!("cannot reach AWS: {detail}"))
+        }
+        SdkError::ConstructionFailure(_) => (
+            ErrorKind::InvalidInput,
+            format!("cannot build the request: {}", chain(err)),
+        ),
+        SdkError::ResponseError(_) => (ErrorKind::Other, format!("unexpected response: {}", chain(err))),
+        _ => (ErrorKind::Other, chain(err)),
+    }
+}
+
+/// The error and its sources, each once, joined with `: ` (Display only: the SDK's
+/// Debug forms are long and this is a one-line message).
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !s_text.is_empty() && !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// The kind of an AWS error code, across Secrets Manager (JSON protocol, `...Exception`)
+/// and IAM/STS (query protocol).
+pub(crate) fn kind_of_code(code: &str) -> ErrorKind {
+    match code {
+        // The request's own credentials were refused.
+        "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidAccessKeyId"
+        | "AuthFailure" => ErrorKind::AuthRejected,
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnauthorizedAccess" => {
+            ErrorKind::PermissionDenied
+        }
+        // KMS refused to decrypt or encrypt the secret for this caller.
+        "DecryptionFailure" | "EncryptionFailure" => ErrorKind::PermissionDenied,
+        "ResourceNotFoundException" | "NoSuchEntity" => ErrorKind::NotFound,
+        "ResourceExistsException" | "EntityAlreadyExists" | "LimitExceeded" | "ConcurrentModification" => {
+            ErrorKind::Conflict
+        }
+        // Secrets Manager's "not in this state" (scheduled for deletion, rotation
+        // running); the call site says more where it knows.
+        "InvalidRequestException" => ErrorKind::Conflict,
+        "InvalidParameterException"
+        | "InvalidParameterValue"
+        | "InvalidInput"
+        | "ValidationError"
+        | "MalformedPolicyDocument" => ErrorKind::InvalidInput,
+        "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "InternalServiceError"
+        | "InternalServiceErrorException"
+        | "InternalFailure"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => ErrorKind::Unreachable,
+        "LimitExceededException" => ErrorKind::Conflict,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn find_credentials_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a CredentialsError> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// A failure of the credential chain itself (no request was sent).
+pub(crate) fn classify_credentials(err: &CredentialsError) -> (ErrorKind, String) {
+    let detail = chain(err);
+    match err {
+        CredentialsError::CredentialsNotLoaded(_) => (ErrorKind::InvalidInput, format!("{NO_CREDENTIALS}: {detail}")),
+        CredentialsError::ProviderTimedOut(_) => (
+            ErrorKind::Unreachable,
+            format!("loading AWS credentials timed out: {detail}"),
+        ),
+        _ => (
+            ErrorKind::InvalidInput,
+            format!("cannot load AWS credentials: {detail}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(kind_of_code("InvalidClientTokenId"), ErrorKind::AuthRejected);
+        assert_eq!(kind_of_code("SignatureDoesNotMatch"), ErrorKind::AuthRejected);
+        assert_eq!(kind_of_code("AccessDeniedException"), ErrorKind::PermissionDenied);
+        assert_eq!(kind_of_code("AccessDenied"), ErrorKind::PermissionDenied);
+        assert_eq!(kind_of_code("ResourceNotFoundException"), ErrorKind::NotFound);
+        assert_eq!(kind_of_code("NoSuchEntity"), ErrorKind::NotFound);
+        assert_eq!(kind_of_code("ResourceExistsException"), ErrorKind::Conflict);
+        assert_eq!(kind_of_code("LimitExceeded"), ErrorKind::Conflict);
+        assert_eq!(kind_of_code("ThrottlingException"), ErrorKind::Unreachable);
+        assert_eq!(kind_of_code("Whatever"), ErrorKind::Other);
+    }
+
+    #[test]
+    fn missing_credentials_are_invalid_input() {
+        let (kind, text) = classify_credentials(&CredentialsError::not_loaded("no providers in chain"));
+        assert_eq!(kind, ErrorKind::InvalidInput);
+        assert!(text.starts_with("no AWS credentials found"), "{text}");
+    }
+}
