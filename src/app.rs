@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
-use crate::engine::{Engine, Reporter, RotateOptions, RunError, RunReport, Status};
+use crate::engine::{BackendOptions, Engine, Reporter, RotateOptions, RunError, RunReport, Status};
 use crate::exit;
 use crate::report::{audit::AuditLog, human, json, junit};
 use rekey_api::{SecretDoc, Stage};
@@ -196,7 +196,14 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let chosen = config
         .select(&args.selection.names, &args.selection.tags)
         .map_err(|e| Stop::usage(e.to_string()))?;
-    let engine = Engine::new(config.clone(), reporter(cli, &config, "rotate", chosen.len())?);
+    let backend_options = BackendOptions {
+        delete_inactive: args.delete_inactive,
+    };
+    let engine = Engine::with_options(
+        config.clone(),
+        reporter(cli, &config, "rotate", chosen.len())?,
+        backend_options,
+    );
     let run = engine.rotate(chosen, options).await?;
     if let Some(path) = &args.report {
         write_file(path, &json::render(&run, exit_code(&run)))?;
@@ -257,6 +264,7 @@ async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i
         parallel: None,
         grace: None,
         report: report.map(Path::to_path_buf),
+        delete_inactive: false,
     };
     rotate(cli, &args).await
 }

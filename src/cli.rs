@@ -147,6 +147,9 @@ pub struct RotateArgs {
     /// Write the run report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// IAM: delete a user's extra access key to make room, when it is inactive and not stored.
+    #[arg(long)]
+    pub delete_inactive: bool,
 }
 
 /// A stage on the command line.

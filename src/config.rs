@@ -34,6 +34,8 @@ impl ConfigError {
 pub enum StoreConfig {
     /// `type = "file"`: one local JSON file.
     File(rekey_file::FileStoreConfig),
+    /// `type = "aws-secretsmanager"`: AWS Secrets Manager.
+    AwsSecretsmanager(rekey_aws::AwsSecretsManagerConfig),
     /// `type = "vault-kv"`: a Vault KV (v1 or v2) mount.
     VaultKv(rekey_vault::VaultKvConfig),
 }
@@ -43,6 +45,7 @@ impl StoreConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             StoreConfig::File(_) => "file",
+            StoreConfig::AwsSecretsmanager(_) => "aws-secretsmanager",
             StoreConfig::VaultKv(_) => "vault-kv",
         }
     }
@@ -54,6 +57,8 @@ impl StoreConfig {
 pub enum TargetConfig {
     /// `type = "postgres"`: a PostgreSQL role.
     Postgres(rekey_postgres::PostgresTargetConfig),
+    /// `type = "aws-iam"`: an IAM user's access key.
+    AwsIam(rekey_aws::AwsIamTargetConfig),
     /// `type = "redis"`: a Redis ACL user.
     Redis(rekey_redis::RedisTargetConfig),
     /// `type = "vault-approle"`: a Vault AppRole's secret-id.
@@ -65,6 +70,7 @@ impl TargetConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetConfig::Postgres(_) => "postgres",
+            TargetConfig::AwsIam(_) => "aws-iam",
             TargetConfig::Redis(_) => "redis",
             TargetConfig::VaultApprole(_) => "vault-approle",
         }
@@ -370,7 +376,6 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
         audit_log: d.audit_log.map(at),
         lock_dir: at(d.lock_dir.unwrap_or_else(|| PathBuf::from(".rekey/locks"))),
     };
-    let default_attempts = d.verify_attempts.unwrap_or(3);
 
     let mut stores = raw.stores;
     for (name, store) in stores.iter_mut() {
@@ -386,7 +391,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
                 }
                 f.path = at(std::mem::take(&mut f.path));
             }
-            StoreConfig::VaultKv(_) => {}
+            StoreConfig::AwsSecretsmanager(_) | StoreConfig::VaultKv(_) => {}
         }
     }
 
@@ -431,7 +436,12 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
             .over(&default_password)
             .resolve()
             .map_err(|e| ConfigError::new(format!("{file}: {owner}: password: {e}")))?;
-        let attempts = c.verify_attempts.unwrap_or(default_attempts);
+        // Keys minted by a cloud API take seconds to propagate: more fresh-login attempts.
+        let minted_default = match c.target {
+            TargetConfig::AwsIam(_) => 8,
+            _ => 3,
+        };
+        let attempts = c.verify_attempts.or(d.verify_attempts).unwrap_or(minted_default);
         if attempts == 0 || attempts > 100 {
             return Err(ConfigError::new(format!(
                 "{file}: {owner}: verify_attempts must be between 1 and 100"
@@ -463,6 +473,7 @@ impl fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreConfig::File(c) => write!(f, "file {}", c.path.display()),
+            StoreConfig::AwsSecretsmanager(_) => f.write_str("aws-secretsmanager"),
             StoreConfig::VaultKv(c) => write!(f, "vault-kv mount {}", c.mount),
         }
     }

@@ -9,6 +9,7 @@ pub mod report;
 pub mod rotation;
 pub mod run;
 
+pub use backends::BackendOptions;
 pub use event::{Event, Reporter, Step};
 pub use report::{CredentialReport, RunReport, Status};
 pub use rotation::RotateOptions;

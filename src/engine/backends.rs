@@ -9,10 +9,20 @@ use std::sync::{Arc, Mutex};
 /// A store opened once per run, or the error that opening it gave.
 type OpenedStore = Result<Arc<dyn Store>, ProviderError>;
 
+/// Run-wide choices that reach providers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackendOptions {
+    /// `rotate --delete-inactive`: an IAM user's extra *inactive* key that is stored
+    /// nowhere may be deleted to make room for the new one.
+    pub delete_inactive: bool,
+}
+
 /// The providers of one run.
 pub struct Backends {
     stores: BTreeMap<String, StoreConfig>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
+    options: BackendOptions,
+    aws: rekey_aws::AwsProvider,
     postgres: rekey_postgres::PostgresProvider,
     redis: rekey_redis::RedisProvider,
     vault: rekey_vault::VaultProvider,
@@ -20,9 +30,11 @@ pub struct Backends {
 
 impl Backends {
     /// Providers for these store definitions; nothing is opened yet.
-    pub fn new(stores: BTreeMap<String, StoreConfig>) -> Self {
+    pub fn new(stores: BTreeMap<String, StoreConfig>, options: BackendOptions) -> Self {
         Backends {
             stores,
+            options,
+            aws: rekey_aws::AwsProvider::new(),
             opened: Mutex::new(BTreeMap::new()),
             postgres: rekey_postgres::PostgresProvider::new(),
             redis: rekey_redis::RedisProvider::new(),
@@ -42,6 +54,7 @@ impl Backends {
             Some(StoreConfig::File(c)) => {
                 rekey_file::FileStore::open(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>)
             }
+            Some(StoreConfig::AwsSecretsmanager(c)) => self.aws.secrets_manager_store(c),
             Some(StoreConfig::VaultKv(c)) => self.vault.kv_store(c),
         };
         let result = result.map_err(|e| e.context(format_args!("store `{name}`")));
@@ -53,6 +66,13 @@ impl Backends {
     pub fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
         match &credential.target {
             TargetConfig::Postgres(c) => self.postgres.target(c, credential.strategy),
+            TargetConfig::AwsIam(c) => self.aws.iam_target(
+                c,
+                credential.strategy,
+                rekey_aws::IamOptions {
+                    delete_inactive: self.options.delete_inactive,
+                },
+            ),
             TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
             TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
         }

@@ -1,7 +1,7 @@
 //! The engine: runs a command over the selected credentials, in parallel, with failure
 //! isolation, and returns a [`RunReport`]. It never prints; reporters render its events.
 
-use super::backends::Backends;
+use super::backends::{BackendOptions, Backends};
 use super::event::{Reporter, Step};
 use super::inspection;
 use super::lock;
@@ -60,7 +60,12 @@ struct Prepared {
 impl Engine {
     /// An engine for this configuration, reporting to `reporter`.
     pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Self {
-        let backends = Arc::new(Backends::new(config.stores.clone()));
+        Engine::with_options(config, reporter, BackendOptions::default())
+    }
+
+    /// An engine whose providers get run-wide `options`.
+    pub fn with_options(config: Config, reporter: Arc<dyn Reporter>, options: BackendOptions) -> Self {
+        let backends = Arc::new(Backends::new(config.stores.clone(), options));
         Engine {
             config,
             backends,
