@@ -1,0 +1,161 @@
+//! The shared admin connection: one per (host, port, admin URL, TLS setting) per run,
+//! opened on first use, reopened once if it was lost.
+
+use crate::conn::{connect, ConnectSpec, Endpoint, TlsSetup};
+use crate::error::{is_connection_lost, mysql_error};
+use crate::sql::{quote_literal, ServerInfo, SESSION_SETUP};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rekey_api::{ProviderError, ProviderResult, Secret};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What an admin operation returns: a boxed future borrowing the connection.
+pub(crate) type OpFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, mysql_async::Error>> + Send + 'a>>;
+
+/// Facts read when the admin connection was opened.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminInfo {
+    /// Flavour and version.
+    pub(crate) server: ServerInfo,
+    /// `CURRENT_USER()`: the account the admin authenticated as, `user@host`.
+    pub(crate) current_user: String,
+}
+
+struct Open {
+    conn: Conn,
+    info: AdminInfo,
+}
+
+/// One admin endpoint and its (lazily opened) connection. mysql_async runs one
+/// statement at a time per connection, so concurrent targets take turns on it; every
+/// statement rekey runs there is short.
+pub(crate) struct AdminPool {
+    endpoint: Endpoint,
+    user: String,
+    password: Option<Secret>,
+    db: Option<String>,
+    tls: TlsSetup,
+    timeout: Duration,
+    slot: Mutex<Option<Open>>,
+    opened: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for AdminPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminPool")
+            .field("user", &self.user)
+            .field("endpoint", &self.endpoint.label())
+            .field("tls", &self.tls.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminPool {
+    /// An admin endpoint; `opened` counts the connections made (shared per provider).
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        user: String,
+        password: Option<Secret>,
+        db: Option<String>,
+        tls: TlsSetup,
+        timeout: Duration,
+        opened: Arc<AtomicU64>,
+    ) -> AdminPool {
+        AdminPool {
+            endpoint,
+            user,
+            password,
+            db,
+            tls,
+            timeout,
+            slot: Mutex::new(None),
+            opened,
+        }
+    }
+
+    /// `host:port` (or socket) of the admin connection.
+    pub(crate) fn endpoint(&self) -> String {
+        self.endpoint.label()
+    }
+
+    /// `admin 'root' on 10.0.0.5:3306`.
+    pub(crate) fn label(&self) -> String {
+        format!("admin {} on {}", quote_literal(&self.user), self.endpoint.label())
+    }
+
+    async fn open(&self) -> ProviderResult<Open> {
+        let label = self.label();
+        let mut conn = connect(&ConnectSpec {
+            endpoint: &self.endpoint,
+            user: &self.user,
+            password: self.password.as_ref().map(Secret::expose),
+            db: self.db.as_deref(),
+            tls: &self.tls,
+            timeout: self.timeout,
+            init: &[SESSION_SETUP],
+            label: &label,
+        })
+        .await?;
+        let row: Option<(String, String)> = conn
+            .query_first("SELECT VERSION(), CURRENT_USER()")
+            .await
+            .map_err(|e| mysql_error(&e, format_args!("reading the server version as {label}")))?;
+        let (version, current_user) =
+            row.ok_or_else(|| ProviderError::other(format!("{label}: SELECT VERSION() returned no row")))?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Open {
+            conn,
+            info: AdminInfo {
+                server: ServerInfo::from_version(&version),
+                current_user,
+            },
+        })
+    }
+
+    /// The facts of the open connection, opening it if needed.
+    pub(crate) async fn info(&self) -> ProviderResult<AdminInfo> {
+        let mut slot = self.slot.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.open().await?);
+        }
+        Ok(slot.as_ref().map(|o| o.info.clone()).expect("opened above"))
+    }
+
+    /// Runs `op` on the admin connection, opening it if needed. If the connection turns
+    /// out to be lost (server restarted, session killed, idle timeout), reconnects once
+    /// and runs `op` again: every admin operation rekey runs is idempotent. `action`
+    /// describes the operation for error messages.
+    pub(crate) async fn run<T, F>(&self, action: &str, op: F) -> ProviderResult<T>
+    where
+        F: for<'c> Fn(&'c mut Conn) -> OpFuture<'c, T>,
+    {
+        let mut slot = self.slot.lock().await;
+        let mut reopened = false;
+        if slot.is_none() {
+            *slot = Some(self.open().await?);
+            reopened = true;
+        }
+        loop {
+            let open = slot.as_mut().expect("opened above");
+            match op(&mut open.conn).await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_connection_lost(&e) => {
+                    // Dropping the lost connection closes what is left of it.
+                    *slot = None;
+                    if reopened {
+                        return Err(mysql_error(&e, format_args!("{action} as {}", self.label())));
+                    }
+                    *slot = Some(self.open().await?);
+                    reopened = true;
+                }
+                Err(e) => return Err(mysql_error(&e, format_args!("{action} as {}", self.label()))),
+            }
+        }
+    }
+}
