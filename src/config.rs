@@ -59,6 +59,8 @@ pub enum TargetConfig {
     Postgres(rekey_postgres::PostgresTargetConfig),
     /// `type = "aws-iam"`: an IAM user's access key.
     AwsIam(rekey_aws::AwsIamTargetConfig),
+    /// `type = "mysql"`: a MySQL or MariaDB user.
+    Mysql(rekey_mysql::MysqlTargetConfig),
     /// `type = "redis"`: a Redis ACL user.
     Redis(rekey_redis::RedisTargetConfig),
     /// `type = "vault-approle"`: a Vault AppRole's secret-id.
@@ -71,6 +73,7 @@ impl TargetConfig {
         match self {
             TargetConfig::Postgres(_) => "postgres",
             TargetConfig::AwsIam(_) => "aws-iam",
+            TargetConfig::Mysql(_) => "mysql",
             TargetConfig::Redis(_) => "redis",
             TargetConfig::VaultApprole(_) => "vault-approle",
         }

@@ -23,6 +23,7 @@ pub struct Backends {
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     options: BackendOptions,
     aws: rekey_aws::AwsProvider,
+    mysql: rekey_mysql::MysqlProvider,
     postgres: rekey_postgres::PostgresProvider,
     redis: rekey_redis::RedisProvider,
     vault: rekey_vault::VaultProvider,
@@ -36,6 +37,7 @@ impl Backends {
             options,
             aws: rekey_aws::AwsProvider::new(),
             opened: Mutex::new(BTreeMap::new()),
+            mysql: rekey_mysql::MysqlProvider::new(),
             postgres: rekey_postgres::PostgresProvider::new(),
             redis: rekey_redis::RedisProvider::new(),
             vault: rekey_vault::VaultProvider::new(),
@@ -73,6 +75,7 @@ impl Backends {
                     delete_inactive: self.options.delete_inactive,
                 },
             ),
+            TargetConfig::Mysql(c) => self.mysql.target(c, credential.strategy),
             TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
             TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
         }

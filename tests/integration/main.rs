@@ -2,6 +2,7 @@
 //! SCRAM-SHA-256 authentication enforced (started by rekey-testbed), and the file store.
 
 mod alternating;
+mod aws;
 mod bad_input;
 mod crash;
 mod incident;
