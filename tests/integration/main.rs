@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod incident;
 mod leaks;
+mod mysql;
 mod redis;
 mod rotate;
 mod util;
