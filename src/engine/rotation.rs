@@ -112,10 +112,7 @@ impl Rotation<'_> {
         let current = state.current().map(|v| &v.doc);
         // Read-only checks first (reachable, user exists, admin may change it), so that
         // a rotation that cannot succeed fails before the store or the target changes.
-        rec.run(Step::Preflight, async {
-            self.target.preflight(current).await.map(|_| ())
-        })
-        .await?;
+        rec.run(Step::Preflight, self.target.precheck(current)).await?;
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
         let version = uuid::Uuid::new_v4().to_string();

@@ -44,6 +44,14 @@ pub trait Target: Send + Sync {
     /// and the admin may change it). Returns one line per fact checked.
     async fn preflight(&self, current: Option<&SecretDoc>) -> ProviderResult<Vec<String>>;
 
+    /// The read-only checks a rotation runs before it changes anything: the ones whose
+    /// failure would make apply fail (reachable, the user exists, the admin may change
+    /// it). Cheaper than [`Target::preflight`], which `plan` uses to report everything;
+    /// by default the same.
+    async fn precheck(&self, current: Option<&SecretDoc>) -> ProviderResult<()> {
+        self.preflight(current).await.map(|_| ())
+    }
+
     /// The document the rotation will install: `current` with the new `password` (and,
     /// for alternating users, the idle user's name). A target that mints its own secret
     /// creates it here and ignores `password`; the engine stores the result at once.
