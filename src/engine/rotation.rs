@@ -118,7 +118,11 @@ impl Rotation<'_> {
         let version = uuid::Uuid::new_v4().to_string();
         let started = (SystemTime::now(), Instant::now());
         if let Err(e) = self.store.stage_pending(key, &version, &new).await {
-            return Err(rec.fail_since(Step::Stage, e.kind().as_str(), e.message(), started));
+            let message = match self.discard_minted(&new, current).await {
+                Some(note) => format!("{}; {note}", e.message()),
+                None => e.message().to_owned(),
+            };
+            return Err(rec.fail_since(Step::Stage, e.kind().as_str(), message, started));
         }
         rec.ok_since(Step::Stage, Some(format!("version {version}")), started);
         self.hold_if(rec, "after-stage").await;
@@ -129,6 +133,22 @@ impl Rotation<'_> {
         self.complete(rec, state.current(), &version, &new).await?;
         rec.report.version = Some(version);
         Ok(Status::Rotated)
+    }
+
+    /// A secret minted by the target (an IAM key, a secret-id) that could not be stored
+    /// is stored nowhere: remove it again rather than leave it alive and unknown (an IAM
+    /// user can hold only two keys). Returns what happened, for the error message.
+    async fn discard_minted(&self, minted: &SecretDoc, current: Option<&SecretDoc>) -> Option<String> {
+        if !self.target.capabilities().mints_own_secret {
+            return None;
+        }
+        let current = current?;
+        Some(
+            match self.target.revoke(minted, current, RevokeOptions::default()).await {
+                Ok(_) => "the secret the target minted for it was removed again".to_owned(),
+                Err(e) => format!("the secret the target minted for it could not be removed ({e}); remove it by hand"),
+            },
+        )
     }
 
     async fn resume(
