@@ -32,7 +32,8 @@ pub struct Rotation<'a> {
     pub target: Arc<dyn Target>,
     /// Options of the run.
     pub options: &'a RotateOptions,
-    /// Test failpoint (`after-stage`, `after-apply`, `after-verify`, `after-promote`).
+    /// Test failpoint: `after-stage`, `after-apply`, `after-verify`, `after-promote` hold
+    /// the run there; `fail-stage` makes the store write fail without attempting it.
     pub failpoint: Option<&'a str>,
 }
 
@@ -117,7 +118,14 @@ impl Rotation<'_> {
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
         let version = uuid::Uuid::new_v4().to_string();
         let started = (SystemTime::now(), Instant::now());
-        if let Err(e) = self.store.stage_pending(key, &version, &new).await {
+        let staged = if self.failpoint == Some("fail-stage") {
+            Err(ProviderError::unreachable(
+                "failpoint fail-stage: the store write was not attempted",
+            ))
+        } else {
+            self.store.stage_pending(key, &version, &new).await
+        };
+        if let Err(e) = staged {
             let message = match self.discard_minted(&new, current).await {
                 Some(note) => format!("{}; {note}", e.message()),
                 None => e.message().to_owned(),

@@ -29,8 +29,9 @@ pub enum RunError {
     Lock(String),
 }
 
-/// The environment variable naming a test failpoint (`after-stage`, `after-apply`,
-/// `after-verify`, `after-promote`): the run holds there until killed. For crash tests.
+/// The environment variable naming a test failpoint: `after-stage`, `after-apply`,
+/// `after-verify`, `after-promote` hold the run there until killed (crash tests);
+/// `fail-stage` fails the store write (fault tests).
 pub const FAILPOINT_ENV: &str = "REKEY_FAILPOINT";
 
 /// What to do with each credential.

@@ -114,3 +114,59 @@ fn iam_key_rotation_with_the_secrets_manager_store() {
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(!audit.contains(&old_secret) && !audit.contains(seen["current"]["secret_access_key"].as_str().unwrap()));
 }
+
+#[test]
+fn a_minted_key_that_cannot_be_stored_is_deleted_again() {
+    let moto = MotoServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique("orphan");
+    let created = boto3(
+        moto,
+        &format!(
+            "iam = client('iam')\niam.create_user(UserName='{user}')\n\
+             k = iam.create_access_key(UserName='{user}')['AccessKey']\n\
+             print(json.dumps({{'username': '{user}', 'access_key_id': k['AccessKeyId'], 'secret_access_key': k['SecretAccessKey']}}))"
+        ),
+    );
+    let old_key = serde_json::from_str::<serde_json::Value>(&created).unwrap()["access_key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        format!(
+            "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n[[credentials]]\nname = \"k\"\nstore = \"local\"\nkey = \"k\"\n\
+             strategy = \"dual\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{}\", endpoint_url = \"{}\" }}\n",
+            moto.region(),
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    rekey(moto, dir.path(), &["import", "k"], &created).assert_code(0);
+    let before = std::fs::read(dir.path().join("secrets.json")).unwrap();
+    let (id, secret) = moto.admin_key();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    cmd.current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("REKEY_FAILPOINT", "fail-stage")
+        .args(["-c", dir.path().join("rekey.toml").to_str().unwrap(), "rotate"]);
+    let r = run(cmd, "");
+    r.assert_code(1);
+    r.assert_one_error(&["k: stage:", "removed again"]);
+    let keys = boto3(
+        moto,
+        &format!("print(json.dumps([k['AccessKeyId'] for k in client('iam').list_access_keys(UserName='{user}')['AccessKeyMetadata']]))"),
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&keys).unwrap(),
+        serde_json::json!([old_key]),
+        "no orphaned key"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("secrets.json")).unwrap(),
+        before,
+        "the store is unchanged"
+    );
+}

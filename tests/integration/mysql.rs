@@ -5,7 +5,10 @@ use crate::util::{run, unique, Run};
 use std::process::Command;
 
 fn root_sql(sql: &str) -> String {
-    let out = Command::new("mysql").args(["-uroot", "-N", "-B", "-e", sql]).output().expect("mysql client");
+    let out = Command::new("mysql")
+        .args(["-uroot", "-N", "-B", "-e", sql])
+        .output()
+        .expect("mysql client");
     assert!(out.status.success(), "mysql: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -13,7 +16,18 @@ fn root_sql(sql: &str) -> String {
 /// Whether `user` logs in over TCP with `password` (given through the environment).
 fn mysql_login(user: &str, password: &str) -> bool {
     let out = Command::new("mysql")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", user, "-N", "-B", "-e", "SELECT CURRENT_USER()"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            user,
+            "-N",
+            "-B",
+            "-e",
+            "SELECT CURRENT_USER()",
+        ])
         .env("MYSQL_PWD", password)
         .output()
         .expect("mysql client");
@@ -30,7 +44,9 @@ struct Users(Vec<String>);
 impl Drop for Users {
     fn drop(&mut self) {
         for u in &self.0 {
-            let _ = Command::new("mysql").args(["-uroot", "-e", &format!("DROP USER IF EXISTS '{u}'@'%'")]).output();
+            let _ = Command::new("mysql")
+                .args(["-uroot", "-e", &format!("DROP USER IF EXISTS '{u}'@'%'")])
+                .output();
         }
     }
 }
@@ -51,8 +67,11 @@ fn alternating_users_on_mariadb() {
     let dir = tempfile::tempdir().unwrap();
     let (admin, a, b) = (unique("rk_my_admin"), unique("rk_my_a"), unique("rk_my_b"));
     let _users = Users(vec![admin.clone(), a.clone(), b.clone()]);
-    let (admin_pw, a_pw, b_pw) =
-        (crate::util::random_password(), crate::util::random_password(), crate::util::random_password());
+    let (admin_pw, a_pw, b_pw) = (
+        crate::util::random_password(),
+        crate::util::random_password(),
+        crate::util::random_password(),
+    );
     root_sql(&format!(
         "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
          GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
@@ -71,17 +90,27 @@ fn alternating_users_on_mariadb() {
         ),
     )
     .unwrap();
-    rekey(dir.path(), &admin_url, &["import", "shop-db"], &format!("{{\"username\":\"{a}\",\"password\":\"{a_pw}\"}}"))
-        .assert_code(0);
+    rekey(
+        dir.path(),
+        &admin_url,
+        &["import", "shop-db"],
+        &format!("{{\"username\":\"{a}\",\"password\":\"{a_pw}\"}}"),
+    )
+    .assert_code(0);
     rekey(dir.path(), &admin_url, &["plan"], "").assert_code(0);
 
     // Record every statement the server receives during the rotations.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let previous_log = root_sql("SELECT @@general_log_file");
-    root_sql(&format!("SET GLOBAL general_log_file = '{}'; SET GLOBAL general_log = 1", log.display()));
+    root_sql(&format!(
+        "SET GLOBAL general_log_file = '{}'; SET GLOBAL general_log = 1",
+        log.display()
+    ));
     let first = rekey(dir.path(), &admin_url, &["rotate"], "");
     let second = rekey(dir.path(), &admin_url, &["rotate"], "");
-    root_sql(&format!("SET GLOBAL general_log = 0; SET GLOBAL general_log_file = '{previous_log}'"));
+    root_sql(&format!(
+        "SET GLOBAL general_log = 0; SET GLOBAL general_log_file = '{previous_log}'"
+    ));
     first.assert_code(0);
     second.assert_code(0);
 
@@ -91,11 +120,25 @@ fn alternating_users_on_mariadb() {
     let new_pw = doc["password"].as_str().unwrap();
     assert!(mysql_login(&a, new_pw));
     assert!(!mysql_login(&a, &a_pw), "the imported password is gone");
-    let previous = rekey(dir.path(), &admin_url, &["get", "shop-db", "--stage", "previous", "--field", "password"], "");
-    assert!(!mysql_login(&b, previous.stdout.trim()), "the previous user's password was revoked");
+    let previous = rekey(
+        dir.path(),
+        &admin_url,
+        &["get", "shop-db", "--stage", "previous", "--field", "password"],
+        "",
+    );
+    assert!(
+        !mysql_login(&b, previous.stdout.trim()),
+        "the previous user's password was revoked"
+    );
     rekey(dir.path(), &admin_url, &["verify"], "").assert_code(0);
 
     let general = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(general.contains("IDENTIFIED BY PASSWORD '*"), "the general log captured the rotation");
-    assert!(!general.contains(new_pw) && !general.contains(previous.stdout.trim()), "no plaintext in the general log");
+    assert!(
+        general.contains("IDENTIFIED BY PASSWORD '*"),
+        "the general log captured the rotation"
+    );
+    assert!(
+        !general.contains(new_pw) && !general.contains(previous.stdout.trim()),
+        "no plaintext in the general log"
+    );
 }
