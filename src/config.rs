@@ -37,7 +37,7 @@ pub enum StoreConfig {
     /// `type = "aws-secretsmanager"`: AWS Secrets Manager.
     AwsSecretsmanager(rekey_aws::AwsSecretsManagerConfig),
     /// `type = "vault-kv"`: a Vault KV (v1 or v2) mount.
-    VaultKv(rekey_vault::VaultKvConfig),
+    VaultKv(Box<rekey_vault::VaultKvConfig>),
 }
 
 impl StoreConfig {
@@ -520,7 +520,7 @@ target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders"
             c.defaults.audit_log.as_deref(),
             Some(Path::new("/etc/rekey/audit.jsonl"))
         );
-        let StoreConfig::File(f) = &c.stores["local"];
+        let StoreConfig::File(f) = &c.stores["local"] else { panic!("a file store") };
         assert_eq!(f.path, Path::new("/etc/rekey/secrets.json"));
         assert_eq!(c.credentials[0].every, Duration::from_secs(30 * 86_400));
         assert!(

@@ -142,3 +142,33 @@ fn alternating_users_on_mariadb() {
         "no plaintext in the general log"
     );
 }
+
+#[test]
+fn dual_on_mariadb_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, app) = (unique("rk_my_admin"), unique("rk_my_dual"));
+    let _users = Users(vec![admin.clone(), app.clone()]);
+    let (admin_pw, app_pw) = (crate::util::random_password(), crate::util::random_password());
+    root_sql(&format!(
+        "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
+         GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
+         CREATE USER '{app}'@'%' IDENTIFIED BY '{app_pw}';"
+    ));
+    let admin_url = format!("mysql://{admin}:{admin_pw}@127.0.0.1:3306/");
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        format!(
+            "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n[[credentials]]\nname = \"shop-db\"\nstore = \"local\"\n\
+             key = \"shop/db\"\nstrategy = \"dual\"\ntarget = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, \
+             username = \"{app}\", admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
+        ),
+    )
+    .unwrap();
+    rekey(dir.path(), &admin_url, &["import", "shop-db"], &app_pw).assert_code(0);
+    let before = std::fs::read(dir.path().join("secrets.json")).unwrap();
+    let r = rekey(dir.path(), &admin_url, &["rotate"], "");
+    r.assert_code(1);
+    r.assert_one_error(&["shop-db: preflight: unsupported", "MariaDB"]);
+    assert_eq!(std::fs::read(dir.path().join("secrets.json")).unwrap(), before);
+    assert!(mysql_login(&app, &app_pw), "the password is unchanged");
+}
