@@ -520,7 +520,9 @@ target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders"
             c.defaults.audit_log.as_deref(),
             Some(Path::new("/etc/rekey/audit.jsonl"))
         );
-        let StoreConfig::File(f) = &c.stores["local"] else { panic!("a file store") };
+        let StoreConfig::File(f) = &c.stores["local"] else {
+            panic!("a file store")
+        };
         assert_eq!(f.path, Path::new("/etc/rekey/secrets.json"));
         assert_eq!(c.credentials[0].every, Duration::from_secs(30 * 86_400));
         assert!(

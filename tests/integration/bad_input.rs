@@ -222,7 +222,10 @@ fn import_of_a_wrong_password_is_refused() {
 #[test]
 fn strategy_the_target_does_not_support_is_a_configuration_error() {
     let f = Fixture::new();
-    f.ws.write_raw_config(&f.config_text().replace("tags = [\"test\"]", "tags = [\"test\"]\nstrategy = \"dual\""));
+    f.ws.write_raw_config(
+        &f.config_text()
+            .replace("tags = [\"test\"]", "tags = [\"test\"]\nstrategy = \"dual\""),
+    );
     let r = f.ws.rekey(&["rotate"]);
     r.assert_code(2);
     r.assert_one_error(&["app-db: configure target:", "dual"]);
