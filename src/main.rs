@@ -37,13 +37,24 @@ async fn interrupted() {
     }
 }
 
+/// Libraries that log the statements they send: their debug output would show password
+/// verifiers and hashes (never plaintext, but still login-grade material). They stay at
+/// `info` unless `RUST_LOG` names them explicitly.
+const STATEMENT_LOGGERS: &[&str] = &["tokio_postgres", "mysql_async", "mysql_common", "redis"];
+
 fn init_tracing(verbose: u8) {
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
-    let filter = match (from_env, verbose) {
+    let mut filter = match (from_env, verbose) {
         (Some(f), _) => f,
-        (None, 0) | (None, 1) => return,
+        (None, 0) => return,
+        (None, 1) => "rekey=info".to_owned(),
         (None, _) => "rekey=debug,rekey_api=debug,rekey_file=debug,rekey_postgres=debug".to_owned(),
     };
+    for library in STATEMENT_LOGGERS {
+        if !filter.contains(library) {
+            filter.push_str(&format!(",{library}=info"));
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -62,6 +62,13 @@ impl Recorder {
             started,
             duration: took.elapsed(),
         };
+        tracing::debug!(
+            credential = %self.report.name,
+            step = record.step.as_str(),
+            outcome = ?record.outcome,
+            duration_ms = record.duration.as_secs_f64() * 1e3,
+            "step finished"
+        );
         self.reporter.event(&Event::Step {
             run_id: self.run_id.clone(),
             credential: self.report.name.clone(),

@@ -27,22 +27,28 @@ impl RedactedDsn {
 }
 
 /// Masks the password of a URL (`scheme://user:pass@host`, `?password=` and
-/// `&password=` query parameters) or of a key=value string (`password=...`).
+/// `&password=` query parameters) or of a key=value string (`password=...`,
+/// `password = '...'`). When in doubt it masks more, never less: in a URL everything
+/// between the first `:` of the user info and the *last* `@` is masked, so a password
+/// holding `/`, `?`, `#` or `@` stays hidden.
 pub fn redact(dsn: &str) -> String {
     if let Some(scheme_end) = dsn.find("://") {
         let (scheme, rest) = dsn.split_at(scheme_end + 3);
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let authority = match authority.rfind('@') {
+        let (authority, tail) = match rest.rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
-                let host = &authority[at..];
-                match userinfo.find(':') {
-                    Some(colon) => format!("{}:****{host}", &userinfo[..colon]),
-                    None => authority.to_owned(),
-                }
+                let userinfo = &rest[..at];
+                let shown = match userinfo.find(':') {
+                    Some(colon) => format!("{}:****", &userinfo[..colon]),
+                    None => userinfo.to_owned(),
+                };
+                let after = &rest[at..];
+                let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+                (format!("{shown}{}", &after[..end]), &after[end..])
             }
-            None => authority.to_owned(),
+            None => {
+                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                (rest[..end].to_owned(), &rest[end..])
+            }
         };
         format!("{scheme}{authority}{}", redact_query(tail))
     } else {
@@ -67,28 +73,57 @@ fn redact_query(tail: &str) -> String {
 
 fn is_password_key(key: &str) -> bool {
     matches!(
-        key.to_ascii_lowercase().as_str(),
+        key.trim().to_ascii_lowercase().as_str(),
         "password" | "pass" | "pwd" | "sslpassword"
     )
 }
 
+/// libpq-style `key = value` pairs; values may be quoted with `'` or `"` (backslash
+/// escapes inside). Unparseable text after a password key is masked to the end.
 fn redact_key_value(dsn: &str) -> String {
+    let chars: Vec<char> = dsn.chars().collect();
     let mut out = Vec::new();
-    let mut words = dsn.split_whitespace().peekable();
-    while let Some(word) = words.next() {
-        match word.split_once('=') {
-            Some((k, v)) if is_password_key(k.trim()) => {
-                out.push(format!("{k}=****"));
-                // A quoted value may contain spaces: skip to its closing quote.
-                if v.starts_with('\'') && (v.len() == 1 || !v.ends_with('\'')) {
-                    for next in words.by_ref() {
-                        if next.ends_with('\'') && !next.ends_with("\\'") {
-                            break;
-                        }
-                    }
-                }
+    let mut i = 0;
+    let skip_space = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_space(&mut i);
+        if i >= chars.len() {
+            break;
+        }
+        let key_start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[key_start..i].iter().collect();
+        skip_space(&mut i);
+        if i >= chars.len() || chars[i] != '=' {
+            out.push(key);
+            continue;
+        }
+        i += 1;
+        skip_space(&mut i);
+        let value_start = i;
+        if i < chars.len() && (chars[i] == '\'' || chars[i] == '"') {
+            let quote = chars[i];
+            i += 1;
+            while i < chars.len() && chars[i] != quote {
+                i += if chars[i] == '\\' { 2 } else { 1 };
             }
-            _ => out.push(word.to_owned()),
+            i = (i + 1).min(chars.len());
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() {
+                i += 1;
+            }
+        }
+        let value: String = chars[value_start..i.min(chars.len())].iter().collect();
+        if is_password_key(&key) {
+            out.push(format!("{key}=****"));
+        } else {
+            out.push(format!("{key}={value}"));
         }
     }
     out.join(" ")
@@ -139,6 +174,33 @@ mod tests {
         assert_eq!(
             redact("host=h password='p w x' dbname=d"),
             "host=h password=**** dbname=d"
+        );
+    }
+
+    #[test]
+    fn awkward_passwords_stay_hidden() {
+        for dsn in [
+            "postgres://admin:pa/ss@h/db",
+            "postgres://admin:pa?ss@h/db",
+            "postgres://admin:pa#ss@h/db",
+            "postgres://admin:p@ss/w?rd@h:5432/db",
+            "host=h password = hunter2 user=u",
+            "host=h password=\"hunter 2\" user=u",
+            "host=h password='it\\'s secret' user=u",
+        ] {
+            let shown = redact(dsn);
+            for part in ["pa/ss", "pa?ss", "pa#ss", "ss/w?rd", "hunter", "secret"] {
+                assert!(!shown.contains(part), "{dsn} -> {shown}");
+            }
+            assert!(shown.contains("****"), "{dsn} -> {shown}");
+        }
+        assert_eq!(
+            redact("host=h password = hunter2 user=u"),
+            "host=h password=**** user=u"
+        );
+        assert_eq!(
+            redact("postgres://admin:pa/ss@h:5/db?sslmode=require"),
+            "postgres://admin:****@h:5/db?sslmode=require"
         );
     }
 
