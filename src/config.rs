@@ -450,9 +450,19 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
                 "{file}: {owner}: verify_attempts must be between 1 and 100"
             )));
         }
+        let every = duration(c.every.as_deref(), default_every, "every", &file, &owner)?;
+        let grace = duration(c.grace.as_deref(), default_grace, "grace", &file, &owner)?;
+        if !grace.is_zero() && grace >= every {
+            return Err(ConfigError::new(format!(
+                "{file}: {owner}: grace ({}) must be shorter than every ({}): the next rotation would revoke a \
+                 previous secret still inside its grace period",
+                humantime::format_duration(grace),
+                humantime::format_duration(every)
+            )));
+        }
         credentials.push(Credential {
-            every: duration(c.every.as_deref(), default_every, "every", &file, &owner)?,
-            grace: duration(c.grace.as_deref(), default_grace, "grace", &file, &owner)?,
+            every,
+            grace,
             name: c.name,
             store: c.store,
             key: c.key,

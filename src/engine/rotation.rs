@@ -77,7 +77,17 @@ impl Rotation<'_> {
         let now = SystemTime::now();
 
         if let Some(pending) = state.pending() {
-            return self.resume(rec, &state, pending).await;
+            let status = self.resume(rec, &state, pending).await?;
+            if !self.options.incident {
+                return Ok(status);
+            }
+            // In an incident the leaked value may be the pending one itself: having
+            // finished it, rotate once more so that nothing the leak could hold survives.
+            let state = read_state(rec, self.store.as_ref(), &self.credential.key).await?;
+            if let Some((previous, current)) = outstanding_revocation(&state) {
+                self.revoke_and_prove(rec, previous, &current.doc).await?;
+            }
+            return self.start(rec, &state).await;
         }
         let outstanding = outstanding_revocation(&state);
         if self.options.due_only {
@@ -101,8 +111,21 @@ impl Rotation<'_> {
             }
         }
         // A previous secret not yet revoked would lose its stage to this rotation and be
-        // forgotten while still valid: revoke it first.
+        // forgotten while still valid: revoke it first — but not inside its grace period
+        // (applications may still use it), unless this is an incident.
         if let Some((previous, current)) = outstanding_revocation(&state) {
+            let grace_until = current.created + self.grace();
+            if grace_until > now && !self.target.capabilities().apply_invalidates_previous {
+                return Err(rec.fail(
+                    Step::Revoke,
+                    "conflict",
+                    format!(
+                        "the previous secret's grace period runs until {}; rotating now would revoke it early \
+                         (wait, or pass --grace 0s to revoke it now, or --leaked in an incident)",
+                        rfc3339(grace_until)
+                    ),
+                ));
+            }
             self.finish_revocation(rec, previous, current).await?;
         }
         self.start(rec, &state).await
@@ -151,6 +174,15 @@ impl Rotation<'_> {
             return None;
         }
         let current = current?;
+        // The write may have landed although it reported failure (a timeout): a minted
+        // secret that is stored as pending must stay.
+        match self.store.read(&self.credential.key).await {
+            Ok(state) if state.pending().is_some_and(|p| p.doc == *minted) => {
+                return Some("the minted secret did reach the store; the next run finishes it".to_owned())
+            }
+            Ok(_) => {}
+            Err(_) => return Some("the minted secret was kept: the store cannot tell whether it holds it".to_owned()),
+        }
         Some(
             match self.target.revoke(minted, current, RevokeOptions::default()).await {
                 Ok(_) => "the secret the target minted for it was removed again".to_owned(),
@@ -257,20 +289,22 @@ impl Rotation<'_> {
                     Ok(())
                 }
             };
-            rec.run(
-                Step::Promote,
-                self.store.promote(key, version, proved.is_ok() && previous.is_some()),
-            )
-            .await?;
-            self.hold_if(rec, "after-promote").await;
             // Apply replaced the old secret; revoke only ends sessions where asked
-            // (incident mode or the target's `terminate_sessions`).
+            // (incident mode or the target's `terminate_sessions`). It runs before
+            // promotion records the old version as revoked, so a crash in between
+            // cannot leave sessions of a leaked secret alive and forgotten.
             if let Some(p) = previous {
                 let report = rec
                     .run(Step::Revoke, self.target.revoke(&p.doc, new, self.revoke_options()))
                     .await?;
                 rec.report.sessions_terminated += report.sessions_terminated;
             }
+            rec.run(
+                Step::Promote,
+                self.store.promote(key, version, proved.is_ok() && previous.is_some()),
+            )
+            .await?;
+            self.hold_if(rec, "after-promote").await;
             return proved;
         }
         rec.run(Step::Promote, self.store.promote(key, version, false)).await?;

@@ -25,7 +25,7 @@ fn killed_then_rerun(failpoint: &str) {
     let applied = ws.can_login(&role, &pending_password);
     assert_eq!(
         applied,
-        failpoint == "after-apply",
+        failpoint != "after-stage",
         "apply happened exactly when the failpoint says"
     );
     assert_eq!(
@@ -62,6 +62,28 @@ fn sigkill_after_stage_is_finished_by_the_next_run() {
 #[test]
 fn sigkill_after_apply_is_finished_by_the_next_run() {
     killed_then_rerun("after-apply");
+}
+
+#[test]
+fn sigkill_after_verify_is_finished_by_the_next_run() {
+    killed_then_rerun("after-verify");
+}
+
+#[test]
+fn a_leaked_pending_secret_is_not_left_current() {
+    let mut ws = Workspace::new();
+    let (role, initial) = ws.role("rk_leakpend");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &initial);
+    Held::start(&ws, &["rotate", "app-db"], "after-apply").kill();
+    let leaked = ws.stored_password("app-db", "pending");
+    let r = ws.rekey_stdin(&["leaked", "--rotate"], &leaked);
+    r.assert_code(0);
+    let current = ws.stored_password("app-db", "current");
+    assert_ne!(current, leaked, "the leaked pending secret was not made current");
+    assert!(!ws.can_login(&role, &leaked), "the leaked pending secret is dead");
+    assert!(ws.can_login(&role, &current));
+    assert!(pending_id(&ws, "app-db").is_none());
 }
 
 #[test]

@@ -63,8 +63,8 @@ fn import_rotate_get_verify() {
             "apply",
             "verify",
             "prove-dead",
-            "promote",
-            "revoke"
+            "revoke",
+            "promote"
         ]
     );
     for s in &steps {
