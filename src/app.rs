@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
-use crate::engine::{BackendOptions, Engine, Reporter, RotateOptions, RunError, RunReport, Status};
+use crate::engine::{BackendOptions, Engine, Reporter, RotateOptions, RunError, RunReport};
 use crate::exit;
 use crate::report::{audit::AuditLog, human, json, junit};
 use rekey_api::{SecretDoc, Stage};
@@ -106,10 +106,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                 .map_err(|e| Stop::usage(e.to_string()))?;
             let engine = Engine::new(config.clone(), reporter(&cli, &config, "verify", chosen.len())?);
             let run = engine.verify(chosen).await?;
-            if let Some(path) = junit_path {
-                write_file(path, &junit::render(&run))?;
+            let code = finish(&cli, &run);
+            match junit_path {
+                Some(path) => write_file(path, &junit::render(&run)).map(|()| code),
+                None => Ok(code),
             }
-            Ok(finish(&cli, &run))
         }
         Command::Status { selection } => {
             let config = load(&cli)?;
@@ -205,10 +206,11 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         backend_options,
     );
     let run = engine.rotate(chosen, options).await?;
-    if let Some(path) = &args.report {
-        write_file(path, &json::render(&run, exit_code(&run)))?;
+    let code = finish(cli, &run);
+    match &args.report {
+        Some(path) => write_file(path, &json::render(&run, code)).map(|()| code),
+        None => Ok(code),
     }
-    Ok(finish(cli, &run))
 }
 
 async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i32, Stop> {
@@ -217,16 +219,32 @@ async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i
     let needle = Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_owned());
     let engine = Engine::new(config.clone(), Arc::new(Fanout(Vec::new())));
     let mut holders = Vec::new();
+    let mut unreadable = Vec::new();
     for credential in &config.credentials {
-        for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
-            if let Ok(doc) = engine.get(credential, stage).await {
-                if doc.contains_value(&needle) {
-                    holders.push((credential.name.clone(), stage));
+        match engine.read_versions(credential).await {
+            Ok(state) => {
+                for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
+                    if state.stage(stage).is_some_and(|v| v.doc.contains_value(&needle)) {
+                        holders.push((credential.name.clone(), stage));
+                    }
                 }
             }
+            Err(message) => unreadable.push(message),
         }
     }
     drop(needle);
+    for message in &unreadable {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+    }
+    if holders.is_empty() && !unreadable.is_empty() {
+        return Err(Stop {
+            code: exit::CREDENTIAL_FAILED,
+            message: format!(
+                "could not search {} credential(s) whose store cannot be read; the leaked value may be among them",
+                unreadable.len()
+            ),
+        });
+    }
     if holders.is_empty() {
         let _ = writeln!(std::io::stderr(), "error: no configured credential holds this value");
         if cli.output == Output::Json {
@@ -293,7 +311,6 @@ fn finish(cli: &Cli, run: &RunReport) -> i32 {
     if run.credentials.is_empty() && cli.output == Output::Human && !cli.quiet {
         let _ = writeln!(std::io::stderr(), "warning: no credential matched");
     }
-    let _ = Status::Failed;
     code
 }
 

@@ -209,9 +209,9 @@ impl Config {
         // Pass 2: expand ${ENV} in every string and parse the result.
         let mut table: toml::Table = toml::from_str(text).map_err(|e| located(&file, text, &e))?;
         expand_table(&mut table, &lookup, &file)?;
-        let raw: RawConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::new(format!("{file}: {}", e.message().trim())))?;
+        let raw: RawConfig = table.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::new(format!("{file}: {}", e.message().trim().replace('\n', " ")))
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         resolve(path, &base_dir, raw)
     }

@@ -183,7 +183,7 @@ pub async fn verify(
                     rec,
                     Step::ProveDead,
                     "still_valid",
-                    "the previous (revoked) secret still works".to_owned(),
+                    "the previous secret still works although it is revoked or past its grace period".to_owned(),
                     started,
                 ),
                 Err(e) => problem(

@@ -76,16 +76,6 @@ impl Engine {
         }
     }
 
-    /// This run's id.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     fn prepare(&self, credentials: Vec<Credential>) -> Result<Vec<Prepared>, RunError> {
         credentials
             .into_iter()
@@ -139,6 +129,21 @@ impl Engine {
         let semaphore = Arc::new(Semaphore::new(parallel));
         let mut tasks = JoinSet::new();
         let count = prepared.len();
+        let names: Vec<(String, String, String, String)> = prepared
+            .iter()
+            .map(|p| {
+                let store = p
+                    .store
+                    .as_ref()
+                    .map_or_else(|_| format!("store `{}`", p.credential.store), |s| s.describe());
+                (
+                    p.credential.name.clone(),
+                    p.target.describe(),
+                    store,
+                    p.credential.key.clone(),
+                )
+            })
+            .collect();
         for (index, p) in prepared.into_iter().enumerate() {
             let semaphore = semaphore.clone();
             let reporter = self.reporter.clone();
@@ -154,19 +159,37 @@ impl Engine {
             });
         }
         let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
+        let mut panicked = 0;
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((index, report)) => results[index] = Some(report),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => panicked += 1,
             }
         }
+        // A task that panicked left its slot empty: report it as failed, keep the others.
+        let credentials = results
+            .into_iter()
+            .zip(names)
+            .map(|(report, (name, target, store, key))| {
+                report.unwrap_or_else(|| {
+                    let mut rec = Recorder::new(&self.run_id, self.reporter.clone(), &name, target, store, &key);
+                    let failed = rec.fail(
+                        Step::Read,
+                        "other",
+                        "internal error: the rotation task panicked; re-run it",
+                    );
+                    rec.finish(Err(failed))
+                })
+            })
+            .collect();
+        debug_assert!(panicked == 0, "a credential task panicked");
         RunReport {
             run_id: self.run_id.clone(),
             command,
             dry_run,
             started: rfc3339(started.0),
             duration_ms: started.1.elapsed().as_millis() as u64,
-            credentials: results.into_iter().map(|r| r.expect("every task reports")).collect(),
+            credentials,
         }
     }
 
@@ -214,6 +237,19 @@ impl Engine {
             duration_ms: started.1.elapsed().as_millis() as u64,
             credentials: vec![report],
         })
+    }
+
+    /// Every stored version of a credential (for `leaked`); the error is one line.
+    pub async fn read_versions(&self, credential: &Credential) -> Result<rekey_api::KeyState, String> {
+        let store = self
+            .backends
+            .store(&credential.store)
+            .map_err(|e| format!("{}: read: {e}", credential.name))?;
+        match store.read(&credential.key).await {
+            Ok(state) => Ok(state),
+            Err(e) if e.kind() == rekey_api::ErrorKind::NotFound => Ok(rekey_api::KeyState::default()),
+            Err(e) => Err(format!("{}: read: {e}", credential.name)),
+        }
     }
 
     /// `get`: the stored document at `stage`.

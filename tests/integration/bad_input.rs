@@ -231,3 +231,20 @@ fn strategy_the_target_does_not_support_is_a_configuration_error() {
     r.assert_one_error(&["app-db: configure target:", "dual"]);
     f.assert_unchanged();
 }
+
+#[test]
+fn leaked_says_when_a_store_cannot_be_searched() {
+    let f = Fixture::new();
+    let path = f.ws.path("secrets.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = f.ws.rekey_stdin(&["leaked"], &f.password);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("app-db: read:") && r.stderr.contains("may be among them"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(&f.password));
+    f.assert_unchanged();
+}

@@ -118,7 +118,8 @@ fn dual_rotation_with_grace_then_due() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = rekey(dir.path(), &["-o", "json", "rotate", "--due"], "");
     r.assert_code(0);
-    assert!(r.stdout.contains("\"revoked\""), "{}", r.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["credentials"][0]["status"], "revoked", "{doc}");
     assert!(
         !redis_login(&user.0, &initial),
         "the old password is refused after --due"

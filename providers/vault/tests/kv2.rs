@@ -147,7 +147,15 @@ async fn interrupted_promote_is_resumed() {
     assert_eq!(err.kind(), ErrorKind::Other, "{err}");
 
     let (versions, _) = fake.get_raw("secret", &format!(".rekey/{key}")).unwrap();
-    assert!(versions.to_string().contains("\"current\""));
+    let promoted = versions["versions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|v| v["id"] == "v2"))
+        .map(|v| v["stages"].clone());
+    assert_eq!(
+        promoted,
+        Some(serde_json::json!(["current"])),
+        "the versions document was promoted first: {versions}"
+    );
     assert_eq!(
         fake.get_raw("secret", &key).unwrap().0,
         value(&first),
