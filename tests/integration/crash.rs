@@ -127,3 +127,39 @@ fn concurrent_runs_one_rotates_the_other_exits_3() {
     );
     assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
 }
+
+#[test]
+fn sigint_exits_130_and_the_next_run_finishes() {
+    let mut ws = Workspace::new();
+    let (role, initial) = ws.role("rk_sigint");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &initial);
+    let mut held = Held::start(&ws, &["rotate", "app-db"], "after-apply");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &held.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = held.child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "interrupted runs exit 130");
+    ws.rekey(&["rotate", "app-db"]).assert_code(0);
+    assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
+    assert!(!ws.can_login(&role, &initial));
+}
+
+#[test]
+fn sigkill_after_promote_leaves_a_finished_rotation() {
+    let mut ws = Workspace::new();
+    let (role, initial) = ws.role("rk_kill_promote");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &initial);
+    Held::start(&ws, &["rotate", "app-db"], "after-promote").kill();
+    assert!(
+        pending_id(&ws, "app-db").is_none(),
+        "promotion happened before the kill"
+    );
+    let current = ws.stored_password("app-db", "current");
+    assert!(ws.can_login(&role, &current));
+    assert!(!ws.can_login(&role, &initial));
+    ws.rekey(&["verify", "app-db"]).assert_code(0);
+}

@@ -45,6 +45,12 @@ fn import_rotate_get_verify() {
         "the previous version is recorded as revoked: {status}"
     );
 
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ws.path("audit.jsonl")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the audit log is private");
+    let mode = std::fs::metadata(ws.path("secrets.json")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the store file is private");
+
     // Audit: one line per step with run id, step, outcome, timestamp and duration.
     let audit = ws.audit_log();
     let steps: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
