@@ -74,9 +74,18 @@ pub enum Command {
         due: bool,
     },
     /// Rotate credentials: generate, stage, apply, verify, promote, revoke, prove dead.
+    #[command(
+        after_help = "Examples:\n  rekey rotate orders-db                 # one credential\n  \
+rekey rotate --tag prod --parallel 8   # every credential tagged prod, 8 at a time\n  \
+rekey rotate --due -q                  # from cron: what is due, plus deferred revocations\n  \
+rekey rotate --leaked orders-db --report incident.json   # incident: revoke now, end sessions\n\n\
+An unfinished rotation (a pending version in the store) is finished, never duplicated."
+    )]
     Rotate(RotateArgs),
     /// Check that current secrets work, revoked ones are refused, none is older than
     /// policy and no rotation is half done.
+    #[command(after_help = "Exit code 1 when any check fails, so a CI job fails with it:\n  \
+rekey verify --junit rekey-verify.xml")]
     Verify {
         #[command(flatten)]
         selection: Selection,
