@@ -4,9 +4,10 @@
 //! cargo run --release -p rekey-postgres --example measure [ITERATIONS]
 //! ```
 //!
-//! Prints the mean time of one SCRAM verifier computation, one login (fresh TCP
-//! connection with SCRAM authentication), one apply through the shared admin
-//! connection, and of applies run concurrently on one admin connection.
+//! Prints the mean time of one `preflight` and one `precheck` (with an admin), one SCRAM
+//! verifier computation, one login (fresh TCP connection with SCRAM authentication), one
+//! apply through the shared admin connection, and of applies run concurrently on one
+//! admin connection.
 
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, SecretDoc, Strategy, Target};
@@ -41,6 +42,18 @@ async fn main() {
     }
     let (t, doc) = (&targets[0], &mut docs[0]);
     t.preflight(Some(doc)).await.expect("preflight");
+
+    let start = Instant::now();
+    for _ in 0..n {
+        t.preflight(Some(doc)).await.expect("preflight");
+    }
+    println!("preflight (admin):     {}", mean(start.elapsed(), n));
+
+    let start = Instant::now();
+    for _ in 0..n {
+        t.precheck(Some(doc)).await.expect("precheck");
+    }
+    println!("precheck (admin):      {}", mean(start.elapsed(), n));
 
     let password = random_password(32);
     let start = Instant::now();

@@ -24,6 +24,7 @@
 
 use crate::sql::quote_ident;
 use std::collections::{BTreeMap, BTreeSet};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 /// At most this many differences are spelled out in one error.
@@ -62,6 +63,36 @@ impl Fact {
     }
 }
 
+/// A role's attributes.
+const ATTRIBUTES_SQL: &str = "SELECT rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, \
+     rolreplication, rolbypassrls, rolconnlimit, \
+     CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL \
+     ELSE rolvaliduntil::text END \
+     FROM pg_roles WHERE rolname = $1";
+
+/// A role's direct memberships and their options. inherit_option and set_option exist
+/// since PostgreSQL 16; to_jsonb reads them where they exist and yields NULL (the old
+/// behaviour: true) before.
+const MEMBERSHIPS_SQL: &str = "SELECT g.rolname::text, bool_or(m.admin_option), \
+     bool_or(coalesce((to_jsonb(m) ->> 'inherit_option')::bool, true)), \
+     bool_or(coalesce((to_jsonb(m) ->> 'set_option')::bool, true)) \
+     FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+     WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+     GROUP BY g.rolname";
+
+/// A role's settings for every database and for database `$2`.
+const SETTINGS_SQL: &str = "SELECT CASE WHEN s.setdatabase = 0 THEN NULL ELSE d.datname::text END, c.setting \
+     FROM pg_db_role_setting s \
+     LEFT JOIN pg_database d ON d.oid = s.setdatabase \
+     CROSS JOIN LATERAL unnest(s.setconfig) AS c(setting) \
+     WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+     AND (s.setdatabase = 0 OR d.datname = $2)";
+
+/// A role's effective privileges on database `$2`.
+const DATABASE_SQL: &str = "SELECT has_database_privilege($1::name, $2::text, 'CONNECT'), \
+     has_database_privilege($1::name, $2::text, 'CREATE'), \
+     has_database_privilege($1::name, $2::text, 'TEMPORARY')";
+
 /// Reads what shared catalogs say of `role`: attributes, memberships, settings and the
 /// effective privileges on `dbname`. Works on a connection to any database.
 pub(crate) async fn read_shared(
@@ -70,16 +101,15 @@ pub(crate) async fn read_shared(
     dbname: &str,
 ) -> Result<RoleProfile, tokio_postgres::Error> {
     let mut profile = RoleProfile::default();
-    let row = client
-        .query_one(
-            "SELECT rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, \
-             rolbypassrls, rolconnlimit, \
-             CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL \
-             ELSE rolvaliduntil::text END \
-             FROM pg_roles WHERE rolname = $1",
-            &[&role],
-        )
-        .await?;
+    let by_role: &[(&(dyn ToSql + Sync), Type)] = &[(&role, Type::TEXT)];
+    let by_role_and_db: &[(&(dyn ToSql + Sync), Type)] = &[(&role, Type::TEXT), (&dbname, Type::TEXT)];
+    // Four independent reads, pipelined on the connection: one round trip in all.
+    let (row, memberships, settings, database) = tokio::try_join!(
+        client.query_typed_one(ATTRIBUTES_SQL, by_role),
+        client.query_typed(MEMBERSHIPS_SQL, by_role),
+        client.query_typed(SETTINGS_SQL, by_role_and_db),
+        client.query_typed_one(DATABASE_SQL, by_role_and_db),
+    )?;
     let flags = [
         ("SUPERUSER", "NOSUPERUSER"),
         ("INHERIT", "NOINHERIT"),
@@ -111,20 +141,7 @@ pub(crate) async fn read_shared(
         },
     ));
 
-    // inherit_option and set_option exist since PostgreSQL 16; to_jsonb reads them
-    // where they exist and yields NULL (the old behaviour: true) before.
-    let rows = client
-        .query(
-            "SELECT g.rolname::text, bool_or(m.admin_option), \
-             bool_or(coalesce((to_jsonb(m) ->> 'inherit_option')::bool, true)), \
-             bool_or(coalesce((to_jsonb(m) ->> 'set_option')::bool, true)) \
-             FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
-             WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1) \
-             GROUP BY g.rolname",
-            &[&role],
-        )
-        .await?;
-    for row in rows {
+    for row in memberships {
         let group: String = row.get(0);
         let mut options = Vec::new();
         if row.get::<_, bool>(1) {
@@ -144,18 +161,7 @@ pub(crate) async fn read_shared(
         profile.memberships.insert(quote_ident(&group), options);
     }
 
-    let rows = client
-        .query(
-            "SELECT CASE WHEN s.setdatabase = 0 THEN NULL ELSE d.datname::text END, c.setting \
-             FROM pg_db_role_setting s \
-             LEFT JOIN pg_database d ON d.oid = s.setdatabase \
-             CROSS JOIN LATERAL unnest(s.setconfig) AS c(setting) \
-             WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) \
-             AND (s.setdatabase = 0 OR d.datname = $2)",
-            &[&role, &dbname],
-        )
-        .await?;
-    for row in rows {
+    for row in settings {
         let database: Option<String> = row.get(0);
         let setting: String = row.get(1);
         let name = setting.split('=').next().unwrap_or_default();
@@ -169,16 +175,8 @@ pub(crate) async fn read_shared(
         );
     }
 
-    let row = client
-        .query_one(
-            "SELECT has_database_privilege($1::name, $2::text, 'CONNECT'), \
-             has_database_privilege($1::name, $2::text, 'CREATE'), \
-             has_database_privilege($1::name, $2::text, 'TEMPORARY')",
-            &[&role, &dbname],
-        )
-        .await?;
     for (i, privilege) in ["CONNECT", "CREATE", "TEMPORARY"].into_iter().enumerate() {
-        if row.get::<_, bool>(i) {
+        if database.get::<_, bool>(i) {
             profile.database.insert(privilege.to_owned());
         }
     }
@@ -219,7 +217,7 @@ pub(crate) async fn read_objects(client: &Client, role: &str) -> Result<BTreeMap
          AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) \
          AND d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))"
     );
-    let rows = client.query(&sql, &[&role]).await?;
+    let rows = client.query_typed(&sql, &[(&role, Type::TEXT)]).await?;
     let mut facts = BTreeMap::new();
     for row in rows {
         let kind: String = row.get(0);

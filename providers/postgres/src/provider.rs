@@ -1,15 +1,18 @@
 //! [`PostgresProvider`]: builds targets and shares admin connections among them.
 
-use crate::admin::AdminPool;
+use crate::admin::{AdminPool, Route};
 use crate::config::{PostgresTargetConfig, SslMode};
 use crate::dsn::parse_admin_dsn;
 use crate::target::PostgresTarget;
 use crate::tls::TlsSetup;
 use rekey_api::{ProviderError, ProviderResult, RedactedDsn, Strategy, Target};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The port a connection string without one uses (libpq's and tokio-postgres's).
+const DEFAULT_PORT: u16 = 5432;
 
 /// Application name of admin connections in `pg_stat_activity`.
 const ADMIN_APPLICATION_NAME: &str = "rekey admin";
@@ -40,8 +43,15 @@ pub struct PostgresProvider {
 #[derive(Default)]
 struct Inner {
     admins: Mutex<Vec<(AdminKey, Arc<AdminPool>)>>,
+    /// TLS setups by mode and root file, shared by every target and admin connection
+    /// that uses them: a `verify-full` setup holds a copy of the trusted roots (about
+    /// 100 KB), which 200 targets would otherwise each hold.
+    tls: Mutex<Vec<(TlsKey, TlsSetup)>>,
     admin_connections_opened: Arc<AtomicU64>,
 }
+
+/// What identifies one TLS setup.
+type TlsKey = (SslMode, Option<PathBuf>);
 
 impl fmt::Debug for PostgresProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,7 +110,7 @@ impl PostgresProvider {
                  to rekey (revoke replaced it with one nobody knows), so only an administrator can set it",
             ));
         }
-        let tls = TlsSetup::new(config.sslmode, config.sslrootcert.as_deref())?;
+        let tls = self.tls_setup(config.sslmode, config.sslrootcert.as_deref())?;
         let admin = match &config.admin {
             None => None,
             Some(dsn) => Some(self.admin_pool(config, dsn)?),
@@ -116,12 +126,28 @@ impl PostgresProvider {
                 }
             }
         }
-        Ok(PostgresTarget::new(config.clone(), tls, admin, strategy))
+        // When the admin connection goes elsewhere (another host or port, another TLS
+        // setting) its success says nothing of the endpoint logins use: precheck probes it.
+        let probe_logins = admin.as_ref().is_some_and(|admin| {
+            !admin.same_route(&config.host, config.port, config.sslmode, config.sslrootcert.as_deref())
+        });
+        Ok(PostgresTarget::new(config.clone(), tls, admin, strategy, probe_logins))
     }
 
     /// How many admin connections this provider has opened (reconnections included).
     pub fn admin_connections_opened(&self) -> u64 {
         self.inner.admin_connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// The TLS setup for `mode` and `rootcert`, built on first use and then shared.
+    fn tls_setup(&self, mode: SslMode, rootcert: Option<&Path>) -> ProviderResult<TlsSetup> {
+        let mut cache = self.inner.tls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, setup)) = cache.iter().find(|((m, r), _)| *m == mode && r.as_deref() == rootcert) {
+            return Ok(setup.clone());
+        }
+        let setup = TlsSetup::new(mode, rootcert)?;
+        cache.push(((mode, rootcert.map(Path::to_path_buf)), setup.clone()));
+        Ok(setup)
     }
 
     fn admin_pool(&self, config: &PostgresTargetConfig, dsn: &RedactedDsn) -> ProviderResult<Arc<AdminPool>> {
@@ -165,11 +191,25 @@ impl PostgresProvider {
                 parsed.sslrootcert.or_else(|| config.sslrootcert.clone()),
             ),
         };
-        let tls = TlsSetup::new(sslmode, rootcert.as_deref())?;
+        let tls = self.tls_setup(sslmode, rootcert.as_deref())?;
         let endpoint = endpoint_of(&pg, config);
+        let route = Route {
+            host: match pg.get_hosts() {
+                [tokio_postgres::config::Host::Tcp(host)] => Some(host.clone()),
+                _ => None,
+            },
+            port: match pg.get_ports() {
+                [] => Some(DEFAULT_PORT),
+                [port] => Some(*port),
+                _ => None,
+            },
+            sslmode,
+            sslrootcert: rootcert,
+        };
         let pool = Arc::new(AdminPool::new(
             pg,
             tls,
+            route,
             config.connect_timeout(),
             endpoint,
             self.inner.admin_connections_opened.clone(),

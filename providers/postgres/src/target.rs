@@ -3,7 +3,7 @@
 use crate::admin::AdminPool;
 use crate::alternating::{self, RoleProfile};
 use crate::config::PostgresTargetConfig;
-use crate::conn::{connect, Session};
+use crate::conn::{connect, probe, Session};
 use crate::error::pg_error;
 use crate::sql::{alter_role_password, quote_ident, scram_verifier};
 use crate::tls::TlsSetup;
@@ -14,6 +14,7 @@ use rekey_api::{
 };
 use std::fmt;
 use std::sync::Arc;
+use tokio_postgres::types::Type;
 
 /// Application name the target's own logins show in `pg_stat_activity`.
 const LOGIN_APPLICATION_NAME: &str = "rekey";
@@ -46,6 +47,9 @@ pub struct PostgresTarget {
     admin: Option<Arc<AdminPool>>,
     capabilities: TargetCapabilities,
     endpoint: String,
+    /// The admin connection goes to another endpoint (or with another TLS setting) than
+    /// logins do, so precheck must see for itself that logins reach the server.
+    probe_logins: bool,
 }
 
 impl fmt::Debug for PostgresTarget {
@@ -55,6 +59,50 @@ impl fmt::Debug for PostgresTarget {
             .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
+}
+
+/// The one query behind `precheck` (and the admin part of `preflight`), run on the shared
+/// admin connection: the admin's attributes and the server version, then one row per
+/// configured role (`$1`, in order) with what the catalogs say of it and of its access to
+/// the database `$2`. A missing role or database still yields its row (`exists` or
+/// `db_exists` false), so one round trip answers every check.
+const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole, \
+     current_setting('server_version_num')::int4, current_setting('server_version'), \
+     n.name, r.oid IS NOT NULL, coalesce(r.rolsuper, false), coalesce(r.rolreplication, false), \
+     coalesce(r.rolcanlogin, false), coalesce(r.rolvaliduntil < now(), false), \
+     coalesce(pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION'), false), \
+     d.oid IS NOT NULL, \
+     CASE WHEN r.oid IS NULL OR d.oid IS NULL THEN false \
+     ELSE d.datallowconn AND coalesce(has_database_privilege(r.oid, d.oid, 'CONNECT'), false) END \
+     FROM pg_roles a \
+     CROSS JOIN unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+     LEFT JOIN pg_roles r ON r.rolname = n.name \
+     LEFT JOIN pg_database d ON d.datname = $2 \
+     WHERE a.rolname = current_user \
+     ORDER BY n.i";
+
+/// What [`PRECHECK_SQL`] read.
+struct AdminView {
+    admin_user: String,
+    admin_super: bool,
+    admin_createrole: bool,
+    server_version_num: i32,
+    server_version: String,
+    roles: Vec<RoleFacts>,
+}
+
+/// One configured role, from the catalogs.
+struct RoleFacts {
+    name: String,
+    exists: bool,
+    role_super: bool,
+    role_replication: bool,
+    can_login: bool,
+    expired: bool,
+    admin_option: bool,
+    db_exists: bool,
+    /// The database allows connections and the role has `CONNECT` on it.
+    may_connect: bool,
 }
 
 /// What the admin may do to the role, from the catalogs.
@@ -103,6 +151,7 @@ impl PostgresTarget {
         tls: TlsSetup,
         admin: Option<Arc<AdminPool>>,
         strategy: Strategy,
+        probe_logins: bool,
     ) -> PostgresTarget {
         let mut login_config = tokio_postgres::Config::new();
         login_config
@@ -131,6 +180,7 @@ impl PostgresTarget {
             tls,
             admin,
             endpoint,
+            probe_logins,
         }
     }
 
@@ -151,7 +201,7 @@ impl PostgresTarget {
         let pid = admin
             .run("reading the backend pid", |s| async move {
                 s.client
-                    .query_one("SELECT pg_backend_pid()", &[])
+                    .query_typed_one("SELECT pg_backend_pid()", &[])
                     .await
                     .map(|row| row.get::<_, i32>(0))
             })
@@ -191,6 +241,45 @@ impl PostgresTarget {
                     ))
                 }),
         }
+    }
+
+    /// Alternating: the live role, the one `current` names.
+    fn live_role<'a>(&'a self, current: &SecretDoc) -> ProviderResult<&'a str> {
+        self.alternating_role(current, "current")
+            .map_err(|e| e.context("the live role"))
+    }
+
+    /// Without an admin: the current secret must log in, as apply logs in with it.
+    async fn current_logs_in_without_admin(&self, current: Option<&SecretDoc>) -> ProviderResult<()> {
+        let Some(current) = current else {
+            return Err(ProviderError::invalid_input(format!(
+                "no admin is configured and there is no current secret: cannot log in as {} to change its password",
+                self.login_label(self.role())
+            )));
+        };
+        let session = self.open_doc(current, "current").await.map_err(|e| {
+            if e.kind() == ErrorKind::AuthRejected {
+                e.context("no admin is configured, so the current secret must log in")
+            } else {
+                e
+            }
+        })?;
+        session.close().await;
+        Ok(())
+    }
+
+    /// Proves that a login as `user` reaches the server (see [`probe`]), without a
+    /// password: for precheck when the admin connection does not already prove it.
+    async fn probe_login(&self, user: &str) -> ProviderResult<()> {
+        let mut config = self.login_config.clone();
+        config.user(user);
+        probe(
+            &config,
+            &self.tls,
+            self.config.connect_timeout(),
+            &self.login_label(user),
+        )
+        .await
     }
 
     /// Alternating: the role of the two that is not `role`.
@@ -262,14 +351,14 @@ impl PostgresTarget {
                 admin
                     .run(&action, |s| {
                         let role = role.clone();
-                        async move { s.client.query(SQL, &[&role]).await }
+                        async move { s.client.query_typed(SQL, &[(&role, Type::TEXT)]).await }
                     })
                     .await?
             }
             None => {
                 // A role may signal its own backends.
                 let session = self.open_doc(new, "new").await?;
-                let rows = session.client.query(SQL, &[&role]).await;
+                let rows = session.client.query_typed(SQL, &[(&role, Type::TEXT)]).await;
                 session.close().await;
                 rows.map_err(|e| pg_error(&e, format_args!("{action} as {}", self.login_label(&role))))?
             }
@@ -350,10 +439,8 @@ impl PostgresTarget {
         current: Option<&SecretDoc>,
     ) -> ProviderResult<Vec<String>> {
         let mut lines = Vec::new();
-        let identity = self.admin_identity(admin, &mut lines).await?;
-        for role in &self.roles {
-            self.check_role(admin, &identity, role, &mut lines).await?;
-        }
+        let view = self.read_view(admin).await?;
+        self.check_view(admin, &view, &mut lines)?;
         if self.alternating() {
             self.compare_roles(admin, &mut lines).await?;
         }
@@ -383,165 +470,158 @@ impl PostgresTarget {
         Ok(lines)
     }
 
-    /// Who the admin is and what it may do in general.
-    async fn admin_identity(&self, admin: &AdminPool, lines: &mut Vec<String>) -> ProviderResult<Privileges> {
-        let (admin_user, admin_super, admin_createrole, version_num, version): (String, bool, bool, i32, String) =
-            admin
-                .run("reading the admin's attributes", |s| async move {
-                    let row = s
-                        .client
-                        .query_one(
-                            "SELECT current_user::text, r.rolsuper, r.rolcreaterole, \
-                         current_setting('server_version_num')::int4, current_setting('server_version') \
-                         FROM pg_roles r WHERE r.rolname = current_user",
-                            &[],
-                        )
-                        .await?;
-                    Ok((row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
-                })
-                .await?;
-        let version = version.split_whitespace().next().unwrap_or_default();
-        lines.push(format!(
-            "connected to {} as admin {} (PostgreSQL {version})",
-            admin.endpoint(),
-            quote_ident(&admin_user)
-        ));
-        if self.alternating() && self.roles.contains(&admin_user) {
-            return Err(ProviderError::invalid_input(format!(
-                "the admin connection logs in as {}, one of `usernames`: revoke invalidates the previous \
-                 role's password, which would lock rekey out; use another administrator",
-                quote_ident(&admin_user)
-            )));
-        }
-        Ok(Privileges {
-            admin_user,
-            admin_super,
-            admin_createrole,
-            server_version_num: version_num,
-            role_super: false,
-            role_replication: false,
-            admin_option: false,
-        })
-    }
-
-    /// `role` exists, the admin may alter it, it may log in and connect to `dbname`.
-    async fn check_role(
-        &self,
-        admin: &AdminPool,
-        identity: &Privileges,
-        role: &str,
-        lines: &mut Vec<String>,
-    ) -> ProviderResult<()> {
-        let role = role.to_owned();
-        let dbname = self.config.dbname.clone();
-        let admin_user = &identity.admin_user;
-        let role_row = admin
-            .run("reading the role's attributes", |s| {
-                let role = role.clone();
+    /// One round trip on the shared admin connection: who the admin is, the server's
+    /// version, and for each configured role whether it exists, what the admin may do to
+    /// it, whether it may log in, and whether it may connect to `dbname`.
+    async fn read_view(&self, admin: &AdminPool) -> ProviderResult<AdminView> {
+        let roles = Arc::new(self.roles.clone());
+        let dbname = Arc::new(self.config.dbname.clone());
+        let action = format!(
+            "reading the attributes of the admin and of role(s) {}",
+            self.roles_label()
+        );
+        let rows = admin
+            .run(&action, |s| {
+                let (roles, dbname) = (roles.clone(), dbname.clone());
                 async move {
-                    let rows = s
-                        .client
-                        .query(
-                            "SELECT rolsuper, rolreplication, rolcanlogin, coalesce(rolvaliduntil < now(), false), \
-                             pg_has_role(current_user, oid, 'MEMBER WITH ADMIN OPTION') \
-                             FROM pg_roles WHERE rolname = $1",
-                            &[&role],
-                        )
-                        .await?;
-                    Ok(rows.first().map(|r| {
-                        (
-                            r.get::<_, bool>(0),
-                            r.get::<_, bool>(1),
-                            r.get::<_, bool>(2),
-                            r.get::<_, bool>(3),
-                            r.get::<_, bool>(4),
-                        )
-                    }))
+                    s.client
+                        .query_typed(PRECHECK_SQL, &[(&*roles, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
+                        .await
                 }
             })
             .await?;
-        let Some((role_super, role_replication, can_login, expired, admin_option)) = role_row else {
-            return Err(ProviderError::not_found(format!(
-                "role {} does not exist on {}",
-                quote_ident(&role),
-                admin.endpoint()
+        let Some(first) = rows.first() else {
+            return Err(ProviderError::other(format!(
+                "{action} as {}: the admin's own role is missing from pg_roles",
+                admin.label()
             )));
         };
+        let mut view = AdminView {
+            admin_user: first.get(0),
+            admin_super: first.get(1),
+            admin_createrole: first.get(2),
+            server_version_num: first.get(3),
+            server_version: first.get(4),
+            roles: Vec::with_capacity(rows.len()),
+        };
+        for row in &rows {
+            view.roles.push(RoleFacts {
+                name: row.get(5),
+                exists: row.get(6),
+                role_super: row.get(7),
+                role_replication: row.get(8),
+                can_login: row.get(9),
+                expired: row.get(10),
+                admin_option: row.get(11),
+                db_exists: row.get(12),
+                may_connect: row.get(13),
+            });
+        }
+        Ok(view)
+    }
+
+    /// Checks what [`PostgresTarget::read_view`] read, in the order `preflight` always
+    /// reported it: the admin, then for each role its existence, whether the admin may
+    /// alter it, `LOGIN`, `VALID UNTIL`, and the database. Pushes one line per fact.
+    fn check_view(&self, admin: &AdminPool, view: &AdminView, lines: &mut Vec<String>) -> ProviderResult<()> {
+        let version = view.server_version.split_whitespace().next().unwrap_or_default();
+        lines.push(format!(
+            "connected to {} as admin {} (PostgreSQL {version})",
+            admin.endpoint(),
+            quote_ident(&view.admin_user)
+        ));
+        if self.alternating() && self.roles.contains(&view.admin_user) {
+            return Err(ProviderError::invalid_input(format!(
+                "the admin connection logs in as {}, one of `usernames`: revoke invalidates the previous \
+                 role's password, which would lock rekey out; use another administrator",
+                quote_ident(&view.admin_user)
+            )));
+        }
+        for role in &self.roles {
+            let facts = view.roles.iter().find(|f| &f.name == role).filter(|f| f.exists);
+            let Some(facts) = facts else {
+                return Err(ProviderError::not_found(format!(
+                    "role {} does not exist on {}",
+                    quote_ident(role),
+                    admin.endpoint()
+                )));
+            };
+            self.check_role(admin, view, facts, lines)?;
+        }
+        Ok(())
+    }
+
+    /// An existing `role` may be altered by the admin, may log in and connect to `dbname`.
+    fn check_role(
+        &self,
+        admin: &AdminPool,
+        view: &AdminView,
+        facts: &RoleFacts,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
+        let role = &facts.name;
+        let admin_user = &view.admin_user;
         let privileges = Privileges {
             admin_user: admin_user.clone(),
-            role_super,
-            role_replication,
-            admin_option,
-            ..*identity
+            admin_super: view.admin_super,
+            admin_createrole: view.admin_createrole,
+            server_version_num: view.server_version_num,
+            role_super: facts.role_super,
+            role_replication: facts.role_replication,
+            admin_option: facts.admin_option,
         };
-        match privileges.may_alter(&role) {
+        match privileges.may_alter(role) {
             Ok(reason) => lines.push(format!(
                 "admin {} may alter role {} ({reason})",
                 quote_ident(admin_user),
-                quote_ident(&role)
+                quote_ident(role)
             )),
             Err(why) => {
                 return Err(ProviderError::permission_denied(format!(
                     "admin {} may not alter role {} on {}: {why}",
                     quote_ident(admin_user),
-                    quote_ident(&role),
+                    quote_ident(role),
                     admin.endpoint()
                 )))
             }
         }
-        if !can_login {
+        if !facts.can_login {
             return Err(ProviderError::permission_denied(format!(
                 "role {} on {} has NOLOGIN: a password for it can neither be used nor verified",
-                quote_ident(&role),
+                quote_ident(role),
                 admin.endpoint()
             )));
         }
-        if expired {
+        if facts.expired {
             return Err(ProviderError::permission_denied(format!(
                 "role {} on {} is past its VALID UNTIL date: every login is refused whatever the password",
-                quote_ident(&role),
+                quote_ident(role),
                 admin.endpoint()
             )));
         }
-        lines.push(format!("role {} exists and may log in", quote_ident(&role)));
-
-        let db_row = admin
-            .run("reading the database", |s| {
-                let (role, dbname) = (role.clone(), dbname.clone());
-                async move {
-                    let rows = s
-                        .client
-                        .query(
-                            "SELECT has_database_privilege($1::name, datname::text, 'CONNECT'), datallowconn \
-                             FROM pg_database WHERE datname = $2",
-                            &[&role, &dbname],
-                        )
-                        .await?;
-                    Ok(rows.first().map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1))))
-                }
-            })
-            .await?;
-        match db_row {
-            None => Err(ProviderError::not_found(format!(
+        lines.push(format!("role {} exists and may log in", quote_ident(role)));
+        let dbname = &self.config.dbname;
+        if !facts.db_exists {
+            return Err(ProviderError::not_found(format!(
                 "database {} does not exist on {}",
-                quote_ident(&dbname),
+                quote_ident(dbname),
                 admin.endpoint()
-            ))),
-            Some((false, _)) | Some((_, false)) => Err(ProviderError::permission_denied(format!(
-                "role {} may not connect to database {} on {}",
-                quote_ident(&role),
-                quote_ident(&dbname),
-                admin.endpoint()
-            ))),
-            Some(_) => {
-                lines.push(format!(
-                    "role {} may connect to database {}",
-                    quote_ident(&role),
-                    quote_ident(&dbname)
-                ));
-                Ok(())
-            }
+            )));
         }
+        if !facts.may_connect {
+            return Err(ProviderError::permission_denied(format!(
+                "role {} may not connect to database {} on {}",
+                quote_ident(role),
+                quote_ident(dbname),
+                admin.endpoint()
+            )));
+        }
+        lines.push(format!(
+            "role {} may connect to database {}",
+            quote_ident(role),
+            quote_ident(dbname)
+        ));
+        Ok(())
     }
 
     /// Alternating: the two roles must be interchangeable (see [`crate::alternating`]).
@@ -550,62 +630,67 @@ impl PostgresTarget {
     /// short-lived admin connection to it.
     async fn compare_roles(&self, admin: &AdminPool, lines: &mut Vec<String>) -> ProviderResult<()> {
         let dbname = self.config.dbname.clone();
-        let mut profiles: Vec<RoleProfile> = Vec::with_capacity(2);
-        for role in &self.roles {
-            let role = role.clone();
-            let action = format!("reading the attributes and memberships of role {}", quote_ident(&role));
-            let profile = admin
-                .run(&action, |s| {
-                    let (role, dbname) = (role.clone(), dbname.clone());
-                    async move { alternating::read_shared(&s.client, &role, &dbname).await }
-                })
-                .await?;
-            profiles.push(profile);
-        }
+        let read_shared = |role: &String| {
+            let action = format!("reading the attributes and memberships of role {}", quote_ident(role));
+            let (role, dbname) = (role.clone(), dbname.clone());
+            async move {
+                admin
+                    .run(&action, |s| {
+                        let (role, dbname) = (role.clone(), dbname.clone());
+                        async move { alternating::read_shared(&s.client, &role, &dbname).await }
+                    })
+                    .await
+            }
+        };
         let same_database = admin.dbname() == Some(dbname.as_str());
-        let separate = if same_database {
-            None
-        } else {
-            Some(admin.open_in(&dbname).await.map_err(|e| {
+        let open_separate = async {
+            if same_database {
+                return Ok(None);
+            }
+            admin.open_in(&dbname).await.map(Some).map_err(|e| {
                 e.context(format_args!(
                     "comparing the privileges of roles {} in database {}",
                     self.roles_label(),
                     quote_ident(&dbname)
                 ))
-            })?)
+            })
         };
-        for (role, profile) in self.roles.iter().zip(profiles.iter_mut()) {
+        // Both roles' reads are pipelined on the admin connection, while the connection
+        // to the target database (if another one is needed) is opened.
+        let (first, second, separate) =
+            tokio::try_join!(read_shared(&self.roles[0]), read_shared(&self.roles[1]), open_separate)?;
+        let mut profiles: [RoleProfile; 2] = [first, second];
+        let read_objects = |role: &String| {
             let action = format!(
                 "reading the privileges of role {} in database {}",
                 quote_ident(role),
                 quote_ident(&dbname)
             );
-            let objects = match &separate {
-                None => {
-                    admin
-                        .run(&action, |s| {
-                            let role = role.clone();
-                            async move { alternating::read_objects(&s.client, &role).await }
-                        })
-                        .await
-                }
-                Some(session) => alternating::read_objects(&session.client, role)
-                    .await
-                    .map_err(|e| pg_error(&e, format_args!("{action} as {}", admin.label()))),
-            };
-            match objects {
-                Ok(objects) => profile.objects = objects,
-                Err(e) => {
-                    if let Some(session) = separate {
-                        session.close().await;
+            let role = role.clone();
+            let separate = separate.as_ref();
+            async move {
+                match separate {
+                    None => {
+                        admin
+                            .run(&action, |s| {
+                                let role = role.clone();
+                                async move { alternating::read_objects(&s.client, &role).await }
+                            })
+                            .await
                     }
-                    return Err(e);
+                    Some(session) => alternating::read_objects(&session.client, &role)
+                        .await
+                        .map_err(|e| pg_error(&e, format_args!("{action} as {}", admin.label()))),
                 }
             }
-        }
+        };
+        let objects = tokio::try_join!(read_objects(&self.roles[0]), read_objects(&self.roles[1]));
         if let Some(session) = separate {
             session.close().await;
         }
+        let (first, second) = objects?;
+        profiles[0].objects = first;
+        profiles[1].objects = second;
         let (a, b) = (&self.roles[0], &self.roles[1]);
         let found = alternating::differences(a, &profiles[0], b, &profiles[1]);
         if !found.is_empty() {
@@ -670,9 +755,7 @@ impl Target for PostgresTarget {
         let mut plan = None;
         if let Some(current) = current {
             if self.alternating() {
-                let live = self
-                    .alternating_role(current, "current")
-                    .map_err(|e| e.context("the live role"))?;
+                let live = self.live_role(current)?;
                 plan = Some(format!(
                     "role {} is live; the next rotation sets the password of role {} and then invalidates {}'s",
                     quote_ident(live),
@@ -691,20 +774,7 @@ impl Target for PostgresTarget {
         let mut lines = match &self.admin {
             Some(admin) => self.preflight_with_admin(admin, current).await?,
             None => {
-                let Some(current) = current else {
-                    return Err(ProviderError::invalid_input(format!(
-                        "no admin is configured and there is no current secret: cannot log in as {} to change its password",
-                        self.login_label(self.role())
-                    )));
-                };
-                let session = self.open_doc(current, "current").await.map_err(|e| {
-                    if e.kind() == ErrorKind::AuthRejected {
-                        e.context("no admin is configured, so the current secret must log in")
-                    } else {
-                        e
-                    }
-                })?;
-                session.close().await;
+                self.current_logs_in_without_admin(current).await?;
                 vec![
                     format!("the current secret logs in as {}", self.login_label(self.role())),
                     format!(
@@ -723,6 +793,55 @@ impl Target for PostgresTarget {
             });
         }
         Ok(lines)
+    }
+
+    /// The checks whose failure would make the rotation fail after it changed something
+    /// (staged a secret, applied it), with the same errors as [`Target::preflight`], so a
+    /// rotation that cannot succeed changes nothing:
+    ///
+    /// - `current` names the configured role (`single`) or one of the two (`alternating`);
+    /// - with an admin: one query on the shared admin connection (which it opens if
+    ///   needed, so a wrong admin password or an unreachable host fails here): the role
+    ///   (both roles, for `alternating`) exists, the admin may alter it, it may log in,
+    ///   is not expired and may connect to `dbname`. No login with the current secret:
+    ///   apply does not need it. Only when the admin connection goes to another host or
+    ///   port, or with another TLS setting, than logins do does it also probe the login
+    ///   endpoint, without a password (a connection that ends where the server asks for
+    ///   one): verify must reach it;
+    /// - without an admin: the current secret logs in, since apply logs in with it.
+    ///
+    /// With `alternating` it also compares the two roles' privileges, as `preflight`
+    /// does: apply would succeed, but the rotation would move the applications to a role
+    /// that lacks something they use. It skips what only `plan` reports: the current
+    /// secret's login when an admin is configured.
+    async fn precheck(&self, current: Option<&SecretDoc>) -> ProviderResult<()> {
+        // The role the rotation's logins (verify) will use.
+        let mut next = self.role();
+        if let Some(current) = current {
+            if self.alternating() {
+                next = self.other_role(self.live_role(current)?);
+            } else {
+                self.check_username(current, "current")?;
+            }
+        }
+        match &self.admin {
+            Some(admin) => {
+                let mut lines = Vec::new();
+                let view = self.read_view(admin).await?;
+                self.check_view(admin, &view, &mut lines)?;
+                if self.alternating() {
+                    // Not needed by apply, but a rotation between roles that differ would
+                    // move the applications to a role that lacks what they use.
+                    self.compare_roles(admin, &mut lines).await?;
+                }
+                if self.probe_logins {
+                    // Apply would succeed through the admin connection and verify fail.
+                    self.probe_login(next).await?;
+                }
+                Ok(())
+            }
+            None => self.current_logs_in_without_admin(current).await,
+        }
     }
 
     /// With `alternating`, the new document names the idle role: the one of `usernames`
