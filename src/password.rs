@@ -1,7 +1,7 @@
 //! Password generation under a credential's policy.
 
-use rand::rngs::OsRng;
-use rand::Rng;
+use rand::rngs::{OsRng, StdRng};
+use rand::{Rng, SeedableRng};
 use rekey_api::Secret;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -117,13 +117,16 @@ pub struct PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// A new password from the operating system's CSPRNG: uniform over the alphabet,
+    /// A new password from a CSPRNG seeded by the operating system: uniform over the alphabet,
     /// redrawn until every required class appears (rejection keeps it uniform over the
     /// passwords the policy allows).
     pub fn generate(&self) -> Secret {
+        // One seed from the operating system per password, expanded by ChaCha (a CSPRNG),
+        // rather than one system call per character.
+        let mut rng = StdRng::from_rng(OsRng).expect("the operating system's random source works");
         loop {
             let candidate: String = (0..self.length)
-                .map(|_| self.alphabet[OsRng.gen_range(0..self.alphabet.len())])
+                .map(|_| self.alphabet[rng.gen_range(0..self.alphabet.len())])
                 .collect();
             if self
                 .required
