@@ -19,6 +19,7 @@
 mod moto;
 mod pg;
 mod process;
+mod scratch;
 mod vault;
 
 pub use moto::{MotoServer, MOTO_ENV};

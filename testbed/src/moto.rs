@@ -10,14 +10,14 @@
 //! decides what it may do.
 
 use crate::process::run;
+use crate::scratch::{self, free_port, shell_quote};
 use crate::TestbedError;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -382,32 +382,8 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-fn free_port() -> Result<u16, TestbedError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| TestbedError::new(format!("cannot bind 127.0.0.1:0 to pick a port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| TestbedError::new(format!("cannot read the picked port: {e}")))
-}
-
 fn fresh_dir() -> Result<PathBuf, TestbedError> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let base = std::env::temp_dir();
-    for _ in 0..100 {
-        let n: u32 = rand::random();
-        let dir = base.join(format!(
-            "rekey-moto-{}-{}-{n:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(TestbedError::new(format!("cannot create {}: {e}", dir.display()))),
-        }
-    }
-    Err(TestbedError::new("cannot create a unique temporary directory"))
+    scratch::fresh_dir(&std::env::temp_dir(), "rekey-moto", 0o755)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -433,10 +409,6 @@ fn xml_text(xml: &str, tag: &str) -> Option<String> {
 fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(count)..].join(" | ")
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

@@ -2,14 +2,13 @@
 //! on TCP, started from the server binaries installed on the machine.
 
 use crate::process::{run, run_ok};
+use crate::scratch::{free_port, fresh_dir, shell_quote};
 use crate::TestbedError;
 use std::fmt;
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -247,10 +246,6 @@ pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 fn random_password() -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
@@ -261,17 +256,7 @@ fn random_password() -> String {
         .collect()
 }
 
-fn free_port() -> Result<u16, TestbedError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| TestbedError::new(format!("cannot bind 127.0.0.1:0 to pick a port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| TestbedError::new(format!("cannot read the picked port: {e}")))
-}
-
 fn fresh_temp_dir(as_postgres: bool) -> Result<PathBuf, TestbedError> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     // When the server runs as `postgres`, it must traverse the parent: /tmp always allows
     // that, a private $TMPDIR may not.
     let base = if as_postgres {
@@ -279,20 +264,7 @@ fn fresh_temp_dir(as_postgres: bool) -> Result<PathBuf, TestbedError> {
     } else {
         std::env::temp_dir()
     };
-    for _ in 0..100 {
-        let n: u32 = rand::random();
-        let dir = base.join(format!(
-            "rekey-pg-{}-{}-{n:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::DirBuilder::new().mode(0o755).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(TestbedError::new(format!("cannot create {}: {e}", dir.display()))),
-        }
-    }
-    Err(TestbedError::new("cannot create a unique temporary directory"))
+    fresh_dir(&base, "rekey-pg", 0o755)
 }
 
 /// A running PostgreSQL cluster of its own: `initdb` in a temporary directory, TCP on

@@ -3,14 +3,14 @@
 //!
 //! The harness speaks HTTP/1.1 over a plain `TcpStream` (no HTTP client dependency).
 
+use crate::scratch::{self, free_port, shell_quote};
 use crate::TestbedError;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -448,36 +448,8 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-fn free_port() -> Result<u16, TestbedError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| TestbedError::new(format!("cannot bind 127.0.0.1:0 to pick a port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| TestbedError::new(format!("cannot read the picked port: {e}")))
-}
-
 fn fresh_temp_dir() -> Result<PathBuf, TestbedError> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let base = std::env::temp_dir();
-    for _ in 0..100 {
-        let n: u32 = rand::random();
-        let dir = base.join(format!(
-            "rekey-rvault-{}-{}-{n:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(TestbedError::new(format!("cannot create {}: {e}", dir.display()))),
-        }
-    }
-    Err(TestbedError::new("cannot create a unique temporary directory"))
+    scratch::fresh_dir(&std::env::temp_dir(), "rekey-rvault", 0o755)
 }
 
 #[cfg(test)]
