@@ -170,3 +170,53 @@ fn a_minted_key_that_cannot_be_stored_is_deleted_again() {
         "the store is unchanged"
     );
 }
+
+#[test]
+fn a_second_inactive_key_needs_delete_inactive() {
+    let moto = MotoServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique("twokeys");
+    let created = boto3(
+        moto,
+        &format!(
+            "iam = client('iam')\niam.create_user(UserName='{user}')\n\
+             k = iam.create_access_key(UserName='{user}')['AccessKey']\n\
+             extra = iam.create_access_key(UserName='{user}')['AccessKey']['AccessKeyId']\n\
+             iam.update_access_key(UserName='{user}', AccessKeyId=extra, Status='Inactive')\n\
+             print(json.dumps({{'username': '{user}', 'access_key_id': k['AccessKeyId'], 'secret_access_key': k['SecretAccessKey']}}))"
+        ),
+    );
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        format!(
+            "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n[[credentials]]\nname = \"k\"\nstore = \"local\"\nkey = \"k\"\n\
+             strategy = \"dual\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{}\", endpoint_url = \"{}\" }}\n",
+            moto.region(),
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    rekey(moto, dir.path(), &["import", "k"], &created).assert_code(0);
+    let plan = rekey(moto, dir.path(), &["plan"], "");
+    plan.assert_code(1);
+    plan.assert_one_error(&["k: preflight:", "already has two access keys"]);
+    let before = std::fs::read(dir.path().join("secrets.json")).unwrap();
+    let refused = rekey(moto, dir.path(), &["rotate"], "");
+    refused.assert_code(1);
+    refused.assert_one_error(&["k:", "already has two access keys", "--delete-inactive"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("secrets.json")).unwrap(),
+        before,
+        "nothing changed"
+    );
+    rekey(moto, dir.path(), &["rotate", "--delete-inactive"], "").assert_code(0);
+    let keys = boto3(
+        moto,
+        &format!("print(len(client('iam').list_access_keys(UserName='{user}')['AccessKeyMetadata']))"),
+    );
+    assert_eq!(
+        keys, "1",
+        "the inactive extra and the old key are gone, the new one stays"
+    );
+    rekey(moto, dir.path(), &["verify"], "").assert_code(0);
+}
