@@ -2,7 +2,7 @@
 # Runs every check and test of the workspace. Installs what a fresh machine lacks
 # (PostgreSQL server binaries for throwaway clusters with password authentication,
 # moto's server for the AWS APIs, the Vault-compatible server rvault), then:
-# formatting, clippy, and all tests against real servers. MariaDB (:3306) and Redis
+# formatting, clippy, all tests against real servers, and the quickstart. MariaDB (:3306) and Redis
 # (:6379) are expected to be running, as on the project's machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +29,6 @@ export PATH="$PATH:$HOME/.cargo/bin"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+
+# The README's first command: a real rotation with a throwaway PostgreSQL.
+examples/quickstart.sh
