@@ -19,15 +19,18 @@
 //! Versions are kept oldest first. Every message built here names keys, version ids and
 //! stages only, never a value.
 
+use crate::fsio::SecureBuf;
 use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Stage, StoredVersion};
 use serde::de::{self, Deserializer};
 use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The format number this crate reads and writes.
 pub(crate) const FORMAT: u32 = 1;
@@ -71,11 +74,26 @@ struct Header {
     format: u32,
 }
 
+/// The top level of the file with each key's entry left as raw JSON text (borrowed from
+/// the zeroized read buffer), so that a read parses only the key it was asked for.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStoreFile<'a> {
+    format: u32,
+    #[serde(borrow, default)]
+    keys: BTreeMap<String, &'a RawValue>,
+}
+
 /// Every version of one key.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct KeyEntry {
     versions: Vec<VersionEntry>,
+    /// This entry as it is written into the file (pretty, indented for its place under
+    /// `keys`), kept so that a write re-serializes only the keys it changed. Cleared
+    /// whenever an operation touches the key ([`StoreFile::apply`]); zeroized on drop.
+    #[serde(skip)]
+    text: Option<Zeroizing<Vec<u8>>>,
 }
 
 /// One version as stored.
@@ -141,6 +159,68 @@ impl VersionEntry {
 }
 
 impl KeyEntry {
+    /// The rules a hand-edited file could break: ids unique and non-empty, each stage
+    /// held by at most one version, each version holding at most one stage.
+    fn validate(&self, path: &Path, key: &str) -> ProviderResult<()> {
+        let bad =
+            |what: String| ProviderError::invalid_input(format!("store file {}: key {key:?}: {what}", path.display()));
+        for (i, v) in self.versions.iter().enumerate() {
+            if v.id.is_empty() {
+                return Err(bad(format!("version {} has an empty id", i + 1)));
+            }
+            if self.versions[..i].iter().any(|w| w.id == v.id) {
+                return Err(bad(format!("version id {:?} appears twice", v.id)));
+            }
+            if v.stages.len() > 1 {
+                return Err(bad(format!("version {:?} holds more than one stage", v.id)));
+            }
+        }
+        for stage in [StageName::Current, StageName::Pending, StageName::Previous] {
+            if self.versions.iter().filter(|v| v.has(stage)).count() > 1 {
+                return Err(bad(format!("more than one version holds stage {}", stage.as_str())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every version, for a reader.
+    fn state(&self) -> ProviderResult<KeyState> {
+        let mut versions = Vec::with_capacity(self.versions.len());
+        for v in &self.versions {
+            versions.push(StoredVersion {
+                id: v.id.clone(),
+                stages: v.stages.iter().map(|s| Stage::from(*s)).collect(),
+                created: v.created,
+                revoked: v.revoked,
+                doc: v.value.to_doc()?,
+            });
+        }
+        Ok(KeyState { versions })
+    }
+
+    /// The entry's text in the file: serialized pretty on first use, then kept until the
+    /// key is next touched. It is what `serde_json::to_writer_pretty` writes for the
+    /// entry two levels deep: its own pretty form with every line after the first
+    /// indented by four more spaces. That is safe to do on the bytes because serde_json
+    /// escapes control characters inside strings, so every newline it writes is layout.
+    fn text(&mut self) -> serde_json::Result<&[u8]> {
+        if self.text.is_none() {
+            let mut own = SecureBuf::with_capacity(512 * self.versions.len().max(1));
+            serde_json::to_writer_pretty(&mut own, &*self)?;
+            let own = own.as_slice();
+            let lines = own.iter().filter(|&&b| b == b'\n').count();
+            let mut text = Zeroizing::new(Vec::with_capacity(own.len() + 4 * lines));
+            for &b in own {
+                text.push(b);
+                if b == b'\n' {
+                    text.extend_from_slice(b"    ");
+                }
+            }
+            self.text = Some(text);
+        }
+        Ok(self.text.as_deref().map_or(&[][..], |t| t.as_slice()))
+    }
+
     fn version(&self, id: &str) -> Option<&VersionEntry> {
         self.versions.iter().find(|v| v.id == id)
     }
@@ -314,54 +394,84 @@ impl StoreFile {
         Ok(file)
     }
 
-    /// The rules a hand-edited file could break: ids unique and non-empty, each stage
-    /// held by at most one version of a key, each version holding at most one stage.
+    /// Checks every key's entry ([`KeyEntry::validate`]).
     fn validate(&self, path: &Path) -> ProviderResult<()> {
         for (key, entry) in &self.keys {
-            let bad = |what: String| {
-                ProviderError::invalid_input(format!("store file {}: key {key:?}: {what}", path.display()))
-            };
-            for (i, v) in entry.versions.iter().enumerate() {
-                if v.id.is_empty() {
-                    return Err(bad(format!("version {} has an empty id", i + 1)));
-                }
-                if entry.versions[..i].iter().any(|w| w.id == v.id) {
-                    return Err(bad(format!("version id {:?} appears twice", v.id)));
-                }
-                if v.stages.len() > 1 {
-                    return Err(bad(format!("version {:?} holds more than one stage", v.id)));
-                }
-            }
-            for stage in [StageName::Current, StageName::Pending, StageName::Previous] {
-                if entry.versions.iter().filter(|v| v.has(stage)).count() > 1 {
-                    return Err(bad(format!("more than one version holds stage {}", stage.as_str())));
-                }
-            }
+            entry.validate(path, key)?;
         }
         Ok(())
     }
 
     /// Every version of `key`, or `None` when the key is absent.
     pub(crate) fn key_state(&self, key: &str) -> ProviderResult<Option<KeyState>> {
-        let Some(entry) = self.keys.get(key) else {
+        self.keys.get(key).map(KeyEntry::state).transpose()
+    }
+
+    /// Reads one key from the raw file contents, parsing only that key's entry: the rest
+    /// of the file is checked for JSON syntax and its top-level shape only (writes, which
+    /// rewrite everything, still parse and validate all of it). Any error is reported by
+    /// the full [`StoreFile::parse`], so messages (format number, path, line and column
+    /// in the file) are exactly those of a full parse.
+    pub(crate) fn read_key(path: &Path, raw: &[u8], key: &str) -> ProviderResult<Option<KeyState>> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let full = || -> ProviderResult<Option<KeyState>> {
+            let file = StoreFile::parse(path, raw)?;
+            file.keys.get(key).map(KeyEntry::state).transpose()
+        };
+        // serde_json's error is dropped unseen: its message could quote the input.
+        let Some(top) = serde_json::from_slice::<RawStoreFile>(raw)
+            .ok()
+            .filter(|top| top.format == FORMAT)
+        else {
+            return full();
+        };
+        let Some(entry) = top.keys.get(key) else {
             return Ok(None);
         };
-        let mut versions = Vec::with_capacity(entry.versions.len());
-        for v in &entry.versions {
-            versions.push(StoredVersion {
-                id: v.id.clone(),
-                stages: v.stages.iter().map(|s| Stage::from(*s)).collect(),
-                created: v.created,
-                revoked: v.revoked,
-                doc: v.value.to_doc()?,
-            });
+        match serde_json::from_str::<KeyEntry>(entry.get()) {
+            Ok(entry) => {
+                entry.validate(path, key)?;
+                entry.state().map(Some)
+            }
+            Err(_) => full(),
         }
-        Ok(Some(KeyState { versions }))
+    }
+
+    /// Writes the store exactly as `serde_json::to_writer_pretty` would (checked by a
+    /// test), taking each untouched key's text from its cache ([`KeyEntry::text`]).
+    pub(crate) fn write_pretty(&mut self, out: &mut impl Write) -> io::Result<()> {
+        write!(out, "{{\n  \"format\": {},\n  \"keys\": ", self.format)?;
+        if self.keys.is_empty() {
+            out.write_all(b"{}")?;
+        } else {
+            out.write_all(b"{\n")?;
+            for (i, (key, entry)) in self.keys.iter_mut().enumerate() {
+                if i > 0 {
+                    out.write_all(b",\n")?;
+                }
+                out.write_all(b"    ")?;
+                serde_json::to_writer(&mut *out, key)?;
+                out.write_all(b": ")?;
+                out.write_all(entry.text()?)?;
+            }
+            out.write_all(b"\n  }")?;
+        }
+        out.write_all(b"\n}")
     }
 
     /// Applies one write. Returns whether it changed anything (`false`: it had already
     /// taken effect). A refused write leaves the model exactly as it was.
     pub(crate) fn apply(&mut self, op: Op, now: SystemTime) -> ProviderResult<bool> {
+        // Whatever the outcome, the key's serialized text is no longer trusted.
+        let (Op::PutCurrent { key, .. }
+        | Op::StagePending { key, .. }
+        | Op::Promote { key, .. }
+        | Op::MarkRevoked { key, .. }) = &op;
+        if let Some(entry) = self.keys.get_mut(key) {
+            entry.text = None;
+        }
         match op {
             Op::PutCurrent { key, id, value } => self.put_current(key, id, value, now),
             Op::StagePending { key, id, value } => self.stage_pending(key, id, value, now),
@@ -400,6 +510,7 @@ impl StoreFile {
         for v in &mut entry.versions {
             v.remove(StageName::Current);
         }
+        entry.text = None;
         entry.versions.push(VersionEntry {
             id,
             stages: vec![StageName::Current],
@@ -434,6 +545,7 @@ impl StoreFile {
             }
         }
         let entry = self.keys.entry(key).or_default();
+        entry.text = None;
         entry.versions.push(VersionEntry {
             id,
             stages: vec![StageName::Pending],
@@ -650,5 +762,110 @@ mod tests {
         assert_eq!(state.current().unwrap().id, "v1");
         assert_eq!(state.current().unwrap().doc.get_str("password"), Some("pw-v1"));
         assert!(back.key_state("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn write_pretty_is_serde_json_pretty_and_follows_changes() {
+        let check = |file: &mut StoreFile| {
+            let mut ours = Vec::new();
+            file.write_pretty(&mut ours).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string_pretty(&*file).unwrap()
+            );
+        };
+        let mut file = StoreFile::default();
+        check(&mut file);
+        put(&mut file, "v1").unwrap();
+        check(&mut file);
+        for key in ["a\"quoted\\key\n", "z/last", "\u{e9}t\u{e9}"] {
+            let mut doc = SecretDoc::new();
+            doc.set("password", "line\nbreak \"and\" \t tab");
+            doc.set("port", 5432);
+            file.apply(
+                Op::PutCurrent {
+                    key: key.into(),
+                    id: "v1".into(),
+                    value: SecretValue::from_doc(&doc),
+                },
+                SystemTime::now(),
+            )
+            .unwrap();
+            check(&mut file);
+        }
+        // Every kind of change to a key whose text is cached shows in the output.
+        stage(&mut file, "v2").unwrap();
+        check(&mut file);
+        promote(&mut file, "v2").unwrap();
+        check(&mut file);
+        file.apply(
+            Op::MarkRevoked {
+                key: "k".into(),
+                id: "v1".into(),
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        check(&mut file);
+        put(&mut file, "v3").unwrap();
+        check(&mut file);
+        assert_eq!(stage(&mut file, "v3").unwrap_err().kind(), ErrorKind::Conflict);
+        check(&mut file);
+        for i in 4..20 {
+            stage(&mut file, &format!("v{i}")).unwrap();
+            promote(&mut file, &format!("v{i}")).unwrap();
+            check(&mut file);
+        }
+        let mut text = Vec::new();
+        file.write_pretty(&mut text).unwrap();
+        let back = StoreFile::parse(Path::new("s.json"), &text).unwrap();
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&file).unwrap()
+        );
+    }
+
+    #[test]
+    fn read_key_parses_one_key_and_reports_errors_like_a_full_parse() {
+        let path = Path::new("/x/secrets.json");
+        let mut file = StoreFile::default();
+        put(&mut file, "v1").unwrap();
+        stage(&mut file, "v2").unwrap();
+        let text = serde_json::to_vec_pretty(&file).unwrap();
+        let state = StoreFile::read_key(path, &text, "k").unwrap().unwrap();
+        assert_eq!(state.current().unwrap().id, "v1");
+        assert_eq!(state.pending().unwrap().doc.get_str("password"), Some("pw-v2"));
+        assert!(StoreFile::read_key(path, &text, "other").unwrap().is_none());
+        assert!(StoreFile::read_key(path, b" \n", "k").unwrap().is_none());
+
+        // The requested key is validated.
+        let raw = br#"{"format":1,"keys":{"k":{"versions":[
+            {"id":"a","stages":["current"],"created":"2026-11-21T18:00:00Z","revoked":null,"value":{}},
+            {"id":"b","stages":["current"],"created":"2026-11-21T18:00:00Z","revoked":null,"value":{}}]}}}"#;
+        let err = StoreFile::read_key(path, raw, "k").unwrap_err();
+        assert!(err.to_string().contains("stage current"), "{err}");
+
+        // Errors carry the full parse's message: position in the file, never content.
+        let raw = b"{\"format\":1,\"keys\":{\"other\":{\"versions\":[]},\n\"k\":{\"versions\":[{\"id\":\"v1\",\"stages\":[\"current\"],\n\"created\":\"2026-11-21T18:00:00Z\",\"revoked\":null,\"value\":\"hunter2-secret\"}]}}}";
+        let err = StoreFile::read_key(path, raw, "k").unwrap_err();
+        assert_eq!(err.to_string(), StoreFile::parse(path, raw).unwrap_err().to_string());
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // Reads check only the requested key's structure (writes check everything).
+        assert!(StoreFile::read_key(path, raw, "other").unwrap().is_some());
+        let err = StoreFile::read_key(path, b"{\"format\":1,\n\"keys\": {\"k\": hunter2}}", "k").unwrap_err();
+        assert!(
+            err.to_string().contains("line 2") && !err.to_string().contains("hunter2"),
+            "{err}"
+        );
+        let err = StoreFile::read_key(path, b"{\"format\":2,\"keys\":{},\"new\":true}", "k").unwrap_err();
+        assert!(err.to_string().contains("format 2"), "{err}");
+        let err = StoreFile::read_key(path, b"{\"keys\":{\"k\":{\"versions\":[]}},\"format\":3}", "k").unwrap_err();
+        assert!(err.to_string().contains("format 3"), "{err}");
+        let err = StoreFile::read_key(path, b"{\"format\":1,\"keys\":{},\"new\":true}", "k").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // A key whose name is escaped in the file is found.
+        let raw = br#"{"format":1,"keys":{"a\"b\u00e9":{"versions":[]}}}"#;
+        assert!(StoreFile::read_key(path, raw, "a\"b\u{e9}").unwrap().is_some());
     }
 }

@@ -127,13 +127,56 @@ pub(crate) fn check_existing(what: &str, path: &Path) -> ProviderResult<bool> {
     }
 }
 
-/// Reads and parses the store file, with its size in bytes; `None` when it does not
-/// exist. The raw bytes live in a buffer zeroized on drop.
-pub(crate) fn load(paths: &Paths) -> ProviderResult<(Option<StoreFile>, usize)> {
+/// What identifies one version of the store file: the inode (`st_dev`, `st_ino`) plus its
+/// size, mtime and ctime (to the nanosecond). See [`Snapshot`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &fs::Metadata) -> Identity {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The identity of a store file this handle read or wrote, with that file kept open.
+///
+/// Keeping it open pins the inode: while it is open its number cannot be freed and
+/// handed to a new file, so a file at the store path with the same `st_dev`/`st_ino` is
+/// this very file, not a later one that reused the number (ext4 reuses freed inode
+/// numbers at once). Every writer following the protocol replaces the file by renaming a
+/// new file over it, so any such change gives the path another inode. Size, mtime and
+/// ctime (which user space cannot set back) additionally catch an in-place edit by hand.
+pub(crate) struct Snapshot {
+    identity: Identity,
+    _pin: File,
+}
+
+/// The raw contents of the store file, in a buffer zeroized on drop.
+pub(crate) struct Raw {
+    pub bytes: Zeroizing<Vec<u8>>,
+    snapshot: Snapshot,
+}
+
+/// Reads the store file's raw contents; `None` when it does not exist. Checks the lock
+/// file and the store file's privacy first. The identity is taken before reading, so an
+/// in-place change during the read makes it stale rather than wrongly current.
+pub(crate) fn read_raw(paths: &Paths) -> ProviderResult<Option<Raw>> {
     check_existing("lock file", &paths.lock)?;
     let mut file = match OpenOptions::new().read(true).custom_flags(nofollow()).open(&paths.file) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error("store file", &paths.file, &e)),
     };
     let meta = file
@@ -144,10 +187,54 @@ pub(crate) fn load(paths: &Paths) -> ProviderResult<(Option<StoreFile>, usize)> 
     }
     check_private("store file", &paths.file, meta.mode())?;
     let len = usize::try_from(meta.len()).unwrap_or(0);
-    let mut raw = Zeroizing::new(Vec::with_capacity(len.saturating_add(1)));
-    file.read_to_end(&mut raw)
+    let mut bytes = Zeroizing::new(Vec::with_capacity(len.saturating_add(1)));
+    file.read_to_end(&mut bytes)
         .map_err(|e| io_error("read store file", &paths.file, &e))?;
-    StoreFile::parse(&paths.file, &raw).map(|model| (Some(model), raw.len()))
+    Ok(Some(Raw {
+        bytes,
+        snapshot: Snapshot {
+            identity: Identity::of(&meta),
+            _pin: file,
+        },
+    }))
+}
+
+/// The store file, read and fully parsed (and validated).
+pub(crate) struct Loaded {
+    pub model: StoreFile,
+    /// Its size in bytes.
+    pub size: usize,
+    pub snapshot: Snapshot,
+}
+
+/// Reads and fully parses the store file; `None` when it does not exist. The raw bytes
+/// live in a buffer zeroized on drop.
+pub(crate) fn load(paths: &Paths) -> ProviderResult<Option<Loaded>> {
+    let Some(raw) = read_raw(paths)? else {
+        return Ok(None);
+    };
+    let model = StoreFile::parse(&paths.file, &raw.bytes)?;
+    Ok(Some(Loaded {
+        model,
+        size: raw.bytes.len(),
+        snapshot: raw.snapshot,
+    }))
+}
+
+/// Whether the store file is still the one `snapshot` was taken of (see [`Snapshot`]).
+/// Checks the lock file and the store file's privacy like a [`load`] would; anything
+/// that is not a private regular file is "changed", so that the full [`load`] reports it.
+pub(crate) fn unchanged(paths: &Paths, snapshot: &Snapshot) -> ProviderResult<bool> {
+    check_existing("lock file", &paths.lock)?;
+    match fs::symlink_metadata(&paths.file) {
+        Ok(meta) if meta.file_type().is_file() => {
+            check_private("store file", &paths.file, meta.mode())?;
+            Ok(Identity::of(&meta) == snapshot.identity)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("inspect store file", &paths.file, &e)),
+    }
 }
 
 /// Takes the exclusive lock on the sidecar lock file (created 0600 when absent),
@@ -227,10 +314,11 @@ fn sweep_stale_temps(paths: &Paths) {
 
 /// Serializes `model` and atomically replaces the store file with it: a 0600 temp file
 /// in the same directory, written and fsynced, renamed over the store file, then the
-/// directory fsynced. Call with the lock held.
-pub(crate) fn persist(paths: &Paths, model: &StoreFile, size_hint: usize) -> ProviderResult<()> {
+/// directory fsynced. Call with the lock held. Returns the new file's snapshot and size.
+pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) -> ProviderResult<(Snapshot, usize)> {
     let mut buf = SecureBuf::with_capacity(size_hint.max(4096));
-    serde_json::to_writer_pretty(&mut buf, model)
+    model
+        .write_pretty(&mut buf)
         .map_err(|_| ProviderError::other(format!("cannot serialize store file {}", paths.file.display())))?;
     buf.write_all(b"\n")
         .map_err(|e| io_error("serialize", &paths.file, &e))?;
@@ -256,16 +344,27 @@ pub(crate) fn persist(paths: &Paths, model: &StoreFile, size_hint: usize) -> Pro
         .write_all(buf.as_slice())
         .map_err(|e| io_error("write temp file", &tmp, &e))
         .and_then(|()| file.sync_all().map_err(|e| io_error("fsync temp file", &tmp, &e)));
-    drop(file);
     let renamed = written
         .and_then(|()| fs::rename(&tmp, &paths.file).map_err(|e| io_error("replace store file", &paths.file, &e)));
     if let Err(e) = renamed {
+        drop(file);
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
     File::open(&paths.dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|e| io_error("fsync directory", &paths.dir, &e))
+        .map_err(|e| io_error("fsync directory", &paths.dir, &e))?;
+    // Taken after the rename, which updates the ctime; the file stays open (see Snapshot).
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("inspect store file", &paths.file, &e))?;
+    Ok((
+        Snapshot {
+            identity: Identity::of(&meta),
+            _pin: file,
+        },
+        buf.as_slice().len(),
+    ))
 }
 
 /// Read-only preflight: the directory accepts new files (needed for the atomic replace),

@@ -7,11 +7,12 @@
 //! - **Atomic and durable**: every write goes to a 0600 temp file in the same directory,
 //!   is fsynced, renamed over the store file, and the directory is fsynced, all under an
 //!   exclusive `flock` on `<path>.lock`. A call returns only once its change is durable.
-//! - **Compare-and-set**: under the lock, every write re-reads the file and checks its
-//!   precondition against what is there now, so a second handle or a second process is
-//!   detected ([`rekey_api::ErrorKind::Conflict`]) and never silently overwritten.
+//! - **Compare-and-set**: under the lock, every write checks its precondition against
+//!   what is in the file now (re-read unless its identity shows it is still the one this
+//!   handle last read or wrote), so a second handle or a second process is detected
+//!   ([`rekey_api::ErrorKind::Conflict`]) and never silently overwritten.
 //! - **Group commit**: concurrent writes through one [`FileStore`] are batched by a
-//!   writer thread: one lock, one re-read, one fsync for the whole batch, each write
+//!   writer thread: one lock, at most one re-read, one fsync for the whole batch, each write
 //!   still getting its own result.
 //! - **Bounded**: each key keeps its staged versions plus at most [`HISTORY_LIMIT`]
 //!   stage-less ones.
@@ -28,7 +29,7 @@ mod writer;
 pub use format::HISTORY_LIMIT;
 
 use async_trait::async_trait;
-use format::{Op, SecretValue};
+use format::{Op, SecretValue, StoreFile};
 use fsio::Paths;
 use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Store, StoreCapabilities};
 use serde::Deserialize;
@@ -79,6 +80,7 @@ impl FileStore {
             shared: Arc::new(Shared {
                 paths,
                 stats: Default::default(),
+                cache: Mutex::new(None),
             }),
             writer: Mutex::new(None),
         })
@@ -190,14 +192,20 @@ impl Store for FileStore {
         let key = key.to_owned();
         blocking(move || {
             let path = &shared.paths.file;
-            match fsio::load(&shared.paths)? {
-                (None, _) => Err(ProviderError::not_found(format!(
+            let not_found =
+                || ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()));
+            // The state this handle's writer last read or wrote, if the file is still that.
+            if let Some(cache) = shared.cache().as_ref() {
+                if fsio::unchanged(&shared.paths, &cache.snapshot)? {
+                    return cache.model.key_state(&key)?.ok_or_else(not_found);
+                }
+            }
+            match fsio::read_raw(&shared.paths)? {
+                None => Err(ProviderError::not_found(format!(
                     "key {key:?} not found: store file {} does not exist yet",
                     path.display()
                 ))),
-                (Some(model), _) => model.key_state(&key)?.ok_or_else(|| {
-                    ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()))
-                }),
+                Some(raw) => StoreFile::read_key(path, &raw.bytes, &key)?.ok_or_else(not_found),
             }
         })
         .await
@@ -371,5 +379,132 @@ mod tests {
         store.mark_revoked("k", "v1").await.unwrap();
         store.mark_revoked("k", "v1").await.unwrap();
         assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 2);
+    }
+
+    fn loads(store: &FileStore) -> u64 {
+        store.shared.stats.loads.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the store file by hand (a new inode, as any writer's rename gives),
+    /// changing version `id` of `key` to stage `to`.
+    fn restage_by_hand(path: &Path, key: &str, id: &str, to: &str) {
+        let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for v in file["keys"][key]["versions"].as_array_mut().unwrap() {
+            if v["id"] == id {
+                v["stages"] = serde_json::json!([to]);
+            }
+        }
+        let tmp = path.with_extension("by-hand");
+        std::fs::write(&tmp, serde_json::to_vec(&file).unwrap()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_writer_reuses_its_own_state_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        assert_eq!(loads(&store), 1, "the first batch looks for the file");
+        for i in 0..10 {
+            let key = format!("k{i}");
+            store.put_current(&key, "v1", &doc("one")).await.unwrap();
+            store.stage_pending(&key, "v2", &doc("two")).await.unwrap();
+            assert_eq!(
+                store.stage_pending(&key, "v3", &doc("three")).await.unwrap_err().kind(),
+                rekey_api::ErrorKind::Conflict
+            );
+            store.promote(&key, "v2", true).await.unwrap();
+        }
+        assert_eq!(loads(&store), 1, "the file was not read again");
+        assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 31);
+        let on_disk = format::StoreFile::parse(store.path(), &std::fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(on_disk.key_state("k9").unwrap().unwrap().current().unwrap().id, "v2");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_by_another_handle_is_seen_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let a = FileStore::open(&path).unwrap();
+        let b = FileStore::open(&path).unwrap();
+        a.put_current("k", "v1", &doc("one")).await.unwrap();
+        a.put_current("other", "v1", &doc("one")).await.unwrap();
+        let before = loads(&a);
+        b.stage_pending("k", "theirs", &doc("theirs")).await.unwrap();
+        // a's reader does not answer from a's stale state.
+        assert_eq!(a.read("k").await.unwrap().pending().unwrap().id, "theirs");
+        let err = a.stage_pending("k", "mine", &doc("mine")).await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::Conflict, "{err}");
+        assert!(err.message().contains("theirs"), "{err}");
+        assert_eq!(loads(&a), before + 1, "the changed file was read again");
+        // a's next write keeps b's change.
+        a.put_current("other", "v2", &doc("two")).await.unwrap();
+        b.promote("k", "theirs", false).await.unwrap();
+        a.mark_revoked("k", "v1").await.unwrap();
+        let state = a.read("k").await.unwrap();
+        assert_eq!(state.current().unwrap().id, "theirs");
+        assert!(state.previous().unwrap().revoked.is_some());
+        assert_eq!(a.read("other").await.unwrap().current().unwrap().id, "v2");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_replaced_by_hand_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = FileStore::open(&path).unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        store.stage_pending("k", "v2", &doc("two")).await.unwrap();
+        let before = loads(&store);
+        // Same content size, new inode: "v2" is no longer pending but history.
+        restage_by_hand(&path, "k", "v2", "previous");
+        assert!(store.read("k").await.unwrap().pending().is_none());
+        let err = store.promote("k", "v2", false).await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::Conflict, "{err}");
+        assert_eq!(loads(&store), before + 1);
+
+        // Deleted by hand: the store is empty again.
+        std::fs::remove_file(&path).unwrap();
+        store.put_current("fresh", "v1", &doc("one")).await.unwrap();
+        assert_eq!(
+            store.read("k").await.unwrap_err().kind(),
+            rekey_api::ErrorKind::NotFound
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_edited_in_place_is_read_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = FileStore::open(&path).unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        // Past any coarse timestamp granularity, then the same bytes but one stage
+        // (same length), written into the same inode.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replace("\"current\"", "\"pending\"");
+        assert_eq!(edited.len(), text.len());
+        std::fs::write(&path, edited).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "edited in place");
+        assert_eq!(store.read("k").await.unwrap().pending().unwrap().id, "v1");
+        let err = store.put_current("k", "v2", &doc("two")).await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::Conflict, "{err}");
+        assert!(err.message().contains("pending rotation"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_made_group_readable_is_refused_on_the_next_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = FileStore::open(&path).unwrap();
+        store.put_current("k", "v1", &doc("one")).await.unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = store.put_current("k", "v2", &doc("two")).await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::PermissionDenied, "{err}");
+        assert!(err.message().contains("chmod 600"), "{err}");
     }
 }

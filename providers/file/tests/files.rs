@@ -317,13 +317,20 @@ async fn many_concurrent_writes_through_two_handles_never_overwrite() {
         let first = if i % 2 == 0 { &a } else { &b };
         first.put_current(&format!("k{i}"), "v1", &doc("old")).await.unwrap();
     }
+    // Every stage is decided before any promote: once a winner's promote has landed,
+    // nothing is pending, and a stage arriving only then would rightly succeed too (a
+    // second rotation, not an overwrite); a fast writer makes that ordering likely.
+    let staged = Arc::new(tokio::sync::Barrier::new(200));
     let mut tasks = Vec::new();
     for i in 0..100 {
         for (name, store) in [("a", a.clone()), ("b", b.clone())] {
+            let staged = staged.clone();
             tasks.push(tokio::spawn(async move {
                 let key = format!("k{i}");
                 let id = format!("from-{name}");
-                match store.stage_pending(&key, &id, &doc(&format!("{name}-{i}"))).await {
+                let outcome = store.stage_pending(&key, &id, &doc(&format!("{name}-{i}"))).await;
+                staged.wait().await;
+                match outcome {
                     Ok(()) => {
                         store.promote(&key, &id, false).await.unwrap();
                         Some((i, name))

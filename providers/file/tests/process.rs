@@ -190,3 +190,32 @@ async fn two_processes_racing_never_overwrite_each_other() {
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_by_another_process_between_two_writes_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.json");
+    let store = FileStore::open(&path).unwrap();
+    store.put_current("orders/db", "v1", &doc("one")).await.unwrap();
+    store.put_current("other", "v1", &doc("one")).await.unwrap();
+
+    // Between this handle's writes, another process (following the protocol) stages.
+    let child = spawn_child(&path, "child", &["orders/db".to_owned()]);
+    let outcome = tokio::task::spawn_blocking(move || results(child)).await.unwrap();
+    assert_eq!(outcome["orders/db"], "ok");
+
+    let err = store
+        .stage_pending("orders/db", "parent", &doc("parent"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("child"), "{err}");
+    // A write to another key keeps the child's version.
+    store.put_current("other", "v2", &doc("two")).await.unwrap();
+    let state = store.read("orders/db").await.unwrap();
+    assert_eq!(state.pending().unwrap().id, "child");
+    assert_eq!(
+        state.pending().unwrap().doc.get_str("password"),
+        Some("child-orders/db")
+    );
+}
