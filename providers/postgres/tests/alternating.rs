@@ -4,12 +4,19 @@
 //! checks, session termination, the server log, and configuration errors.
 
 use rekey_api::conformance::{random_password, target::run_all, unique_name};
-use rekey_api::{ErrorKind, ProviderError, RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
+use rekey_api::{ErrorKind, RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
 use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig};
 use rekey_testbed::{quote_ident, quote_literal, PgCluster, PgOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+fn target(provider: &PostgresProvider, config: &PostgresTargetConfig) -> PostgresTarget {
+    target_with(provider, config, Strategy::Alternating)
+}
 
 /// Two login roles, both members of one group role that holds the application's
 /// grants, and optionally a database of their own with an `orders` table granted to the
@@ -101,32 +108,6 @@ impl Drop for Pair<'_> {
         }
         self.pg.drop_role(&self.group);
     }
-}
-
-fn doc(user: &str, password: &Secret) -> SecretDoc {
-    let mut doc = SecretDoc::new();
-    doc.set("username", user);
-    doc.set_password(password);
-    doc
-}
-
-fn target(provider: &PostgresProvider, config: &PostgresTargetConfig) -> PostgresTarget {
-    provider
-        .postgres_target(config, Strategy::Alternating)
-        .expect("target builds")
-}
-
-/// Asserts the error's kind, that its text holds `needles`, no secret, and one line.
-fn assert_error(err: &ProviderError, kind: ErrorKind, needles: &[&str], secrets: &[&Secret]) {
-    let text = err.to_string();
-    assert_eq!(err.kind(), kind, "unexpected kind: {text}");
-    for needle in needles {
-        assert!(text.contains(needle), "`{text}` should mention `{needle}`");
-    }
-    for secret in secrets {
-        assert!(!text.contains(secret.expose()), "`{text}` leaks a secret");
-    }
-    assert!(!text.contains('\n'), "one line: {text}");
 }
 
 /// A fresh connection as an application would open it: `doc`'s user and password.

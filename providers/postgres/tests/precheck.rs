@@ -10,71 +10,11 @@ use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig};
 use rekey_testbed::{quote_ident, PgCluster, PgOptions};
 use std::time::Duration;
 
-/// A login role on a test cluster, dropped (sessions ended) when the test ends.
-struct TestRole<'a> {
-    pg: &'a PgCluster,
-    name: String,
-    password: Secret,
-}
-
-impl<'a> TestRole<'a> {
-    fn new(pg: &'a PgCluster, prefix: &str) -> Self {
-        Self::with_options(pg, prefix, "")
-    }
-
-    fn with_options(pg: &'a PgCluster, prefix: &str, options: &str) -> Self {
-        let name = unique_name(prefix);
-        let password = random_password(24);
-        pg.create_role_with(&name, password.expose(), options);
-        TestRole { pg, name, password }
-    }
-
-    fn doc(&self) -> SecretDoc {
-        doc(&self.name, &self.password)
-    }
-
-    /// A document naming this role with a password that is not its own.
-    fn wrong_doc(&self) -> SecretDoc {
-        doc(&self.name, &random_password(24))
-    }
-
-    /// An admin connection string logging in as this role.
-    fn dsn(&self) -> RedactedDsn {
-        RedactedDsn::new(format!(
-            "postgres://{}:{}@127.0.0.1:{}/postgres",
-            self.name,
-            self.password.expose(),
-            self.pg.port()
-        ))
-    }
-}
-
-impl Drop for TestRole<'_> {
-    fn drop(&mut self) {
-        self.pg.drop_role(&self.name);
-    }
-}
-
-fn doc(user: &str, password: &Secret) -> SecretDoc {
-    let mut doc = SecretDoc::new();
-    doc.set("username", user);
-    doc.set_password(password);
-    doc
-}
-
-fn config(pg: &PgCluster, role: &str, admin: bool) -> PostgresTargetConfig {
-    let mut c = PostgresTargetConfig::new(pg.host(), role);
-    c.port = pg.port();
-    if admin {
-        c.admin = Some(RedactedDsn::new(pg.admin_url()));
-    }
-    c
-}
+mod common;
+use common::*;
 
 fn target(provider: &PostgresProvider, config: &PostgresTargetConfig) -> PostgresTarget {
-    provider
-        .postgres_target(config, Strategy::Single)
-        .expect("target builds")
+    target_with(provider, config, Strategy::Single)
 }
 
 /// Runs `precheck` and `preflight` with `current`: both must fail with the same kind and
@@ -100,13 +40,6 @@ async fn same_failure(
     }
     assert!(!text.contains('\n'), "one line: {text}");
     pre
-}
-
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
 }
 
 #[tokio::test]

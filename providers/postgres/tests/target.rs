@@ -3,97 +3,16 @@
 //! admin connection, session termination, TLS modes and the server log.
 
 use rekey_api::conformance::{random_password, target::run_all, unique_name};
-use rekey_api::{ErrorKind, ProviderError, RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
+use rekey_api::{ErrorKind, RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
 use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig, SslMode};
 use rekey_testbed::{quote_literal, PgCluster, PgOptions};
 use std::time::{Duration, Instant};
 
-/// A login role on a test cluster, dropped (sessions ended) when the test ends.
-struct TestRole<'a> {
-    pg: &'a PgCluster,
-    name: String,
-    password: Secret,
-}
-
-impl<'a> TestRole<'a> {
-    fn new(pg: &'a PgCluster, prefix: &str) -> Self {
-        Self::with_options(pg, prefix, "")
-    }
-
-    fn with_options(pg: &'a PgCluster, prefix: &str, options: &str) -> Self {
-        let name = unique_name(prefix);
-        let password = random_password(24);
-        pg.create_role_with(&name, password.expose(), options);
-        TestRole { pg, name, password }
-    }
-
-    fn doc(&self) -> SecretDoc {
-        doc(&self.name, &self.password)
-    }
-
-    /// An admin connection string for this role.
-    fn dsn(&self) -> RedactedDsn {
-        RedactedDsn::new(format!(
-            "host=127.0.0.1 port={} dbname=postgres user={} password={}",
-            self.pg.port(),
-            kv_quote(&self.name),
-            kv_quote(self.password.expose())
-        ))
-    }
-}
-
-impl Drop for TestRole<'_> {
-    fn drop(&mut self) {
-        self.pg.drop_role(&self.name);
-    }
-}
-
-fn kv_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn doc(user: &str, password: &Secret) -> SecretDoc {
-    let mut doc = SecretDoc::new();
-    doc.set("username", user);
-    doc.set_password(password);
-    doc
-}
-
-fn config(pg: &PgCluster, role: &str, admin: bool) -> PostgresTargetConfig {
-    let mut c = PostgresTargetConfig::new(pg.host(), role);
-    c.port = pg.port();
-    c.connect_timeout_secs = 10;
-    if admin {
-        c.admin = Some(RedactedDsn::new(pg.admin_url()));
-    }
-    c
-}
+mod common;
+use common::*;
 
 fn target(provider: &PostgresProvider, config: &PostgresTargetConfig) -> PostgresTarget {
-    provider
-        .postgres_target(config, Strategy::Single)
-        .expect("target builds")
-}
-
-/// Asserts the error's kind and that its text holds `needles` and no secret.
-fn assert_error(err: &ProviderError, kind: ErrorKind, needles: &[&str], secrets: &[&Secret]) {
-    let text = err.to_string();
-    assert_eq!(err.kind(), kind, "unexpected kind: {text}");
-    for needle in needles {
-        assert!(text.contains(needle), "`{text}` should mention `{needle}`");
-    }
-    for secret in secrets {
-        assert!(!text.contains(secret.expose()), "`{text}` leaks a secret");
-    }
-    assert!(!text.contains('\n'), "one line: {text}");
-}
-
-/// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
+    target_with(provider, config, Strategy::Single)
 }
 
 async fn raw_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_postgres::Client {
