@@ -89,12 +89,13 @@ impl Rotation<'_> {
             }
             return self.start(rec, &state).await;
         }
-        let outstanding = outstanding_revocation(&state);
+        let mut outstanding = outstanding_revocation(&state);
         if self.options.due_only {
             if let Some((previous, current)) = outstanding {
                 let revoke_at = current.created + self.grace();
                 if revoke_at <= now {
                     self.finish_revocation(rec, previous, current).await?;
+                    outstanding = None;
                     if !is_due(&state, self.credential.every, now) {
                         return Ok(Status::Revoked);
                     }
@@ -113,7 +114,7 @@ impl Rotation<'_> {
         // A previous secret not yet revoked would lose its stage to this rotation and be
         // forgotten while still valid: revoke it first — but not inside its grace period
         // (applications may still use it), unless this is an incident.
-        if let Some((previous, current)) = outstanding_revocation(&state) {
+        if let Some((previous, current)) = outstanding {
             let grace_until = current.created + self.grace();
             if grace_until > now && !self.target.capabilities().apply_invalidates_previous {
                 return Err(rec.fail(
