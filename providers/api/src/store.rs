@@ -137,4 +137,18 @@ pub trait Store: Send + Sync {
 
     /// Records that version `version_id` was proved dead at the target. Idempotent.
     async fn mark_revoked(&self, key: &str, version_id: &str) -> ProviderResult<()>;
+
+    /// Takes the pending stage away from version `version_id` (`rotate --abandon-pending`):
+    /// the version stays in the key's history with no stage, so the audit trail keeps it,
+    /// and the key has no pending version afterwards. Idempotent: a version that is no
+    /// longer pending succeeds without a change; [`crate::ErrorKind::Conflict`] when a
+    /// *different* version is pending; [`crate::ErrorKind::NotFound`] when the key does
+    /// not exist.
+    async fn discard_pending(&self, key: &str, version_id: &str) -> ProviderResult<()> {
+        let _ = (key, version_id);
+        Err(crate::ProviderError::unsupported(format!(
+            "{}: discarding a pending version is not implemented",
+            self.describe()
+        )))
+    }
 }
