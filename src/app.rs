@@ -4,8 +4,9 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
-use crate::engine::{BackendOptions, Engine, Reporter, RotateOptions, RunError, RunReport};
+use crate::engine::{Engine, EngineSettings, Reporter, RotateOptions, RunError, RunReport};
 use crate::exit;
+use crate::providers::{ConfiguredBackends, ProviderOptions};
 use crate::report::{audit::AuditLog, human, json, junit};
 use rekey_api::{SecretDoc, Stage};
 use std::io::{Read, Write};
@@ -104,7 +105,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let chosen = config
                 .select(&selection.names, &selection.tags)
                 .map_err(|e| Stop::usage(e.to_string()))?;
-            let engine = Engine::new(config.clone(), reporter(&cli, &config, "verify", chosen.len())?);
+            let engine = engine_for(
+                &config,
+                ProviderOptions::default(),
+                reporter(&cli, &config, "verify", chosen.len())?,
+            );
             let run = engine.verify(chosen).await?;
             let code = finish(&cli, &run);
             match junit_path {
@@ -117,7 +122,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let chosen = config
                 .select(&selection.names, &selection.tags)
                 .map_err(|e| Stop::usage(e.to_string()))?;
-            let engine = Engine::new(config, Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)));
+            let engine = engine_for(
+                &config,
+                ProviderOptions::default(),
+                Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)),
+            );
             let run = engine.status(chosen).await?;
             Ok(finish(&cli, &run))
         }
@@ -126,14 +135,21 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let credential = one(&config, name)?;
             let value = read_stdin()?;
             let doc = parse_import(&value).map_err(|e| Stop::usage(format!("{name}: import: {e}")))?;
-            let engine = Engine::new(config.clone(), reporter(&cli, &config, "import", 1)?);
+            let engine = engine_for(
+                &config,
+                ProviderOptions {
+                    create_store: true,
+                    ..Default::default()
+                },
+                reporter(&cli, &config, "import", 1)?,
+            );
             let run = engine.import(credential, doc, !no_verify).await?;
             Ok(finish(&cli, &run))
         }
         Command::Get { name, stage, field } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
-            let engine = Engine::new(config, Arc::new(Fanout(Vec::new())));
+            let engine = engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new())));
             let stage = match stage {
                 StageArg::Current => Stage::Current,
                 StageArg::Pending => Stage::Pending,
@@ -164,6 +180,15 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
     }
 }
 
+/// The engine over the providers this configuration names.
+fn engine_for(config: &Config, options: ProviderOptions, reporter: Arc<dyn Reporter>) -> Engine {
+    let settings = EngineSettings {
+        parallel: config.defaults.parallel,
+        lock_dir: config.defaults.lock_dir.clone(),
+    };
+    Engine::new(settings, Arc::new(ConfiguredBackends::new(config, options)), reporter)
+}
+
 fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
     let mut chosen = config
         .select(&[name.to_owned()], &[])
@@ -176,7 +201,11 @@ async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Resul
     let chosen = config
         .select(&selection.names, &selection.tags)
         .map_err(|e| Stop::usage(e.to_string()))?;
-    let engine = Engine::new(config.clone(), reporter(cli, &config, "plan", chosen.len())?);
+    let engine = engine_for(
+        &config,
+        ProviderOptions::default(),
+        reporter(cli, &config, "plan", chosen.len())?,
+    );
     let run = engine.plan(chosen, options).await?;
     Ok(finish(cli, &run))
 }
@@ -197,13 +226,14 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let chosen = config
         .select(&args.selection.names, &args.selection.tags)
         .map_err(|e| Stop::usage(e.to_string()))?;
-    let backend_options = BackendOptions {
+    let provider_options = ProviderOptions {
         delete_inactive: args.delete_inactive,
+        create_store: false,
     };
-    let engine = Engine::with_options(
-        config.clone(),
+    let engine = engine_for(
+        &config,
+        provider_options,
         reporter(cli, &config, "rotate", chosen.len())?,
-        backend_options,
     );
     let run = engine.rotate(chosen, options).await?;
     let code = finish(cli, &run);
@@ -217,7 +247,7 @@ async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i
     let config = load(cli)?;
     let value = read_stdin()?;
     let needle = Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_owned());
-    let engine = Engine::new(config.clone(), Arc::new(Fanout(Vec::new())));
+    let engine = engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new())));
     let mut holders = Vec::new();
     let mut unreadable = Vec::new();
     for credential in &config.credentials {

@@ -145,8 +145,6 @@ pub struct Credential {
     pub strategy: Strategy,
     /// Tags for `--tag`.
     pub tags: Vec<String>,
-    /// Where the secret is checked.
-    pub target: TargetConfig,
     /// Rotation period, for `--due` and `verify`.
     pub every: Duration,
     /// How long the previous secret stays valid after promotion.
@@ -168,6 +166,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// Stores by name.
     pub stores: BTreeMap<String, StoreConfig>,
+    /// Each credential's target, by credential name (kept apart from [`Credential`] so
+    /// that the engine, which sees only credentials, knows no provider).
+    pub targets: BTreeMap<String, TargetConfig>,
     /// Credentials in file order.
     pub credentials: Vec<Credential>,
 }
@@ -401,6 +402,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
     let mut names = BTreeSet::new();
     let mut keys = BTreeMap::new();
     let mut credentials = Vec::with_capacity(raw.credentials.len());
+    let mut targets = BTreeMap::new();
     for c in raw.credentials {
         let owner = format!("credential `{}`", c.name);
         if !valid_name(&c.name) {
@@ -440,7 +442,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
             .resolve()
             .map_err(|e| ConfigError::new(format!("{file}: {owner}: password: {e}")))?;
         // Keys minted by a cloud API take seconds to propagate: more fresh-login attempts.
-        let minted_default = match c.target {
+        let minted_default = match &c.target {
             TargetConfig::AwsIam(_) => 8,
             _ => 3,
         };
@@ -460,6 +462,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
                 humantime::format_duration(every)
             )));
         }
+        targets.insert(c.name.clone(), c.target);
         credentials.push(Credential {
             every,
             grace,
@@ -468,7 +471,6 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
             key: c.key,
             strategy: c.strategy,
             tags: c.tags,
-            target: c.target,
             password: policy,
             verify_attempts: attempts,
             description: c.description,
@@ -478,6 +480,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
         path: path.to_path_buf(),
         defaults,
         stores,
+        targets,
         credentials,
     })
 }

@@ -9,8 +9,8 @@ pub mod report;
 pub mod rotation;
 pub mod run;
 
-pub use backends::BackendOptions;
+pub use backends::Backends;
 pub use event::{Event, Reporter, Step};
 pub use report::{CredentialReport, RunReport, Status};
 pub use rotation::RotateOptions;
-pub use run::{Engine, RunError};
+pub use run::{Engine, EngineSettings, RunError};

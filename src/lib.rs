@@ -1,6 +1,7 @@
 //! rekey: a credential rotation orchestrator. The binary (`main.rs`) is a thin shell
-//! over this library: [`cli`] parses, [`config`] loads, [`engine`] runs the rotation
-//! protocol and emits events, [`report`] renders them.
+//! over this library: [`cli`] parses, [`config`] loads, [`providers`] turns the
+//! configuration into stores and targets, [`engine`] runs the rotation protocol over
+//! them and emits events, [`report`] renders them.
 
 pub mod app;
 pub mod cli;
@@ -8,4 +9,5 @@ pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod password;
+pub mod providers;
 pub mod report;

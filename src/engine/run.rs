@@ -1,14 +1,14 @@
 //! The engine: runs a command over the selected credentials, in parallel, with failure
 //! isolation, and returns a [`RunReport`]. It never prints; reporters render its events.
 
-use super::backends::{BackendOptions, Backends};
+use super::backends::Backends;
 use super::event::{Reporter, Step};
 use super::inspection;
 use super::lock;
 use super::recorder::{rfc3339, Recorder, StepFailed};
 use super::report::{CredentialReport, RunReport, Status};
 use super::rotation::{RotateOptions, Rotation};
-use crate::config::{Config, Credential};
+use crate::config::Credential;
 use rekey_api::{ProviderError, SecretDoc, Stage, Store, Target};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -43,10 +43,19 @@ enum Work {
     Status,
 }
 
-/// Runs commands against the configured providers.
+/// Run-wide settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Credentials worked on at once.
+    pub parallel: usize,
+    /// Directory of the per-credential lock files.
+    pub lock_dir: std::path::PathBuf,
+}
+
+/// Runs commands against the stores and targets its [`Backends`] resolve.
 pub struct Engine {
-    config: Config,
-    backends: Arc<Backends>,
+    settings: EngineSettings,
+    backends: Arc<dyn Backends>,
     reporter: Arc<dyn Reporter>,
     run_id: String,
     failpoint: Option<String>,
@@ -59,16 +68,10 @@ struct Prepared {
 }
 
 impl Engine {
-    /// An engine for this configuration, reporting to `reporter`.
-    pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Self {
-        Engine::with_options(config, reporter, BackendOptions::default())
-    }
-
-    /// An engine whose providers get run-wide `options`.
-    pub fn with_options(config: Config, reporter: Arc<dyn Reporter>, options: BackendOptions) -> Self {
-        let backends = Arc::new(Backends::new(config.stores.clone(), options));
+    /// An engine over `backends`, reporting to `reporter`.
+    pub fn new(settings: EngineSettings, backends: Arc<dyn Backends>, reporter: Arc<dyn Reporter>) -> Self {
         Engine {
-            config,
+            settings,
             backends,
             reporter,
             run_id: uuid::Uuid::new_v4().to_string(),
@@ -98,7 +101,7 @@ impl Engine {
     pub async fn rotate(&self, credentials: Vec<Credential>, options: RotateOptions) -> Result<RunReport, RunError> {
         let prepared = self.prepare(credentials)?;
         let names: Vec<String> = prepared.iter().map(|p| p.credential.name.clone()).collect();
-        let _locks = lock::acquire_all(&self.config.defaults.lock_dir, &names).map_err(|e| match e {
+        let _locks = lock::acquire_all(&self.settings.lock_dir, &names).map_err(|e| match e {
             lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
             lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
         })?;
@@ -125,7 +128,7 @@ impl Engine {
 
     async fn run(&self, command: &'static str, dry_run: bool, prepared: Vec<Prepared>, work: Work) -> RunReport {
         let started = (SystemTime::now(), Instant::now());
-        let parallel = self.config.defaults.parallel.max(1);
+        let parallel = self.settings.parallel.max(1);
         let semaphore = Arc::new(Semaphore::new(parallel));
         let mut tasks = JoinSet::new();
         let count = prepared.len();
@@ -198,11 +201,12 @@ impl Engine {
         let started = (SystemTime::now(), Instant::now());
         let mut prepared = self.prepare(vec![credential])?;
         let p = prepared.pop().expect("one credential");
-        let _locks = lock::acquire_all(&self.config.defaults.lock_dir, std::slice::from_ref(&p.credential.name))
-            .map_err(|e| match e {
+        let _locks = lock::acquire_all(&self.settings.lock_dir, std::slice::from_ref(&p.credential.name)).map_err(
+            |e| match e {
                 lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
                 lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
-            })?;
+            },
+        )?;
         let mut rec = self.recorder(&p);
         let status = async {
             let store = p
