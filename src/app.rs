@@ -318,11 +318,7 @@ async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i
 }
 
 fn exit_code(run: &RunReport) -> i32 {
-    if run.any_failed() {
-        exit::CREDENTIAL_FAILED
-    } else {
-        exit::SUCCESS
-    }
+    run.exit_code()
 }
 
 fn finish(cli: &Cli, run: &RunReport) -> i32 {

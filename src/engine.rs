@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod event;
+pub mod failure;
 pub mod inspection;
 pub mod lock;
 pub mod recorder;
@@ -11,6 +12,7 @@ pub mod run;
 
 pub use backends::Backends;
 pub use event::{Event, Reporter, Step};
+pub use failure::FailureKind;
 pub use report::{CredentialReport, RunReport, Status};
 pub use rotation::RotateOptions;
 pub use run::{Engine, EngineSettings, RunError};

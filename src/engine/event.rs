@@ -81,7 +81,7 @@ pub enum Outcome {
     /// Failed; the credential stops here.
     Failed {
         /// The error's kind.
-        kind: &'static str,
+        kind: crate::engine::failure::FailureKind,
         /// One-line message without secrets.
         message: String,
     },

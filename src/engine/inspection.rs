@@ -1,6 +1,7 @@
 //! Read-only work on one credential: `plan` (preflight), `verify` and `status`.
 
 use super::event::Step;
+use super::failure::FailureKind;
 use super::recorder::{rfc3339, Recorder, StepFailed};
 use super::report::{Status, VersionSummary};
 use super::rotation::{is_due, outstanding_revocation, read_state, RotateOptions};
@@ -112,7 +113,7 @@ pub async fn verify(
         problem(
             rec,
             Step::Resume,
-            "half_done",
+            FailureKind::HalfDone,
             format!(
                 "a rotation was left half done: version {} pending since {}; run `rekey rotate {}` to finish it",
                 p.id,
@@ -126,7 +127,7 @@ pub async fn verify(
         None => problem(
             rec,
             Step::CheckCurrent,
-            "not_found",
+            FailureKind::NotFound,
             format!(
                 "no current secret stored; import it with `rekey import {}`",
                 credential.name
@@ -140,7 +141,7 @@ pub async fn verify(
                 Err(e) => problem(
                     rec,
                     Step::CheckCurrent,
-                    e.kind().as_str(),
+                    e.kind().into(),
                     format!("the current secret does not work: {e}"),
                     started,
                 ),
@@ -150,7 +151,7 @@ pub async fn verify(
                 problem(
                     rec,
                     Step::CheckAge,
-                    "too_old",
+                    FailureKind::TooOld,
                     format!(
                         "the current secret is {} old; policy is {}",
                         short_duration(age),
@@ -182,14 +183,14 @@ pub async fn verify(
                 Ok(()) => problem(
                     rec,
                     Step::ProveDead,
-                    "still_valid",
+                    FailureKind::StillValid,
                     "the previous secret still works although it is revoked or past its grace period".to_owned(),
                     started,
                 ),
                 Err(e) => problem(
                     rec,
                     Step::ProveDead,
-                    e.kind().as_str(),
+                    e.kind().into(),
                     format!("could not prove the previous secret dead: {e}"),
                     started,
                 ),
@@ -210,7 +211,7 @@ fn now_started() -> (SystemTime, Instant) {
 }
 
 /// Records a problem found by `verify`: it fails the credential, and every check still runs.
-fn problem(rec: &mut Recorder, step: Step, kind: &'static str, message: String, started: (SystemTime, Instant)) {
+fn problem(rec: &mut Recorder, step: Step, kind: FailureKind, message: String, started: (SystemTime, Instant)) {
     rec.report.problems.push(message.clone());
     rec.fail_since(step, kind, message, started);
 }

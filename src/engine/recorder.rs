@@ -1,6 +1,7 @@
 //! Times and records each step of one credential, and tells the reporter.
 
 use super::event::{Event, Outcome, Reporter, Step, StepRecord};
+use super::failure::FailureKind;
 use super::report::{CredentialReport, Failure, Status};
 use rekey_api::ProviderError;
 use std::future::Future;
@@ -89,7 +90,7 @@ impl Recorder {
                 Ok(value)
             }
             Err(e) => {
-                self.fail_with(step, e.kind().as_str(), e.message().to_owned(), started, took);
+                self.fail_with(step, e.kind().into(), e.message().to_owned(), started, took);
                 Err(StepFailed)
             }
         }
@@ -124,7 +125,7 @@ impl Recorder {
     }
 
     /// Records a failure found by the engine itself (not a provider error).
-    pub fn fail(&mut self, step: Step, kind: &'static str, message: impl Into<String>) -> StepFailed {
+    pub fn fail(&mut self, step: Step, kind: FailureKind, message: impl Into<String>) -> StepFailed {
         self.fail_with(step, kind, message.into(), SystemTime::now(), Instant::now());
         StepFailed
     }
@@ -133,7 +134,7 @@ impl Recorder {
     pub fn fail_since(
         &mut self,
         step: Step,
-        kind: &'static str,
+        kind: FailureKind,
         message: impl Into<String>,
         started: (SystemTime, Instant),
     ) -> StepFailed {
@@ -141,7 +142,7 @@ impl Recorder {
         StepFailed
     }
 
-    fn fail_with(&mut self, step: Step, kind: &'static str, message: String, started: SystemTime, took: Instant) {
+    fn fail_with(&mut self, step: Step, kind: FailureKind, message: String, started: SystemTime, took: Instant) {
         if self.report.error.is_none() {
             self.report.error = Some(Failure {
                 step,

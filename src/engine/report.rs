@@ -1,6 +1,7 @@
 //! Results of a run, per credential, as rendered by reporters and `-o json`.
 
 use super::event::{Outcome, Step, StepRecord};
+use super::failure::{exit_code_of, FailureKind};
 use serde::Serialize;
 
 /// What happened to one credential.
@@ -47,7 +48,7 @@ pub struct Failure {
     /// The step that failed.
     pub step: Step,
     /// The error's kind (`auth_rejected`, `unreachable`...).
-    pub kind: &'static str,
+    pub kind: FailureKind,
     /// One-line message without secrets.
     pub message: String,
 }
@@ -109,17 +110,6 @@ pub struct CredentialReport {
     pub duration_ms: u64,
 }
 
-/// The human words for an error kind's stable name (`auth_rejected` → `authentication rejected`).
-pub fn kind_label(kind: &str) -> String {
-    match kind {
-        "auth_rejected" => "authentication rejected".to_owned(),
-        "still_valid" => "still valid".to_owned(),
-        "half_done" => "half done".to_owned(),
-        "other" => "error".to_owned(),
-        other => other.replace('_', " "),
-    }
-}
-
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -132,7 +122,7 @@ impl CredentialReport {
                 "{}: {}: {}: {}",
                 self.name,
                 f.step.as_str(),
-                kind_label(f.kind),
+                f.kind.label(),
                 f.message
             )
         })
@@ -173,5 +163,16 @@ impl RunReport {
     /// Whether any credential failed.
     pub fn any_failed(&self) -> bool {
         self.count(Status::Failed) > 0
+    }
+
+    /// The process exit code: 0 when nothing failed; otherwise the mapping of
+    /// [`FailureKind::exit_code`] over the failed credentials (1 wins over 130 over 3).
+    pub fn exit_code(&self) -> i32 {
+        exit_code_of(
+            self.credentials
+                .iter()
+                .filter(|c| c.status == Status::Failed)
+                .map(|c| c.error.as_ref().map_or(FailureKind::Other, |e| e.kind)),
+        )
     }
 }

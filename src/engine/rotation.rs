@@ -4,6 +4,7 @@
 //! state the next run finishes.
 
 use super::event::Step;
+use super::failure::FailureKind;
 use super::recorder::{rfc3339, Recorder, StepFailed};
 use super::report::Status;
 use crate::config::Credential;
@@ -119,7 +120,7 @@ impl Rotation<'_> {
             if grace_until > now && !self.target.capabilities().apply_invalidates_previous {
                 return Err(rec.fail(
                     Step::Revoke,
-                    "conflict",
+                    FailureKind::Conflict,
                     format!(
                         "the previous secret's grace period runs until {}; rotating now would revoke it early \
                          (wait, or pass --grace 0s to revoke it now, or --leaked in an incident)",
@@ -154,7 +155,7 @@ impl Rotation<'_> {
                 Some(note) => format!("{}; {note}", e.message()),
                 None => e.message().to_owned(),
             };
-            return Err(rec.fail_since(Step::Stage, e.kind().as_str(), message, started));
+            return Err(rec.fail_since(Step::Stage, e.kind().into(), message, started));
         }
         rec.ok_since(Step::Stage, Some(format!("version {version}")), started);
         self.hold_if(rec, "after-stage").await;
@@ -218,7 +219,7 @@ impl Rotation<'_> {
             Err(e) => {
                 return Err(rec.fail_since(
                     Step::Resume,
-                    e.kind().as_str(),
+                    e.kind().into(),
                     format!(
                         "cannot tell whether pending version {} was applied: {}",
                         pending.id,
@@ -261,7 +262,7 @@ impl Rotation<'_> {
         let e = last.expect("at least one attempt");
         Err(rec.fail_since(
             Step::Verify,
-            e.kind().as_str(),
+            e.kind().into(),
             format!(
                 "the new secret does not work ({}); it stays pending and the next run finishes it",
                 e.message()
@@ -322,7 +323,7 @@ impl Rotation<'_> {
             match self.target.retire(&previous.doc, new).await {
                 Ok(Some(done)) => rec.ok_since(Step::Retire, Some(done), started),
                 Ok(None) => {}
-                Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().as_str(), e.message(), started)),
+                Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().into(), e.message(), started)),
             }
             let at = rfc3339(SystemTime::now() + grace);
             rec.skipped(
@@ -374,13 +375,13 @@ pub async fn prove_dead(rec: &mut Recorder, target: &dyn Target, old: &SecretDoc
         }
         Ok(()) => Err(rec.fail_since(
             Step::ProveDead,
-            "still_valid",
+            FailureKind::StillValid,
             "the previous secret still works",
             started,
         )),
         Err(e) => Err(rec.fail_since(
             Step::ProveDead,
-            e.kind().as_str(),
+            e.kind().into(),
             format!("could not prove the previous secret dead: {}", e.message()),
             started,
         )),

@@ -3,6 +3,7 @@
 
 use super::backends::Backends;
 use super::event::{Reporter, Step};
+use super::failure::FailureKind;
 use super::inspection;
 use super::lock;
 use super::recorder::{rfc3339, Recorder, StepFailed};
@@ -178,7 +179,7 @@ impl Engine {
                     let mut rec = Recorder::new(&self.run_id, self.reporter.clone(), &name, target, store, &key);
                     let failed = rec.fail(
                         Step::Read,
-                        "other",
+                        FailureKind::Other,
                         "internal error: the rotation task panicked; re-run it",
                     );
                     rec.finish(Err(failed))
@@ -212,7 +213,7 @@ impl Engine {
             let store = p
                 .store
                 .clone()
-                .map_err(|e| rec.fail(Step::Read, e.kind().as_str(), e.message()))?;
+                .map_err(|e| rec.fail(Step::Read, e.kind().into(), e.message()))?;
             p.target.complete(&mut doc);
             if check {
                 rec.run(Step::Verify, async {
@@ -303,7 +304,7 @@ async fn one_credential(
     let store = match &p.store {
         Ok(s) => s.clone(),
         Err(e) => {
-            let failed = rec.fail(Step::Read, e.kind().as_str(), e.message());
+            let failed = rec.fail(Step::Read, e.kind().into(), e.message());
             return rec.finish(Err(failed));
         }
     };

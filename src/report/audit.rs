@@ -64,7 +64,7 @@ impl Reporter for AuditLog {
         let (outcome, kind, message) = match &record.outcome {
             Outcome::Ok => ("ok", None, None),
             Outcome::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
-            Outcome::Failed { kind, message } => ("failed", Some(*kind), Some(message.as_str())),
+            Outcome::Failed { kind, message } => ("failed", Some(kind.as_str()), Some(message.as_str())),
         };
         let line = Line {
             ts: humantime::format_rfc3339_millis(record.started).to_string(),

@@ -53,7 +53,7 @@ pub fn render(run: &RunReport) -> String {
                 out,
                 ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
                 escape(&first),
-                c.error.as_ref().map_or("failed", |e| e.kind),
+                c.error.as_ref().map_or("failed", |e| e.kind.as_str()),
                 escape(&problems.join("\n"))
             );
         } else {
