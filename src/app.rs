@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
-use crate::engine::{Engine, EngineSettings, Reporter, RotateOptions, RunError, RunReport};
+use crate::engine::{Engine, EngineSettings, Interrupt, Reporter, RotateOptions, RunError, RunReport};
 use crate::exit;
 use crate::providers::{ConfiguredBackends, ProviderOptions};
 use crate::report::{audit::AuditLog, human, json, junit};
@@ -89,9 +89,13 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             clap_complete::generate(*shell, &mut command, "rekey", &mut std::io::stdout());
             Ok(exit::SUCCESS)
         }
-        Command::Plan { selection, due } => {
+        Command::Plan { selection, due, leaked } => {
+            if *leaked {
+                require_selection(selection, "plan --leaked")?;
+            }
             let options = RotateOptions {
                 due_only: *due,
+                incident: *leaked,
                 ..Default::default()
             };
             plan(&cli, selection, options).await
@@ -187,6 +191,57 @@ fn engine_for(config: &Config, options: ProviderOptions, reporter: Arc<dyn Repor
         lock_dir: config.defaults.lock_dir.clone(),
     };
     Engine::new(settings, Arc::new(ConfiguredBackends::new(config, options)), reporter)
+        .with_interrupt(Interrupt::global())
+}
+
+/// Commands that change credentials in bulk on purpose need an explicit selection.
+fn require_selection(selection: &Selection, what: &str) -> Result<(), Stop> {
+    if selection.names.is_empty() && selection.tags.is_empty() {
+        return Err(Stop::usage(format!(
+            "{what} needs credential names or --tag: an incident rotates what leaked, not everything \
+             (find what holds a leaked value with `rekey leaked`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A missing file store is a typo or a missing mount until the user says otherwise:
+/// rotating into it would set fresh secrets that no application reads.
+fn check_stores_exist(config: &Config, chosen: &[crate::config::Credential]) -> Result<(), Stop> {
+    for credential in chosen {
+        if let Some(crate::config::StoreConfig::File(f)) = config.stores.get(&credential.store) {
+            if !f.path.exists() {
+                return Err(Stop::usage(format!(
+                    "{}: store `{}`: file {} does not exist; check the path (a typo or a missing mount), \
+                     or create it with `rekey import {}` or `rekey rotate --create-store`",
+                    credential.name,
+                    credential.store,
+                    f.path.display(),
+                    credential.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) a report file before any work, so that a bad path stops the
+/// run before anything changes rather than losing the record after it.
+fn claim_report_file(path: &Path) -> Result<(), Stop> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            Stop::usage(format!(
+                "cannot write report {}: {e}; nothing was changed",
+                path.display()
+            ))
+        })
 }
 
 fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
@@ -215,7 +270,16 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         due_only: args.due,
         incident: args.leaked,
         grace: args.grace,
+        abandon_pending: args.abandon_pending,
     };
+    if args.leaked {
+        require_selection(&args.selection, "rotate --leaked")?;
+    }
+    if args.abandon_pending && args.selection.names.is_empty() {
+        return Err(Stop::usage(
+            "rotate --abandon-pending needs the credentials named (not --tag): it throws away a pending secret",
+        ));
+    }
     if args.dry_run {
         return plan(cli, &args.selection, options).await;
     }
@@ -226,9 +290,15 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let chosen = config
         .select(&args.selection.names, &args.selection.tags)
         .map_err(|e| Stop::usage(e.to_string()))?;
+    if !args.create_store {
+        check_stores_exist(&config, &chosen)?;
+    }
+    if let Some(path) = &args.report {
+        claim_report_file(path)?;
+    }
     let provider_options = ProviderOptions {
         delete_inactive: args.delete_inactive,
-        create_store: false,
+        create_store: args.create_store,
     };
     let engine = engine_for(
         &config,
@@ -313,6 +383,8 @@ async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i
         grace: None,
         report: report.map(Path::to_path_buf),
         delete_inactive: false,
+        abandon_pending: false,
+        create_store: false,
     };
     rotate(cli, &args).await
 }

@@ -72,13 +72,17 @@ pub enum Command {
         /// Only credentials that are due (and deferred revocations).
         #[arg(long)]
         due: bool,
+        /// Plan an incident rotation (needs names or --tag): revoke at once, end sessions.
+        #[arg(long)]
+        leaked: bool,
     },
     /// Rotate credentials: generate, stage, apply, verify, promote, revoke, prove dead.
     #[command(
         after_help = "Examples:\n  rekey rotate orders-db                 # one credential\n  \
 rekey rotate --tag prod --parallel 8   # every credential tagged prod, 8 at a time\n  \
 rekey rotate --due -q                  # from cron: what is due, plus deferred revocations\n  \
-rekey rotate --leaked orders-db --report incident.json   # incident: revoke now, end sessions\n\n\
+rekey rotate --leaked orders-db --report incident.json   # incident: revoke now, end sessions\n  \
+rekey rotate --abandon-pending orders-db   # a rotation stuck on a pending secret: drop it, rotate afresh\n\n\
 An unfinished rotation (a pending version in the store) is finished, never duplicated."
     )]
     Rotate(RotateArgs),
@@ -159,6 +163,14 @@ pub struct RotateArgs {
     /// IAM: delete a user's extra access key to make room, when it is inactive and not stored.
     #[arg(long)]
     pub delete_inactive: bool,
+    /// Get out of a stuck rotation (named credentials only): revoke the pending secret at
+    /// the target where it lives, take it out of the store (kept in history), then rotate.
+    #[arg(long)]
+    pub abandon_pending: bool,
+    /// Create a file store that does not exist yet (otherwise a missing store file is an
+    /// error: a typo in its path must not put fresh secrets where no application reads).
+    #[arg(long)]
+    pub create_store: bool,
 }
 
 /// A stage on the command line.

@@ -1,7 +1,11 @@
 //! The `rekey` binary: parse the command line, run it, exit with its code.
 
 use clap::Parser;
+use rekey::engine::Interrupt;
 use rekey::{app, cli::Cli, exit};
+
+/// How long a signalled run may take to finish its running step.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn main() {
     let cli = Cli::parse();
@@ -14,13 +18,24 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
+        let run = app::run(cli);
+        tokio::pin!(run);
         tokio::select! {
-            code = app::run(cli) => code,
-            _ = interrupted() => {
-                eprintln!("error: interrupted; an unfinished rotation is finished by the next run");
-                exit::INTERRUPTED
-            }
+            code = &mut run => return code,
+            _ = interrupted() => {}
         }
+        // Stop at a step boundary: no new step starts; the running one finishes (each is
+        // bounded by its provider's timeouts) and is recorded. A second signal, or the
+        // drain limit, stops at once: the protocol keeps even that recoverable.
+        Interrupt::global().request();
+        eprintln!("rekey: interrupted; finishing the running step (interrupt again to stop at once)");
+        tokio::select! {
+            _ = &mut run => {}
+            _ = interrupted() => {}
+            _ = tokio::time::sleep(DRAIN_LIMIT) => {}
+        }
+        eprintln!("error: interrupted; an unfinished rotation is finished by the next run");
+        exit::INTERRUPTED
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);

@@ -41,6 +41,8 @@ pub enum Step {
     CheckAge,
     /// Store an existing secret (`import`).
     Import,
+    /// Take a stuck pending version out (`rotate --abandon-pending`).
+    Abandon,
 }
 
 impl Step {
@@ -63,6 +65,7 @@ impl Step {
             Step::CheckCurrent => "check-current",
             Step::CheckAge => "check-age",
             Step::Import => "import",
+            Step::Abandon => "abandon",
         }
     }
 }

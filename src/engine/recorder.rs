@@ -2,6 +2,7 @@
 
 use super::event::{Event, Outcome, Reporter, Step, StepRecord};
 use super::failure::FailureKind;
+use super::interrupt::Interrupt;
 use super::report::{CredentialReport, Failure, Status};
 use rekey_api::ProviderError;
 use std::future::Future;
@@ -16,6 +17,7 @@ pub struct StepFailed;
 pub struct Recorder {
     run_id: String,
     reporter: Arc<dyn Reporter>,
+    interrupt: Interrupt,
     started: Instant,
     /// The report being built.
     pub report: CredentialReport,
@@ -34,6 +36,7 @@ impl Recorder {
         Recorder {
             run_id: run_id.to_owned(),
             reporter,
+            interrupt: Interrupt::default(),
             started: Instant::now(),
             report: CredentialReport {
                 name: name.to_owned(),
@@ -53,6 +56,29 @@ impl Recorder {
                 duration_ms: 0,
             },
         }
+    }
+
+    /// Stops this recorder's steps when `interrupt` is requested.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Whether a stop was requested for this run.
+    pub fn interrupt_requested(&self) -> bool {
+        self.interrupt.requested()
+    }
+
+    /// The step boundary: fails `step` before it starts when a stop was requested.
+    pub fn begin(&mut self, step: Step) -> Result<(), StepFailed> {
+        if self.interrupt.requested() {
+            return Err(self.fail(
+                step,
+                FailureKind::Interrupted,
+                "interrupted before this step; the next run finishes the rotation",
+            ));
+        }
+        Ok(())
     }
 
     fn push(&mut self, step: Step, outcome: Outcome, detail: Option<String>, started: SystemTime, took: Instant) {
@@ -83,6 +109,7 @@ impl Recorder {
     where
         F: Future<Output = Result<T, ProviderError>>,
     {
+        self.begin(step)?;
         let (started, took) = (SystemTime::now(), Instant::now());
         match work.await {
             Ok(value) => {

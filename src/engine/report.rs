@@ -117,15 +117,9 @@ fn is_zero(n: &u64) -> bool {
 impl CredentialReport {
     /// The one-line error as shown to humans: `NAME: STEP: KIND: MESSAGE`.
     pub fn error_line(&self) -> Option<String> {
-        self.error.as_ref().map(|f| {
-            format!(
-                "{}: {}: {}: {}",
-                self.name,
-                f.step.as_str(),
-                f.kind.label(),
-                f.message
-            )
-        })
+        self.error
+            .as_ref()
+            .map(|f| format!("{}: {}: {}: {}", self.name, f.step.as_str(), f.kind.label(), f.message))
     }
 
     /// Whether any step was skipped for a reason worth showing.

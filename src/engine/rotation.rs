@@ -21,7 +21,14 @@ pub struct RotateOptions {
     pub incident: bool,
     /// Overrides every credential's grace period.
     pub grace: Option<Duration>,
+    /// `--abandon-pending`: a pending version is revoked at the target (best effort) and
+    /// taken out of the store instead of being resumed; then a fresh rotation starts.
+    pub abandon_pending: bool,
 }
+
+/// Version ids of rotations made in incident mode start with this, so that a later
+/// incident run can tell "finish what the incident left" from "rotate again".
+pub const INCIDENT_VERSION_PREFIX: &str = "incident-";
 
 /// One credential's rotation, with everything it needs.
 pub struct Rotation<'a> {
@@ -64,19 +71,29 @@ impl Rotation<'_> {
         }
     }
 
+    /// Test failpoint: holds the run here until it is killed, or until a signal asks it
+    /// to stop (then the next step boundary ends the run).
     async fn hold_if(&self, rec: &Recorder, name: &str) {
         if self.failpoint == Some(name) {
             rec.failpoint(name);
-            std::future::pending::<()>().await;
+            while !rec.interrupt_requested() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
     /// Runs the protocol and returns the credential's final status.
     pub async fn run(&self, rec: &mut Recorder) -> Result<Status, StepFailed> {
         let key = &self.credential.key;
-        let state = read_state(rec, self.store.as_ref(), key).await?;
+        let mut state = read_state(rec, self.store.as_ref(), key).await?;
         let now = SystemTime::now();
 
+        if self.options.abandon_pending {
+            if let Some(pending) = state.pending() {
+                self.abandon(rec, &state, pending).await?;
+                state = read_state(rec, self.store.as_ref(), key).await?;
+            }
+        }
         if let Some(pending) = state.pending() {
             let status = self.resume(rec, &state, pending).await?;
             if !self.options.incident {
@@ -91,6 +108,25 @@ impl Rotation<'_> {
             return self.start(rec, &state).await;
         }
         let mut outstanding = outstanding_revocation(&state);
+        if self.options.incident {
+            if let Some((previous, current)) = outstanding {
+                if current.id.starts_with(INCIDENT_VERSION_PREFIX) {
+                    // An earlier incident run replaced the leaked secret and promoted the
+                    // new one, then could not finish (ending sessions, revoking): finish
+                    // only that; the current secret is not the leaked one.
+                    rec.ok(
+                        Step::Resume,
+                        format!(
+                            "incident version {} is current; finishing the revocation of the previous secret",
+                            current.id
+                        ),
+                    );
+                    self.finish_revocation(rec, previous, current).await?;
+                    rec.report.version = Some(current.id.clone());
+                    return Ok(Status::Revoked);
+                }
+            }
+        }
         if self.options.due_only {
             if let Some((previous, current)) = outstanding {
                 let revoke_at = current.created + self.grace();
@@ -141,7 +177,7 @@ impl Rotation<'_> {
         rec.run(Step::Preflight, self.target.precheck(current)).await?;
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
-        let version = uuid::Uuid::new_v4().to_string();
+        let version = new_version_id(self.options.incident);
         let started = (SystemTime::now(), Instant::now());
         let staged = if self.failpoint == Some("fail-stage") {
             Err(ProviderError::unreachable(
@@ -155,13 +191,16 @@ impl Rotation<'_> {
                 Some(note) => format!("{}; {note}", e.message()),
                 None => e.message().to_owned(),
             };
-            return Err(rec.fail_since(Step::Stage, e.kind().into(), message, started));
+            return Err(rec.fail_since(Step::Stage, store_failure(&e), message, started));
         }
         rec.ok_since(Step::Stage, Some(format!("version {version}")), started);
         self.hold_if(rec, "after-stage").await;
         rec.run(Step::Apply, self.target.apply(&new, current)).await?;
         self.hold_if(rec, "after-apply").await;
-        self.verify_new(rec, &new).await?;
+        if let Err(failed) = self.verify_new(rec, &new).await {
+            self.promote_unverified(rec, state.current(), &version).await;
+            return Err(failed);
+        }
         self.hold_if(rec, "after-verify").await;
         self.complete(rec, state.current(), &version, &new).await?;
         rec.report.version = Some(version);
@@ -229,7 +268,10 @@ impl Rotation<'_> {
                 ))
             }
         }
-        self.verify_new(rec, &pending.doc).await?;
+        if let Err(failed) = self.verify_new(rec, &pending.doc).await {
+            self.promote_unverified(rec, state.current(), &pending.id).await;
+            return Err(failed);
+        }
         self.complete(rec, state.current(), &pending.id, &pending.doc).await?;
         rec.report.version = Some(pending.id.clone());
         Ok(Status::Rotated)
@@ -237,6 +279,7 @@ impl Rotation<'_> {
 
     /// Fresh logins with the new secret, retried with backoff for propagation delay.
     async fn verify_new(&self, rec: &mut Recorder, new: &SecretDoc) -> Result<(), StepFailed> {
+        rec.begin(Step::Verify)?;
         let started = (SystemTime::now(), Instant::now());
         let attempts = self.credential.verify_attempts;
         let mut delay = Duration::from_millis(250);
@@ -279,7 +322,6 @@ impl Rotation<'_> {
         version: &str,
         new: &SecretDoc,
     ) -> Result<(), StepFailed> {
-        let key = &self.credential.key;
         let previous = previous.filter(|p| p.id != version);
         if self.target.capabilities().apply_invalidates_previous {
             // Apply already replaced the old secret: prove it dead now, then promote and
@@ -291,25 +333,25 @@ impl Rotation<'_> {
                     Ok(())
                 }
             };
-            // Apply replaced the old secret; revoke only ends sessions where asked
-            // (incident mode or the target's `terminate_sessions`). It runs before
-            // promotion records the old version as revoked, so a crash in between
-            // cannot leave sessions of a leaked secret alive and forgotten.
-            if let Some(p) = previous {
-                let report = rec
-                    .run(Step::Revoke, self.target.revoke(&p.doc, new, self.revoke_options()))
-                    .await?;
-                rec.report.sessions_terminated += report.sessions_terminated;
-            }
-            rec.run(
-                Step::Promote,
-                self.store.promote(key, version, proved.is_ok() && previous.is_some()),
-            )
-            .await?;
+            // The new secret works and the old one is gone at the target: promote now,
+            // before anything that can fail for another reason (ending sessions), so
+            // that applications reading the store never get the dead secret. In incident
+            // mode the old version is recorded as revoked only once its sessions are
+            // ended too; until then a rerun of the incident finishes just that.
+            let sessions_left = previous.is_some() && self.options.incident;
+            self.promote(rec, version, proved.is_ok() && previous.is_some() && !sessions_left)
+                .await?;
             self.hold_if(rec, "after-promote").await;
-            return proved;
+            proved?;
+            if let Some(p) = previous {
+                self.end_sessions(rec, p, new).await?;
+                if sessions_left {
+                    self.record_revoked(rec, &p.id).await?;
+                }
+            }
+            return Ok(());
         }
-        rec.run(Step::Promote, self.store.promote(key, version, false)).await?;
+        self.promote(rec, version, false).await?;
         self.hold_if(rec, "after-promote").await;
         let Some(previous) = previous else {
             rec.skipped(Step::Revoke, "no previous secret stored");
@@ -349,14 +391,186 @@ impl Rotation<'_> {
         old: &StoredVersion,
         new: &SecretDoc,
     ) -> Result<(), StepFailed> {
-        let report = rec
-            .run(Step::Revoke, self.target.revoke(&old.doc, new, self.revoke_options()))
-            .await?;
-        rec.report.sessions_terminated += report.sessions_terminated;
+        rec.begin(Step::Revoke)?;
+        let started = (SystemTime::now(), Instant::now());
+        match self.target.revoke(&old.doc, new, self.revoke_options()).await {
+            Ok(report) => {
+                rec.report.sessions_terminated += report.sessions_terminated;
+                let detail = (report.sessions_terminated > 0)
+                    .then(|| format!("{} session(s) ended", report.sessions_terminated));
+                rec.ok_since(Step::Revoke, detail, started);
+            }
+            Err(e) => {
+                // The old secret may be gone already (the provider removed it and then
+                // failed to end its sessions): prove it, so the report says which.
+                let dead = matches!(self.target.login(&old.doc).await, Err(l) if l.kind() == ErrorKind::AuthRejected);
+                let (kind, message) = if dead && self.options.incident {
+                    (
+                        FailureKind::SessionsNotEnded,
+                        format!(
+                            "rotated and promoted; the old secret is refused, but its sessions were NOT ended: {}; \
+                             rerun `rekey rotate --leaked {}` once the admin may end them",
+                            e.message(),
+                            self.credential.name
+                        ),
+                    )
+                } else {
+                    (
+                        e.kind().into(),
+                        format!(
+                            "rotated and promoted (the store's current secret works), but revoking the previous one failed: {}",
+                            e.message()
+                        ),
+                    )
+                };
+                return Err(rec.fail_since(Step::Revoke, kind, message, started));
+            }
+        }
         self.prove_dead(rec, &old.doc).await?;
-        rec.run(Step::Record, self.store.mark_revoked(&self.credential.key, &old.id))
+        self.record_revoked(rec, &old.id).await
+    }
+
+    /// `single` after promotion: apply already removed the old secret; revoke only ends
+    /// its sessions where asked (incident mode or the target's `terminate_sessions`).
+    async fn end_sessions(&self, rec: &mut Recorder, old: &StoredVersion, new: &SecretDoc) -> Result<(), StepFailed> {
+        rec.begin(Step::Revoke)?;
+        let started = (SystemTime::now(), Instant::now());
+        match self.target.revoke(&old.doc, new, self.revoke_options()).await {
+            Ok(report) => {
+                rec.report.sessions_terminated += report.sessions_terminated;
+                let detail = (report.sessions_terminated > 0)
+                    .then(|| format!("{} session(s) ended", report.sessions_terminated));
+                rec.ok_since(Step::Revoke, detail, started);
+                Ok(())
+            }
+            Err(e) => {
+                let rerun = if self.options.incident {
+                    format!(
+                        "rerun `rekey rotate --leaked {}` once the admin may end them",
+                        self.credential.name
+                    )
+                } else {
+                    "the next rotation ends them".to_owned()
+                };
+                Err(rec.fail_since(
+                    Step::Revoke,
+                    FailureKind::SessionsNotEnded,
+                    format!(
+                        "rotated and promoted; the old secret is refused, but its sessions were NOT ended: {}; {rerun}",
+                        e.message()
+                    ),
+                    started,
+                ))
+            }
+        }
+    }
+
+    async fn promote(&self, rec: &mut Recorder, version: &str, previous_revoked: bool) -> Result<(), StepFailed> {
+        rec.begin(Step::Promote)?;
+        let started = (SystemTime::now(), Instant::now());
+        match self
+            .store
+            .promote(&self.credential.key, version, previous_revoked)
             .await
-            .map(|_| ())
+        {
+            Ok(()) => {
+                rec.ok_since(Step::Promote, Some(format!("version {version} is current")), started);
+                Ok(())
+            }
+            Err(e) => Err(rec.fail_since(Step::Promote, store_failure(&e), e.message(), started)),
+        }
+    }
+
+    async fn record_revoked(&self, rec: &mut Recorder, version: &str) -> Result<(), StepFailed> {
+        rec.begin(Step::Record)?;
+        let started = (SystemTime::now(), Instant::now());
+        match self.store.mark_revoked(&self.credential.key, version).await {
+            Ok(()) => {
+                rec.ok_since(Step::Record, None, started);
+                Ok(())
+            }
+            Err(e) => Err(rec.fail_since(Step::Record, store_failure(&e), e.message(), started)),
+        }
+    }
+
+    /// Verify of a new secret failed. For targets where apply already replaced the old
+    /// secret, the store's current version may now be a secret the target refuses: if
+    /// the old secret is proved refused, the applied one is promoted (the failure stays
+    /// reported) so that applications never read a dead secret. Otherwise nothing
+    /// changes: the new secret stays pending for the next run.
+    async fn promote_unverified(&self, rec: &mut Recorder, current: Option<&StoredVersion>, version: &str) {
+        if !self.target.capabilities().apply_invalidates_previous || rec.interrupt_requested() {
+            return;
+        }
+        let Some(current) = current.filter(|c| c.id != version) else {
+            return;
+        };
+        let started = (SystemTime::now(), Instant::now());
+        match self.target.login(&current.doc).await {
+            Err(e) if e.kind() == ErrorKind::AuthRejected => {
+                rec.ok_since(
+                    Step::ProveDead,
+                    Some("the previous secret is refused: apply replaced it".into()),
+                    started,
+                );
+                // The old secret is dead and the applied one is the only candidate left.
+                let _ = self.promote(rec, version, true).await;
+            }
+            _ => rec.skipped(
+                Step::Promote,
+                "the previous secret is not proved dead: the new one stays pending",
+            ),
+        }
+    }
+
+    /// `--abandon-pending`: revoke the pending secret where it may live at the target
+    /// (best effort, reported), then take it out of the store, keeping it in history.
+    async fn abandon(&self, rec: &mut Recorder, state: &KeyState, pending: &StoredVersion) -> Result<(), StepFailed> {
+        rec.begin(Step::Abandon)?;
+        let started = (SystemTime::now(), Instant::now());
+        let caps = self.target.capabilities();
+        let current = state.current();
+        let target_note = if caps.apply_invalidates_previous {
+            // One user, one password: the fresh rotation that follows replaces whatever
+            // the pending secret set.
+            "the fresh rotation replaces it at the target".to_owned()
+        } else {
+            match current {
+                Some(current) => match self
+                    .target
+                    .revoke(&pending.doc, &current.doc, RevokeOptions::default())
+                    .await
+                {
+                    Ok(_) => "revoked at the target".to_owned(),
+                    Err(e) => format!("could not revoke it at the target ({}); check by hand", e.message()),
+                },
+                None => "no current secret to revoke it with; check the target by hand".to_owned(),
+            }
+        };
+        match self.store.discard_pending(&self.credential.key, &pending.id).await {
+            Ok(()) => {
+                rec.ok_since(
+                    Step::Abandon,
+                    Some(format!(
+                        "pending version {} (staged {}) abandoned: {target_note}; kept in the store's history",
+                        pending.id,
+                        rfc3339(pending.created)
+                    )),
+                    started,
+                );
+                Ok(())
+            }
+            Err(e) => Err(rec.fail_since(
+                Step::Abandon,
+                store_failure(&e),
+                format!(
+                    "could not take pending version {} out of the store: {}",
+                    pending.id,
+                    e.message()
+                ),
+                started,
+            )),
+        }
     }
 
     /// The old secret must be refused with the target's own authentication error.
@@ -367,6 +581,7 @@ impl Rotation<'_> {
 
 /// Logs in with `old`; only an authentication refusal counts as dead.
 pub async fn prove_dead(rec: &mut Recorder, target: &dyn Target, old: &SecretDoc) -> Result<(), StepFailed> {
+    rec.begin(Step::ProveDead)?;
     let started = (SystemTime::now(), Instant::now());
     match target.login(old).await {
         Err(e) if e.kind() == ErrorKind::AuthRejected => {
@@ -402,5 +617,25 @@ pub fn is_due(state: &KeyState, every: Duration, now: SystemTime) -> bool {
     match state.current() {
         None => true,
         Some(c) => c.created + every <= now,
+    }
+}
+
+/// A new version id: a UUID, marked when the rotation is an incident's.
+fn new_version_id(incident: bool) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    if incident {
+        format!("{INCIDENT_VERSION_PREFIX}{id}")
+    } else {
+        id
+    }
+}
+
+/// A store write that lost a compare-and-set lost it to another runner doing the same
+/// work (perhaps on another machine): that is "busy" (exit 3), not a failure.
+fn store_failure(e: &ProviderError) -> FailureKind {
+    if e.kind() == ErrorKind::Conflict {
+        FailureKind::Busy
+    } else {
+        e.kind().into()
     }
 }

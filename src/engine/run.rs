@@ -5,6 +5,7 @@ use super::backends::Backends;
 use super::event::{Reporter, Step};
 use super::failure::FailureKind;
 use super::inspection;
+use super::interrupt::Interrupt;
 use super::lock;
 use super::recorder::{rfc3339, Recorder, StepFailed};
 use super::report::{CredentialReport, RunReport, Status};
@@ -58,6 +59,7 @@ pub struct Engine {
     settings: EngineSettings,
     backends: Arc<dyn Backends>,
     reporter: Arc<dyn Reporter>,
+    interrupt: Interrupt,
     run_id: String,
     failpoint: Option<String>,
 }
@@ -75,9 +77,17 @@ impl Engine {
             settings,
             backends,
             reporter,
+            interrupt: Interrupt::default(),
             run_id: uuid::Uuid::new_v4().to_string(),
             failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
         }
+    }
+
+    /// Stops at step boundaries when `interrupt` is requested (the binary passes
+    /// [`Interrupt::global`], which its signal handler sets).
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     fn prepare(&self, credentials: Vec<Credential>) -> Result<Vec<Prepared>, RunError> {
@@ -153,12 +163,13 @@ impl Engine {
             let reporter = self.reporter.clone();
             let run_id = self.run_id.clone();
             let failpoint = self.failpoint.clone();
+            let interrupt = self.interrupt.clone();
             let work = work.clone();
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
                 (
                     index,
-                    one_credential(&run_id, reporter, p, &work, failpoint.as_deref()).await,
+                    one_credential(&run_id, reporter, interrupt, p, &work, failpoint.as_deref()).await,
                 )
             });
         }
@@ -274,7 +285,7 @@ impl Engine {
     }
 
     fn recorder(&self, p: &Prepared) -> Recorder {
-        recorder_for(&self.run_id, self.reporter.clone(), p)
+        recorder_for(&self.run_id, self.reporter.clone(), p).with_interrupt(self.interrupt.clone())
     }
 }
 
@@ -296,11 +307,12 @@ fn recorder_for(run_id: &str, reporter: Arc<dyn Reporter>, p: &Prepared) -> Reco
 async fn one_credential(
     run_id: &str,
     reporter: Arc<dyn Reporter>,
+    interrupt: Interrupt,
     p: Prepared,
     work: &Work,
     failpoint: Option<&str>,
 ) -> CredentialReport {
-    let mut rec = recorder_for(run_id, reporter, &p);
+    let mut rec = recorder_for(run_id, reporter, &p).with_interrupt(interrupt);
     let store = match &p.store {
         Ok(s) => s.clone(),
         Err(e) => {
