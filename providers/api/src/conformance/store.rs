@@ -209,6 +209,192 @@ pub async fn concurrent_writer_detected(a: Arc<dyn Store>, b: Arc<dyn Store>, ke
     assert!(pending.doc == *expected.1, "the winner's document is not overwritten");
 }
 
+/// Whether `store` lists versions that hold no stage (history) in its reads: after an
+/// import replaces the current version, is the replaced one still read back? Secrets
+/// Manager, for one, reads only staged versions (AWS calls the others deprecated).
+async fn lists_history(store: &dyn Store, key: &str) -> bool {
+    store
+        .put_current(key, "v0", &doc("zeroth"))
+        .await
+        .unwrap_or_else(|e| panic!("put_current: {e}"));
+    store
+        .put_current(key, "v1", &doc("first"))
+        .await
+        .unwrap_or_else(|e| panic!("a second put_current: {e}"));
+    let state = store.read(key).await.unwrap_or_else(|e| panic!("read: {e}"));
+    match state.version("v0") {
+        Some(v) => {
+            assert!(v.stages.is_empty(), "the version an import replaced keeps no stage");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Discarding the pending version (`rotate --abandon-pending`) takes its stage away and
+/// changes nothing else: the key has no pending version, current and its document are
+/// unchanged, and the discarded version stays in the key's history with no stage and its
+/// document unchanged. A store that lists history in its reads (it shows the version an
+/// import replaced) must list the discarded version too; one that reads staged versions
+/// only may leave it out, but must never show it with a stage.
+pub async fn discard_pending_keeps_history(store: &dyn Store, key: &str) {
+    let history = lists_history(store, key).await;
+    let current = store
+        .read(key)
+        .await
+        .unwrap()
+        .current()
+        .expect("current after put_current")
+        .doc
+        .clone();
+    let pending = doc("abandoned");
+    store
+        .stage_pending(key, "v2", &pending)
+        .await
+        .unwrap_or_else(|e| panic!("stage_pending: {e}"));
+    store
+        .discard_pending(key, "v2")
+        .await
+        .unwrap_or_else(|e| panic!("discard_pending: {e}"));
+    let state = store
+        .read(key)
+        .await
+        .unwrap_or_else(|e| panic!("read after discard: {e}"));
+    assert!(state.pending().is_none(), "no pending version after discard_pending");
+    let found = state.current().expect("current kept after discard_pending");
+    assert_eq!(found.id, "v1", "current unchanged by discard_pending");
+    assert!(found.doc == current, "current document unchanged by discard_pending");
+    assert_eq!(
+        state.versions.iter().filter(|v| v.has(Stage::Current)).count(),
+        1,
+        "exactly one current"
+    );
+    match state.version("v2") {
+        Some(v) => {
+            assert!(
+                v.stages.is_empty(),
+                "the discarded version keeps no stage, has {:?}",
+                v.stages
+            );
+            assert!(v.doc == pending, "the discarded version's document is kept unchanged");
+        }
+        None => assert!(
+            !history,
+            "this store lists history, so the discarded version must stay in it"
+        ),
+    }
+}
+
+/// Discarding is idempotent: discarding the same version again succeeds without a change,
+/// and so does discarding a version that was promoted meanwhile (it is no longer pending:
+/// discard never takes current away).
+pub async fn discard_pending_is_idempotent(store: &dyn Store, key: &str) {
+    store.put_current(key, "v1", &doc("first")).await.unwrap();
+    store.stage_pending(key, "v2", &doc("abandoned")).await.unwrap();
+    store
+        .discard_pending(key, "v2")
+        .await
+        .unwrap_or_else(|e| panic!("discard_pending: {e}"));
+    store
+        .discard_pending(key, "v2")
+        .await
+        .unwrap_or_else(|e| panic!("a repeated discard_pending must succeed: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert!(state.pending().is_none(), "no pending after a repeated discard");
+    assert_eq!(state.current().expect("current kept").id, "v1");
+    if let Some(v) = state.version("v2") {
+        assert!(
+            v.stages.is_empty(),
+            "a repeated discard leaves the version without stage"
+        );
+    }
+
+    let promoted = doc("promoted");
+    store.stage_pending(key, "v3", &promoted).await.unwrap();
+    store.promote(key, "v3", false).await.unwrap();
+    store
+        .discard_pending(key, "v3")
+        .await
+        .unwrap_or_else(|e| panic!("discarding a version promoted meanwhile must succeed: {e}"));
+    let state = store.read(key).await.unwrap();
+    let current = state.current().expect("current kept");
+    assert_eq!(current.id, "v3", "discard_pending never takes current away");
+    assert!(current.doc == promoted);
+    assert_eq!(state.previous().expect("previous kept").id, "v1");
+    assert!(state.pending().is_none());
+}
+
+/// Discarding a version that is not the pending one is [`ErrorKind::Conflict`] while
+/// another version is pending (an unknown id, or the current version's), and changes
+/// nothing: the pending version stays pending with its document.
+pub async fn discard_of_another_version_is_a_conflict(store: &dyn Store, key: &str) {
+    store.put_current(key, "v1", &doc("first")).await.unwrap();
+    let pending = doc("pending");
+    store.stage_pending(key, "v2", &pending).await.unwrap();
+    for other in ["v9", "v1"] {
+        let err = store
+            .discard_pending(key, other)
+            .await
+            .expect_err("discarding a version that is not the pending one must be refused");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Conflict,
+            "discarding {other} while v2 is pending is a conflict, got: {err}"
+        );
+    }
+    let state = store.read(key).await.unwrap();
+    let found = state.pending().expect("the refused discards left the pending version");
+    assert_eq!(found.id, "v2");
+    assert!(found.doc == pending, "the refused discards changed nothing");
+    assert_eq!(state.current().unwrap().id, "v1");
+}
+
+/// Discarding on a key that does not exist is [`ErrorKind::NotFound`], and creates nothing.
+pub async fn discard_on_missing_key_is_not_found(store: &dyn Store, key: &str) {
+    let err = store
+        .discard_pending(key, "v1")
+        .await
+        .expect_err("discarding on a missing key must be refused");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "discarding on a missing key is not_found, got: {err}"
+    );
+    missing_key_is_not_found(store, key).await;
+}
+
+/// After a discard a new rotation can start: a new version can be staged and promoted,
+/// and the old current (not the discarded version) becomes previous.
+pub async fn stage_after_discard(store: &dyn Store, key: &str) {
+    store.put_current(key, "v1", &doc("first")).await.unwrap();
+    store.stage_pending(key, "v2", &doc("abandoned")).await.unwrap();
+    store.discard_pending(key, "v2").await.unwrap();
+    let next = doc("next");
+    store
+        .stage_pending(key, "v3", &next)
+        .await
+        .unwrap_or_else(|e| panic!("staging after a discard must succeed: {e}"));
+    let state = store.read(key).await.unwrap();
+    let found = state.pending().expect("pending after staging again");
+    assert_eq!(found.id, "v3");
+    assert!(found.doc == next);
+    store
+        .promote(key, "v3", false)
+        .await
+        .unwrap_or_else(|e| panic!("promoting after a discard: {e}"));
+    let state = store.read(key).await.unwrap();
+    assert_eq!(state.current().unwrap().id, "v3");
+    assert_eq!(
+        state.previous().expect("previous after promote").id,
+        "v1",
+        "the old current becomes previous, not the discarded version"
+    );
+    assert!(state.pending().is_none());
+    if let Some(v) = state.version("v2") {
+        assert!(v.stages.is_empty(), "the discarded version still keeps no stage");
+    }
+}
+
 async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     use std::pin::pin;
     use std::task::Poll;
