@@ -56,9 +56,10 @@ impl ConfiguredBackends {
 
     fn open_store(&self, config: &StoreConfig) -> ProviderResult<Arc<dyn Store>> {
         match config {
-            StoreConfig::File(c) => {
+            StoreConfig::File(c) if self.options.create_store => {
                 rekey_file::FileStore::open_or_create(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>)
             }
+            StoreConfig::File(c) => rekey_file::FileStore::open(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>),
             StoreConfig::AwsSecretsmanager(c) => self.aws.secrets_manager_store(c),
             StoreConfig::VaultKv(c) => self.vault.kv_store(c),
         }

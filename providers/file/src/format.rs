@@ -355,6 +355,10 @@ pub(crate) enum Op {
         key: String,
         id: String,
     },
+    DiscardPending {
+        key: String,
+        id: String,
+    },
 }
 
 /// Describes a JSON error by position only: serde_json's own message may quote the
@@ -468,7 +472,8 @@ impl StoreFile {
         let (Op::PutCurrent { key, .. }
         | Op::StagePending { key, .. }
         | Op::Promote { key, .. }
-        | Op::MarkRevoked { key, .. }) = &op;
+        | Op::MarkRevoked { key, .. }
+        | Op::DiscardPending { key, .. }) = &op;
         if let Some(entry) = self.keys.get_mut(key) {
             entry.text = None;
         }
@@ -481,6 +486,7 @@ impl StoreFile {
                 previous_revoked,
             } => self.promote(&key, &id, previous_revoked, now),
             Op::MarkRevoked { key, id } => self.mark_revoked(&key, &id, now),
+            Op::DiscardPending { key, id } => self.discard_pending(&key, &id),
         }
     }
 
@@ -613,6 +619,30 @@ impl StoreFile {
         version.revoked = Some(now);
         Ok(true)
     }
+
+    /// Takes the pending stage away from version `id`, which stays as history. Nothing to
+    /// do when no version is pending (or `id` is no longer); a conflict when another
+    /// version is pending.
+    fn discard_pending(&mut self, key: &str, id: &str) -> ProviderResult<bool> {
+        let Some(entry) = self.keys.get_mut(key) else {
+            return Err(ProviderError::not_found(format!(
+                "key {key:?} does not exist; there is no pending version {id:?} to discard"
+            )));
+        };
+        let Some(index) = entry.versions.iter().position(|v| v.has(StageName::Pending)) else {
+            return Ok(false);
+        };
+        let pending = &mut entry.versions[index];
+        if pending.id != id {
+            return Err(ProviderError::conflict(format!(
+                "key {key:?}: cannot discard version {id:?}: the pending version is {:?}",
+                pending.id
+            )));
+        }
+        pending.remove(StageName::Pending);
+        entry.prune();
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -709,6 +739,50 @@ mod tests {
         assert_eq!(serde_json::to_string(&file).unwrap(), before);
     }
 
+    fn discard(file: &mut StoreFile, key: &str, id: &str) -> ProviderResult<bool> {
+        file.apply(
+            Op::DiscardPending {
+                key: key.into(),
+                id: id.into(),
+            },
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn discard_pending_keeps_the_version_without_stage() {
+        let mut file = StoreFile::default();
+        assert_eq!(discard(&mut file, "k", "v1").unwrap_err().kind(), ErrorKind::NotFound);
+        put(&mut file, "v1").unwrap();
+        assert!(!discard(&mut file, "k", "v1").unwrap(), "nothing pending: no change");
+        stage(&mut file, "v2").unwrap();
+        let before = serde_json::to_string(&file).unwrap();
+        for other in ["v1", "v9"] {
+            let err = discard(&mut file, "k", other).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Conflict);
+            assert!(!err.to_string().contains("pw-"), "{err}");
+        }
+        assert_eq!(serde_json::to_string(&file).unwrap(), before, "refusals change nothing");
+        assert!(discard(&mut file, "k", "v2").unwrap());
+        assert!(!discard(&mut file, "k", "v2").unwrap(), "idempotent");
+        assert_eq!(
+            stages(&file, "k"),
+            vec![("v1".to_owned(), vec!["current"]), ("v2".to_owned(), vec![])]
+        );
+        // The id stays taken: a discarded version is not staged again.
+        assert_eq!(stage(&mut file, "v2").unwrap_err().kind(), ErrorKind::Conflict);
+        stage(&mut file, "v3").unwrap();
+        promote(&mut file, "v3").unwrap();
+        assert_eq!(
+            stages(&file, "k"),
+            vec![
+                ("v1".to_owned(), vec!["previous"]),
+                ("v2".to_owned(), vec![]),
+                ("v3".to_owned(), vec!["current"])
+            ]
+        );
+    }
+
     #[test]
     fn mark_revoked_missing_version_is_not_found() {
         let mut file = StoreFile::default();
@@ -802,6 +876,17 @@ mod tests {
             Op::MarkRevoked {
                 key: "k".into(),
                 id: "v1".into(),
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        check(&mut file);
+        stage(&mut file, "v2b").unwrap();
+        check(&mut file);
+        file.apply(
+            Op::DiscardPending {
+                key: "k".into(),
+                id: "v2b".into(),
             },
             SystemTime::now(),
         )

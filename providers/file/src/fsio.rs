@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
@@ -124,6 +124,77 @@ pub(crate) fn check_existing(what: &str, path: &Path) -> ProviderResult<bool> {
         Ok(meta) => Err(not_regular(what, path, &meta)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_error(&format!("inspect {what}"), path, &e)),
+    }
+}
+
+/// The store file does not exist (its directory does): [`ErrorKind::NotFound`] naming the
+/// path and how to create a store.
+///
+/// [`ErrorKind::NotFound`]: rekey_api::ErrorKind::NotFound
+pub(crate) fn missing_file(paths: &Paths) -> ProviderError {
+    ProviderError::not_found(format!(
+        "store file {} does not exist; create it with `rekey import` or `rekey rotate --create-store`",
+        paths.file.display()
+    ))
+}
+
+/// The store file's directory does not exist: a typo in the path or a file system that is
+/// not mounted. Never created by rekey.
+fn missing_dir(paths: &Paths) -> ProviderError {
+    ProviderError::not_found(format!(
+        "directory {} of store file {} does not exist; check the path and that its file system is mounted",
+        paths.dir.display(),
+        paths.file.display()
+    ))
+}
+
+/// Why the store file is absent: [`missing_dir`] when its directory is missing too, else
+/// [`missing_file`].
+pub(crate) fn missing(paths: &Paths) -> ProviderError {
+    match fs::metadata(&paths.dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => missing_dir(paths),
+        _ => missing_file(paths),
+    }
+}
+
+/// Checks the directory: it must exist and be a directory.
+fn check_dir(paths: &Paths) -> ProviderResult<()> {
+    match fs::metadata(&paths.dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ProviderError::invalid_input(format!(
+            "{} is not a directory (store file {})",
+            paths.dir.display(),
+            paths.file.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(missing_dir(paths)),
+        Err(e) => Err(io_error("inspect directory", &paths.dir, &e)),
+    }
+}
+
+/// The checks of opening a store: the store file and its lock file, where they exist,
+/// are private regular files; the directory exists; and, unless `create`, so does the
+/// store file.
+pub(crate) fn check_open(paths: &Paths, create: bool) -> ProviderResult<()> {
+    let exists = check_existing("store file", &paths.file)?;
+    check_existing("lock file", &paths.lock)?;
+    if exists {
+        return Ok(());
+    }
+    check_dir(paths)?;
+    if create {
+        Ok(())
+    } else {
+        Err(missing_file(paths))
+    }
+}
+
+/// A write found no store file: allowed, as the write that creates it, only with `create`
+/// and while the directory exists.
+pub(crate) fn check_creatable(paths: &Paths, create: bool) -> ProviderResult<()> {
+    if create {
+        check_dir(paths)
+    } else {
+        Err(missing(paths))
     }
 }
 
@@ -248,7 +319,11 @@ pub(crate) fn lock(paths: &Paths) -> ProviderResult<File> {
         .mode(0o600)
         .custom_flags(nofollow())
         .open(&paths.lock)
-        .map_err(|e| open_error("lock file", &paths.lock, &e))?;
+        .map_err(|e| match check_dir(paths) {
+            // The directory vanished since open (an unmounted file system, say).
+            Err(missing) if missing.kind() == rekey_api::ErrorKind::NotFound => missing,
+            _ => open_error("lock file", &paths.lock, &e),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| io_error("inspect lock file", &paths.lock, &e))?;
@@ -312,9 +387,70 @@ fn sweep_stale_temps(paths: &Paths) {
     }
 }
 
-/// Serializes `model` and atomically replaces the store file with it: a 0600 temp file
-/// in the same directory, written and fsynced, renamed over the store file, then the
-/// directory fsynced. Call with the lock held. Returns the new file's snapshot and size.
+/// Owner, group and permission bits of the store file being replaced, which the file
+/// replacing it gets too.
+#[derive(Clone, Copy)]
+struct Attributes {
+    uid: u32,
+    gid: u32,
+    /// The owner's permission bits only: group and others never get any (a store file
+    /// with any is refused before it gets here), and no set-id or sticky bit is copied.
+    mode: u32,
+}
+
+impl Attributes {
+    /// Gives the temp file `tmp` (created 0600 by this process) these attributes.
+    /// Changing the owner needs root, or the same owner and a group this process is in:
+    /// a store file this process cannot give back its owner is not replaced (the
+    /// applications reading it as that owner would lose it).
+    fn apply(self, paths: &Paths, file: &File, tmp: &Path) -> ProviderResult<()> {
+        let meta = file.metadata().map_err(|e| io_error("inspect temp file", tmp, &e))?;
+        if (meta.uid(), meta.gid()) != (self.uid, self.gid) {
+            std::os::unix::fs::fchown(file, Some(self.uid), Some(self.gid)).map_err(|e| {
+                let message = format!(
+                    "cannot give the rewritten store file {} its owner and group {}:{} ({e}); run rekey as \
+                     that user or as root",
+                    paths.file.display(),
+                    self.uid,
+                    self.gid
+                );
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    ProviderError::permission_denied(message)
+                } else {
+                    ProviderError::other(message)
+                }
+            })?;
+        }
+        if meta.mode() & 0o7777 != self.mode {
+            file.set_permissions(fs::Permissions::from_mode(self.mode))
+                .map_err(|e| io_error("set the mode of temp file", tmp, &e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The attributes of the store file now, if there is one. Call with the lock held.
+fn existing_attributes(paths: &Paths) -> ProviderResult<Option<Attributes>> {
+    match fs::symlink_metadata(&paths.file) {
+        Ok(meta) if meta.file_type().is_file() => {
+            check_private("store file", &paths.file, meta.mode())?;
+            Ok(Some(Attributes {
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mode: meta.mode() & 0o700,
+            }))
+        }
+        Ok(meta) => Err(not_regular("store file", &paths.file, &meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("inspect store file", &paths.file, &e)),
+    }
+}
+
+/// Serializes `model` and atomically replaces the store file with it: a temp file in the
+/// same directory, given the replaced file's owner, group and mode (0600 and this
+/// process's owner for a new store), written and fsynced, renamed over the store file,
+/// then the directory fsynced. Call with the lock held. Returns the new file's snapshot
+/// and size.
 pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) -> ProviderResult<(Snapshot, usize)> {
     let mut buf = SecureBuf::with_capacity(size_hint.max(4096));
     model
@@ -333,6 +469,7 @@ pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) ->
     ));
     let tmp = paths.dir.join(name);
 
+    let keep = existing_attributes(paths)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -340,9 +477,12 @@ pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) ->
         .custom_flags(nofollow())
         .open(&tmp)
         .map_err(|e| io_error("create temp file", &tmp, &e))?;
-    let written = file
-        .write_all(buf.as_slice())
-        .map_err(|e| io_error("write temp file", &tmp, &e))
+    let written = keep
+        .map_or(Ok(()), |keep| keep.apply(paths, &file, &tmp))
+        .and_then(|()| {
+            file.write_all(buf.as_slice())
+                .map_err(|e| io_error("write temp file", &tmp, &e))
+        })
         .and_then(|()| file.sync_all().map_err(|e| io_error("fsync temp file", &tmp, &e)));
     let renamed = written
         .and_then(|()| fs::rename(&tmp, &paths.file).map_err(|e| io_error("replace store file", &paths.file, &e)));
@@ -367,19 +507,11 @@ pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) ->
     ))
 }
 
-/// Read-only preflight: the directory accepts new files (needed for the atomic replace),
-/// the lock file is usable, and the store file, if any, is private and parses.
-pub(crate) fn check_writable(paths: &Paths) -> ProviderResult<()> {
-    match fs::metadata(&paths.dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(ProviderError::invalid_input(format!(
-                "{} is not a directory",
-                paths.dir.display()
-            )))
-        }
-        Err(e) => return Err(io_error("inspect directory", &paths.dir, &e)),
-    }
+/// Read-only preflight: the directory exists and accepts new files (needed for the atomic
+/// replace), the lock file is usable, and the store file is private and parses; without
+/// `create` it must exist.
+pub(crate) fn check_writable(paths: &Paths, create: bool) -> ProviderResult<()> {
+    check_dir(paths)?;
     rustix::fs::accessat(
         rustix::fs::CWD,
         &paths.dir,
@@ -396,5 +528,8 @@ pub(crate) fn check_writable(paths: &Paths) -> ProviderResult<()> {
         )
         .map_err(|e| io_error("open lock file", &paths.lock, &e.into()))?;
     }
-    load(paths).map(|_| ())
+    match load(paths)? {
+        None if !create => Err(missing_file(paths)),
+        _ => Ok(()),
+    }
 }

@@ -1,9 +1,16 @@
 //! rekey's local file store: every key's versions, with stages and timestamps, in one
 //! JSON file.
 //!
+//! - **Explicit creation**: [`FileStore::open`] needs the store file to exist (a typo
+//!   in the path or an unmounted file system must not start a second store that no
+//!   application reads); only [`FileStore::open_or_create`] creates it, on the first
+//!   write. Neither creates a directory.
 //! - **Private**: the file and its sidecar lock file are created with mode 0600; a store
 //!   file or lock file that group or others can access is refused on open and on every
 //!   read and write, with the `chmod` that fixes it.
+//! - **Ownership kept**: the file replacing the store file on every write gets the
+//!   replaced file's owner, group and mode (0600 or 0400, say); a write that cannot give
+//!   it back its owner (not running as root or as that owner) is refused.
 //! - **Atomic and durable**: every write goes to a 0600 temp file in the same directory,
 //!   is fsynced, renamed over the store file, and the directory is fsynced, all under an
 //!   exclusive `flock` on `<path>.lock`. A call returns only once its change is durable.
@@ -64,21 +71,39 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens the store at `path`. The file need not exist: it is created (mode 0600) by
-    /// the first write, and until then every key reads as not found. Refused when the
-    /// file or its lock file `<path>.lock` is accessible by group or others, or is not a
-    /// regular file (symbolic links included).
+    /// Opens the existing store at `path`. Fails with [`rekey_api::ErrorKind::NotFound`]
+    /// when the file does not exist (a typo in the path, or a file system that is not
+    /// mounted, must not make a rotation create a second store that no application
+    /// reads); [`FileStore::open_or_create`] is the way to start a new store. Refused
+    /// when the file or its lock file `<path>.lock` is accessible by group or others, or
+    /// is not a regular file (symbolic links included).
+    ///
+    /// A write never creates the file either: when it has vanished since (deleted, or its
+    /// file system unmounted), writes fail with `NotFound` and reads find no key.
     pub fn open(path: impl Into<PathBuf>) -> ProviderResult<FileStore> {
-        let path = path.into();
+        FileStore::open_with(path.into(), false)
+    }
+
+    /// Opens the store at `path`, creating it if needed: the file need not exist, and is
+    /// created (mode 0600, owned by this process) by the first write; until then every
+    /// key reads as not found. Its directory must exist (never created:
+    /// [`rekey_api::ErrorKind::NotFound`] otherwise). Refused, like [`FileStore::open`],
+    /// when the file or its lock file is accessible by group or others, or is not a
+    /// regular file.
+    pub fn open_or_create(path: impl Into<PathBuf>) -> ProviderResult<FileStore> {
+        FileStore::open_with(path.into(), true)
+    }
+
+    fn open_with(path: PathBuf, create: bool) -> ProviderResult<FileStore> {
         if path.as_os_str().is_empty() {
             return Err(ProviderError::invalid_input("store file path is empty"));
         }
         let paths = Paths::new(path)?;
-        fsio::check_existing("store file", &paths.file)?;
-        fsio::check_existing("lock file", &paths.lock)?;
+        fsio::check_open(&paths, create)?;
         Ok(FileStore {
             shared: Arc::new(Shared {
                 paths,
+                create,
                 stats: Default::default(),
                 cache: Mutex::new(None),
             }),
@@ -86,9 +111,21 @@ impl FileStore {
         })
     }
 
-    /// Opens the store a configuration names.
+    /// Opens the existing store a configuration names, as [`FileStore::open`] does.
     pub fn from_config(config: &FileStoreConfig) -> ProviderResult<FileStore> {
-        FileStore::open(config.path.clone())
+        FileStore::from_config_with(config, false)
+    }
+
+    /// Opens the store a configuration names: with `create`, as
+    /// [`FileStore::open_or_create`] does (`rekey import`, `rekey rotate --create-store`),
+    /// else as [`FileStore::open`] does.
+    pub fn from_config_with(config: &FileStoreConfig, create: bool) -> ProviderResult<FileStore> {
+        FileStore::open_with(config.path.clone(), create)
+    }
+
+    /// Whether this handle may create the store file ([`FileStore::open_or_create`]).
+    pub fn creates(&self) -> bool {
+        self.shared.create
     }
 
     /// The store file's path.
@@ -201,10 +238,11 @@ impl Store for FileStore {
                 }
             }
             match fsio::read_raw(&shared.paths)? {
-                None => Err(ProviderError::not_found(format!(
+                None if shared.create => Err(ProviderError::not_found(format!(
                     "key {key:?} not found: store file {} does not exist yet",
                     path.display()
                 ))),
+                None => Err(fsio::missing(&shared.paths).context(format_args!("key {key:?} not found"))),
                 Some(raw) => StoreFile::read_key(path, &raw.bytes, &key)?.ok_or_else(not_found),
             }
         })
@@ -214,7 +252,7 @@ impl Store for FileStore {
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {
         check_key(key)?;
         let shared = self.shared.clone();
-        blocking(move || fsio::check_writable(&shared.paths)).await
+        blocking(move || fsio::check_writable(&shared.paths, shared.create)).await
     }
 
     async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
@@ -255,6 +293,15 @@ impl Store for FileStore {
         })
         .await
     }
+
+    async fn discard_pending(&self, key: &str, version_id: &str) -> ProviderResult<()> {
+        check_key_and_id(key, version_id)?;
+        self.write(Op::DiscardPending {
+            key: key.to_owned(),
+            id: version_id.to_owned(),
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -284,7 +331,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn concurrent_writes_share_one_lock_and_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FileStore::open(dir.path().join("s.json")).unwrap());
+        let store = Arc::new(FileStore::open_or_create(dir.path().join("s.json")).unwrap());
         // Hold the lock so the writer's first batch waits while the others queue up.
         let holder = fsio::lock(&store.shared.paths).unwrap();
         let mut tasks = Vec::new();
@@ -313,7 +360,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refused_write_in_a_batch_does_not_affect_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        let store = FileStore::open_or_create(dir.path().join("s.json")).unwrap();
         let holder = fsio::lock(&store.shared.paths).unwrap();
         let ops = vec![
             Op::PutCurrent {
@@ -373,12 +420,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn writes_that_change_nothing_do_not_rewrite_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        let store = FileStore::open_or_create(dir.path().join("s.json")).unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         store.mark_revoked("k", "v1").await.unwrap();
         store.mark_revoked("k", "v1").await.unwrap();
         assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 2);
+        store.stage_pending("k", "v2", &doc("two")).await.unwrap();
+        store.discard_pending("k", "v2").await.unwrap();
+        store.discard_pending("k", "v2").await.unwrap();
+        store.discard_pending("k", "other").await.unwrap();
+        assert_eq!(
+            store.shared.stats.commits.load(Ordering::Relaxed),
+            4,
+            "a discard with nothing pending changes nothing"
+        );
     }
 
     fn loads(store: &FileStore) -> u64 {
@@ -404,7 +460,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_writer_reuses_its_own_state_while_the_file_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path().join("s.json")).unwrap();
+        let store = FileStore::open_or_create(dir.path().join("s.json")).unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         assert_eq!(loads(&store), 1, "the first batch looks for the file");
         for i in 0..10 {
@@ -427,8 +483,8 @@ mod tests {
     async fn a_write_by_another_handle_is_seen_by_the_next_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let a = FileStore::open(&path).unwrap();
-        let b = FileStore::open(&path).unwrap();
+        let a = FileStore::open_or_create(&path).unwrap();
+        let b = FileStore::open_or_create(&path).unwrap();
         a.put_current("k", "v1", &doc("one")).await.unwrap();
         a.put_current("other", "v1", &doc("one")).await.unwrap();
         let before = loads(&a);
@@ -453,7 +509,7 @@ mod tests {
     async fn a_file_replaced_by_hand_is_read_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let store = FileStore::open(&path).unwrap();
+        let store = FileStore::open_or_create(&path).unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         store.stage_pending("k", "v2", &doc("two")).await.unwrap();
         let before = loads(&store);
@@ -464,8 +520,14 @@ mod tests {
         assert_eq!(err.kind(), rekey_api::ErrorKind::Conflict, "{err}");
         assert_eq!(loads(&store), before + 1);
 
-        // Deleted by hand: the store is empty again.
+        // Deleted by hand: a handle that must not create the store refuses to write...
+        let existing = FileStore::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
+        let err = existing.put_current("fresh", "v1", &doc("one")).await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::NotFound, "{err}");
+        assert!(err.message().contains("does not exist"), "{err}");
+        assert!(!path.exists());
+        // ...and one that may create it starts an empty store again.
         store.put_current("fresh", "v1", &doc("one")).await.unwrap();
         assert_eq!(
             store.read("k").await.unwrap_err().kind(),
@@ -478,7 +540,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let store = FileStore::open(&path).unwrap();
+        let store = FileStore::open_or_create(&path).unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         let inode = std::fs::metadata(&path).unwrap().ino();
         // Past any coarse timestamp granularity, then the same bytes but one stage
@@ -500,7 +562,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let store = FileStore::open(&path).unwrap();
+        let store = FileStore::open_or_create(&path).unwrap();
         store.put_current("k", "v1", &doc("one")).await.unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = store.put_current("k", "v2", &doc("two")).await.unwrap_err();

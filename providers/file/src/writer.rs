@@ -35,6 +35,8 @@ pub(crate) struct Stats {
 /// What a store handle and its writer thread share.
 pub(crate) struct Shared {
     pub paths: Paths,
+    /// Whether the first write may create the store file ([`crate::FileStore::open_or_create`]).
+    pub create: bool,
     pub stats: Stats,
     /// The writer's view of the file between batches; readers use it too (see [`Cache`]).
     /// Taken out by the writer for the length of a batch.
@@ -133,7 +135,10 @@ fn apply_all(shared: &Shared, ops: Vec<Op>, cache: Option<Cache>) -> (Vec<Provid
     let count = ops.len();
     let (mut model, old) = match current(shared, cache) {
         Ok(Some(Cache { model, snapshot, size })) => (model, Some((snapshot, size))),
-        Ok(None) => (StoreFile::default(), None),
+        Ok(None) => match fsio::check_creatable(&shared.paths, shared.create) {
+            Ok(()) => (StoreFile::default(), None),
+            Err(e) => return (vec![Err(e); count], None),
+        },
         Err(e) => return (vec![Err(e); count], None),
     };
     let now = SystemTime::now();

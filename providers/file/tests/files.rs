@@ -62,9 +62,85 @@ fn hold_lock(store_path: &Path) -> fs::File {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn open_does_not_create_and_first_write_creates_0600() {
+async fn open_refuses_a_missing_store_file_and_names_the_fix() {
     let (dir, path) = setup();
+    let err = FileStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        err.message(),
+        format!(
+            "store file {} does not exist; create it with `rekey import` or `rekey rotate --create-store`",
+            path.display()
+        )
+    );
+    assert!(!err.to_string().contains('\n'));
+    let config = FileStoreConfig { path: path.clone() };
+    let err = FileStore::from_config(&config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "from_config does not create: {err}");
+    assert!(
+        strays(dir.path()).is_empty() && !path.exists(),
+        "nothing created: {:?}",
+        strays(dir.path())
+    );
+    assert!(!dir.path().join("secrets.json.lock").exists(), "no lock file created");
+
+    // Created explicitly, it opens without create from then on.
+    let created = FileStore::from_config_with(&config, true).unwrap();
+    assert!(created.creates());
+    created.put_current("k", "v1", &doc("one")).await.unwrap();
     let store = FileStore::open(&path).unwrap();
+    assert!(!store.creates());
+    assert_eq!(store.read("k").await.unwrap().current().unwrap().id, "v1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_directory_is_not_found_even_with_create() {
+    let (dir, _) = setup();
+    let path = dir.path().join("not-mounted").join("secrets.json");
+    let expected = format!(
+        "directory {} of store file {} does not exist; check the path and that its file system is mounted",
+        dir.path().join("not-mounted").display(),
+        path.display()
+    );
+    for err in [
+        FileStore::open(&path).unwrap_err(),
+        FileStore::open_or_create(&path).unwrap_err(),
+        FileStore::from_config_with(&FileStoreConfig { path: path.clone() }, true).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert_eq!(err.message(), expected);
+    }
+    assert!(!dir.path().join("not-mounted").exists(), "no directory created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_file_that_vanishes_is_not_recreated_without_create() {
+    let (dir, path) = setup();
+    FileStore::open_or_create(&path)
+        .unwrap()
+        .put_current("k", "v1", &doc("one"))
+        .await
+        .unwrap();
+    let store = FileStore::open(&path).unwrap();
+    assert_eq!(store.read("k").await.unwrap().current().unwrap().id, "v1");
+    // Deleted (or its file system unmounted) after open.
+    fs::remove_file(&path).unwrap();
+    let err = store.stage_pending("k", "v2", &doc("two")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.message().contains("does not exist; create it with"), "{err}");
+    let err = store.read("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.message().contains("--create-store"), "{err}");
+    let err = store.check_writable("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(!path.exists(), "not recreated");
+    assert!(strays(dir.path()).is_empty(), "{:?}", strays(dir.path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_or_create_does_not_create_and_first_write_creates_0600() {
+    let (dir, path) = setup();
+    let store = FileStore::open_or_create(&path).unwrap();
     assert!(!path.exists(), "open does not create the file");
     assert_eq!(store.read("orders/db").await.unwrap_err().kind(), ErrorKind::NotFound);
     assert!(!path.exists(), "a read does not create the file");
@@ -82,7 +158,7 @@ async fn open_does_not_create_and_first_write_creates_0600() {
 #[tokio::test(flavor = "multi_thread")]
 async fn file_format_on_disk() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("orders/db", "v1", &doc("first")).await.unwrap();
     store.stage_pending("orders/db", "v2", &doc(SECRET)).await.unwrap();
     store.promote("orders/db", "v2", true).await.unwrap();
@@ -117,7 +193,7 @@ async fn file_format_on_disk() {
 #[tokio::test(flavor = "multi_thread")]
 async fn group_readable_store_file_is_refused_with_chmod_hint() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("orders/db", "v1", &doc(SECRET)).await.unwrap();
     chmod(&path, 0o644);
     let before = fs::read(&path).unwrap();
@@ -157,7 +233,7 @@ async fn group_readable_store_file_is_refused_with_chmod_hint() {
 async fn group_accessible_lock_file_is_refused() {
     let (_dir, path) = setup();
     let lock = PathBuf::from(format!("{}.lock", path.display()));
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("k", "v1", &doc(SECRET)).await.unwrap();
     chmod(&lock, 0o660);
     let before = fs::read(&path).unwrap();
@@ -219,7 +295,7 @@ async fn an_empty_file_is_an_empty_store() {
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_file_is_reported_by_path_and_line_without_content() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("k", "v1", &doc(SECRET)).await.unwrap();
     // Truncate the value object mid-password, as a bad hand edit might.
     let text = String::from_utf8(fs::read(&path).unwrap()).unwrap();
@@ -264,7 +340,7 @@ async fn stale_temp_files_are_removed_and_writes_leave_none() {
     fs::write(&stale, "left by a crashed writer").unwrap();
     let unrelated = dir.path().join(".other.json.rekey-tmp.1.0");
     fs::write(&unrelated, "another store's").unwrap();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     for i in 0..10 {
         store.put_current("k", &format!("v{i}"), &doc("x")).await.unwrap();
     }
@@ -280,7 +356,7 @@ async fn stale_temp_files_are_removed_and_writes_leave_none() {
 #[tokio::test(flavor = "multi_thread")]
 async fn many_concurrent_writes_through_one_handle() {
     let (dir, path) = setup();
-    let store = Arc::new(FileStore::open(&path).unwrap());
+    let store = Arc::new(FileStore::open_or_create(&path).unwrap());
     let mut tasks = Vec::new();
     for i in 0..100 {
         let store = store.clone();
@@ -311,8 +387,8 @@ async fn many_concurrent_writes_through_one_handle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn many_concurrent_writes_through_two_handles_never_overwrite() {
     let (dir, path) = setup();
-    let a = Arc::new(FileStore::open(&path).unwrap());
-    let b = Arc::new(FileStore::open(&path).unwrap());
+    let a = Arc::new(FileStore::open_or_create(&path).unwrap());
+    let b = Arc::new(FileStore::open_or_create(&path).unwrap());
     for i in 0..100 {
         let first = if i % 2 == 0 { &a } else { &b };
         first.put_current(&format!("k{i}"), "v1", &doc("old")).await.unwrap();
@@ -381,7 +457,7 @@ fn stage_by_hand(path: &Path, key: &str, id: &str, password: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writer_waits_for_the_lock_then_sees_the_holders_change() {
     let (_dir, path) = setup();
-    let store = Arc::new(FileStore::open(&path).unwrap());
+    let store = Arc::new(FileStore::open_or_create(&path).unwrap());
     store.put_current("k", "v1", &doc("one")).await.unwrap();
     // Read now, so that a store caching this state would later act on stale data.
     assert!(store.read("k").await.unwrap().pending().is_none());
@@ -413,7 +489,7 @@ async fn a_writer_waits_for_the_lock_then_sees_the_holders_change() {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_stays_bounded_on_disk() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("k", "v0", &doc("x")).await.unwrap();
     for i in 1..=30 {
         let id = format!("v{i}");
@@ -436,7 +512,7 @@ async fn history_stays_bounded_on_disk() {
 #[tokio::test(flavor = "multi_thread")]
 async fn semantic_preconditions() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     // Staging on a new key (a target that mints its own first secret) is allowed.
     store.stage_pending("new", "p1", &doc("a")).await.unwrap();
     assert!(store.read("new").await.unwrap().current().is_none());
@@ -485,9 +561,54 @@ async fn semantic_preconditions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_on_disk() {
+    let (_dir, path) = setup();
+    let store = FileStore::open_or_create(&path).unwrap();
+    store.put_current("k", "v1", &doc("first")).await.unwrap();
+    store.stage_pending("k", "v2", &doc(SECRET)).await.unwrap();
+    store.discard_pending("k", "v2").await.unwrap();
+    let file = parse_file(&path);
+    let versions = file["keys"]["k"]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1]["id"], "v2");
+    assert_eq!(versions[1]["stages"], serde_json::json!([]), "kept as history");
+    assert_eq!(
+        versions[1]["value"]["password"], SECRET,
+        "the value is kept for the record"
+    );
+    assert!(versions[1]["revoked"].is_null());
+    assert_eq!(versions[0]["stages"], serde_json::json!(["current"]));
+
+    // Refusals name versions, never values.
+    store.stage_pending("k", "v3", &doc(SECRET)).await.unwrap();
+    let err = store.discard_pending("k", "v2").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("\"v3\""), "names the pending version: {err}");
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    let err = store.discard_pending("nokey", "v1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    for (key, id) in [("", "v1"), ("k", "")] {
+        let err = store.discard_pending(key, id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+
+    // Abandoned rotations are history like any other: bounded.
+    store.discard_pending("k", "v3").await.unwrap();
+    for i in 4..20 {
+        let id = format!("v{i}");
+        store.stage_pending("k", &id, &doc("x")).await.unwrap();
+        store.discard_pending("k", &id).await.unwrap();
+    }
+    let state = store.read("k").await.unwrap();
+    assert_eq!(state.versions.len(), HISTORY_LIMIT + 1, "history plus current");
+    assert_eq!(state.current().unwrap().id, "v1");
+    assert_eq!(state.versions.last().unwrap().id, "v19");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn debug_describe_and_errors_hold_no_secret() {
     let (_dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("k", "v1", &doc(SECRET)).await.unwrap();
     let shown = format!("{store:?} {store:#?}");
     assert!(shown.contains("secrets.json"), "{shown}");
@@ -504,17 +625,34 @@ async fn debug_describe_and_errors_hold_no_secret() {
 #[tokio::test(flavor = "multi_thread")]
 async fn check_writable_and_missing_directory() {
     let (dir, path) = setup();
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.check_writable("k").await.unwrap();
     assert!(!path.exists(), "check_writable writes nothing");
     assert!(!dir.path().join("secrets.json.lock").exists());
 
-    let gone = FileStore::open(dir.path().join("missing-dir").join("s.json")).unwrap();
+    // The directory vanishes after open (an unmounted file system): preflight and
+    // writes say so, and nothing is created.
+    let sub = dir.path().join("mounted");
+    fs::create_dir(&sub).unwrap();
+    let gone = FileStore::open_or_create(sub.join("s.json")).unwrap();
+    fs::remove_dir(&sub).unwrap();
     let err = gone.check_writable("k").await.unwrap_err();
-    assert!(err.message().contains("missing-dir"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.message().contains("mounted"), "{err}");
     let err = gone.put_current("k", "v1", &doc("a")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
-    assert!(err.message().contains("missing-dir"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.message().contains("mounted") && err.message().contains("does not exist"),
+        "{err}"
+    );
+    assert!(!sub.exists());
+
+    // Without create, preflight of a missing store file names the fix.
+    let err = FileStore::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    store.put_current("k", "v1", &doc("a")).await.unwrap();
+    let existing = FileStore::open(&path).unwrap();
+    existing.check_writable("k").await.unwrap();
 }
 
 #[test]
@@ -532,6 +670,12 @@ fn config_deserializes_and_rejects_unknown_fields() {
     let StoreConfig::File(config) = serde_json::from_str(r#"{"type":"file","path":"s.json"}"#).unwrap();
     assert_eq!(config.path, PathBuf::from("s.json"));
     assert!(serde_json::from_str::<StoreConfig>(r#"{"type":"file","path":"s.json","pth":1}"#).is_err());
-    let store = FileStore::from_config(&config).unwrap();
+    // Relative to the working directory, where there is no s.json: from_config does not
+    // create it, from_config_with(create) may.
+    let err = FileStore::from_config(&config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.message().starts_with("store file s.json does not exist"), "{err}");
+    let store = FileStore::from_config_with(&config, true).unwrap();
     assert_eq!(store.path(), Path::new("s.json"));
+    assert!(!Path::new("s.json").exists());
 }

@@ -131,7 +131,7 @@ fn stage_by_hand(path: &Path, key: &str, id: &str) {
 async fn a_second_process_waits_for_the_lock_and_detects_the_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("orders/db", "v1", &doc("one")).await.unwrap();
 
     let lock = hold_lock(&path);
@@ -158,7 +158,7 @@ async fn a_second_process_waits_for_the_lock_and_detects_the_change() {
 async fn two_processes_racing_never_overwrite_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     let keys: Vec<String> = (0..40).map(|i| format!("app/{i}")).collect();
     for key in &keys {
         store.put_current(key, "v1", &doc("one")).await.unwrap();
@@ -195,7 +195,7 @@ async fn two_processes_racing_never_overwrite_each_other() {
 async fn a_write_by_another_process_between_two_writes_is_seen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open(&path).unwrap();
+    let store = FileStore::open_or_create(&path).unwrap();
     store.put_current("orders/db", "v1", &doc("one")).await.unwrap();
     store.put_current("other", "v1", &doc("one")).await.unwrap();
 
