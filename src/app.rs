@@ -72,14 +72,40 @@ fn load(cli: &Cli) -> Result<Config, Stop> {
     Config::load(&config_path(cli.config.as_deref())).map_err(|e| Stop::usage(e.to_string()))
 }
 
+/// The audit log of this process's command, kept so that [`finish`] can fail a run
+/// whose audit records could not all be written. One process runs one command.
+static AUDIT: std::sync::Mutex<Option<Arc<AuditLog>>> = std::sync::Mutex::new(None);
+
 fn reporter(cli: &Cli, config: &Config, command: &'static str, total: usize) -> Result<Arc<dyn Reporter>, Stop> {
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(human::Progress::new(verbosity(cli), total))];
     if let Some(path) = &config.defaults.audit_log {
-        let log = AuditLog::open(path, command)
-            .map_err(|e| Stop::usage(format!("cannot open audit log {}: {e}", path.display())))?;
+        let log = Arc::new(AuditLog::open(path, command).map_err(|e| Stop::usage(e.to_string()))?);
+        *AUDIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(log.clone());
         reporters.push(Box::new(log));
     }
     Ok(Arc::new(Fanout(reporters)))
+}
+
+/// Exit 1 when audit records were lost (a full disk mid-run): the rotation itself was
+/// brought to a consistent point, but its record is incomplete.
+fn audit_verdict(code: i32) -> i32 {
+    let audit = AUDIT.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match audit {
+        Some(log) if log.records_lost() > 0 => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: audit records missing: {} record(s) could not be written to {}",
+                log.records_lost(),
+                log.path().display()
+            );
+            if code == exit::SUCCESS {
+                exit::CREDENTIAL_FAILED
+            } else {
+                code
+            }
+        }
+        _ => code,
+    }
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, Stop> {
@@ -394,7 +420,7 @@ fn exit_code(run: &RunReport) -> i32 {
 }
 
 fn finish(cli: &Cli, run: &RunReport) -> i32 {
-    let code = exit_code(run);
+    let code = audit_verdict(exit_code(run));
     match cli.output {
         Output::Json => println!("{}", json::render(run, code)),
         Output::Human => {
@@ -412,8 +438,20 @@ fn finish(cli: &Cli, run: &RunReport) -> i32 {
     code
 }
 
+/// Writes a report file readable by its owner only (mode 0600, also when it existed).
 fn write_file(path: &Path, text: &str) -> Result<(), Stop> {
-    std::fs::write(path, text).map_err(|e| Stop {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(text.as_bytes())
+        });
+    written.map_err(|e| Stop {
         code: exit::CREDENTIAL_FAILED,
         message: format!("cannot write {}: {e}", path.display()),
     })

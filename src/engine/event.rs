@@ -138,6 +138,12 @@ pub trait Reporter: Send + Sync {
     fn event(&self, event: &Event);
 }
 
+impl<R: Reporter + ?Sized> Reporter for std::sync::Arc<R> {
+    fn event(&self, event: &Event) {
+        (**self).event(event)
+    }
+}
+
 /// Sends every event to several reporters in order.
 pub struct Fanout(pub Vec<Box<dyn Reporter>>);
 
