@@ -20,6 +20,8 @@ pub mod secret;
 pub mod store;
 pub mod strategy;
 pub mod target;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use capability::{StoreCapabilities, TargetCapabilities};
 pub use document::SecretDoc;
