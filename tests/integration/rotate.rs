@@ -69,8 +69,8 @@ fn import_rotate_get_verify() {
             "apply",
             "verify",
             "prove-dead",
-            "revoke",
-            "promote"
+            "promote",
+            "revoke"
         ]
     );
     for s in &steps {
