@@ -27,6 +27,36 @@ async fn stage_is_idempotent_and_guarded() {
     suite::stage_is_idempotent_and_guarded(&store, &unique_name("guarded")).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_keeps_history() {
+    let store = MemoryStore::new();
+    suite::discard_pending_keeps_history(&store, &unique_name("discard")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_is_idempotent() {
+    let store = MemoryStore::new();
+    suite::discard_pending_is_idempotent(&store, &unique_name("discard")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_of_another_version_is_a_conflict() {
+    let store = MemoryStore::new();
+    suite::discard_of_another_version_is_a_conflict(&store, &unique_name("discard")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_on_missing_key_is_not_found() {
+    let store = MemoryStore::new();
+    suite::discard_on_missing_key_is_not_found(&store, &unique_name("discard")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stage_after_discard() {
+    let store = MemoryStore::new();
+    suite::stage_after_discard(&store, &unique_name("discard")).await;
+}
+
 /// "Reopening" a memory store is taking another clone of it: clones share the state,
 /// which is what the engine's restarted process sees in the crash simulation.
 #[tokio::test(flavor = "multi_thread")]
