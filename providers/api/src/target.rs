@@ -52,6 +52,23 @@ pub trait Target: Send + Sync {
         self.preflight(current).await.map(|_| ())
     }
 
+    /// Read-only checks of what incident mode needs beyond rotation: ending the sessions
+    /// that use the old secret (PostgreSQL `pg_signal_backend` or membership in the role,
+    /// MySQL `CONNECTION_ADMIN`/`SUPER`, Redis `CLIENT KILL` allowed). Returns one line
+    /// per fact checked; [`crate::ErrorKind::PermissionDenied`] names what will not be
+    /// possible, so the responder knows before anything changes (the leaked secret is
+    /// still replaced and killed). By default: what the capabilities declare.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        if self.capabilities().terminate_sessions {
+            Ok(vec![format!("{} can end the old secret's sessions", self.describe())])
+        } else {
+            Ok(vec![format!(
+                "{} cannot end sessions: sessions opened with the old secret live until they close",
+                self.describe()
+            )])
+        }
+    }
+
     /// The document the rotation will install: `current` with the new `password` (and,
     /// for alternating users, the idle user's name). A target that mints its own secret
     /// creates it here and ignores `password`; the engine stores the result at once.
