@@ -788,6 +788,56 @@ impl Store for SecretsManagerStore {
         }
         self.tag_revoked(key, &version, &snap).await
     }
+
+    async fn discard_pending(&self, key: &str, version_id_: &str) -> ProviderResult<()> {
+        check_key(key)?;
+        let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
+        // A discard that loses a race (another discard, a promote) reads again once: the
+        // version may be no longer pending, which is success.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.discard_once(key, &version, version_id_).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && e.is_retryable() && attempt < 2 => continue,
+                outcome => return outcome,
+            }
+        }
+    }
+}
+
+impl SecretsManagerStore {
+    /// One attempt of [`Store::discard_pending`]: reads the labels, claims the write
+    /// ([`CAS_LABEL`]) and removes `AWSPENDING` from `version`, which AWS refuses when
+    /// the version no longer holds it. The version keeps its value (and the claim label,
+    /// until the next write moves it); AWS lists it as deprecated once it holds no label.
+    async fn discard_once(&self, key: &str, version: &str, version_id_: &str) -> ProviderResult<()> {
+        let Some(snap) = self.describe(key).await? else {
+            return Err(ProviderError::not_found(format!(
+                "secret {key} not found in Secrets Manager ({})",
+                self.where_()
+            )));
+        };
+        if snap.deleted {
+            return Err(scheduled_for_deletion(key));
+        }
+        let Some(pending) = snap.pending() else {
+            // Nothing pending: discarded or promoted already, or never staged. AWSPENDING
+            // left on the current version is a finished rotation's, not a pending one.
+            return Ok(());
+        };
+        if pending != version {
+            return Err(ProviderError::conflict(format!(
+                "secret {key}: cannot discard version {version_id_}: the pending version is {}",
+                version_id(pending)
+            ))
+            .retryable(false));
+        }
+        self.claim(key, version, &snap).await?;
+        self.move_label(key, AWSPENDING, None, Some(version), "removing AWSPENDING")
+            .await?;
+        self.drop_write_label(key, version).await;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,31 @@ async fn concurrent_writer_detected() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_keeps_history() {
+    store_suite::discard_pending_keeps_history(store().as_ref(), &unique_name("discard")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_is_idempotent() {
+    store_suite::discard_pending_is_idempotent(store().as_ref(), &unique_name("discard_twice")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_of_another_version_is_a_conflict() {
+    store_suite::discard_of_another_version_is_a_conflict(store().as_ref(), &unique_name("discard_other")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_on_missing_key_is_not_found() {
+    store_suite::discard_on_missing_key_is_not_found(store().as_ref(), &unique_name("missing")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stage_after_discard() {
+    store_suite::stage_after_discard(store().as_ref(), &unique_name("restage")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn iam_target_conformance() {
     let server = moto();
     let user = unique_name("app");

@@ -260,6 +260,161 @@ async fn import_over_a_secret_leaves_the_replaced_version_without_stage() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_removes_awspending_and_keeps_the_version() {
+    let server = moto();
+    let store = store();
+    let key = unique_name("abandon");
+    let (v1, v2, v3) = (uuid(), uuid(), uuid());
+    store.put_current(&key, &v1, &db_doc("first-password")).await.unwrap();
+    store
+        .stage_pending(&key, &v2, &db_doc("abandoned-password"))
+        .await
+        .unwrap();
+    store.discard_pending(&key, &v2).await.unwrap();
+
+    assert_eq!(
+        labels_of(server, &key, &v1).await,
+        vec!["AWSCURRENT"],
+        "current untouched"
+    );
+    assert_eq!(
+        labels_of(server, &key, &v2).await,
+        vec![CAS_LABEL],
+        "AWSPENDING removed; the claim label stays until the next write"
+    );
+    let all = labels(server, &key).await;
+    assert!(
+        all.iter()
+            .all(|(_, l)| !l.iter().any(|x| x == "AWSPENDING" || x == "REKEY_WRITE")),
+        "no AWSPENDING or write label left: {all:?}"
+    );
+    let sm = raw_sm(server).await;
+    let err = sm
+        .get_secret_value()
+        .secret_id(&key)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .expect_err("nothing is AWSPENDING any more");
+    assert!(format!("{err:?}").contains("ResourceNotFoundException"), "{err:?}");
+    // The version itself is still in AWS, value unchanged: the audit trail keeps it.
+    let out = sm
+        .get_secret_value()
+        .secret_id(&key)
+        .version_id(&v2)
+        .send()
+        .await
+        .expect("the discarded version is still readable by its id");
+    let value: Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+    assert_eq!(value["password"], "abandoned-password");
+    let (_, value) = raw_value(server, &key, "AWSCURRENT").await;
+    assert_eq!(value["password"], "first-password");
+
+    // The next rotation moves the claim on; the discarded version then holds no label
+    // and AWS keeps it as deprecated.
+    store.stage_pending(&key, &v3, &db_doc("third")).await.unwrap();
+    store.promote(&key, &v3, false).await.unwrap();
+    assert!(labels_of(server, &key, &v2).await.is_empty());
+    let listed = sm
+        .list_secret_version_ids()
+        .secret_id(&key)
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.versions().iter().any(|v| v.version_id() == Some(v2.as_str())),
+        "the discarded version is still listed (deprecated)"
+    );
+    let state = store.read(&key).await.unwrap();
+    assert_eq!(state.current().unwrap().id, v3);
+    assert_eq!(
+        state.previous().unwrap().id,
+        v1,
+        "the discarded version never became previous"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_of_a_rotation_left_by_aws() {
+    // A rotation Lambda's createSecret step staged a version and stopped.
+    let server = moto();
+    let sm = raw_sm(server).await;
+    let key = unique_name("lambda/abandoned");
+    let (first, pending) = (uuid(), uuid());
+    sm.create_secret()
+        .name(&key)
+        .client_request_token(&first)
+        .secret_string(r#"{"engine":"mysql","username":"app","password":"old"}"#)
+        .send()
+        .await
+        .unwrap();
+    sm.put_secret_value()
+        .secret_id(&key)
+        .client_request_token(&pending)
+        .secret_string(r#"{"engine":"mysql","username":"app","password":"new"}"#)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let store = store();
+    let err = store.discard_pending(&key, &first).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        !err.is_retryable(),
+        "another version pending is not worth retrying: {err}"
+    );
+    assert_clean(&err, &pending, Some("new"));
+    store.discard_pending(&key, &pending).await.unwrap();
+    store.discard_pending(&key, &pending).await.unwrap();
+    let state = store.read(&key).await.unwrap();
+    assert!(state.pending().is_none());
+    assert_eq!(state.current().unwrap().id, first);
+    assert!(!labels_of(server, &key, &pending)
+        .await
+        .iter()
+        .any(|l| l == "AWSPENDING"));
+
+    // A finished rotation's AWSPENDING left on the current version is not pending:
+    // discarding it changes nothing.
+    let key = unique_name("lambda/finished");
+    let only = uuid();
+    sm.create_secret()
+        .name(&key)
+        .client_request_token(&only)
+        .secret_string(r#"{"engine":"mysql","username":"app","password":"old"}"#)
+        .send()
+        .await
+        .unwrap();
+    sm.update_secret_version_stage()
+        .secret_id(&key)
+        .version_stage("AWSPENDING")
+        .move_to_version_id(&only)
+        .send()
+        .await
+        .unwrap();
+    store.discard_pending(&key, &only).await.unwrap();
+    assert_eq!(labels_of(server, &key, &only).await, vec!["AWSCURRENT", "AWSPENDING"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_discards_both_succeed() {
+    let server = moto();
+    let (a, b) = (store(), store());
+    for _ in 0..5 {
+        let key = unique_name("discard_race");
+        let (v1, v2) = (uuid(), uuid());
+        a.put_current(&key, &v1, &db_doc("one")).await.unwrap();
+        a.stage_pending(&key, &v2, &db_doc("two")).await.unwrap();
+        let (ra, rb) = tokio::join!(a.discard_pending(&key, &v2), b.discard_pending(&key, &v2));
+        ra.unwrap();
+        rb.unwrap();
+        assert!(!labels_of(server, &key, &v2).await.iter().any(|l| l == "AWSPENDING"));
+        assert!(a.read(&key).await.unwrap().pending().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn staging_a_new_secret_makes_it_current() {
     // AWS makes a secret's first version AWSCURRENT whatever is asked; rekey says so.
     let server = moto();
