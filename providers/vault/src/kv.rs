@@ -305,8 +305,16 @@ impl VaultKvStore {
         let lock = self.locks.get(format!("{}{key}", self.lock_scope));
         let _held = lock.lock().await;
         let snapshot = self.snapshot(key).await?;
+        let discard = matches!(op, Op::DiscardPending { .. });
+        if discard && snapshot.live.value.is_none() && snapshot.doc.is_none() {
+            return Err(self.not_found(key));
+        }
         let mut state = snapshot.effective();
-        state.apply(&op, key, model::now())?;
+        let changed = state.apply(&op, key, model::now())?;
+        if discard && !changed {
+            // Nothing to discard: write nothing (not even an adopted value's document).
+            return Ok(());
+        }
         state.prune();
         if snapshot.doc.as_ref() != Some(&state) {
             let about = format!(
@@ -325,6 +333,16 @@ impl VaultKvStore {
             }
         }
         Ok(())
+    }
+
+    /// `key` holds nothing: neither a value nor a versions document.
+    fn not_found(&self, key: &str) -> ProviderError {
+        ProviderError::not_found(format!(
+            "key {key:?} not found in vault {} ({} and {} are empty)",
+            self.client.conn().address(),
+            self.live_path(key),
+            self.versions_path(key)
+        ))
     }
 
     /// Read-only checks that rotations of `key` can work, one line per fact: Vault
@@ -456,12 +474,7 @@ impl Store for VaultKvStore {
         self.check_key(key)?;
         let snapshot = self.snapshot(key).await?;
         if snapshot.live.value.is_none() && snapshot.doc.is_none() {
-            return Err(ProviderError::not_found(format!(
-                "key {key:?} not found in vault {} ({} and {} are empty)",
-                self.client.conn().address(),
-                self.live_path(key),
-                self.versions_path(key)
-            )));
+            return Err(self.not_found(key));
         }
         snapshot.effective().to_key_state().map_err(|e| {
             // A value that is not a JSON object cannot come from KV, but say where if it does.
@@ -513,5 +526,12 @@ impl Store for VaultKvStore {
 
     async fn mark_revoked(&self, key: &str, version_id: &str) -> ProviderResult<()> {
         self.write(key, version_id, Op::MarkRevoked { id: version_id }).await
+    }
+
+    /// Clears the pending stage in the versions document (`<mount>/.rekey/<key>`) only:
+    /// the version stays there as history, and the value applications read is not
+    /// touched. On KV v2 the write is check-and-set against the document version read.
+    async fn discard_pending(&self, key: &str, version_id: &str) -> ProviderResult<()> {
+        self.write(key, version_id, Op::DiscardPending { id: version_id }).await
     }
 }

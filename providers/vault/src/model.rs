@@ -61,6 +61,7 @@ pub(crate) enum Op<'a> {
     StagePending { id: &'a str, value: &'a Value },
     Promote { id: &'a str, previous_revoked: bool },
     MarkRevoked { id: &'a str },
+    DiscardPending { id: &'a str },
 }
 
 /// Now, to the second (what the document keeps).
@@ -396,6 +397,20 @@ impl Versions {
                 self.list[i].revoked = Some(now);
                 Ok(true)
             }
+            Op::DiscardPending { id } => {
+                let Some(p) = self.index_of_stage(Stage::Pending) else {
+                    // Discarded or promoted already, or never staged.
+                    return Ok(false);
+                };
+                if self.list[p].id != id {
+                    return Err(ProviderError::conflict(format!(
+                        "key {key:?}: cannot discard version {id:?}: the pending version is {:?}",
+                        self.list[p].id
+                    )));
+                }
+                self.list[p].stage = None;
+                Ok(true)
+            }
         }
     }
 
@@ -636,6 +651,55 @@ mod tests {
             ErrorKind::NotFound
         );
         assert!(!s.apply(&Op::MarkRevoked { id: "v1" }, "k", now).unwrap());
+    }
+
+    #[test]
+    fn discard_pending_keeps_the_version_without_stage() {
+        let now = UNIX_EPOCH;
+        let (a, b, c) = (val("a"), val("b"), val("c"));
+        let mut s = Versions::default();
+        s.apply(&Op::PutCurrent { id: "v1", value: &a }, "k", now).unwrap();
+        assert!(!s.apply(&Op::DiscardPending { id: "v1" }, "k", now).unwrap());
+        s.apply(&Op::StagePending { id: "v2", value: &b }, "k", now).unwrap();
+        let before = s.clone();
+        for other in ["v1", "v9"] {
+            let e = s.apply(&Op::DiscardPending { id: other }, "k", now).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Conflict);
+            assert!(e.to_string().contains("\"v2\""), "{e}");
+        }
+        assert_eq!(s, before, "refusals change nothing");
+        assert!(s.apply(&Op::DiscardPending { id: "v2" }, "k", now).unwrap());
+        assert!(!s.apply(&Op::DiscardPending { id: "v2" }, "k", now).unwrap());
+        assert_eq!(
+            stages(&s),
+            vec![("v1".into(), Some(Stage::Current)), ("v2".into(), None)]
+        );
+        assert_eq!(s.list[1].value.get(), &b, "the value is kept");
+        // The id stays taken.
+        assert_eq!(
+            s.apply(&Op::StagePending { id: "v2", value: &b }, "k", now)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Conflict
+        );
+        s.apply(&Op::StagePending { id: "v3", value: &c }, "k", now).unwrap();
+        s.apply(
+            &Op::Promote {
+                id: "v3",
+                previous_revoked: false,
+            },
+            "k",
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            stages(&s),
+            vec![
+                ("v1".into(), Some(Stage::Previous)),
+                ("v2".into(), None),
+                ("v3".into(), Some(Stage::Current))
+            ]
+        );
     }
 
     #[test]

@@ -80,6 +80,64 @@ async fn conformance_concurrent_writer_detected_by_check_and_set() {
     assert!(a.capabilities().hides_pending_from_readers);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_discard_pending() {
+    let fake = FakeKv2::start().await;
+    let store = store(&fake);
+    suite::discard_pending_keeps_history(&store, &unique_name("discard")).await;
+    suite::discard_pending_is_idempotent(&store, &unique_name("discard_twice")).await;
+    suite::discard_of_another_version_is_a_conflict(&store, &unique_name("discard_other")).await;
+    suite::discard_on_missing_key_is_not_found(&store, &unique_name("missing")).await;
+    suite::stage_after_discard(&store, &unique_name("restage")).await;
+}
+
+/// Discarding changes only the versions document, check-and-set: the key applications
+/// read is not written, and a discard racing another writer of the document overwrites
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_pending_writes_only_the_versions_document() {
+    let fake = FakeKv2::start().await;
+    let store = store(&fake);
+    let key = unique_name("discard");
+    let (first, abandoned) = (doc("first"), doc("abandoned"));
+    store.put_current(&key, "v1", &first).await.unwrap();
+    store.stage_pending(&key, "v2", &abandoned).await.unwrap();
+    let (_, doc_version) = fake.get_raw("secret", &format!(".rekey/{key}")).unwrap();
+
+    // Another runner rewrites the document first: check-and-set refuses the discard.
+    let (mut theirs, _) = fake.get_raw("secret", &format!(".rekey/{key}")).unwrap();
+    theirs["about"] = json!("written by another runner");
+    fake.inject_before_next_write("secret", &format!(".rekey/{key}"), theirs.clone());
+    let err = store.discard_pending(&key, "v2").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("check-and-set"), "{err}");
+    assert_eq!(fake.get_raw("secret", &format!(".rekey/{key}")).unwrap().0, theirs);
+    assert_eq!(store.read(&key).await.unwrap().pending().unwrap().id, "v2");
+
+    store.discard_pending(&key, "v2").await.unwrap();
+    let (versions, version) = fake.get_raw("secret", &format!(".rekey/{key}")).unwrap();
+    assert_eq!(version, doc_version + 2, "the other runner's write, then the discard");
+    let list = versions["versions"].as_array().unwrap();
+    assert_eq!(list[1]["id"], "v2");
+    assert_eq!(list[1]["stages"], json!([]), "kept as history");
+    assert_eq!(list[1]["value"], value(&abandoned));
+    assert_eq!(
+        fake.history("secret", &key),
+        vec![value(&first)],
+        "the key applications read was not written"
+    );
+    // A repeated discard writes nothing.
+    store.discard_pending(&key, "v2").await.unwrap();
+    assert_eq!(fake.get_raw("secret", &format!(".rekey/{key}")).unwrap().1, version);
+
+    // A key holding only a hand-written value has nothing pending: no document is
+    // written for it.
+    let hand = unique_name("hand");
+    fake.put_raw("secret", &hand, json!({"username": "app", "password": "by-hand-pw"}));
+    store.discard_pending(&hand, "v1").await.unwrap();
+    assert!(fake.get_raw("secret", &format!(".rekey/{hand}")).is_none());
+}
+
 /// Another writer writes the versions document between this store's read and its write:
 /// check-and-set refuses the write, the store reports a conflict, and the other writer's
 /// document stays as it was.

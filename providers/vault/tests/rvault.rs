@@ -68,6 +68,11 @@ async fn kv1_conformance() {
         async move { VaultProvider::new().kv_store(&config).unwrap() }
     };
     suite::pending_survives_reopen(open, &unique_name("durable")).await;
+    suite::discard_pending_keeps_history(&store, &unique_name("discard")).await;
+    suite::discard_pending_is_idempotent(&store, &unique_name("discard_twice")).await;
+    suite::discard_of_another_version_is_a_conflict(&store, &unique_name("discard_other")).await;
+    suite::discard_on_missing_key_is_not_found(&store, &unique_name("missing")).await;
+    suite::stage_after_discard(&store, &unique_name("restage")).await;
     assert!(!store.capabilities().compare_and_set, "KV v1 has no check-and-set");
     assert!(store.capabilities().hides_pending_from_readers);
 }
@@ -154,6 +159,67 @@ async fn kv1_interrupted_promote_is_repaired() {
     let state = store.read(&key).await.unwrap();
     assert_eq!(state.current().unwrap().id, "v2");
     assert_eq!(state.previous().unwrap().id, "v1");
+}
+
+/// Discarding the pending version: readers of `secret/<key>` never saw it and still read
+/// the current secret; the versions document keeps it without a stage.
+#[tokio::test(flavor = "multi_thread")]
+async fn kv1_discard_pending_keeps_it_in_the_versions_document() {
+    let vault = VaultServer::shared();
+    let store = kv_store(vault);
+    let key = unique_name("abandon");
+    let (first, abandoned) = (doc("first"), doc("abandoned"));
+    store.put_current(&key, "v1", &first).await.unwrap();
+    store.stage_pending(&key, "v2", &abandoned).await.unwrap();
+    store.discard_pending(&key, "v2").await.unwrap();
+    assert_eq!(plain_read(vault, &format!("secret/{key}")), Some(first.to_value()));
+    let versions = plain_read(vault, &format!("secret/.rekey/{key}")).unwrap();
+    let list = versions["versions"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["id"], "v2");
+    assert_eq!(list[1]["stages"], json!([]));
+    assert_eq!(list[1]["value"], abandoned.to_value());
+}
+
+/// A promote stopped after the versions document was written reads as pending; a
+/// discard of it (`--abandon-pending`) keeps what readers see current.
+#[tokio::test(flavor = "multi_thread")]
+async fn kv1_discard_of_an_interrupted_promote() {
+    let vault = VaultServer::shared();
+    let store = kv_store(vault);
+    let key = unique_name("abandon_resume");
+    let (first, second) = (doc("first"), doc("second"));
+    store.put_current(&key, "v1", &first).await.unwrap();
+    store.stage_pending(&key, "v2", &second).await.unwrap();
+    let mut versions = plain_read(vault, &format!("secret/.rekey/{key}")).unwrap();
+    for v in versions["versions"].as_array_mut().unwrap() {
+        v["stages"] = if v["id"] == "v2" {
+            json!(["current"])
+        } else {
+            json!(["previous"])
+        };
+    }
+    vault.api_ok("PUT", &format!("secret/.rekey/{key}"), Some(&versions.to_string()));
+    assert_eq!(store.read(&key).await.unwrap().pending().unwrap().id, "v2");
+
+    store.discard_pending(&key, "v2").await.unwrap();
+    assert_eq!(plain_read(vault, &format!("secret/{key}")), Some(first.to_value()));
+    let state = store.read(&key).await.unwrap();
+    assert!(state.pending().is_none());
+    assert_eq!(state.current().unwrap().id, "v1");
+    assert!(state.version("v2").unwrap().stages.is_empty());
+    let stored = plain_read(vault, &format!("secret/.rekey/{key}")).unwrap();
+    let stages: Vec<(Value, Value)> = stored["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].clone(), v["stages"].clone()))
+        .collect();
+    assert_eq!(
+        stages,
+        vec![(json!("v1"), json!(["current"])), (json!("v2"), json!([]))],
+        "the document now agrees with what readers see"
+    );
 }
 
 /// A secret written by hand (before rekey, or outside it) is adopted as current.
