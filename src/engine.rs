@@ -18,3 +18,6 @@ pub use interrupt::Interrupt;
 pub use report::{CredentialReport, RunReport, Status};
 pub use rotation::RotateOptions;
 pub use run::{Engine, EngineSettings, RunError};
+
+#[cfg(test)]
+mod tests;

@@ -43,6 +43,8 @@ pub enum Step {
     Import,
     /// Take a stuck pending version out (`rotate --abandon-pending`).
     Abandon,
+    /// Remove minted secrets stored nowhere (left by a crash between mint and stage).
+    Sweep,
 }
 
 impl Step {
@@ -66,6 +68,7 @@ impl Step {
             Step::CheckAge => "check-age",
             Step::Import => "import",
             Step::Abandon => "abandon",
+            Step::Sweep => "sweep",
         }
     }
 }

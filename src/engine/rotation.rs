@@ -174,6 +174,10 @@ impl Rotation<'_> {
         let current = state.current().map(|v| &v.doc);
         // Read-only checks first (reachable, user exists, admin may change it), so that
         // a rotation that cannot succeed fails before the store or the target changes.
+        if self.target.capabilities().mints_own_secret {
+            // Before precheck: an orphan counts against limits such as IAM's two keys.
+            self.sweep(rec, state).await?;
+        }
         rec.run(Step::Preflight, self.target.precheck(current)).await?;
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
@@ -205,6 +209,36 @@ impl Rotation<'_> {
         self.complete(rec, state.current(), &version, &new).await?;
         rec.report.version = Some(version);
         Ok(Status::Rotated)
+    }
+
+    /// Minted secrets stored nowhere (a crash between mint and stage, or a mint whose
+    /// answer was lost) are removed before minting again.
+    async fn sweep(&self, rec: &mut Recorder, state: &KeyState) -> Result<(), StepFailed> {
+        let stored: Vec<&SecretDoc> = state.versions.iter().map(|v| &v.doc).collect();
+        let since = state
+            .versions
+            .iter()
+            .map(|v| v.created)
+            .max()
+            .unwrap_or(std::time::UNIX_EPOCH);
+        rec.begin(Step::Sweep)?;
+        let started = (SystemTime::now(), Instant::now());
+        match self.target.sweep_unstored(&stored, since).await {
+            Ok(removed) if removed.is_empty() => Ok(()),
+            Ok(removed) => {
+                rec.ok_since(
+                    Step::Sweep,
+                    Some(format!(
+                        "removed {} minted secret(s) stored nowhere (left by an interrupted rotation): {}",
+                        removed.len(),
+                        removed.join(", ")
+                    )),
+                    started,
+                );
+                Ok(())
+            }
+            Err(e) => Err(rec.fail_since(Step::Sweep, e.kind().into(), e.message(), started)),
+        }
     }
 
     /// A secret minted by the target (an IAM key, a secret-id) that could not be stored

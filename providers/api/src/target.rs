@@ -69,6 +69,16 @@ pub trait Target: Send + Sync {
         }
     }
 
+    /// For targets that mint their own secrets: removes the secrets of this credential
+    /// that no stored version holds and that were created after `since` (the newest
+    /// stored version's creation). A crash between minting and staging, or a mint whose
+    /// answer was lost, leaves such a secret alive and stored nowhere; the next rotation
+    /// sweeps it before minting again. Returns the ids removed. By default nothing.
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], since: crate::Timestamp) -> ProviderResult<Vec<String>> {
+        let _ = (stored, since);
+        Ok(Vec::new())
+    }
+
     /// The document the rotation will install: `current` with the new `password` (and,
     /// for alternating users, the idle user's name). A target that mints its own secret
     /// creates it here and ignores `password`; the engine stores the result at once.

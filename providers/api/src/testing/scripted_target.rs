@@ -785,6 +785,26 @@ impl Target for ScriptedTarget {
         settle(self.run(TargetOp::Verify, |s| self.authenticate(s, doc).map(|_| ()))).await
     }
 
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], since: SystemTime) -> ProviderResult<Vec<String>> {
+        let stored: Vec<String> = stored
+            .iter()
+            .filter_map(|d| d.get_str(ACCESS_KEY_ID).map(str::to_owned))
+            .collect();
+        settle(self.run(TargetOp::Prepare, |s| {
+            let orphans: Vec<String> = s
+                .keys
+                .iter()
+                .filter(|(id, k)| k.minted && k.created >= since && !stored.contains(id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &orphans {
+                s.keys.remove(id);
+            }
+            Ok(orphans)
+        }))
+        .await
+    }
+
     async fn retire(&self, old: &SecretDoc, new: &SecretDoc) -> ProviderResult<Option<String>> {
         settle(self.run(TargetOp::Retire, |s| self.retire_in(s, old, new))).await
     }

@@ -1,0 +1,6 @@
+//! Engine tests without servers: the protocol over `rekey_api::testing`'s in-memory
+//! store and scripted fake target.
+
+mod harness;
+mod regression;
+mod simulation;

@@ -1,0 +1,160 @@
+//! One test per engine bug found, named after it (ripgrep's `regression.rs` style).
+//! Each runs on the in-memory store and the scripted fake target: no server needed.
+
+use super::harness::{failure, Harness, KEY};
+use crate::engine::rotation::INCIDENT_VERSION_PREFIX;
+use crate::engine::{Interrupt, RotateOptions, Status};
+use crate::exit;
+use rekey_api::testing::{Fault, ScriptedTargetConfig, StoreOp, TargetOp};
+use rekey_api::{ErrorKind, SecretDoc, Store, Strategy};
+
+fn incident() -> RotateOptions {
+    RotateOptions {
+        incident: true,
+        ..Default::default()
+    }
+}
+
+/// Issue: with an admin that may change passwords but not end other roles' sessions,
+/// `leaked --rotate` on a `single` credential failed to end sessions *before*
+/// promotion: the store's current version was the dead leaked password.
+#[tokio::test(start_paused = true)]
+async fn incident_single_without_session_privilege_keeps_a_working_current() {
+    let config = ScriptedTargetConfig {
+        deny_terminate_sessions: true,
+        ..ScriptedTargetConfig::for_strategy(Strategy::Single)
+    };
+    let (h, leaked) = Harness::imported(config).await;
+    h.target.open_session(&leaked).unwrap();
+
+    let run = h.rotate(incident()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    assert_eq!(failure(&run), Some("sessions_not_ended"));
+    let message = &run.credentials[0].error.as_ref().unwrap().message;
+    assert!(message.contains("rotated and promoted"), "{message}");
+
+    let state = h.state();
+    assert!(state.pending().is_none(), "nothing left pending");
+    let current = state.current().expect("current");
+    assert!(current.id.starts_with(INCIDENT_VERSION_PREFIX));
+    assert!(h.target.accepts(&current.doc), "applications read a working secret");
+    assert!(!h.target.accepts(&leaked), "the leaked secret is dead");
+    assert_eq!(
+        state.previous().unwrap().revoked,
+        None,
+        "sessions are left: not recorded as done"
+    );
+}
+
+/// The rerun of an incident whose sessions could not be ended finishes only that part:
+/// no second rotation.
+#[tokio::test(start_paused = true)]
+async fn incident_rerun_finishes_only_what_was_left() {
+    let config = ScriptedTargetConfig::for_strategy(Strategy::Single);
+    let (h, leaked) = Harness::imported(config).await;
+    h.target.open_session(&leaked).unwrap();
+    // First run: ending sessions fails (after the password was already replaced).
+    h.target
+        .fault(TargetOp::Revoke, Fault::Fail(ErrorKind::PermissionDenied));
+    let first = h.rotate(incident()).await.unwrap();
+    assert_eq!(failure(&first), Some("sessions_not_ended"));
+    let promoted = h.state().current().unwrap().id.clone();
+
+    let rerun = h.rotate(incident()).await.unwrap();
+    assert_eq!(rerun.exit_code(), exit::SUCCESS, "{:?}", rerun.credentials[0].error);
+    assert_eq!(rerun.credentials[0].status, Status::Revoked);
+    let state = h.state();
+    assert_eq!(state.current().unwrap().id, promoted, "no second rotation");
+    assert!(state.previous().unwrap().revoked.is_some(), "now recorded as revoked");
+    assert_eq!(
+        h.target.open_sessions(&leaked),
+        0,
+        "the leaked secret's sessions are gone"
+    );
+}
+
+/// Issue: a `single` verify that failed for a reason other than authentication after
+/// apply left the old, now dead, secret as current.
+#[tokio::test(start_paused = true)]
+async fn single_verify_failure_after_apply_never_leaves_a_dead_current() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    for _ in 0..3 {
+        h.target.fault(TargetOp::Verify, Fault::Fail(ErrorKind::Unreachable));
+    }
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    let state = h.state();
+    assert!(!h.target.accepts(&old));
+    assert!(
+        h.target.accepts(&state.current().unwrap().doc),
+        "the store's current secret works"
+    );
+    assert!(state.pending().is_none());
+}
+
+/// Issue: losing a store compare-and-set to another runner exited 1 (failure).
+#[tokio::test(start_paused = true)]
+async fn lost_compare_and_set_is_busy_exit_3() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.store.fault(StoreOp::StagePending, Fault::Fail(ErrorKind::Conflict));
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(failure(&run), Some("busy"));
+    assert_eq!(run.exit_code(), exit::LOCKED);
+    assert!(h.target.accepts(&old), "nothing changed at the target");
+}
+
+/// Issue: a pending version that can never be applied blocked the credential forever.
+#[tokio::test(start_paused = true)]
+async fn abandon_pending_gets_out_of_a_stuck_rotation() {
+    let (h, _) = Harness::imported(ScriptedTargetConfig::minting()).await;
+    // A minted key stored as pending, then deleted by hand at the target.
+    let mut stuck = SecretDoc::new();
+    stuck.set("access_key_id", "AKIADELETEDBYHAND00");
+    stuck.set("password", "gone-gone-gone-gone");
+    stuck.set("username", "app");
+    h.store.stage_pending(KEY, "stuck", &stuck).await.unwrap();
+
+    let blocked = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(blocked.exit_code(), exit::CREDENTIAL_FAILED, "resume cannot finish it");
+    assert!(h.state().pending().is_some());
+
+    let options = RotateOptions {
+        abandon_pending: true,
+        ..Default::default()
+    };
+    let run = h.rotate(options).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    let state = h.state();
+    assert!(state.pending().is_none());
+    let kept = state.version("stuck").expect("kept in history");
+    assert!(kept.stages.is_empty(), "with no stage");
+    assert!(h.target.accepts(&state.current().unwrap().doc));
+}
+
+/// Signals stop at a step boundary: nothing starts once a stop is asked for.
+#[tokio::test(start_paused = true)]
+async fn interrupted_run_starts_no_step_and_exits_130() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    let interrupt = Interrupt::default();
+    interrupt.request();
+    let run = h.rotate_with_interrupt(RotateOptions::default(), interrupt).await;
+    assert_eq!(failure(&run), Some("interrupted"));
+    assert_eq!(run.exit_code(), exit::INTERRUPTED);
+    assert!(h.target.accepts(&old));
+    assert!(h.state().pending().is_none());
+}
+
+/// A crash after staging is finished by the next run, never duplicated.
+#[tokio::test(start_paused = true)]
+async fn crash_after_stage_is_resumed_not_duplicated() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    h.target.fault(TargetOp::Apply, Fault::CrashBefore);
+    assert!(h.rotate(RotateOptions::default()).await.is_none(), "crashed");
+    let pending = h.state().pending().expect("staged before the crash").id.clone();
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS);
+    assert!(run.credentials[0].resumed);
+    let state = h.state();
+    assert_eq!(state.current().unwrap().id, pending);
+    assert!(!h.target.accepts(&old));
+}
