@@ -25,6 +25,32 @@ pub async fn plan(
     let facts = rec.run(Step::Preflight, target.preflight(current)).await?;
     let mut lines: Vec<String> = facts.into_iter().map(|f| format!("check: {f}")).collect();
     lines.push(format!("check: store {} is writable", store.describe()));
+    if options.incident {
+        // What the incident needs beyond rotation: a missing privilege does not stop the
+        // rotation (a leaked secret must die), but the responder learns it now.
+        let started = (SystemTime::now(), Instant::now());
+        match target.incident_preflight().await {
+            Ok(facts) => {
+                lines.extend(facts.into_iter().map(|f| format!("check (incident): {f}")));
+                rec.ok_since(Step::Preflight, Some("incident privileges".into()), started);
+            }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                lines.push(format!(
+                    "warning (incident): sessions will NOT be ended: {}; the leaked secret is still replaced and proved dead",
+                    e.message()
+                ));
+                rec.ok_since(
+                    Step::Preflight,
+                    Some(format!("sessions will NOT be ended: {}", e.message())),
+                    started,
+                );
+            }
+            Err(e) => {
+                rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started);
+                return Err(StepFailed);
+            }
+        }
+    }
     let caps = target.capabilities();
     let grace = if options.incident {
         Duration::ZERO

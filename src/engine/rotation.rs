@@ -85,6 +85,9 @@ impl Rotation<'_> {
     /// Runs the protocol and returns the credential's final status.
     pub async fn run(&self, rec: &mut Recorder) -> Result<Status, StepFailed> {
         let key = &self.credential.key;
+        if self.options.incident {
+            self.incident_preflight(rec).await;
+        }
         let mut state = read_state(rec, self.store.as_ref(), key).await?;
         let now = SystemTime::now();
 
@@ -209,6 +212,20 @@ impl Rotation<'_> {
         self.complete(rec, state.current(), &version, &new).await?;
         rec.report.version = Some(version);
         Ok(Status::Rotated)
+    }
+
+    /// What the incident needs beyond rotation (ending sessions), said before anything
+    /// changes. Never stops the rotation: the leaked secret must die either way.
+    async fn incident_preflight(&self, rec: &mut Recorder) {
+        let started = (SystemTime::now(), Instant::now());
+        let detail = match self.target.incident_preflight().await {
+            Ok(facts) => facts.join("; "),
+            Err(e) => format!(
+                "warning: sessions will NOT be ended ({}); the leaked secret is still replaced and proved dead",
+                e.message()
+            ),
+        };
+        rec.ok_since(Step::Preflight, Some(detail), started);
     }
 
     /// Minted secrets stored nowhere (a crash between mint and stage, or a mint whose
