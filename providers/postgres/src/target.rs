@@ -64,8 +64,10 @@ impl fmt::Debug for PostgresTarget {
 /// The one query behind `precheck` (and the admin part of `preflight`), run on the shared
 /// admin connection: the admin's attributes and the server version, then one row per
 /// configured role (`$1`, in order) with what the catalogs say of it and of its access to
-/// the database `$2`. A missing role or database still yields its row (`exists` or
-/// `db_exists` false), so one round trip answers every check.
+/// the database `$2`, and whether the admin may end its sessions (the privileges of
+/// `pg_signal_backend` or of the role, for [`Target::incident_preflight`]). A missing
+/// role or database still yields its row (`exists` or `db_exists` false), so one round
+/// trip answers every check.
 const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole, \
      current_setting('server_version_num')::int4, current_setting('server_version'), \
      n.name, r.oid IS NOT NULL, coalesce(r.rolsuper, false), coalesce(r.rolreplication, false), \
@@ -73,7 +75,10 @@ const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole,
      coalesce(pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION'), false), \
      d.oid IS NOT NULL, \
      CASE WHEN r.oid IS NULL OR d.oid IS NULL THEN false \
-     ELSE d.datallowconn AND coalesce(has_database_privilege(r.oid, d.oid, 'CONNECT'), false) END \
+     ELSE d.datallowconn AND coalesce(has_database_privilege(r.oid, d.oid, 'CONNECT'), false) END, \
+     pg_has_role(current_user, 'pg_signal_backend', 'USAGE'), \
+     coalesce(pg_has_role(current_user, r.oid, 'USAGE'), false), \
+     coalesce(pg_has_role(current_user, r.oid, 'MEMBER'), false) \
      FROM pg_roles a \
      CROSS JOIN unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
      LEFT JOIN pg_roles r ON r.rolname = n.name \
@@ -88,6 +93,9 @@ struct AdminView {
     admin_createrole: bool,
     server_version_num: i32,
     server_version: String,
+    /// `pg_has_role(current_user, 'pg_signal_backend', 'USAGE')`: the admin has the
+    /// privileges of `pg_signal_backend` (directly or through an inheriting membership).
+    admin_signal_backend: bool,
     roles: Vec<RoleFacts>,
 }
 
@@ -103,6 +111,11 @@ struct RoleFacts {
     db_exists: bool,
     /// The database allows connections and the role has `CONNECT` on it.
     may_connect: bool,
+    /// `pg_has_role(current_user, role, 'USAGE')`: the admin has the role's privileges.
+    admin_usage: bool,
+    /// `pg_has_role(current_user, role, 'MEMBER')`: the admin is a member of the role
+    /// (perhaps without inheriting its privileges).
+    admin_member: bool,
 }
 
 /// What the admin may do to the role, from the catalogs.
@@ -142,6 +155,63 @@ impl Privileges {
         } else {
             Err("since PostgreSQL 16, CREATEROLE also needs ADMIN OPTION on the role".into())
         }
+    }
+}
+
+/// What decides whether the admin may end a role's sessions (`pg_terminate_backend`).
+struct SignalFacts<'a> {
+    admin_user: &'a str,
+    admin_super: bool,
+    /// The admin has the privileges of `pg_signal_backend`.
+    admin_signal_backend: bool,
+    role_super: bool,
+    /// The admin has the role's privileges (`pg_has_role(…, 'USAGE')`; true for itself).
+    admin_usage: bool,
+    /// The admin is a member of the role, perhaps without inheriting its privileges.
+    admin_member: bool,
+}
+
+impl SignalFacts<'_> {
+    /// Why the admin may end the role's backends, or why not; mirrors the server's
+    /// `pg_signal_backend()` check (the same in PostgreSQL 15, 16 and 17): a superuser's
+    /// backends only by a superuser; otherwise the privileges of the role or of
+    /// `pg_signal_backend` (both "has privileges of", so a `NOINHERIT` membership does
+    /// not count).
+    fn may_end_sessions(&self) -> Result<String, String> {
+        let admin = quote_ident(self.admin_user);
+        if self.admin_super {
+            return Ok("superuser".into());
+        }
+        if self.role_super {
+            return Err("only a superuser may end the sessions of a superuser role".into());
+        }
+        if self.admin_usage {
+            return Ok("it has the privileges of the role".into());
+        }
+        if self.admin_signal_backend {
+            return Ok("member of pg_signal_backend".into());
+        }
+        let fix = format!("it lacks pg_signal_backend (GRANT pg_signal_backend TO {admin})");
+        if self.admin_member {
+            Err(format!(
+                "{fix}; its membership in the role does not count because it does not inherit the role's privileges"
+            ))
+        } else {
+            Err(fix)
+        }
+    }
+}
+
+/// What decides whether the admin may alter `facts`' role.
+fn privileges(view: &AdminView, facts: &RoleFacts) -> Privileges {
+    Privileges {
+        admin_user: view.admin_user.clone(),
+        admin_super: view.admin_super,
+        admin_createrole: view.admin_createrole,
+        server_version_num: view.server_version_num,
+        role_super: facts.role_super,
+        role_replication: facts.role_replication,
+        admin_option: facts.admin_option,
     }
 }
 
@@ -348,12 +418,19 @@ impl PostgresTarget {
         let action = format!("ending the sessions of role {}", quote_ident(&role));
         let ended = match &self.admin {
             Some(admin) => {
-                admin
+                let result = admin
                     .run(&action, |s| {
                         let role = role.clone();
                         async move { s.client.query_typed(SQL, &[(&role, Type::TEXT)]).await }
                     })
-                    .await?
+                    .await;
+                match result {
+                    Ok(rows) => rows,
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                        return Err(self.explain_signal_denied(admin, &role, e).await)
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             None => {
                 // A role may signal its own backends.
@@ -367,6 +444,21 @@ impl PostgresTarget {
             .iter()
             .filter(|row| row.get::<_, Option<bool>>(0) == Some(true))
             .count() as u64)
+    }
+
+    /// `pg_terminate_backend` was refused (SQLSTATE 42501): the same reason
+    /// [`Target::incident_preflight`] gives, read from the catalogs, with the SQLSTATE;
+    /// `refused` itself if the catalogs say the admin may (or cannot be read).
+    async fn explain_signal_denied(&self, admin: &AdminPool, role: &str, refused: ProviderError) -> ProviderError {
+        let Ok(view) = self.read_view(admin).await else {
+            return refused;
+        };
+        match self.check_signal(admin, &view, &[role]) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                ProviderError::permission_denied(format!("{} (pg_terminate_backend: SQLSTATE 42501)", e.message()))
+            }
+            _ => refused,
+        }
     }
 
     /// Sets `role`'s password to the verifier of `password` through the admin connection.
@@ -441,6 +533,11 @@ impl PostgresTarget {
         let mut lines = Vec::new();
         let view = self.read_view(admin).await?;
         self.check_view(admin, &view, &mut lines)?;
+        if self.config.terminate_sessions {
+            // Every revoke will end sessions: a rotation would fail there.
+            let roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
+            lines.extend(self.check_signal(admin, &view, &roles)?);
+        }
         if self.alternating() {
             self.compare_roles(admin, &mut lines).await?;
         }
@@ -502,6 +599,7 @@ impl PostgresTarget {
             admin_createrole: first.get(2),
             server_version_num: first.get(3),
             server_version: first.get(4),
+            admin_signal_backend: first.get(14),
             roles: Vec::with_capacity(rows.len()),
         };
         for row in &rows {
@@ -515,6 +613,8 @@ impl PostgresTarget {
                 admin_option: row.get(11),
                 db_exists: row.get(12),
                 may_connect: row.get(13),
+                admin_usage: row.get(15),
+                admin_member: row.get(16),
             });
         }
         Ok(view)
@@ -561,16 +661,7 @@ impl PostgresTarget {
     ) -> ProviderResult<()> {
         let role = &facts.name;
         let admin_user = &view.admin_user;
-        let privileges = Privileges {
-            admin_user: admin_user.clone(),
-            admin_super: view.admin_super,
-            admin_createrole: view.admin_createrole,
-            server_version_num: view.server_version_num,
-            role_super: facts.role_super,
-            role_replication: facts.role_replication,
-            admin_option: facts.admin_option,
-        };
-        match privileges.may_alter(role) {
+        match privileges(view, facts).may_alter(role) {
             Ok(reason) => lines.push(format!(
                 "admin {} may alter role {} ({reason})",
                 quote_ident(admin_user),
@@ -622,6 +713,59 @@ impl PostgresTarget {
             quote_ident(dbname)
         ));
         Ok(())
+    }
+
+    /// Whether the admin may end the sessions of each of `roles`, from what
+    /// [`PostgresTarget::read_view`] read: one line per role, or `PermissionDenied`
+    /// naming the first role it may not (and whether it may at least change its
+    /// password), with the fix.
+    fn check_signal(&self, admin: &AdminPool, view: &AdminView, roles: &[&str]) -> ProviderResult<Vec<String>> {
+        let mut lines = Vec::new();
+        let admin_user = &view.admin_user;
+        for role in roles {
+            let facts = view.roles.iter().find(|f| f.name == *role).filter(|f| f.exists);
+            let Some(facts) = facts else {
+                return Err(ProviderError::not_found(format!(
+                    "role {} does not exist on {}",
+                    quote_ident(role),
+                    admin.endpoint()
+                )));
+            };
+            let signal = SignalFacts {
+                admin_user,
+                admin_super: view.admin_super,
+                admin_signal_backend: view.admin_signal_backend,
+                role_super: facts.role_super,
+                admin_usage: facts.admin_usage,
+                admin_member: facts.admin_member,
+            };
+            match signal.may_end_sessions() {
+                Ok(why) => lines.push(format!(
+                    "admin {} may end the sessions of role {} ({why})",
+                    quote_ident(admin_user),
+                    quote_ident(role)
+                )),
+                Err(why) => {
+                    let message = if privileges(view, facts).may_alter(role).is_ok() {
+                        format!(
+                            "admin role {} may change the password of role {} on {} but not end its sessions: {why}",
+                            quote_ident(admin_user),
+                            quote_ident(role),
+                            admin.endpoint()
+                        )
+                    } else {
+                        format!(
+                            "admin role {} may not end the sessions of role {} on {}: {why}",
+                            quote_ident(admin_user),
+                            quote_ident(role),
+                            admin.endpoint()
+                        )
+                    };
+                    return Err(ProviderError::permission_denied(message));
+                }
+            }
+        }
+        Ok(lines)
     }
 
     /// Alternating: the two roles must be interchangeable (see [`crate::alternating`]).
@@ -844,6 +988,37 @@ impl Target for PostgresTarget {
         }
     }
 
+    /// What ending the old secret's sessions needs (`pg_terminate_backend` on the role's
+    /// backends), checked read-only on the shared admin connection with the catalogs'
+    /// answer to the server's own rule: the admin is a superuser, or (for a role that is
+    /// not a superuser) has the privileges of `pg_signal_backend` or of the role
+    /// (`pg_has_role(current_user, …, 'USAGE')`: a `NOINHERIT` membership does not
+    /// count). With `alternating`, for both roles. `PermissionDenied` names the admin,
+    /// the role and the fix (`GRANT pg_signal_backend TO "admin"`); a missing role is
+    /// `NotFound`. Without an admin the role ends its own backends, which any role may.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        let Some(admin) = &self.admin else {
+            return Ok(vec![format!(
+                "role {} will end its own sessions, logged in with the new password (a role may always end its \
+                 own backends)",
+                quote_ident(self.role())
+            )]);
+        };
+        let view = self.read_view(admin).await?;
+        let roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
+        let mut lines = self.check_signal(admin, &view, &roles)?;
+        lines.push(if self.alternating() {
+            "every session of the previous role will be ended at revoke".to_owned()
+        } else {
+            format!(
+                "every session of role {} will be ended, also those already using the new password (PostgreSQL \
+                 cannot tell which password a session logged in with)",
+                quote_ident(self.role())
+            )
+        });
+        Ok(lines)
+    }
+
     /// With `alternating`, the new document names the idle role: the one of `usernames`
     /// that `current` does not name (the first one when there is no current secret).
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {
@@ -1009,6 +1184,50 @@ mod tests {
             role_replication: false,
             admin_option,
         }
+    }
+
+    fn signal(
+        admin_super: bool,
+        signal_backend: bool,
+        role_super: bool,
+        usage: bool,
+        member: bool,
+    ) -> SignalFacts<'static> {
+        SignalFacts {
+            admin_user: "ops",
+            admin_super,
+            admin_signal_backend: signal_backend,
+            role_super,
+            admin_usage: usage,
+            admin_member: member,
+        }
+    }
+
+    #[test]
+    fn who_may_end_sessions() {
+        assert_eq!(
+            signal(true, false, true, false, false).may_end_sessions().unwrap(),
+            "superuser"
+        );
+        assert!(signal(false, true, true, false, false)
+            .may_end_sessions()
+            .unwrap_err()
+            .contains("only a superuser"));
+        assert_eq!(
+            signal(false, true, false, false, false).may_end_sessions().unwrap(),
+            "member of pg_signal_backend"
+        );
+        assert!(signal(false, false, false, true, true).may_end_sessions().is_ok());
+        assert_eq!(
+            signal(false, false, false, false, false)
+                .may_end_sessions()
+                .unwrap_err(),
+            "it lacks pg_signal_backend (GRANT pg_signal_backend TO \"ops\")"
+        );
+        assert!(signal(false, false, false, false, true)
+            .may_end_sessions()
+            .unwrap_err()
+            .contains("does not inherit"));
     }
 
     #[test]

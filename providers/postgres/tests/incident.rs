@@ -1,0 +1,270 @@
+//! What incident mode needs beyond rotation: ending the sessions of the role.
+//! `incident_preflight` and `revoke` with `terminate_sessions` against a real cluster
+//! (SCRAM enforced), with admins that may and may not end the role's backends under
+//! PostgreSQL's rule: superuser, or the privileges of `pg_signal_backend` or of the role.
+
+use rekey_api::conformance::random_password;
+use rekey_api::{ErrorKind, RevokeOptions, Secret, Strategy, Target};
+use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig};
+use rekey_testbed::{quote_ident, PgCluster};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+const TERMINATE: RevokeOptions = RevokeOptions {
+    terminate_sessions: true,
+};
+
+fn target(config: &PostgresTargetConfig) -> PostgresTarget {
+    target_with(&PostgresProvider::new(), config, Strategy::Single)
+}
+
+/// `role`'s target administered by `admin`.
+fn administered_by(pg: &PgCluster, role: &TestRole, admin: &TestRole) -> PostgresTarget {
+    let mut c = config(pg, &role.name, false);
+    c.admin = Some(admin.dsn());
+    target(&c)
+}
+
+/// A `CREATEROLE` admin that may change `role`'s password (on PostgreSQL 16+ that also
+/// takes `ADMIN OPTION` on the role, granted without its privileges) and nothing more.
+fn createrole_admin<'a>(pg: &'a PgCluster, role: &TestRole) -> TestRole<'a> {
+    let admin = TestRole::with_options(pg, "inc_admin", "CREATEROLE");
+    if pg.server_version_num() >= 160000 {
+        pg.psql(&format!(
+            "GRANT {} TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
+            quote_ident(&role.name),
+            quote_ident(&admin.name)
+        ));
+    }
+    admin
+}
+
+async fn open_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_postgres::Client {
+    let mut c = tokio_postgres::Config::new();
+    c.host(pg.host())
+        .port(pg.port())
+        .user(user)
+        .password(password.expose())
+        .dbname("postgres");
+    let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+async fn wait_closed(session: &tokio_postgres::Client) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session.simple_query("SELECT 1").await.is_ok() {
+        assert!(Instant::now() < deadline, "the session survived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn superuser_admin_may_end_sessions() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_su");
+    let t = target(&config(pg, &role.name, true));
+    let lines = t.incident_preflight().await.unwrap();
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!(
+            "admin \"postgres\" may end the sessions of role \"{}\" (superuser)",
+            role.name
+        )),
+        "{text}"
+    );
+    assert!(text.contains("every session of role"), "{text}");
+    assert!(!text.contains(pg.admin_password()));
+}
+
+#[tokio::test]
+async fn createrole_admin_without_pg_signal_backend_cannot_until_granted() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_app");
+    let admin = createrole_admin(pg, &role);
+    let t = administered_by(pg, &role, &admin);
+    let expected = format!(
+        "admin role \"{}\" may change the password of role \"{}\" on 127.0.0.1:{} but not end its sessions: it \
+         lacks pg_signal_backend (GRANT pg_signal_backend TO \"{}\")",
+        admin.name,
+        role.name,
+        pg.port(),
+        admin.name
+    );
+
+    // Read-only: the preflight says so before anything changes.
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&expected],
+        &[&admin.password, &role.password],
+    );
+    // A routine preflight is unaffected (terminate_sessions is off).
+    t.preflight(Some(&role.doc())).await.unwrap();
+
+    // The rotation itself works; ending the sessions is refused with the same reason.
+    let session = open_session(pg, &role.name, &role.password).await;
+    let current = role.doc();
+    let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+    t.verify(&new).await.unwrap();
+    let err = t.revoke(&current, &new, TERMINATE).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&expected, "42501"],
+        &[&admin.password, &role.password, &new.password().unwrap()],
+    );
+    assert!(!err.is_retryable());
+    session
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session is still open");
+    // A plain revoke has nothing to do for `single`.
+    t.revoke(&current, &new, RevokeOptions::default()).await.unwrap();
+
+    pg.psql(&format!("GRANT pg_signal_backend TO {}", quote_ident(&admin.name)));
+    let lines = t.incident_preflight().await.unwrap();
+    assert!(
+        lines[0].contains(&format!(
+            "admin \"{}\" may end the sessions of role \"{}\" (member of pg_signal_backend)",
+            admin.name, role.name
+        )),
+        "{lines:?}"
+    );
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert!(report.sessions_terminated >= 1, "{report:?}");
+    wait_closed(&session).await;
+    t.login(&new).await.expect("the new password still logs in");
+}
+
+#[tokio::test]
+async fn membership_in_the_role_counts_only_when_it_inherits() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_member");
+    let admin = createrole_admin(pg, &role);
+    let t = administered_by(pg, &role, &admin);
+
+    // A member that does not inherit the role's privileges may not signal its backends.
+    pg.psql(&format!(
+        "ALTER ROLE {admin} NOINHERIT; GRANT {role} TO {admin}",
+        admin = quote_ident(&admin.name),
+        role = quote_ident(&role.name)
+    ));
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["GRANT pg_signal_backend TO", "does not inherit"],
+        &[&admin.password],
+    );
+    let session = open_session(pg, &role.name, &role.password).await;
+    let err = t.revoke(&role.doc(), &role.doc(), TERMINATE).await.unwrap_err();
+    assert_error(&err, ErrorKind::PermissionDenied, &["does not inherit", "42501"], &[]);
+    session.simple_query("SELECT 1").await.expect("still open");
+
+    // An inheriting member may.
+    pg.psql(&format!("ALTER ROLE {} INHERIT", quote_ident(&admin.name)));
+    let lines = t.incident_preflight().await.unwrap();
+    assert!(lines[0].contains("(it has the privileges of the role)"), "{lines:?}");
+    let report = t.revoke(&role.doc(), &role.doc(), TERMINATE).await.unwrap();
+    assert!(report.sessions_terminated >= 1, "{report:?}");
+    wait_closed(&session).await;
+}
+
+#[tokio::test]
+async fn only_a_superuser_may_end_a_superusers_sessions() {
+    let pg = PgCluster::shared();
+    let boss = TestRole::with_options(pg, "inc_boss", "SUPERUSER");
+    let admin = TestRole::with_options(pg, "inc_sig", "CREATEROLE");
+    pg.psql(&format!("GRANT pg_signal_backend TO {}", quote_ident(&admin.name)));
+    let t = administered_by(pg, &boss, &admin);
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[
+            &format!(
+                "admin role \"{}\" may not end the sessions of role \"{}\"",
+                admin.name, boss.name
+            ),
+            "only a superuser",
+        ],
+        &[&admin.password, &boss.password],
+    );
+}
+
+#[tokio::test]
+async fn without_admin_the_role_ends_its_own_sessions() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_self");
+    let t = target(&config(pg, &role.name, false));
+    let lines = t.incident_preflight().await.unwrap();
+    assert!(lines[0].contains("will end its own sessions"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn missing_role_is_not_found() {
+    let pg = PgCluster::shared();
+    let t = target(&config(pg, "inc_nobody_here", true));
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(&err, ErrorKind::NotFound, &["inc_nobody_here", "does not exist"], &[]);
+}
+
+#[tokio::test]
+async fn alternating_checks_both_roles() {
+    let pg = PgCluster::shared();
+    let a = TestRole::new(pg, "inc_alt_a");
+    let b = TestRole::new(pg, "inc_alt_b");
+    let admin = TestRole::with_options(pg, "inc_alt_admin", "CREATEROLE");
+    // May end a's sessions (inheriting member), not b's.
+    pg.psql(&format!(
+        "GRANT {} TO {}",
+        quote_ident(&a.name),
+        quote_ident(&admin.name)
+    ));
+    let mut c = PostgresTargetConfig::new_alternating(pg.host(), &a.name, &b.name);
+    c.port = pg.port();
+    c.admin = Some(admin.dsn());
+    let t = target_with(&PostgresProvider::new(), &c, Strategy::Alternating);
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&format!("role \"{}\"", b.name), "GRANT pg_signal_backend TO"],
+        &[&admin.password],
+    );
+    pg.psql(&format!("GRANT pg_signal_backend TO {}", quote_ident(&admin.name)));
+    let lines = t.incident_preflight().await.unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[2].contains("previous role"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn preflight_with_terminate_sessions_needs_the_privilege() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_cfg");
+    let admin = createrole_admin(pg, &role);
+    let mut c = config(pg, &role.name, false);
+    c.admin = Some(admin.dsn());
+    c.terminate_sessions = true;
+    let t = target(&c);
+    let err = t.preflight(Some(&role.doc())).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["but not end its sessions", "GRANT pg_signal_backend TO"],
+        &[&admin.password, &role.password],
+    );
+    pg.psql(&format!("GRANT pg_signal_backend TO {}", quote_ident(&admin.name)));
+    let lines = t.preflight(Some(&role.doc())).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("(member of pg_signal_backend)")),
+        "{lines:?}"
+    );
+}
