@@ -1,4 +1,11 @@
 //! Local, per-credential locks: one file per credential, held with `flock` for the run.
+//!
+//! A credential's lock file is `<lock_dir>/<name>.rekey-lock` ([`lock_path`]). The suffix
+//! keeps it apart from every file a file store uses: the store file itself (the
+//! configuration refuses a store path that is a lock file path) and the store's sidecar
+//! lock `<path>.lock`, which a lock named `<name>.lock` could be (a credential named
+//! after the store file, with `lock_dir` the store's directory, then waited on its own
+//! lock forever).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
@@ -27,6 +34,14 @@ pub enum LockError {
     },
 }
 
+/// What follows the credential's name in its lock file's name.
+pub const LOCK_SUFFIX: &str = ".rekey-lock";
+
+/// The lock file of `credential` in `dir`: `<dir>/<credential>.rekey-lock`.
+pub fn lock_path(dir: &Path, credential: &str) -> PathBuf {
+    dir.join(format!("{credential}{LOCK_SUFFIX}"))
+}
+
 /// Held locks; dropping releases them.
 #[derive(Debug)]
 pub struct HeldLocks(#[allow(dead_code)] Vec<File>);
@@ -35,7 +50,7 @@ pub struct HeldLocks(#[allow(dead_code)] Vec<File>);
 pub fn acquire_all(dir: &Path, credentials: &[String]) -> Result<HeldLocks, LockError> {
     let mut held = Vec::with_capacity(credentials.len());
     for name in credentials {
-        let path = dir.join(format!("{name}.lock"));
+        let path = lock_path(dir, name);
         let io = |e: std::io::Error| LockError::Io {
             credential: name.clone(),
             path: path.clone(),
@@ -61,4 +76,38 @@ pub fn acquire_all(dir: &Path, credentials: &[String]) -> Result<HeldLocks, Lock
         }
     }
     Ok(HeldLocks(held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_file_is_never_a_store_sidecar_lock() {
+        let dir = Path::new("/srv/rekey");
+        assert_eq!(
+            lock_path(dir, "orders-db"),
+            Path::new("/srv/rekey/orders-db.rekey-lock")
+        );
+        // A credential named like the store file: its lock is not the store's `<path>.lock`.
+        assert_ne!(
+            lock_path(dir, "secrets.json"),
+            Path::new("/srv/rekey/secrets.json.lock")
+        );
+        assert!(!lock_path(dir, "x").to_string_lossy().ends_with(".lock"));
+    }
+
+    #[test]
+    fn second_taker_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = acquire_all(dir.path(), &["a".to_owned()]).unwrap();
+        assert!(dir.path().join("a.rekey-lock").exists());
+        let err = acquire_all(dir.path(), &["b".to_owned(), "a".to_owned()]).unwrap_err();
+        assert!(
+            matches!(err, LockError::Busy { ref credential, .. } if credential == "a"),
+            "{err}"
+        );
+        drop(held);
+        acquire_all(dir.path(), &["a".to_owned(), "b".to_owned()]).unwrap();
+    }
 }
