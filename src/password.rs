@@ -52,11 +52,18 @@ impl PasswordPolicyConfig {
         }
     }
 
-    /// Checks the policy and builds its alphabet.
+    /// Checks the policy and builds its alphabet. Refused, with the reason: a length
+    /// outside [`MIN_LENGTH`]`..=`[`MAX_LENGTH`], symbols that are not printable ASCII, a
+    /// required class whose every character is excluded (or, for `symbol`, an empty
+    /// `symbols`), an empty alphabet, or fewer characters than required classes. (With
+    /// at least 8 characters from at most 94, every required class appears in a uniform
+    /// draw often enough that generation, which redraws until all do, ends quickly.)
     pub fn resolve(&self) -> Result<PasswordPolicy, String> {
         let length = self.length.unwrap_or(32);
-        if !(8..=1024).contains(&length) {
-            return Err(format!("password length {length} is out of range 8..=1024"));
+        if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
+            return Err(format!(
+                "password length {length} is out of range {MIN_LENGTH}..={MAX_LENGTH}"
+            ));
         }
         let exclude: BTreeSet<char> = self.exclude.as_deref().unwrap_or("").chars().collect();
         let symbols = self.symbols.as_deref().unwrap_or(DEFAULT_SYMBOLS);
@@ -70,7 +77,7 @@ impl PasswordPolicyConfig {
             .require
             .clone()
             .unwrap_or_else(|| vec![CharClass::Lower, CharClass::Upper, CharClass::Digit]);
-        let class_chars = |class: CharClass| -> Vec<char> {
+        let class_chars = |class: CharClass| -> BTreeSet<char> {
             let source = match class {
                 CharClass::Lower => LOWER,
                 CharClass::Upper => UPPER,
@@ -79,32 +86,57 @@ impl PasswordPolicyConfig {
             };
             source.chars().filter(|c| !exclude.contains(c)).collect()
         };
-        let mut classes = Vec::new();
+        let mut alphabet = BTreeSet::new();
+        let mut required = Vec::new();
         for class in [CharClass::Lower, CharClass::Upper, CharClass::Digit, CharClass::Symbol] {
             let chars = class_chars(class);
-            let required = require.contains(&class);
-            if required && chars.is_empty() {
-                return Err(format!(
-                    "password class {class:?} is required but every character of it is excluded"
-                ));
+            if require.contains(&class) {
+                if chars.is_empty() {
+                    return Err(if class == CharClass::Symbol && symbols.is_empty() {
+                        "password class symbol is required but `symbols` is empty".to_owned()
+                    } else {
+                        format!(
+                            "password class {} is required but every character of it is excluded",
+                            class.name()
+                        )
+                    });
+                }
+                required.push(chars.iter().copied().collect::<Vec<char>>());
             }
-            if !chars.is_empty() {
-                classes.push((chars, required));
-            }
+            alphabet.extend(chars);
         }
-        let required_count = classes.iter().filter(|(_, r)| *r).count();
-        if required_count > length {
+        if alphabet.is_empty() {
+            return Err("password alphabet is empty: every character is excluded".to_owned());
+        }
+        if required.len() > length {
             return Err(format!(
-                "password length {length} is shorter than the {required_count} required classes"
+                "password length {length} is shorter than the {} required classes",
+                required.len()
             ));
         }
-        let alphabet: Vec<char> = classes.iter().flat_map(|(c, _)| c.iter().copied()).collect();
-        let required = classes.into_iter().filter(|(_, r)| *r).map(|(c, _)| c).collect();
+        let alphabet: Vec<char> = alphabet.into_iter().collect();
         Ok(PasswordPolicy {
             length,
             alphabet,
             required,
         })
+    }
+}
+
+/// The shortest password a policy may ask for.
+pub const MIN_LENGTH: usize = 8;
+/// The longest password a policy may ask for.
+pub const MAX_LENGTH: usize = 1024;
+
+impl CharClass {
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            CharClass::Lower => "lower",
+            CharClass::Upper => "upper",
+            CharClass::Digit => "digit",
+            CharClass::Symbol => "symbol",
+        }
     }
 }
 
@@ -194,6 +226,49 @@ mod tests {
             ..Default::default()
         };
         assert!(too_short.resolve().is_err());
+    }
+
+    #[test]
+    fn impossible_password_policies_are_refused_with_the_reason() {
+        let refused = |cfg: PasswordPolicyConfig| cfg.resolve().expect_err("refused");
+        let e = refused(PasswordPolicyConfig {
+            length: Some(0),
+            ..Default::default()
+        });
+        assert!(e.contains("length 0"), "{e}");
+        let e = refused(PasswordPolicyConfig {
+            length: Some(1025),
+            ..Default::default()
+        });
+        assert!(e.contains("1025") && e.contains("1024"), "{e}");
+        let e = refused(PasswordPolicyConfig {
+            exclude: Some(UPPER.into()),
+            ..Default::default()
+        });
+        assert!(e.contains("class upper is required"), "{e}");
+        let e = refused(PasswordPolicyConfig {
+            require: Some(vec![CharClass::Symbol]),
+            symbols: Some(String::new()),
+            ..Default::default()
+        });
+        assert!(e.contains("`symbols` is empty"), "{e}");
+        let e = refused(PasswordPolicyConfig {
+            require: Some(vec![]),
+            exclude: Some(format!("{LOWER}{UPPER}{DIGIT}-_")),
+            ..Default::default()
+        });
+        assert!(e.contains("alphabet is empty"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_characters_do_not_skew_the_alphabet() {
+        let policy = PasswordPolicyConfig {
+            symbols: Some("aa-".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(policy.alphabet.len(), 26 + 26 + 10 + 1);
     }
 
     #[test]
