@@ -1,17 +1,33 @@
 //! Configuration: the TOML file, `${ENV}` references, defaults and validation.
 //!
-//! Loading runs in two passes: the raw text is parsed into the typed configuration so
+//! Loading runs in two passes over the parsed document, which keeps every value's place
+//! in the file ([`de`]): the text as written is read into the typed configuration so
 //! that unknown keys and bad values are reported with file, line and key; then every
-//! string is expanded from the environment and parsed again, so a missing variable is
-//! reported with the credential or store that refers to it.
+//! string is expanded from the environment ([`env`]) and read again, so a missing
+//! variable is reported with the credential or store that refers to it, and a string
+//! such as `"${PG_PORT}"` becomes the integer or boolean its field expects.
+//!
+//! After reading, what would break rotations is refused: out-of-range durations,
+//! impossible password policies, files that coincide ([`paths`]), two credentials on one
+//! target identity and administrators that a rotation would lock out ([`identity`]).
+
+mod de;
+mod env;
+mod identity;
+mod paths;
+
+pub use identity::check_import_identity;
 
 use crate::password::{PasswordPolicy, PasswordPolicyConfig};
+use de::{DeError, Node, NodeDe, Pass, Slot};
 use rekey_api::Strategy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::DeValue;
+use toml::Spanned;
 
 /// The file name looked for when neither `-c` nor `$REKEY_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "rekey.toml";
@@ -68,6 +84,18 @@ pub enum TargetConfig {
 }
 
 impl TargetConfig {
+    /// The strategy of a credential that sets none: `dual` where the target holds two
+    /// secrets at once (`aws-iam`, `vault-approle`, `redis`); for `postgres` and `mysql`,
+    /// `alternating` when `usernames` names two users, else `single`.
+    pub fn default_strategy(&self) -> Strategy {
+        match self {
+            TargetConfig::AwsIam(_) | TargetConfig::VaultApprole(_) | TargetConfig::Redis(_) => Strategy::Dual,
+            TargetConfig::Postgres(c) if c.usernames.is_some() => Strategy::Alternating,
+            TargetConfig::Mysql(c) if c.usernames.is_some() => Strategy::Alternating,
+            TargetConfig::Postgres(_) | TargetConfig::Mysql(_) => Strategy::Single,
+        }
+    }
+
     /// The configuration spelling of the target's type.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -80,15 +108,30 @@ impl TargetConfig {
     }
 }
 
+/// The spellings of `type` in `[stores.NAME]`.
+const STORE_TYPES: &[&str] = &["file", "aws-secretsmanager", "vault-kv"];
+/// The spellings of `type` in `target = { ... }`.
+const TARGET_TYPES: &[&str] = &["postgres", "aws-iam", "mysql", "redis", "vault-approle"];
+
+/// The document's shape; the `type`-tagged sections are read apart ([`read`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+struct RawDocument {
     #[serde(default)]
     defaults: RawDefaults,
+    /// Checked here for its keys; each store is read apart.
     #[serde(default)]
-    stores: BTreeMap<String, StoreConfig>,
+    #[allow(dead_code)]
+    stores: BTreeMap<String, Slot>,
     #[serde(default)]
     credentials: Vec<RawCredential>,
+}
+
+#[derive(Debug)]
+struct RawConfig {
+    defaults: RawDefaults,
+    stores: BTreeMap<String, StoreConfig>,
+    credentials: Vec<(RawCredential, TargetConfig)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,11 +152,12 @@ struct RawCredential {
     name: String,
     store: String,
     key: String,
-    #[serde(default)]
-    strategy: Strategy,
+    strategy: Option<Strategy>,
     #[serde(default)]
     tags: Vec<String>,
-    target: TargetConfig,
+    /// Required here; read apart.
+    #[allow(dead_code)]
+    target: Slot,
     every: Option<String>,
     grace: Option<String>,
     password: Option<PasswordPolicyConfig>,
@@ -141,7 +185,8 @@ pub struct Credential {
     pub store: String,
     /// The secret's id or path inside the store.
     pub key: String,
-    /// How the target moves to the new secret.
+    /// How the target moves to the new secret (when not configured, the target type's
+    /// [`TargetConfig::default_strategy`]).
     pub strategy: Strategy,
     /// Tags for `--tag`.
     pub tags: Vec<String>,
@@ -205,16 +250,26 @@ impl Config {
     /// Parses configuration text; `lookup` resolves `${NAME}` references.
     pub fn parse(path: &Path, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        // Pass 1: typed parse of the text as written, for errors with line and key.
-        toml::from_str::<RawConfig>(text).map_err(|e| located(&file, text, &e))?;
-        // Pass 2: expand ${ENV} in every string and parse the result.
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| located(&file, text, &e))?;
-        expand_table(&mut table, &lookup, &file)?;
-        let raw: RawConfig = table.try_into().map_err(|e: toml::de::Error| {
-            ConfigError::new(format!("{file}: {}", e.message().trim().replace('\n', " ")))
-        })?;
+        let document = toml::de::DeTable::parse(text).map_err(|e| located(&file, text, &e))?;
+        let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        // Pass 1: the text as written, for errors with line and key before any variable
+        // is looked up. An error about a value holding `${...}` waits for pass 2, which
+        // knows the value.
+        if let Err(e) = read(&root, Pass::Raw) {
+            let about_reference = e
+                .span
+                .as_ref()
+                .and_then(|span| text.get(span.clone()))
+                .is_some_and(|t| t.contains("${"));
+            if !about_reference {
+                return Err(located_at(&file, text, &e));
+            }
+        }
+        // Pass 2: expand ${ENV} in every string and read the result.
+        let refs = env::expand_document(&mut root, &lookup, &file)?;
+        let raw = read(&root, Pass::Expanded(&refs)).map_err(|e| located_at(&file, text, &e))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        resolve(path, &base_dir, raw)
+        resolve(path, &base_dir, raw, &lookup)
     }
 
     /// The credential with this name.
@@ -255,14 +310,32 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 fn located(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let message = e.message().trim().replace('\n', " ");
-    match e.span() {
+    located_span(file, text, e.span(), e.message())
+}
+
+fn located_at(file: &str, text: &str, e: &DeError) -> ConfigError {
+    located_span(file, text, e.span.clone(), &e.message)
+}
+
+fn located_span(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> ConfigError {
+    let message = message.trim().replace('\n', " ");
+    match span {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            let key = text[span.start.min(text.len())..span.end.min(text.len())].trim();
-            let key_note = if !key.is_empty() && key.len() <= 40 && !key.contains('\n') && !message.contains(key) {
+            let start = floor_char_boundary(text, span.start);
+            let end = floor_char_boundary(text, span.end).max(start);
+            let before = &text[..start];
+            let line = before.matches('\n').count().saturating_add(1);
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                .saturating_add(1);
+            let key = text[start..end].trim();
+            let key_note = if !key.is_empty()
+                && key.len() <= 40
+                && !key.contains('\n')
+                && !message.contains(key.trim_matches('"'))
+            {
                 format!(" (at `{key}`)")
             } else {
                 String::new()
@@ -273,59 +346,106 @@ fn located(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
-fn expand_table(
-    table: &mut toml::Table,
-    lookup: &impl Fn(&str) -> Option<String>,
-    file: &str,
-) -> Result<(), ConfigError> {
-    for (section, value) in table.iter_mut() {
-        match (section.as_str(), value) {
-            ("credentials", toml::Value::Array(items)) => {
-                for (index, item) in items.iter_mut().enumerate() {
-                    let owner = item
-                        .get("name")
-                        .and_then(toml::Value::as_str)
-                        .map(|n| format!("credential `{n}`"))
-                        .unwrap_or_else(|| format!("credential #{}", index + 1));
-                    expand_value(item, lookup, file, &owner)?;
-                }
-            }
-            ("stores", toml::Value::Table(stores)) => {
-                for (name, store) in stores.iter_mut() {
-                    expand_value(store, lookup, file, &format!("store `{name}`"))?;
-                }
-            }
-            (other, value) => expand_value(value, lookup, file, &format!("[{other}]"))?,
-        }
+/// The largest char boundary of `text` not after `index`.
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut i = index.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
     }
-    Ok(())
+    i
 }
 
-fn expand_value(
-    value: &mut toml::Value,
-    lookup: &impl Fn(&str) -> Option<String>,
-    file: &str,
-    owner: &str,
-) -> Result<(), ConfigError> {
-    match value {
-        toml::Value::String(s) => {
-            *s = rekey_api::env::expand_with(s, lookup)
-                .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?;
+/// Reads the document: its shape, then each `type`-tagged store and target.
+fn read(root: &Node<'_>, pass: Pass<'_>) -> Result<RawConfig, DeError> {
+    let document = RawDocument::deserialize(NodeDe::new(root, pass))?;
+    let section = |name: &str| root.get_ref().as_table().and_then(|t| t.get(name));
+    let mut stores = BTreeMap::new();
+    if let Some(DeValue::Table(nodes)) = section("stores").map(Spanned::get_ref) {
+        for (name, node) in nodes.iter() {
+            let name: &str = name.get_ref();
+            let store = read_store(node, pass).map_err(|e| in_section(e, node, &format!("store `{name}`")))?;
+            stores.insert(name.to_owned(), store);
         }
-        toml::Value::Array(items) => {
-            for item in items {
-                expand_value(item, lookup, file, owner)?;
-            }
-        }
-        toml::Value::Table(t) => {
-            for (_, v) in t.iter_mut() {
-                expand_value(v, lookup, file, owner)?;
-            }
-        }
-        _ => {}
     }
-    Ok(())
+    let nodes = section("credentials").and_then(|n| n.get_ref().as_array());
+    let mut credentials = Vec::with_capacity(document.credentials.len());
+    for (raw, node) in document
+        .credentials
+        .into_iter()
+        .zip(nodes.into_iter().flat_map(|a| a.iter()))
+    {
+        let Some(target) = node.get_ref().get("target") else {
+            return Err(DeError::at(node.span(), "missing field `target`"));
+        };
+        let config = read_target(target, pass).map_err(|e| in_section(e, target, "`target`"))?;
+        credentials.push((raw, config));
+    }
+    Ok(RawConfig {
+        defaults: document.defaults,
+        stores,
+        credentials,
+    })
 }
+
+/// An error about a whole section names it.
+fn in_section(mut e: DeError, node: &Node<'_>, what: &str) -> DeError {
+    if e.span.as_ref().is_none_or(|span| *span == node.span()) {
+        e.message = format!("{what}: {}", e.message);
+        e.span.get_or_insert_with(|| node.span());
+    }
+    e
+}
+
+/// The section's `type`, one of `types`.
+fn section_type<'a>(node: &'a Node<'_>, what: &str, types: &[&str]) -> Result<&'a str, DeError> {
+    let expected = types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    let Some(table) = node.get_ref().as_table() else {
+        return Err(DeError::at(
+            node.span(),
+            format!("must be a table with a `type` ({expected})"),
+        ));
+    };
+    let Some(tag) = table.get("type") else {
+        return Err(DeError::at(node.span(), format!("missing field `type` ({expected})")));
+    };
+    match tag.get_ref().as_str() {
+        Some(name) if types.contains(&name) => Ok(name),
+        Some(name) => Err(DeError::at(
+            tag.span(),
+            format!("unknown {what} type `{name}`, expected one of {expected}"),
+        )),
+        None => Err(DeError::at(tag.span(), format!("`type` must be a string ({expected})"))),
+    }
+}
+
+fn read_store(node: &Node<'_>, pass: Pass<'_>) -> Result<StoreConfig, DeError> {
+    let de = NodeDe::new(node, pass).skipping("type");
+    Ok(match section_type(node, "store", STORE_TYPES)? {
+        "file" => StoreConfig::File(Deserialize::deserialize(de)?),
+        "aws-secretsmanager" => StoreConfig::AwsSecretsmanager(Deserialize::deserialize(de)?),
+        _ => StoreConfig::VaultKv(Box::new(Deserialize::deserialize(de)?)),
+    })
+}
+
+fn read_target(node: &Node<'_>, pass: Pass<'_>) -> Result<TargetConfig, DeError> {
+    let de = NodeDe::new(node, pass).skipping("type");
+    Ok(match section_type(node, "target", TARGET_TYPES)? {
+        "postgres" => TargetConfig::Postgres(Deserialize::deserialize(de)?),
+        "aws-iam" => TargetConfig::AwsIam(Deserialize::deserialize(de)?),
+        "mysql" => TargetConfig::Mysql(Deserialize::deserialize(de)?),
+        "redis" => TargetConfig::Redis(Deserialize::deserialize(de)?),
+        _ => TargetConfig::VaultApprole(Deserialize::deserialize(de)?),
+    })
+}
+
+/// The rotation period when none is configured.
+const DEFAULT_EVERY: Duration = Duration::from_secs(30 * 86_400);
+/// The shortest rotation period.
+pub const MIN_EVERY: Duration = Duration::from_secs(1);
+/// The longest rotation period or grace period: 100 years of 365.25 days (what
+/// `"100y"` means). Timestamps plus this stay far inside what the system clock and
+/// RFC 3339 can represent.
+pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 31_557_600);
 
 fn duration(
     text: Option<&str>,
@@ -334,14 +454,22 @@ fn duration(
     file: &str,
     owner: &str,
 ) -> Result<Duration, ConfigError> {
-    match text {
-        None => Ok(fallback),
-        Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-            ConfigError::new(format!(
-                "{file}: {owner}: `{what} = \"{t}\"` is not a duration ({e}); write e.g. \"30d\", \"12h\", \"0s\""
-            ))
-        }),
+    let Some(t) = text else {
+        return Ok(fallback);
+    };
+    let value = humantime::parse_duration(t.trim()).map_err(|e| {
+        ConfigError::new(format!(
+            "{file}: {owner}: `{what} = \"{t}\"` is not a duration ({e}); write e.g. \"30d\", \"12h\", \"0s\""
+        ))
+    })?;
+    let minimum = if what == "every" { MIN_EVERY } else { Duration::ZERO };
+    if value < minimum || value > MAX_PERIOD {
+        return Err(ConfigError::new(format!(
+            "{file}: {owner}: `{what} = \"{t}\"` is out of range: {what} must be between {} and 100y",
+            humantime::format_duration(minimum)
+        )));
     }
+    Ok(value)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -353,7 +481,12 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with(['-', '.'])
 }
 
-fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+fn resolve(
+    path: &Path,
+    base_dir: &Path,
+    raw: RawConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let d = raw.defaults;
     let parallel = d.parallel.unwrap_or(4);
@@ -362,18 +495,12 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
             "{file}: [defaults] parallel = {parallel} must be between 1 and 1024"
         )));
     }
-    let default_every = duration(
-        d.every.as_deref(),
-        Duration::from_secs(30 * 86_400),
-        "every",
-        &file,
-        "[defaults]",
-    )?;
+    let default_every = duration(d.every.as_deref(), DEFAULT_EVERY, "every", &file, "[defaults]")?;
     let default_grace = duration(d.grace.as_deref(), Duration::ZERO, "grace", &file, "[defaults]")?;
     let default_password = d.password.unwrap_or_default();
     default_password
         .resolve()
-        .map_err(|e| ConfigError::new(format!("{file}: [defaults] password: {e}")))?;
+        .map_err(|e| ConfigError::new(format!("{file}: [defaults]: {e}")))?;
     let at = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
     let defaults = Defaults {
         parallel,
@@ -403,7 +530,7 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
     let mut keys = BTreeMap::new();
     let mut credentials = Vec::with_capacity(raw.credentials.len());
     let mut targets = BTreeMap::new();
-    for c in raw.credentials {
+    for (c, target) in raw.credentials {
         let owner = format!("credential `{}`", c.name);
         if !valid_name(&c.name) {
             return Err(ConfigError::new(format!(
@@ -440,9 +567,9 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
             .unwrap_or_default()
             .over(&default_password)
             .resolve()
-            .map_err(|e| ConfigError::new(format!("{file}: {owner}: password: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?;
         // Keys minted by a cloud API take seconds to propagate: more fresh-login attempts.
-        let minted_default = match &c.target {
+        let minted_default = match &target {
             TargetConfig::AwsIam(_) => 8,
             _ => 3,
         };
@@ -462,20 +589,36 @@ fn resolve(path: &Path, base_dir: &Path, raw: RawConfig) -> Result<Config, Confi
                 humantime::format_duration(every)
             )));
         }
-        targets.insert(c.name.clone(), c.target);
+        let strategy = c.strategy.unwrap_or_else(|| target.default_strategy());
+        targets.insert(c.name.clone(), target);
         credentials.push(Credential {
             every,
             grace,
             name: c.name,
             store: c.store,
             key: c.key,
-            strategy: c.strategy,
+            strategy,
             tags: c.tags,
             password: policy,
             verify_attempts: attempts,
             description: c.description,
         });
     }
+    paths::check(
+        &file,
+        &paths::Files {
+            config: path,
+            audit_log: defaults.audit_log.as_deref(),
+            lock_dir: &defaults.lock_dir,
+            stores: &stores,
+            credentials: credentials.iter().map(|c| c.name.as_str()).collect(),
+        },
+    )?;
+    let in_order: Vec<(&str, &TargetConfig)> = credentials
+        .iter()
+        .filter_map(|c| targets.get(&c.name).map(|t| (c.name.as_str(), t)))
+        .collect();
+    identity::check(&file, &in_order, lookup)?;
     Ok(Config {
         path: path.to_path_buf(),
         defaults,
@@ -604,6 +747,9 @@ target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders"
         );
     }
 }
+
+#[cfg(test)]
+mod refusal_tests;
 
 #[cfg(test)]
 mod example_tests {

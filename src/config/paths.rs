@@ -1,0 +1,199 @@
+//! Files that must stay apart: the configuration file, each file store's file and its
+//! sidecar lock `<path>.lock`, the audit log, the lock directory and each credential's
+//! lock file. Two of them being one file corrupts a store, appends audit lines to the
+//! configuration, or makes rekey wait on its own lock.
+//!
+//! Paths are compared by identity: made absolute, `.` and `..` resolved, and the longest
+//! existing ancestor resolved through symbolic links (so `./secrets.json`,
+//! `secrets.json` and a link to it are one file).
+
+use super::{ConfigError, StoreConfig};
+use crate::engine::lock::{lock_path, LOCK_SUFFIX};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// A path as a comparable identity.
+pub(crate) fn identity(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut lexical = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    // Resolve the longest existing ancestor through symbolic links.
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            for name in rest.iter().rev() {
+                out.push(name);
+            }
+            return out;
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+}
+
+/// `a` is `b` or inside it.
+fn within(a: &Path, b: &Path) -> bool {
+    a.starts_with(b)
+}
+
+/// The settings the check needs, resolved against the configuration's directory.
+pub(crate) struct Files<'a> {
+    /// The configuration file.
+    pub config: &'a Path,
+    /// `[defaults] audit_log`.
+    pub audit_log: Option<&'a Path>,
+    /// `[defaults] lock_dir`.
+    pub lock_dir: &'a Path,
+    /// Stores by name.
+    pub stores: &'a BTreeMap<String, StoreConfig>,
+    /// Credential names.
+    pub credentials: Vec<&'a str>,
+}
+
+/// Refuses files that coincide.
+pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
+    let fail = |message: String| Err(ConfigError::new(format!("{file}: {message}")));
+    let config = identity(f.config);
+    let lock_dir = identity(f.lock_dir);
+    let shown = |p: &Path| p.display().to_string();
+
+    // name, store file, sidecar lock
+    let mut stores: Vec<(&str, &Path, PathBuf, PathBuf)> = Vec::new();
+    for (name, store) in f.stores {
+        let StoreConfig::File(c) = store else { continue };
+        let path = identity(&c.path);
+        let mut sidecar = path.clone().into_os_string();
+        sidecar.push(".lock");
+        stores.push((name, &c.path, path, PathBuf::from(sidecar)));
+    }
+
+    for (i, (name, written, path, sidecar)) in stores.iter().enumerate() {
+        if within(path, &config) || within(&config, path) {
+            return fail(format!(
+                "store `{name}`: `path` {} is the configuration file",
+                shown(written)
+            ));
+        }
+        for (other, _, other_path, other_sidecar) in &stores[..i] {
+            if path == other_path {
+                return fail(format!(
+                    "store `{name}`: `path` {} is also the file of store `{other}`: two stores in one file \
+                     would share keys; use one store",
+                    shown(written)
+                ));
+            }
+            if path == other_sidecar || sidecar == other_path {
+                return fail(format!(
+                    "store `{name}`: `path` {} collides with store `{other}`'s file or its lock file",
+                    shown(written)
+                ));
+            }
+        }
+        if within(&lock_dir, path) || within(&lock_dir, sidecar) {
+            return fail(format!(
+                "[defaults] lock_dir {} is store `{name}`'s file {} (or its lock file)",
+                shown(f.lock_dir),
+                shown(written)
+            ));
+        }
+        if path.parent() == Some(lock_dir.as_path())
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(LOCK_SUFFIX))
+        {
+            return fail(format!(
+                "store `{name}`: `path` {} is in lock_dir and named like a credential's lock file \
+                 (`<name>{LOCK_SUFFIX}`); rename it",
+                shown(written)
+            ));
+        }
+    }
+
+    if within(&lock_dir, &config) {
+        return fail(format!(
+            "[defaults] lock_dir {} is the configuration file",
+            shown(f.lock_dir)
+        ));
+    }
+
+    if let Some(written) = f.audit_log {
+        let audit = identity(written);
+        if within(&audit, &config) {
+            return fail(format!(
+                "[defaults] audit_log {} is the configuration file",
+                shown(written)
+            ));
+        }
+        for (name, store_written, path, sidecar) in &stores {
+            if within(&audit, path) || &audit == sidecar {
+                return fail(format!(
+                    "[defaults] audit_log {} is store `{name}`'s file {} (or its lock file): audit lines \
+                     would corrupt the store",
+                    shown(written),
+                    shown(store_written)
+                ));
+            }
+        }
+        if audit == lock_dir {
+            return fail(format!("[defaults] audit_log {} is the lock_dir", shown(written)));
+        }
+        for credential in &f.credentials {
+            if audit == identity(&lock_path(f.lock_dir, credential)) {
+                return fail(format!(
+                    "[defaults] audit_log {} is the lock file of credential `{credential}`",
+                    shown(written)
+                ));
+            }
+        }
+    }
+
+    for credential in &f.credentials {
+        let lock = identity(&lock_path(f.lock_dir, credential));
+        if lock == config {
+            return fail(format!(
+                "credential `{credential}`: its lock file {} is the configuration file",
+                lock.display()
+            ));
+        }
+        for (name, written, path, sidecar) in &stores {
+            if &lock == path || &lock == sidecar {
+                return fail(format!(
+                    "credential `{credential}`: its lock file {} is store `{name}`'s file {} (or its lock file)",
+                    lock.display(),
+                    shown(written)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_resolves_dots_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = identity(dir.path());
+        assert_eq!(identity(&dir.path().join("./a/../b.json")), real.join("b.json"));
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+        assert_eq!(identity(&dir.path().join("link/b.json")), real.join("b.json"));
+        assert_eq!(identity(Path::new("/no/such/dir/x")), Path::new("/no/such/dir/x"));
+    }
+}
