@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
-use crate::engine::{Engine, EngineSettings, Interrupt, Reporter, RotateOptions, RunError, RunReport};
+use crate::engine::{Engine, EngineSettings, ImportOptions, Interrupt, Reporter, RotateOptions, RunError, RunReport};
 use crate::exit;
 use crate::providers::{ConfiguredBackends, ProviderOptions};
 use crate::report::{audit::AuditLog, human, json, junit};
@@ -35,6 +35,7 @@ impl From<RunError> for Stop {
             RunError::Config(_) => exit::USAGE,
             RunError::Busy(_) => exit::LOCKED,
             RunError::Lock(_) => exit::CREDENTIAL_FAILED,
+            RunError::Input(_) => exit::USAGE,
         };
         Stop {
             code,
@@ -160,11 +161,17 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let run = engine.status(chosen).await?;
             Ok(finish(&cli, &run))
         }
-        Command::Import { name, no_verify } => {
+        Command::Import { name, no_verify, force } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
-            let value = read_stdin()?;
-            let doc = parse_import(&value).map_err(|e| Stop::usage(format!("{name}: import: {e}")))?;
+            let read_doc = || {
+                let value = read_secret_input(None, IMPORT_LIMIT).map_err(|s| s.message)?;
+                parse_import(&value).map_err(|e| format!("{name}: import: {e}"))
+            };
+            let options = ImportOptions {
+                check: !no_verify,
+                force: *force,
+            };
             let engine = engine_for(
                 &config,
                 ProviderOptions {
@@ -173,7 +180,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                 },
                 reporter(&cli, &config, "import", 1)?,
             );
-            let run = engine.import(credential, doc, !no_verify).await?;
+            let run = engine.import(credential, read_doc, options).await?;
             Ok(finish(&cli, &run))
         }
         Command::Get { name, stage, field } => {
@@ -206,7 +213,12 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let _ = out.write_all(b"\n");
             Ok(exit::SUCCESS)
         }
-        Command::Leaked { rotate, report } => leaked(&cli, *rotate, report.as_deref()).await,
+        Command::Leaked {
+            file,
+            from,
+            rotate,
+            report,
+        } => leaked(&cli, file.as_deref(), *from, *rotate, report.as_deref()).await,
     }
 }
 
@@ -339,80 +351,267 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     }
 }
 
-async fn leaked(cli: &Cli, rotate_them: bool, report: Option<&Path>) -> Result<i32, Stop> {
+/// Most a leaked artefact may be (a whole `.env`, a scanner's report).
+const LEAKED_LIMIT: usize = 16 << 20;
+/// Most an imported secret may be.
+const IMPORT_LIMIT: usize = 64 << 10;
+/// Stores read at once while looking a leak up.
+const LOOKUP_PARALLEL: usize = 16;
+
+async fn leaked(
+    cli: &Cli,
+    file: Option<&Path>,
+    source: crate::leaked::Source,
+    rotate_them: bool,
+    report: Option<&Path>,
+) -> Result<i32, Stop> {
+    let detected = std::time::SystemTime::now();
     let config = load(cli)?;
-    let value = read_stdin()?;
-    let needle = Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_owned());
-    let engine = engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new())));
-    let mut holders = Vec::new();
-    let mut unreadable = Vec::new();
-    for credential in &config.credentials {
-        match engine.read_versions(credential).await {
-            Ok(state) => {
-                for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
-                    if state.stage(stage).is_some_and(|v| v.doc.contains_value(&needle)) {
-                        holders.push((credential.name.clone(), stage));
-                    }
-                }
-            }
-            Err(message) => unreadable.push(message),
+    if let Some(path) = report {
+        claim_report_file(path)?;
+    }
+    let input = read_secret_input(file, LEAKED_LIMIT)?;
+    let candidates = crate::leaked::extract(&input, source).map_err(|e| Stop::usage(e.to_string()))?;
+    drop(input);
+    if candidates.is_empty() {
+        return Err(Stop::usage("found nothing in the input that could be a secret"));
+    }
+    let audit = reporter(cli, &config, "leaked", 0)?;
+    let engine = Arc::new(engine_for(
+        &config,
+        ProviderOptions::default(),
+        Arc::new(Fanout(Vec::new())),
+    ));
+    let mut lookup = look_up(&engine, &config, &candidates).await;
+    drop(candidates);
+    // A match with a version already proved dead is re-proved now: still refused means
+    // no emergency; accepted means the record was wrong and it must be rotated.
+    for m in lookup.matches.iter_mut().filter(|m| m.already_dead()) {
+        let Some(credential) = config.credential(&m.credential).cloned() else {
+            continue;
+        };
+        let doc = match engine.read_versions(&credential).await {
+            Ok(state) => state.version(&m.version).map(|v| v.doc.clone()),
+            Err(_) => None,
+        };
+        let refused = match doc {
+            Some(doc) => engine.is_refused(&credential, &doc).await.unwrap_or(false),
+            None => false,
+        };
+        if !refused {
+            m.revoked = None;
         }
     }
-    drop(needle);
-    for message in &unreadable {
-        let _ = writeln!(std::io::stderr(), "error: {message}");
-    }
-    if holders.is_empty() && !unreadable.is_empty() {
-        return Err(Stop {
-            code: exit::CREDENTIAL_FAILED,
-            message: format!(
-                "could not search {} credential(s) whose store cannot be read; the leaked value may be among them",
-                unreadable.len()
-            ),
+    for m in &lookup.matches {
+        let matched = format!("{} {} version {}", m.credential, m.stage, m.version);
+        audit.event(&crate::engine::Event::LeakLookup {
+            run_id: engine.run_id().to_owned(),
+            fingerprint: m.fingerprint.clone(),
+            matched: Some(matched),
         });
     }
-    if holders.is_empty() {
-        let _ = writeln!(std::io::stderr(), "error: no configured credential holds this value");
-        if cli.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::json!({ "holders": [], "exit_code": exit::CREDENTIAL_FAILED })
+    for f in &lookup.unmatched {
+        audit.event(&crate::engine::Event::LeakLookup {
+            run_id: engine.run_id().to_owned(),
+            fingerprint: f.clone(),
+            matched: None,
+        });
+    }
+    for message in &lookup.unreadable {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+    }
+    if lookup.matches.is_empty() {
+        let message = if lookup.unreadable.is_empty() {
+            format!(
+                "no configured credential holds any of the {} value(s) found in the input",
+                lookup.unmatched.len()
+            )
+        } else {
+            format!(
+                "no match, but {} credential(s) could not be searched (their store cannot be read); the leaked value may be among them",
+                lookup.unreadable.len()
+            )
+        };
+        return Err(Stop {
+            code: exit::CREDENTIAL_FAILED,
+            message,
+        });
+    }
+    print_matches(cli, &config, &lookup, rotate_them);
+    let live = lookup.live_credentials();
+    let operator = crate::incident::record::operator();
+    if !rotate_them || live.is_empty() {
+        if live.is_empty() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "every match is a secret already revoked and still refused: nothing to rotate"
             );
         }
-        return Ok(exit::CREDENTIAL_FAILED);
-    }
-    if !rotate_them {
-        if cli.output == Output::Json {
-            let list: Vec<_> = holders
-                .iter()
-                .map(|(n, s)| serde_json::json!({"credential": n, "stage": s.as_str()}))
-                .collect();
-            println!("{}", serde_json::json!({ "holders": list, "exit_code": 0 }));
+        let code = if lookup.unreadable.is_empty() {
+            exit::SUCCESS
         } else {
-            for (name, stage) in &holders {
-                println!("{name}\t{stage}");
-            }
+            exit::CREDENTIAL_FAILED
+        };
+        if let Some(path) = report {
+            let record = crate::incident::record::IncidentRecord {
+                incident_id: engine.run_id().to_owned(),
+                detected,
+                operator,
+                lookup: Some(&lookup),
+                run: None,
+                exit_code: code,
+            };
+            write_record(path, &record)?;
         }
-        return Ok(exit::SUCCESS);
+        return Ok(code);
     }
-    let mut names: Vec<String> = holders.into_iter().map(|(n, _)| n).collect();
-    names.dedup();
-    let args = RotateArgs {
-        selection: Selection {
-            names,
-            tags: Vec::new(),
-        },
-        due: false,
-        dry_run: false,
-        leaked: true,
-        parallel: None,
-        grace: None,
-        report: report.map(Path::to_path_buf),
-        delete_inactive: false,
-        abandon_pending: false,
-        create_store: false,
+    let mut config = config;
+    if config.defaults.parallel == 0 {
+        config.defaults.parallel = 1;
+    }
+    let chosen = config.select(&live, &[]).map_err(|e| Stop::usage(e.to_string()))?;
+    check_stores_exist(&config, &chosen)?;
+    let engine = engine_for(
+        &config,
+        ProviderOptions::default(),
+        reporter(cli, &config, "rotate", chosen.len())?,
+    );
+    let options = RotateOptions {
+        incident: true,
+        ..Default::default()
     };
-    rotate(cli, &args).await
+    let run = engine.rotate(chosen, options).await?;
+    let code = finish(cli, &run);
+    if let Some(path) = report {
+        let record = crate::incident::record::IncidentRecord {
+            incident_id: run.run_id.clone(),
+            detected,
+            operator,
+            lookup: Some(&lookup),
+            run: Some(&run),
+            exit_code: code,
+        };
+        write_record(path, &record)?;
+    }
+    Ok(code)
+}
+
+/// Reads every credential's store concurrently and compares every candidate.
+async fn look_up(
+    engine: &Arc<Engine>,
+    config: &Config,
+    candidates: &[crate::leaked::Candidate],
+) -> crate::incident::Lookup {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(LOOKUP_PARALLEL));
+    let mut reads = tokio::task::JoinSet::new();
+    for (index, credential) in config.credentials.iter().enumerate() {
+        let engine = engine.clone();
+        let credential = credential.clone();
+        let semaphore = semaphore.clone();
+        reads.spawn(async move {
+            let _permit = semaphore.acquire_owned().await.expect("never closed");
+            (index, engine.read_versions(&credential).await)
+        });
+    }
+    let mut states: Vec<Option<Result<rekey_api::KeyState, String>>> =
+        (0..config.credentials.len()).map(|_| None).collect();
+    while let Some(Ok((index, result))) = reads.join_next().await {
+        states[index] = Some(result);
+    }
+    let mut lookup = crate::incident::Lookup::default();
+    let mut hit = vec![false; candidates.len()];
+    for (credential, state) in config.credentials.iter().zip(states) {
+        match state {
+            Some(Ok(state)) => lookup.matches.extend(crate::incident::lookup::match_state(
+                &credential.name,
+                &state,
+                candidates,
+                &mut hit,
+            )),
+            Some(Err(message)) => lookup.unreadable.push(message),
+            None => lookup
+                .unreadable
+                .push(format!("{}: read: the lookup task failed", credential.name)),
+        }
+    }
+    lookup.unmatched = candidates
+        .iter()
+        .zip(&hit)
+        .filter(|(_, hit)| !**hit)
+        .map(|(c, _)| c.fingerprint())
+        .collect();
+    lookup
+}
+
+fn print_matches(cli: &Cli, config: &Config, lookup: &crate::incident::Lookup, rotating: bool) {
+    if cli.output == Output::Json && !rotating {
+        let matches: Vec<serde_json::Value> = lookup
+            .matches
+            .iter()
+            .map(|m| {
+                let credential = config.credential(&m.credential);
+                serde_json::json!({
+                    "credential": m.credential,
+                    "store": credential.map(|c| c.store.as_str()),
+                    "key": credential.map(|c| c.key.as_str()),
+                    "stage": m.stage.as_str(),
+                    "version": m.version,
+                    "fingerprint": m.fingerprint,
+                    "found_as": m.origin,
+                    "already_dead_since": m.revoked.filter(|_| m.already_dead()).map(crate::engine::recorder::rfc3339),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema_version": 1,
+                "command": "leaked",
+                "matches": matches,
+                "unmatched": lookup.unmatched,
+                "unreadable": lookup.unreadable,
+                "exit_code": if lookup.unreadable.is_empty() { 0 } else { 1 },
+            })
+        );
+        return;
+    }
+    let mut out = std::io::stderr().lock();
+    for m in &lookup.matches {
+        let credential = config.credential(&m.credential);
+        let note = match m.revoked {
+            Some(t) if m.already_dead() => format!("already dead since {}", crate::engine::recorder::rfc3339(t)),
+            _ => "LIVE".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{}\t{}\tstore {} key {}\tversion {}\t{}\t{} ({})",
+            m.credential,
+            m.stage,
+            credential.map_or("?", |c| c.store.as_str()),
+            credential.map_or("?", |c| c.key.as_str()),
+            m.version,
+            note,
+            m.fingerprint,
+            m.origin
+        );
+    }
+    if !lookup.unmatched.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} other value(s) found matched nothing: {}",
+            lookup.unmatched.len(),
+            lookup.unmatched.join(", ")
+        );
+    }
+}
+
+fn write_record(path: &Path, record: &crate::incident::record::IncidentRecord<'_>) -> Result<(), Stop> {
+    let text = if path.extension().is_some_and(|e| e == "md") {
+        record.to_markdown()
+    } else {
+        serde_json::to_string_pretty(&record.to_json()).expect("record serializes")
+    };
+    write_file(path, &text)
 }
 
 fn exit_code(run: &RunReport) -> i32 {
@@ -457,12 +656,37 @@ fn write_file(path: &Path, text: &str) -> Result<(), Stop> {
     })
 }
 
-fn read_stdin() -> Result<Zeroizing<String>, Stop> {
+/// Reads a secret input from `file` or stdin, at most `limit` bytes. On a terminal the
+/// input is not echoed (a hidden prompt on stderr). Empty input is a usage error.
+fn read_secret_input(file: Option<&Path>, limit: usize) -> Result<Zeroizing<String>, Stop> {
     let mut buffer = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut buffer)
-        .map_err(|e| Stop::usage(format!("cannot read stdin: {e}")))?;
-    let text = std::str::from_utf8(&buffer).map_err(|_| Stop::usage("stdin is not valid UTF-8"))?;
+    let too_big = || Stop::usage(format!("the input is larger than {} KiB; refusing it", limit >> 10));
+    match file {
+        Some(path) => {
+            let f =
+                std::fs::File::open(path).map_err(|e| Stop::usage(format!("cannot read {}: {e}", path.display())))?;
+            f.take(limit as u64 + 1)
+                .read_to_end(&mut buffer)
+                .map_err(|e| Stop::usage(format!("cannot read {}: {e}", path.display())))?;
+        }
+        None => {
+            let _echo_off =
+                crate::terminal::HiddenInput::begin("paste the secret, then press Ctrl-D (input is hidden)");
+            std::io::stdin()
+                .take(limit as u64 + 1)
+                .read_to_end(&mut buffer)
+                .map_err(|e| Stop::usage(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    if buffer.len() > limit {
+        return Err(too_big());
+    }
+    let text = std::str::from_utf8(&buffer).map_err(|_| Stop::usage("the input is not valid UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(Stop::usage(
+            "the input is empty: pipe the secret in, e.g. `printf %s \"$PW\" | rekey import NAME`",
+        ));
+    }
     Ok(Zeroizing::new(text.to_owned()))
 }
 

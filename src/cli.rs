@@ -109,6 +109,9 @@ rekey verify --junit rekey-verify.xml")]
         /// Store it without checking that it logs in.
         #[arg(long)]
         no_verify: bool,
+        /// With --no-verify: replace a stored current secret even if it still logs in.
+        #[arg(long, requires = "no_verify")]
+        force: bool,
     },
     /// Print a stored secret (JSON object, or one field) to stdout.
     Get {
@@ -122,11 +125,24 @@ rekey verify --junit rekey-verify.xml")]
         field: Option<String>,
     },
     /// Read a leaked value from stdin and name the credentials holding it.
+    #[command(
+        after_help = "What was found, as found: a bare value, a DSN or URL, a .env or shell file, JSON, YAML,\n\
+a log line, or a scanner's output. Read from FILE or stdin, never from the command line.\n\n\
+Examples:\n  pbpaste | rekey leaked                          # which credentials hold it?\n  \
+rekey leaked leaked.env --rotate --report incident.md\n  \
+trufflehog git file://. --json | rekey leaked --from trufflehog --rotate"
+    )]
     Leaked {
-        /// Rotate them at once in incident mode.
+        /// The artefact (file) holding what leaked; stdin when absent.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The input is a scanner's output.
+        #[arg(long, value_enum, default_value_t = crate::leaked::Source::Text)]
+        from: crate::leaked::Source,
+        /// Rotate the matched credentials at once in incident mode.
         #[arg(long)]
         rotate: bool,
-        /// Write the incident record (JSON) to FILE.
+        /// Write the incident record: Markdown for FILE.md, JSON otherwise.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },

@@ -126,6 +126,15 @@ pub enum Event {
     },
     /// A credential is done.
     CredentialDone(Box<crate::engine::report::CredentialReport>),
+    /// `leaked` compared one candidate value with the stored secrets (audit only).
+    LeakLookup {
+        /// The run.
+        run_id: String,
+        /// The candidate's fingerprint (never the value).
+        fingerprint: String,
+        /// What it matched (`credential stage version id`), or `None`.
+        matched: Option<String>,
+    },
     /// A test failpoint was reached; the process holds here until killed.
     FailpointHeld {
         /// The credential.

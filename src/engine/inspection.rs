@@ -124,6 +124,13 @@ pub async fn plan(
     Ok(Status::Planned)
 }
 
+/// A pending version older than this is reported as stuck, with the way out.
+pub const STUCK_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// How long after its grace period a previous secret may still work before `verify`
+/// calls it a failure rather than a revocation that is due (the next `--due` run).
+pub const REVOCATION_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
+
 /// `verify`: the current secret works, a revoked previous one is refused, the current
 /// one is younger than policy, and no rotation is left half done. All checks run; any
 /// problem fails the credential.
@@ -136,18 +143,30 @@ pub async fn verify(
     let state = read_state(rec, store, &credential.key).await?;
     let now = SystemTime::now();
     if let Some(p) = state.pending() {
-        problem(
-            rec,
-            Step::Resume,
-            FailureKind::HalfDone,
-            format!(
-                "a rotation was left half done: version {} pending since {}; run `rekey rotate {}` to finish it",
-                p.id,
-                rfc3339(p.created),
-                credential.name
-            ),
-            now_started(),
-        );
+        let age = now.duration_since(p.created).unwrap_or_default();
+        let (kind, message) = if age >= STUCK_AFTER {
+            (
+                FailureKind::Stuck,
+                format!(
+                    "a rotation is stuck: version {} pending for {}; run `rekey rotate {name}` to finish it, \
+                     or `rekey rotate --abandon-pending {name}` if it can never be applied",
+                    p.id,
+                    short_duration(age),
+                    name = credential.name
+                ),
+            )
+        } else {
+            (
+                FailureKind::HalfDone,
+                format!(
+                    "a rotation was left half done: version {} pending since {}; run `rekey rotate {}` to finish it",
+                    p.id,
+                    rfc3339(p.created),
+                    credential.name
+                ),
+            )
+        };
+        problem(rec, Step::Resume, kind, message, now_started());
     }
     match state.current() {
         None => problem(
@@ -199,8 +218,24 @@ pub async fn verify(
         }
     }
     if let Some(previous) = state.previous() {
-        let grace_over = state.current().is_some_and(|c| c.created + credential.grace <= now);
-        if previous.revoked.is_some() || grace_over {
+        let revoke_at = state.current().map(|c| c.created + credential.grace);
+        let overdue = revoke_at.and_then(|at| now.duration_since(at).ok());
+        if previous.revoked.is_none() && overdue.is_some_and(|o| o < REVOCATION_TOLERANCE) {
+            // The grace period is over but the `--due` run that revokes it has not come
+            // yet: not broken, just due.
+            let overdue = overdue.unwrap_or_default();
+            match target.login(&previous.doc).await {
+                Ok(()) => {
+                    let warning = format!(
+                        "revocation due for {}: the previous secret still works until the next `rekey rotate --due`",
+                        short_duration(overdue)
+                    );
+                    rec.report.warnings.push(warning.clone());
+                    rec.skipped(Step::ProveDead, warning);
+                }
+                Err(_) => rec.ok(Step::ProveDead, "the previous secret is refused"),
+            }
+        } else if previous.revoked.is_some() || overdue.is_some() {
             let started = (SystemTime::now(), Instant::now());
             match target.login(&previous.doc).await {
                 Err(e) if e.kind() == ErrorKind::AuthRejected => {
@@ -246,10 +281,87 @@ fn problem(rec: &mut Recorder, step: Step, kind: FailureKind, message: String, s
 pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Store) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
     rec.report.versions = summarize(&state);
-    if let Some(c) = state.current() {
-        rec.report.next_due = Some(rfc3339(c.created + credential.every));
+    let now = SystemTime::now();
+    let name = &credential.name;
+    let Some(current) = state.current() else {
+        problem(
+            rec,
+            Step::CheckCurrent,
+            FailureKind::NotFound,
+            format!("no secret stored; import the existing one with `rekey import {name}`"),
+            now_started(),
+        );
+        return Err(StepFailed);
+    };
+    rec.report.next_due = Some(rfc3339(current.created + credential.every));
+    if let Some(p) = state.pending() {
+        let age = now.duration_since(p.created).unwrap_or_default();
+        let (kind, message) = if age >= STUCK_AFTER {
+            (
+                FailureKind::Stuck,
+                format!(
+                    "stuck: version {} pending for {}; `rekey rotate {name}` finishes it, \
+                     `rekey rotate --abandon-pending {name}` drops it",
+                    short_id(&p.id),
+                    short_duration(age)
+                ),
+            )
+        } else {
+            (
+                FailureKind::HalfDone,
+                format!(
+                    "pending: version {} staged {} ago; `rekey rotate {name}` finishes it",
+                    short_id(&p.id),
+                    short_duration(age)
+                ),
+            )
+        };
+        problem(rec, Step::Resume, kind, message, now_started());
     }
-    Ok(Status::Listed)
+    let age = now.duration_since(current.created).unwrap_or_default();
+    if age > credential.every {
+        problem(
+            rec,
+            Step::CheckAge,
+            FailureKind::TooOld,
+            format!(
+                "overdue: the current secret is {} old, policy {}; `rekey rotate {name}`",
+                short_duration(age),
+                short_duration(credential.every)
+            ),
+            now_started(),
+        );
+    }
+    if let Some((_, current)) = outstanding_revocation(&state) {
+        if let Some(overdue) = now.duration_since(current.created + credential.grace).ok() {
+            problem(
+                rec,
+                Step::Revoke,
+                FailureKind::HalfDone,
+                format!(
+                    "revocation due: the previous secret's grace period ended {} ago; `rekey rotate --due` revokes it",
+                    short_duration(overdue)
+                ),
+                now_started(),
+            );
+        }
+    }
+    if rec.report.problems.is_empty() {
+        rec.report.plan.push(format!(
+            "ok: current {} for {}, due in {}",
+            short_id(&current.id),
+            short_duration(age),
+            short_duration(credential.every.saturating_sub(age))
+        ));
+        Ok(Status::Listed)
+    } else {
+        Err(StepFailed)
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let cut = id.char_indices().nth(8).map_or(id.len(), |(i, _)| i);
+    &id[..cut]
 }
 
 /// Version summaries, newest first, without values.

@@ -83,6 +83,15 @@ pub struct CredentialReport {
     /// The version made current (rotate, import).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Fingerprint of the version made current (`sha256:` + 12 hex digits, never the value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The version it replaced, when a rotation replaced one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    /// Fingerprint of the replaced version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
     /// Whether a pending rotation from an earlier run was finished.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
@@ -92,6 +101,9 @@ pub struct CredentialReport {
     /// Lines of the plan (plan, dry run) or of preflight facts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<String>,
+    /// Things worth knowing that are not failures (a revocation that is due), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Problems found (verify), each one line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,

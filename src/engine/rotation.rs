@@ -374,6 +374,11 @@ impl Rotation<'_> {
         new: &SecretDoc,
     ) -> Result<(), StepFailed> {
         let previous = previous.filter(|p| p.id != version);
+        rec.report.fingerprint = Some(new.fingerprint());
+        if let Some(p) = previous {
+            rec.report.previous_version = Some(p.id.clone());
+            rec.report.previous_fingerprint = Some(p.doc.fingerprint());
+        }
         if self.target.capabilities().apply_invalidates_previous {
             // Apply already replaced the old secret: prove it dead now, then promote and
             // record the revocation in one write.
@@ -636,7 +641,11 @@ pub async fn prove_dead(rec: &mut Recorder, target: &dyn Target, old: &SecretDoc
     let started = (SystemTime::now(), Instant::now());
     match target.login(old).await {
         Err(e) if e.kind() == ErrorKind::AuthRejected => {
-            rec.ok_since(Step::ProveDead, Some("the previous secret is refused".into()), started);
+            rec.ok_since(
+                Step::ProveDead,
+                Some(format!("the previous secret is refused ({})", e.message())),
+                started,
+            );
             Ok(())
         }
         Ok(()) => Err(rec.fail_since(

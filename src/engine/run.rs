@@ -29,6 +29,18 @@ pub enum RunError {
     /// A lock file could not be created (exit 1).
     #[error("{0}")]
     Lock(String),
+    /// The input (a secret on stdin) is unusable (exit 2); nothing changed.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// How `import` stores an existing secret.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Check that the secret logs in before storing it.
+    pub check: bool,
+    /// With `check` off: replace a stored current secret even when it still logs in.
+    pub force: bool,
 }
 
 /// The environment variable naming a test failpoint: `after-stage`, `after-apply`,
@@ -81,6 +93,11 @@ impl Engine {
             run_id: uuid::Uuid::new_v4().to_string(),
             failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
         }
+    }
+
+    /// This run's id (also in the audit log and reports).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Stops at step boundaries when `interrupt` is requested (the binary passes
@@ -209,7 +226,15 @@ impl Engine {
     }
 
     /// `import`: stores an existing secret as current after checking it logs in.
-    pub async fn import(&self, credential: Credential, mut doc: SecretDoc, check: bool) -> Result<RunReport, RunError> {
+    ///
+    /// `read_doc` produces the document only once the credential's lock is held, so that
+    /// a secret read from stdin cannot overwrite a rotation that finished meanwhile.
+    pub async fn import(
+        &self,
+        credential: Credential,
+        read_doc: impl FnOnce() -> Result<SecretDoc, String>,
+        options: ImportOptions,
+    ) -> Result<RunReport, RunError> {
         let started = (SystemTime::now(), Instant::now());
         let mut prepared = self.prepare(vec![credential])?;
         let p = prepared.pop().expect("one credential");
@@ -219,6 +244,7 @@ impl Engine {
                 lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
             },
         )?;
+        let mut doc = read_doc().map_err(RunError::Input)?;
         let mut rec = self.recorder(&p);
         let status = async {
             let store = p
@@ -226,7 +252,20 @@ impl Engine {
                 .clone()
                 .map_err(|e| rec.fail(Step::Read, e.kind().into(), e.message()))?;
             p.target.complete(&mut doc);
-            if check {
+            if !options.check && !options.force {
+                let state = super::rotation::read_state(&mut rec, store.as_ref(), &p.credential.key).await?;
+                if let Some(current) = state.current() {
+                    if p.target.login(&current.doc).await.is_ok() {
+                        return Err(rec.fail(
+                            Step::Import,
+                            FailureKind::Conflict,
+                            "the stored current secret still logs in; importing an unverified secret over it \
+                             could replace a working secret with a dead one (check it, or pass --force)",
+                        ));
+                    }
+                }
+            }
+            if options.check {
                 rec.run(Step::Verify, async {
                     p.target
                         .login(&doc)
@@ -265,6 +304,21 @@ impl Engine {
             Ok(state) => Ok(state),
             Err(e) if e.kind() == rekey_api::ErrorKind::NotFound => Ok(rekey_api::KeyState::default()),
             Err(e) => Err(format!("{}: read: {e}", credential.name)),
+        }
+    }
+
+    /// Logs in with `doc` at the credential's target: `Ok(true)` when the target refuses
+    /// it with its own authentication error, `Ok(false)` when it is accepted (for `leaked`,
+    /// which re-proves a leaked value that the store says is already dead).
+    pub async fn is_refused(&self, credential: &Credential, doc: &SecretDoc) -> Result<bool, String> {
+        let target = self
+            .backends
+            .target(credential)
+            .map_err(|e| format!("{}: configure target: {}", credential.name, e.message()))?;
+        match target.login(doc).await {
+            Ok(()) => Ok(false),
+            Err(e) if e.kind() == rekey_api::ErrorKind::AuthRejected => Ok(true),
+            Err(e) => Err(format!("{}: prove-dead: {e}", credential.name)),
         }
     }
 

@@ -116,8 +116,55 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    fn append(&self, text: &str) {
+        let written = self
+            .file
+            .lock()
+            .map(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.flush()));
+        if !matches!(written, Ok(Ok(()))) {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "warning: cannot write audit log {}; the run goes on to a consistent point and exits 1",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LookupLine<'a> {
+    ts: String,
+    run_id: &'a str,
+    command: &'static str,
+    step: &'static str,
+    fingerprint: &'a str,
+    matched: Option<&'a str>,
+}
+
 impl Reporter for AuditLog {
     fn event(&self, event: &Event) {
+        if let Event::LeakLookup {
+            run_id,
+            fingerprint,
+            matched,
+        } = event
+        {
+            let line = LookupLine {
+                ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                run_id,
+                command: self.command,
+                step: "leaked-lookup",
+                fingerprint,
+                matched: matched.as_deref(),
+            };
+            let mut text = serde_json::to_string(&line).expect("audit line serializes");
+            text.push('\n');
+            self.append(&text);
+            return;
+        }
         let Event::Step {
             run_id,
             credential,
@@ -145,19 +192,7 @@ impl Reporter for AuditLog {
         };
         let mut text = serde_json::to_string(&line).expect("audit line serializes");
         text.push('\n');
-        let written = self
-            .file
-            .lock()
-            .map(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.flush()));
-        if !matches!(written, Ok(Ok(()))) {
-            self.lost.fetch_add(1, Ordering::SeqCst);
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "warning: cannot write audit log {}; the run goes on to a consistent point and exits 1",
-                    self.path.display()
-                );
-            }
-        }
+        self.append(&text);
     }
 }
 

@@ -162,6 +162,9 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                     for (_, reason) in c.skipped_steps().filter(|(_, r)| r.starts_with("deferred")) {
                         parts.push(format!("revocation {reason}"));
                     }
+                    for warning in &c.warnings {
+                        parts.push(paint(&format!("warning: {warning}"), "33", color));
+                    }
                 }
                 parts.push(short_duration_ms(c.duration_ms));
                 out.push_str(&format!("{status} {name}  {}\n", parts.join("; ")));

@@ -128,6 +128,19 @@ impl SecretDoc {
         self.fields.keys().map(String::as_str)
     }
 
+    /// `sha256:` and the first 12 hex digits of the SHA-256 of the `password` field (or
+    /// `none`): short, stable and safe to print, so that a record can say which secret
+    /// was replaced by which without showing either.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let Some(password) = self.get_str(PASSWORD) else {
+            return "none".to_owned();
+        };
+        let digest = Sha256::digest(password.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     /// Whether the two documents hold the same password (constant-time on equal lengths).
     pub fn same_password(&self, other: &SecretDoc) -> bool {
         match (self.get_str(PASSWORD), other.get_str(PASSWORD)) {
