@@ -17,7 +17,7 @@ pub use failure::FailureKind;
 pub use interrupt::Interrupt;
 pub use report::{CredentialReport, RunReport, Status};
 pub use rotation::RotateOptions;
-pub use run::{Engine, EngineSettings, RunError};
+pub use run::{Engine, EngineSettings, ImportOptions, RunError};
 
 #[cfg(test)]
 mod tests;
