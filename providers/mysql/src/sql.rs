@@ -129,6 +129,18 @@ impl ServerInfo {
         }
     }
 
+    /// The privilege besides `SUPER` that lets an account end other accounts'
+    /// connections (`KILL CONNECTION`): `CONNECTION ADMIN` on MariaDB 10.5.2 and later,
+    /// `CONNECTION_ADMIN` on MySQL 8.0 and later; `None` on older servers, where only
+    /// `SUPER` does.
+    pub fn connection_admin_privilege(&self) -> Option<&'static str> {
+        match self.flavor {
+            Flavor::MariaDb if self.version >= (10, 5, 2) => Some("CONNECTION ADMIN"),
+            Flavor::Mysql if self.version >= (8, 0, 0) => Some("CONNECTION_ADMIN"),
+            _ => None,
+        }
+    }
+
     /// Why this server cannot hold two passwords per user, or `None` if it can
     /// (MySQL 8.0.14 and later).
     pub fn dual_unsupported(&self) -> Option<String> {
@@ -379,6 +391,11 @@ mod tests {
         assert!(ServerInfo::from_version("8.0.13").dual_unsupported().is_some());
         assert!(ServerInfo::from_version("5.7.44-log").dual_unsupported().is_some());
         assert_eq!(ServerInfo::from_version("8.4.0").label(), "MySQL 8.4.0");
+        let connection_admin = |v: &str| ServerInfo::from_version(v).connection_admin_privilege();
+        assert_eq!(connection_admin("10.11.19-MariaDB-0+deb12u1"), Some("CONNECTION ADMIN"));
+        assert_eq!(connection_admin("10.5.1-MariaDB"), None);
+        assert_eq!(connection_admin("8.0.36"), Some("CONNECTION_ADMIN"));
+        assert_eq!(connection_admin("5.7.44-log"), None);
     }
 
     #[test]

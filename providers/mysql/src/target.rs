@@ -1,11 +1,11 @@
 //! [`MysqlTarget`]: one MySQL/MariaDB user, or a pair of alternating users.
 
-use crate::admin::{AdminPool, OpFuture};
+use crate::admin::{AdminInfo, AdminPool, OpFuture};
 use crate::config::MysqlTargetConfig;
 use crate::conn::{close, connect, ConnectSpec, Endpoint, TlsSetup};
 use crate::error::{mysql_error, server_code};
 use crate::sql::{
-    alter_user_hash, discard_old_password, native_password_hash, normalize_grants, quote_literal,
+    alter_user_hash, discard_old_password, native_password_hash, normalize_grants, quote_account, quote_literal,
     set_own_password_hash, AdminGrants, Flavor, ServerInfo, SESSION_SETUP,
 };
 use async_trait::async_trait;
@@ -318,26 +318,76 @@ impl MysqlTarget {
         result
     }
 
+    /// Why the admin may not end the sessions of the configured user(s), with the fix,
+    /// or `None` when its grants allow it. The rule: global `PROCESS` (without it
+    /// `information_schema.PROCESSLIST` hides other users' threads, so none would be
+    /// found) and a global privilege that lets `KILL CONNECTION` end another user's
+    /// thread: `CONNECTION ADMIN` (MariaDB 10.5.2+) or `CONNECTION_ADMIN` (MySQL 8.0+),
+    /// or `SUPER` (or `ALL PRIVILEGES`), as listed by the admin's own `SHOW GRANTS`
+    /// (which on MariaDB includes the grants of its active role).
+    fn sessions_denied(&self, info: &AdminInfo, grants: &AdminGrants) -> Option<String> {
+        let kill = match info.server.connection_admin_privilege() {
+            Some(name) => format!("{name} or SUPER"),
+            None => "SUPER".to_owned(),
+        };
+        let grant_kill = info.server.connection_admin_privilege().unwrap_or("SUPER");
+        let admin = match info.current_user.rsplit_once('@') {
+            Some((user, host)) => quote_account(user, host),
+            None => quote_literal(&info.current_user),
+        };
+        let why = match (grants.see_sessions, grants.kill_sessions) {
+            (true, true) => return None,
+            (false, false) => format!(
+                "it lacks PROCESS (to see them) and {kill} (to end them) (GRANT PROCESS, {grant_kill} ON *.* TO {admin})"
+            ),
+            (false, true) => format!(
+                "it lacks PROCESS, without which they are invisible to it (GRANT PROCESS ON *.* TO {admin})"
+            ),
+            (true, false) => format!("it lacks {kill} (GRANT {grant_kill} ON *.* TO {admin})"),
+        };
+        let (subject, its) = match &self.config.usernames {
+            Some([a, b]) => (format!("users {} and {}", self.account(a), self.account(b)), "their"),
+            None => (format!("user {}", self.account(self.config.default_user())), "its"),
+        };
+        let endpoint = self.endpoint.label();
+        Some(if grants.alter_users.is_some() {
+            format!(
+                "admin {admin} may change the password of {subject} on {endpoint} but not end {its} sessions: {why}"
+            )
+        } else {
+            format!("admin {admin} may not end the sessions of {subject} on {endpoint}: {why}")
+        })
+    }
+
     /// Ends the sessions of `user` (other than the connection asking). With an admin
-    /// it needs PROCESS (to see them) and CONNECTION ADMIN or SUPER (to end them);
-    /// without one, `via` logs in as the same user, which may end its own sessions.
+    /// it needs PROCESS (to see them) and CONNECTION ADMIN or SUPER (to end them), and
+    /// fails with `PermissionDenied` and the reason [`Target::incident_preflight`] gives
+    /// when it lacks them; without one, `via` logs in as the same user, which may end
+    /// its own sessions.
     async fn terminate_sessions(&self, user: &str, via: &SecretDoc) -> ProviderResult<u64> {
         let action = format!("ending the sessions of {}", self.account(user));
         let op = kill_sessions_of;
         match &self.admin {
             Some(admin) => {
+                let info = admin.info().await?;
                 let grants = self.admin_grants(admin).await?;
+                let denied = self.sessions_denied(&info, &grants);
                 if !grants.see_sessions {
-                    return Err(ProviderError::permission_denied(format!(
-                        "{action}: {} lacks the PROCESS privilege, so other users' sessions are invisible to it",
-                        admin.label()
-                    )));
+                    // Finding no session would look like success.
+                    if let Some(why) = denied {
+                        return Err(ProviderError::permission_denied(why));
+                    }
                 }
                 admin
                     .run(&action, |c| op(c, user.to_owned()))
                     .await
-                    .map_err(|e| match e.kind() {
-                        ErrorKind::PermissionDenied => {
+                    .map_err(|e| match (e.kind(), denied) {
+                        // KILL refused (error 1095, "not owner of thread"): the same reason.
+                        (ErrorKind::PermissionDenied, Some(why)) => ProviderError::permission_denied(format!(
+                            "{why} (KILL CONNECTION refused: {})",
+                            e.message()
+                        )),
+                        (ErrorKind::PermissionDenied, None) => {
                             e.context("the admin needs CONNECTION ADMIN (MariaDB) / CONNECTION_ADMIN (MySQL) or SUPER")
                         }
                         _ => e,
@@ -577,21 +627,17 @@ impl MysqlTarget {
             ));
         }
 
-        if grants.see_sessions && grants.kill_sessions {
-            lines.push(format!(
-                "admin {} may end sessions (PROCESS, CONNECTION ADMIN)",
+        match self.sessions_denied(&info, &grants) {
+            None => lines.push(format!(
+                "admin {} may end sessions (PROCESS, CONNECTION ADMIN or SUPER)",
                 info.current_user
-            ));
-        } else if self.config.terminate_sessions {
-            return Err(ProviderError::permission_denied(format!(
-                "terminate_sessions is set but admin {} lacks PROCESS and CONNECTION ADMIN (or SUPER)",
-                info.current_user
-            )));
-        } else {
-            lines.push(format!(
-                "admin {} lacks PROCESS and CONNECTION ADMIN (or SUPER): ending sessions (incident mode) would fail",
-                info.current_user
-            ));
+            )),
+            Some(why) if self.config.terminate_sessions => {
+                return Err(ProviderError::permission_denied(format!(
+                    "terminate_sessions is set but {why}"
+                )))
+            }
+            Some(why) => lines.push(format!("ending sessions (incident mode) would fail: {why}")),
         }
 
         if let Some(current) = current {
@@ -707,6 +753,49 @@ impl Target for MysqlTarget {
             lines.push("sessions of the retired user will be ended at revoke".to_owned());
         }
         Ok(lines)
+    }
+
+    /// What ending the old secret's sessions needs, checked read-only on the shared admin
+    /// connection from the admin's own `SHOW GRANTS` (see the crate README): global
+    /// `PROCESS` to find the user's threads, and `CONNECTION ADMIN` (MariaDB 10.5.2+) /
+    /// `CONNECTION_ADMIN` (MySQL 8.0+) or `SUPER` to `KILL` them. `PermissionDenied`
+    /// names the admin, the user and the `GRANT` that fixes it. Without an admin the
+    /// user ends its own threads, which needs no privilege.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        let Some(admin) = &self.admin else {
+            return Ok(vec![format!(
+                "user {} will end its own sessions, logged in with the new password (a user may always end its \
+                 own connections)",
+                self.account(self.config.default_user())
+            )]);
+        };
+        let info = admin.info().await?;
+        let grants = self.admin_grants(admin).await?;
+        if let Some(why) = self.sessions_denied(&info, &grants) {
+            return Err(ProviderError::permission_denied(why));
+        }
+        let (subject, which) = match &self.config.usernames {
+            Some([a, b]) => (
+                format!("users {} and {}", self.account(a), self.account(b)),
+                "of the retired user",
+            ),
+            None => (
+                format!("user {}", self.account(self.config.default_user())),
+                "of the user, also those already using the new password (the server cannot tell which password a \
+                 session logged in with)",
+            ),
+        };
+        let kill = match info.server.connection_admin_privilege() {
+            Some(name) => format!("{name} or SUPER"),
+            None => "SUPER".to_owned(),
+        };
+        Ok(vec![
+            format!(
+                "admin {} may end the sessions of {subject} (PROCESS to see them, {kill} to end them)",
+                info.current_user
+            ),
+            format!("every session {which} will be ended"),
+        ])
     }
 
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {
