@@ -4,8 +4,10 @@
 mod alternating;
 mod aws;
 mod bad_input;
+mod config_refusals;
 mod crash;
 mod incident;
+mod leaked_artefacts;
 mod leaks;
 mod mysql;
 mod redis;
