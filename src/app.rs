@@ -164,9 +164,13 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         Command::Import { name, no_verify, force } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
+            let checked = credential.clone();
             let read_doc = || {
-                let value = read_secret_input(None, IMPORT_LIMIT).map_err(|s| s.message)?;
-                parse_import(&value).map_err(|e| format!("{name}: import: {e}"))
+                let value = read_secret_input(None, IMPORT_LIMIT).map_err(|s| format!("{name}: import: {}", s.message))?;
+                let doc = parse_import(&value).map_err(|e| format!("{name}: import: {e}"))?;
+                crate::config::check_import_identity(&config, &checked, &doc)
+                    .map_err(|e| format!("{name}: import: {e}"))?;
+                Ok(doc)
             };
             let options = ImportOptions {
                 check: !no_verify,
@@ -575,7 +579,12 @@ fn print_matches(cli: &Cli, config: &Config, lookup: &crate::incident::Lookup, r
         );
         return;
     }
-    let mut out = std::io::stderr().lock();
+    // The list is the command's output (stdout); while rotating, stdout is the rotation's.
+    let mut out: Box<dyn Write> = if rotating {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     for m in &lookup.matches {
         let credential = config.credential(&m.credential);
         let note = match m.revoked {
@@ -597,7 +606,7 @@ fn print_matches(cli: &Cli, config: &Config, lookup: &crate::incident::Lookup, r
     }
     if !lookup.unmatched.is_empty() {
         let _ = writeln!(
-            out,
+            std::io::stderr(),
             "{} other value(s) found matched nothing: {}",
             lookup.unmatched.len(),
             lookup.unmatched.join(", ")

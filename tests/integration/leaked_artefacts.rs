@@ -1,0 +1,195 @@
+//! Incident mode as a responder meets it: the leaked artefact as found, scanner output,
+//! safe selection, the report checked before anything changes, already dead values.
+
+use crate::util::Workspace;
+
+fn setup(ws: &mut Workspace) -> (String, String) {
+    let (role, leaked) = ws.role("rk_artefact");
+    let (other, other_pw) = ws.role("rk_artefact_other");
+    ws.write_config(&[ws.credential("orders-db", &role), ws.credential("other-db", &other)]);
+    ws.import("orders-db", &leaked);
+    ws.import("other-db", &other_pw);
+    (role, leaked)
+}
+
+fn first_match(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split('\t')
+        .take(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn leaked_artefacts_as_found_name_the_holder() {
+    let mut ws = Workspace::new();
+    let (role, leaked) = setup(&mut ws);
+    let encoded = leaked
+        .replace('%', "%25")
+        .replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    let artefacts = [
+        (
+            "dsn",
+            format!("postgresql://{role}:{encoded}@db.internal:5432/orders\n"),
+        ),
+        (
+            "env",
+            format!("# prod\nDB_HOST=db.internal\nDB_USER={role}\nexport DB_PASS=\"{leaked}\"\nDEBUG=false\n"),
+        ),
+        (
+            "json",
+            serde_json::json!({"service": {"db": {"user": role, "password": leaked}}}).to_string(),
+        ),
+        (
+            "log line",
+            format!("2026-11-30T01:02:03Z WARN connecting with password \"{leaked}\" to db\n"),
+        ),
+    ];
+    for (what, text) in &artefacts {
+        let r = ws.rekey_stdin(&["leaked"], text);
+        r.assert_code(0);
+        assert_eq!(first_match(&r.stdout), ["orders-db", "current"], "{what}: {}", r.stdout);
+        assert!(!r.stdout.contains(&leaked) && !r.stderr.contains(&leaked), "{what}");
+    }
+    let trufflehog = serde_json::json!({"DetectorName": "Postgres", "Raw": leaked, "RawV2": format!("postgresql://{role}:{encoded}@db:5432")})
+        .to_string();
+    let r = ws.rekey_stdin(&["leaked", "--from", "trufflehog"], &trufflehog);
+    r.assert_code(0);
+    assert_eq!(first_match(&r.stdout), ["orders-db", "current"], "{}", r.stdout);
+    let gitleaks = serde_json::json!([{"RuleID": "generic", "Secret": leaked, "Match": format!("password = \"{leaked}\""), "File": ".env"}])
+        .to_string();
+    let file = ws.path("gitleaks.json");
+    std::fs::write(&file, gitleaks).unwrap();
+    let r = ws.rekey(&["leaked", "--from", "gitleaks", file.to_str().unwrap()]);
+    r.assert_code(0);
+    assert_eq!(first_match(&r.stdout), ["orders-db", "current"], "{}", r.stdout);
+
+    // Every lookup is audited, by fingerprint only.
+    let audit = ws.audit_log();
+    assert!(audit.contains("\"step\":\"leaked-lookup\""), "{audit}");
+    assert!(!audit.contains(&leaked));
+}
+
+#[test]
+fn leaked_env_file_rotate_writes_a_markdown_record() {
+    let mut ws = Workspace::new();
+    let (role, leaked) = setup(&mut ws);
+    let other_before = ws.stored_password("other-db", "current");
+    let env = format!("DATABASE_URL=postgresql://{role}@db/x\nDB_PASSWORD={leaked}\nOTHER=unrelated-value-123\n");
+    let report = ws.path("incident.md");
+    let r = ws.rekey_stdin(&["leaked", "--rotate", "--report", report.to_str().unwrap()], &env);
+    r.assert_code(0);
+    assert!(!ws.can_login(&role, &leaked), "the leaked password is dead");
+    let current = ws.stored_password("orders-db", "current");
+    assert!(ws.can_login(&role, &current));
+    assert_eq!(
+        ws.stored_password("other-db", "current"),
+        other_before,
+        "only what leaked rotates"
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    for part in [
+        "# Incident record",
+        "Operator",
+        "## What leaked",
+        "sha256:",
+        "prove-dead",
+        "Contained",
+    ] {
+        assert!(md.contains(part), "the record lacks {part}:\n{md}");
+    }
+    assert!(
+        !md.contains(&leaked) && !md.contains(&current),
+        "no secret in the record"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&report).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn an_already_dead_value_is_not_an_emergency() {
+    let mut ws = Workspace::new();
+    let (role, old) = setup(&mut ws);
+    ws.rekey(&["rotate", "orders-db"]).assert_code(0);
+    let current = ws.stored_password("orders-db", "current");
+    let r = ws.rekey_stdin(&["leaked", "--rotate"], &old);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("already dead") || r.stderr.contains("already dead"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(ws.stored_password("orders-db", "current"), current, "not rotated again");
+    assert!(!ws.can_login(&role, &old));
+}
+
+#[test]
+fn rotate_leaked_without_a_selection_is_a_usage_error() {
+    let mut ws = Workspace::new();
+    let (_, leaked) = setup(&mut ws);
+    let r = ws.rekey(&["rotate", "--leaked"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("names or --tag"), "{}", r.stderr);
+    ws.rekey(&["plan", "--leaked"]).assert_code(2);
+    assert_eq!(ws.stored_password("orders-db", "current"), leaked, "nothing changed");
+}
+
+#[test]
+fn an_unwritable_report_path_stops_before_anything_changes() {
+    let mut ws = Workspace::new();
+    let (role, leaked) = setup(&mut ws);
+    let r = ws.rekey(&[
+        "rotate",
+        "--leaked",
+        "orders-db",
+        "--report",
+        "/nonexistent-dir/incident.md",
+    ]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_eq!(ws.stored_password("orders-db", "current"), leaked);
+    assert!(ws.can_login(&role, &leaked));
+}
+
+#[test]
+fn a_missing_store_file_is_not_created_by_rotate() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_nostore");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    let r = ws.rekey(&["rotate", "app-db"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("does not exist") && r.stderr.contains("--create-store"),
+        "{}",
+        r.stderr
+    );
+    assert!(!ws.path("secrets.json").exists());
+    assert!(ws.can_login(&role, &password), "the target was not touched");
+    ws.rekey(&["rotate", "--create-store", "app-db"]).assert_code(0);
+    assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
+}
+
+#[test]
+fn import_refuses_oversized_and_empty_input_and_unverified_overwrites() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_import_rules");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    let r = ws.rekey_stdin(&["import", "app-db"], &"x".repeat(70 * 1024));
+    r.assert_code(2);
+    ws.rekey_stdin(&["import", "app-db"], "").assert_code(2);
+    ws.import("app-db", &password);
+    // An unverified import over a current secret that still works is refused...
+    let r = ws.rekey_stdin(&["import", "app-db", "--no-verify"], "some-other-value-123");
+    r.assert_code(1);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    assert_eq!(ws.stored_password("app-db", "current"), password);
+    // ...unless forced.
+    ws.rekey_stdin(&["import", "app-db", "--no-verify", "--force"], "some-other-value-123")
+        .assert_code(0);
+}
