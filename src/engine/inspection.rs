@@ -333,7 +333,7 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
         );
     }
     if let Some((_, current)) = outstanding_revocation(&state) {
-        if let Some(overdue) = now.duration_since(current.created + credential.grace).ok() {
+        if let Ok(overdue) = now.duration_since(current.created + credential.grace) {
             problem(
                 rec,
                 Step::Revoke,
