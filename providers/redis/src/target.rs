@@ -292,7 +292,8 @@ impl RedisTarget {
     }
 
     /// `CLIENT KILL USER`: ends every connection of the user (except the one asking),
-    /// returning how many.
+    /// returning how many. Refused (`NOPERM`), it fails with `PermissionDenied` and the
+    /// reason [`Target::incident_preflight`] gives.
     async fn kill_sessions(&self, admin: &AdminConn<'_>) -> ProviderResult<u64> {
         let reply = admin
             .query(
@@ -300,10 +301,93 @@ impl RedisTarget {
                 redis::cmd("CLIENT").arg("KILL").arg("USER").arg(self.user()),
                 &[],
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::PermissionDenied {
+                    // The change before it (apply, or removing the old password) went through.
+                    ProviderError::permission_denied(format!(
+                        "{} (CLIENT KILL USER refused: NOPERM)",
+                        self.kill_denied(admin, Some(true))
+                    ))
+                } else {
+                    e
+                }
+            })?;
         match reply {
             Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
             _ => Ok(0),
+        }
+    }
+
+    /// Whether `admin` may run `CLIENT KILL` (`+client|kill`, what ending the user's
+    /// connections runs): asked with `ACL DRYRUN` (Redis 7+), or, where that is not
+    /// available, by running `CLIENT KILL ID 0`, which matches no connection (client ids
+    /// start at 1) and so ends nothing: the ACL check comes before the command runs.
+    /// `Ok(how it was checked)` or `Err(the server's refusal)`.
+    async fn may_kill(&self, admin: &AdminConn<'_>) -> ProviderResult<Result<&'static str, String>> {
+        match self.dry_run(admin, &["CLIENT", "KILL", "USER", self.user()]).await? {
+            DryRun::Allowed => return Ok(Ok("ACL DRYRUN")),
+            DryRun::Denied(why) => return Ok(Err(why)),
+            DryRun::Unavailable(_) => {}
+        }
+        let probe = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(0).clone();
+        match admin
+            .query("CLIENT KILL ID 0 (matches no connection)", &probe, &[])
+            .await
+        {
+            Ok(_) => Ok(Ok("CLIENT KILL ID 0, which matches no connection")),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Err(e.message().to_owned())),
+            // Allowed, and refused for its argument ("client-id should be greater than 0").
+            Err(e) if e.kind() == ErrorKind::Other => Ok(Ok("CLIENT KILL ID 0, which matches no connection")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The reason `admin` cannot end the user's connections, with the ACL rule that fixes
+    /// it. `may_change`: whether it may change the user's passwords, if known.
+    fn kill_denied(&self, admin: &AdminConn<'_>, may_change: Option<bool>) -> String {
+        let user = quote_name(self.user());
+        let fix = format!(
+            "it may not run CLIENT KILL (ACL SETUSER {} +client|kill)",
+            quote_name(admin.user_name())
+        );
+        match admin {
+            AdminConn::Own { .. } => format!(
+                "user {user} on {} may change its own passwords but not end its connections: {fix}",
+                self.endpoint
+            ),
+            AdminConn::Shared(pool) => match may_change {
+                Some(true) => format!(
+                    "admin user {} may change the passwords of user {user} on {} but not end its connections: {fix}",
+                    quote_name(pool.user_name()),
+                    self.endpoint
+                ),
+                _ => format!(
+                    "admin user {} may not end the connections of user {user} on {}: {fix}",
+                    quote_name(pool.user_name()),
+                    self.endpoint
+                ),
+            },
+        }
+    }
+
+    /// Checks that `admin` may end the user's connections: one line, or
+    /// `PermissionDenied` with [`RedisTarget::kill_denied`]'s reason.
+    async fn check_kill(&self, admin: &AdminConn<'_>) -> ProviderResult<String> {
+        match self.may_kill(admin).await? {
+            Ok(how) => Ok(format!(
+                "{} may end the connections of user {} (CLIENT KILL USER allowed; checked with {how})",
+                admin.label(),
+                quote_name(self.user())
+            )),
+            Err(_) => {
+                let may_change = match self.dry_run(admin, &["ACL", "SETUSER", self.user()]).await? {
+                    DryRun::Allowed => Some(true),
+                    DryRun::Denied(_) => Some(false),
+                    DryRun::Unavailable(_) => None,
+                };
+                Err(ProviderError::permission_denied(self.kill_denied(admin, may_change)))
+            }
         }
     }
 
@@ -419,8 +503,7 @@ impl RedisTarget {
         }
 
         if self.config.terminate_sessions {
-            self.check_permission(admin, &["CLIENT", "KILL", "USER", user], "CLIENT KILL USER", lines)
-                .await?;
+            lines.push(self.check_kill(admin).await?);
             lines.push(format!(
                 "connections of user {} will be ended at revoke (all of them: Redis cannot tell which password \
                  a connection used)",
@@ -512,6 +595,33 @@ impl Target for RedisTarget {
         let result = self.preflight_as(&admin, current, &mut lines).await;
         admin.close().await;
         result.map(|()| lines)
+    }
+
+    /// What ending the old secret's connections needs: the admin may run `CLIENT KILL`
+    /// (`+client|kill`; `CLIENT LIST` is not used), asked with
+    /// `ACL DRYRUN <admin> CLIENT KILL USER <user>` on Redis 7, or else with a
+    /// `CLIENT KILL ID 0` that matches no connection. `PermissionDenied` names the admin,
+    /// the user and the ACL rule that fixes it. Without an admin the user ends its own
+    /// connections, logged in with the new password, which needs `+client|kill` for it:
+    /// that cannot be checked without logging in as it, and is said so.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        let user = quote_name(self.user());
+        let Some(pool) = &self.admin else {
+            return Ok(vec![format!(
+                "user {user} will end its own connections, logged in with the new password: that needs \
+                 +client|kill for it, which is not checked in advance without an admin"
+            )]);
+        };
+        pool.ensure_connected().await?;
+        let admin = AdminConn::Shared(pool);
+        let line = self.check_kill(&admin).await?;
+        Ok(vec![
+            line,
+            format!(
+                "every connection of user {user} will be ended, also those already using the new password \
+                 (Redis cannot tell which password a connection used)"
+            ),
+        ])
     }
 
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {

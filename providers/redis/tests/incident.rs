@@ -1,0 +1,201 @@
+//! What incident mode needs beyond rotation: ending the user's connections.
+//! `incident_preflight` and `revoke` with `terminate_sessions` against a real Redis with
+//! ACL authentication enforced, with admin users that may and may not run `CLIENT KILL`
+//! (asked with `ACL DRYRUN`, or with a `CLIENT KILL ID 0` that matches nothing).
+
+mod common;
+
+use common::*;
+use rekey_api::conformance::random_password;
+use rekey_api::{ErrorKind, RevokeOptions, Strategy, Target};
+use rekey_redis::{acl_password_hash, RedisProvider, RedisTarget};
+
+const TERMINATE: RevokeOptions = RevokeOptions {
+    terminate_sessions: true,
+};
+
+fn administered(server: &Server, user: &TestUser, admin: Option<&TestUser>, strategy: Strategy) -> RedisTarget {
+    target(
+        &RedisProvider::new(),
+        &config(server.port(), &user.name, admin.map(|a| a.url(server.port()))),
+        strategy,
+    )
+}
+
+/// A connection authenticated as `user`, answering a command.
+fn session(server: &Server, user: &TestUser) -> redis::Connection {
+    let url = format!(
+        "redis://{}:{}@127.0.0.1:{}",
+        user.name,
+        user.password.expose(),
+        server.port()
+    );
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    assert!(alive(&mut conn));
+    conn
+}
+
+fn alive(conn: &mut redis::Connection) -> bool {
+    redis::cmd("ACL").arg("WHOAMI").query::<String>(conn).is_ok()
+}
+
+#[tokio::test]
+async fn admin_that_may_run_client_kill() {
+    let server = Server::machine();
+    let admin = TestUser::admin(&server);
+    let user = TestUser::app(&server, "rk_ip_ok");
+    let t = administered(&server, &user, Some(&admin), Strategy::Dual);
+    let lines = t.incident_preflight().await.unwrap();
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!(
+            "admin \"{}\" on 127.0.0.1:{} may end the connections of user \"{}\" (CLIENT KILL USER allowed; \
+             checked with ACL DRYRUN)",
+            admin.name,
+            server.port(),
+            user.name
+        )),
+        "{text}"
+    );
+    assert!(text.contains("every connection of user"), "{text}");
+    assert!(!text.contains(admin.password.expose()));
+}
+
+#[tokio::test]
+async fn dual_with_an_admin_without_client_kill_until_allowed() {
+    let server = Server::machine();
+    let admin = TestUser::new(&server, "rk_nokill", &["~*", "&*", "+@all", "-client|kill"]);
+    let user = TestUser::app(&server, "rk_ip_dual");
+    let t = administered(&server, &user, Some(&admin), Strategy::Dual);
+    let expected = format!(
+        "admin user \"{a}\" may change the passwords of user \"{u}\" on 127.0.0.1:{p} but not end its connections: \
+         it may not run CLIENT KILL (ACL SETUSER \"{a}\" +client|kill)",
+        a = admin.name,
+        u = user.name,
+        p = server.port()
+    );
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&expected],
+        &[&admin.password, &user.password],
+    );
+    // A routine preflight is unaffected (terminate_sessions is off).
+    t.preflight(Some(&user.doc())).await.unwrap();
+
+    // The rotation works, the old password is removed; ending the connections is refused
+    // with the same reason, and the connection opened with the old password stays.
+    let mut open = session(&server, &user);
+    let old = user.doc();
+    let new = t.prepare(Some(&old), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&old)).await.unwrap();
+    t.verify(&new).await.unwrap();
+    let err = t.revoke(&old, &new, TERMINATE).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&expected, "NOPERM"],
+        &[&admin.password, &user.password, &new.password().unwrap()],
+    );
+    assert_eq!(
+        user.passwords(),
+        vec![acl_password_hash(&new.password().unwrap())],
+        "the old password was removed"
+    );
+    assert_eq!(t.login(&old).await.unwrap_err().kind(), ErrorKind::AuthRejected);
+    assert!(alive(&mut open), "the connection is still open");
+
+    // ACL changes apply to the admin's open connection at once.
+    server.cmd(&["ACL", "SETUSER", &admin.name, "+client|kill"]);
+    t.incident_preflight().await.unwrap();
+    let report = t.revoke(&old, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 1);
+    assert!(!alive(&mut open), "the connection was ended");
+    t.login(&new).await.unwrap();
+}
+
+#[tokio::test]
+async fn without_acl_dryrun_a_kill_that_matches_nothing_answers() {
+    let server = Server::machine();
+    let user = TestUser::app(&server, "rk_ip_probe");
+    let mut bystander = session(&server, &user);
+    // May change users and kill, may not ACL DRYRUN.
+    let killer = TestUser::new(
+        &server,
+        "rk_probe_kill",
+        &["~*", "+acl|setuser", "+acl|getuser", "+client|kill"],
+    );
+    let t = administered(&server, &user, Some(&killer), Strategy::Single);
+    let lines = t.incident_preflight().await.unwrap();
+    assert!(lines[0].contains("checked with CLIENT KILL ID 0"), "{lines:?}");
+    assert!(alive(&mut bystander), "the probe ended no connection");
+    // Neither: refused, without claiming it may change the passwords (unknown).
+    let neither = TestUser::new(&server, "rk_probe_none", &["~*", "+acl|setuser", "+acl|getuser"]);
+    let t = administered(&server, &user, Some(&neither), Strategy::Single);
+    let err = t.incident_preflight().await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[
+            &format!(
+                "admin user \"{}\" may not end the connections of user \"{}\"",
+                neither.name, user.name
+            ),
+            "+client|kill",
+        ],
+        &[&neither.password],
+    );
+    assert!(alive(&mut bystander));
+}
+
+#[tokio::test]
+async fn without_admin_it_is_said_what_is_needed() {
+    let server = Server::machine();
+    let user = TestUser::app(&server, "rk_ip_self");
+    let t = administered(&server, &user, None, Strategy::Single);
+    let lines = t.incident_preflight().await.unwrap();
+    assert!(lines[0].contains("will end its own connections"), "{lines:?}");
+    assert!(lines[0].contains("+client|kill"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn user_without_client_kill_ending_its_own_connections() {
+    let server = Server::machine();
+    let user = TestUser::new(&server, "rk_ip_ownkill", &["~*", "&*", "+@all", "-client|kill"]);
+    let t = administered(&server, &user, None, Strategy::Single);
+    let mut open = session(&server, &user);
+    let old = user.doc();
+    let new = t.prepare(Some(&old), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&old)).await.unwrap();
+    let err = t.revoke(&old, &new, TERMINATE).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[&format!(
+            "user \"{u}\" on 127.0.0.1:{p} may change its own passwords but not end its connections: it may not run \
+             CLIENT KILL (ACL SETUSER \"{u}\" +client|kill)",
+            u = user.name,
+            p = server.port()
+        )],
+        &[&user.password, &new.password().unwrap()],
+    );
+    assert!(alive(&mut open));
+}
+
+#[tokio::test]
+async fn preflight_with_terminate_sessions_needs_client_kill() {
+    let server = Server::machine();
+    let admin = TestUser::new(&server, "rk_nokill_cfg", &["~*", "&*", "+@all", "-client|kill"]);
+    let user = TestUser::app(&server, "rk_ip_cfg");
+    let mut c = config(server.port(), &user.name, Some(admin.url(server.port())));
+    c.terminate_sessions = true;
+    let t = target(&RedisProvider::new(), &c, Strategy::Dual);
+    let err = t.preflight(Some(&user.doc())).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["but not end its connections", "+client|kill"],
+        &[&admin.password, &user.password],
+    );
+}
