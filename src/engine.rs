@@ -10,6 +10,7 @@ pub mod recorder;
 pub mod report;
 pub mod rotation;
 pub mod run;
+pub mod version;
 
 pub use backends::Backends;
 pub use event::{Event, Reporter, Step};

@@ -69,7 +69,7 @@ pub async fn plan(
             .map(|c| rfc3339(c.created + credential.every))
             .unwrap_or_default();
         if let Some((_, current)) = outstanding_revocation(&state) {
-            if current.created + grace <= now {
+            if super::version::revoke_at(current, options.grace, credential.grace) <= now || options.incident {
                 lines.push("finish the deferred revocation of the previous secret".into());
             }
         }
@@ -218,7 +218,9 @@ pub async fn verify(
         }
     }
     if let Some(previous) = state.previous() {
-        let revoke_at = state.current().map(|c| c.created + credential.grace);
+        let revoke_at = state
+            .current()
+            .map(|c| super::version::revoke_at(c, None, credential.grace));
         let overdue = revoke_at.and_then(|at| now.duration_since(at).ok());
         if previous.revoked.is_none() && overdue.is_some_and(|o| o < REVOCATION_TOLERANCE) {
             // The grace period is over but the `--due` run that revokes it has not come
@@ -333,7 +335,7 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
         );
     }
     if let Some((_, current)) = outstanding_revocation(&state) {
-        if let Ok(overdue) = now.duration_since(current.created + credential.grace) {
+        if let Ok(overdue) = now.duration_since(super::version::revoke_at(current, None, credential.grace)) {
             problem(
                 rec,
                 Step::Revoke,

@@ -7,6 +7,7 @@ use super::event::Step;
 use super::failure::FailureKind;
 use super::recorder::{rfc3339, Recorder, StepFailed};
 use super::report::Status;
+use super::version;
 use crate::config::Credential;
 use rekey_api::{ErrorKind, KeyState, ProviderError, RevokeOptions, SecretDoc, Store, StoredVersion, Target};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub struct RotateOptions {
 
 /// Version ids of rotations made in incident mode start with this, so that a later
 /// incident run can tell "finish what the incident left" from "rotate again".
-pub const INCIDENT_VERSION_PREFIX: &str = "incident-";
+pub const INCIDENT_VERSION_PREFIX: &str = version::INCIDENT_PREFIX;
 
 /// One credential's rotation, with everything it needs.
 pub struct Rotation<'a> {
@@ -63,6 +64,15 @@ impl Rotation<'_> {
         } else {
             self.options.grace.unwrap_or(self.credential.grace)
         }
+    }
+
+    /// When the previous secret may be revoked: the grace promised when `current` was
+    /// made (or this run's `--grace`, or the configured one); now in an incident.
+    fn revoke_at(&self, current: &StoredVersion) -> SystemTime {
+        if self.options.incident {
+            return current.created;
+        }
+        version::revoke_at(current, self.options.grace, self.credential.grace)
     }
 
     fn revoke_options(&self) -> RevokeOptions {
@@ -113,7 +123,7 @@ impl Rotation<'_> {
         let mut outstanding = outstanding_revocation(&state);
         if self.options.incident {
             if let Some((previous, current)) = outstanding {
-                if current.id.starts_with(INCIDENT_VERSION_PREFIX) {
+                if version::is_incident(&current.id) {
                     // An earlier incident run replaced the leaked secret and promoted the
                     // new one, then could not finish (ending sessions, revoking): finish
                     // only that; the current secret is not the leaked one.
@@ -132,7 +142,7 @@ impl Rotation<'_> {
         }
         if self.options.due_only {
             if let Some((previous, current)) = outstanding {
-                let revoke_at = current.created + self.grace();
+                let revoke_at = self.revoke_at(current);
                 if revoke_at <= now {
                     self.finish_revocation(rec, previous, current).await?;
                     outstanding = None;
@@ -155,7 +165,7 @@ impl Rotation<'_> {
         // forgotten while still valid: revoke it first — but not inside its grace period
         // (applications may still use it), unless this is an incident.
         if let Some((previous, current)) = outstanding {
-            let grace_until = current.created + self.grace();
+            let grace_until = self.revoke_at(current);
             if grace_until > now && !self.target.capabilities().apply_invalidates_previous {
                 return Err(rec.fail(
                     Step::Revoke,
@@ -184,7 +194,7 @@ impl Rotation<'_> {
         rec.run(Step::Preflight, self.target.precheck(current)).await?;
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
-        let version = new_version_id(self.options.incident);
+        let version = version::new_id(self.options.incident, self.options.grace);
         let started = (SystemTime::now(), Instant::now());
         let staged = if self.failpoint == Some("fail-stage") {
             Err(ProviderError::unreachable(
@@ -423,7 +433,7 @@ impl Rotation<'_> {
                 Ok(None) => {}
                 Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().into(), e.message(), started)),
             }
-            let at = rfc3339(SystemTime::now() + grace);
+            let at = rfc3339(SystemTime::now().checked_add(grace).unwrap_or(SystemTime::now()));
             rec.skipped(
                 Step::Revoke,
                 format!("deferred until {at} (grace); `rekey rotate --due` finishes it"),
@@ -677,16 +687,6 @@ pub fn is_due(state: &KeyState, every: Duration, now: SystemTime) -> bool {
     match state.current() {
         None => true,
         Some(c) => c.created + every <= now,
-    }
-}
-
-/// A new version id: a UUID, marked when the rotation is an incident's.
-fn new_version_id(incident: bool) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    if incident {
-        format!("{INCIDENT_VERSION_PREFIX}{id}")
-    } else {
-        id
     }
 }
 

@@ -158,3 +158,53 @@ async fn crash_after_stage_is_resumed_not_duplicated() {
     assert_eq!(state.current().unwrap().id, pending);
     assert!(!h.target.accepts(&old));
 }
+
+/// Issue: `rotate --grace 1h` printed "revocation deferred until T", but the next `--due`
+/// run used the configured grace (0s) and revoked at once.
+#[tokio::test(start_paused = true)]
+async fn grace_given_on_the_command_line_is_kept_by_later_runs() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    let with_grace = RotateOptions {
+        grace: Some(std::time::Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let run = h.rotate(with_grace).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert!(h.target.accepts(&old), "inside its grace period");
+    let due = RotateOptions {
+        due_only: true,
+        ..Default::default()
+    };
+    let run = h.rotate(due).await.unwrap();
+    assert_eq!(run.credentials[0].status, Status::NotDue);
+    assert!(h.target.accepts(&old), "the promised hour is kept");
+    assert!(h.state().previous().unwrap().revoked.is_none());
+    let verify = h.verify().await;
+    assert_eq!(verify.exit_code(), exit::SUCCESS, "inside grace is not a failure");
+}
+
+/// Due dates are judged from the store's timestamps: a secret made 31 days ago (the
+/// store's clock set back) is due, and `--due` rotates it.
+#[tokio::test(start_paused = true)]
+async fn due_is_judged_from_stored_age() {
+    use rekey_api::testing::ManualClock;
+    let clock = ManualClock::at(std::time::SystemTime::now() - std::time::Duration::from_secs(31 * 86_400));
+    let h = Harness::new(ScriptedTargetConfig::for_strategy(Strategy::Single));
+    h.store.set_clock(clock.clone());
+    let doc = h.target.seed_new();
+    h.store.put_current(KEY, "old", &doc).await.unwrap();
+    clock.set(std::time::SystemTime::now());
+    let due = RotateOptions {
+        due_only: true,
+        ..Default::default()
+    };
+    let run = h.rotate(due).await.unwrap();
+    assert_eq!(run.credentials[0].status, Status::Rotated);
+    assert!(!h.target.accepts(&doc));
+    // Now fresh: the next --due run does nothing.
+    let due = RotateOptions {
+        due_only: true,
+        ..Default::default()
+    };
+    assert_eq!(h.rotate(due).await.unwrap().credentials[0].status, Status::NotDue);
+}
