@@ -166,7 +166,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let credential = one(&config, name)?;
             let checked = credential.clone();
             let read_doc = || {
-                let value = read_secret_input(None, IMPORT_LIMIT).map_err(|s| format!("{name}: import: {}", s.message))?;
+                let value =
+                    read_secret_input(None, IMPORT_LIMIT).map_err(|s| format!("{name}: import: {}", s.message))?;
                 let doc = parse_import(&value).map_err(|e| format!("{name}: import: {e}"))?;
                 crate::config::check_import_identity(&config, &checked, &doc)
                     .map_err(|e| format!("{name}: import: {e}"))?;
@@ -308,6 +309,7 @@ async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Resul
 }
 
 async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
+    let detected = std::time::SystemTime::now();
     let options = RotateOptions {
         due_only: args.due,
         incident: args.leaked,
@@ -350,6 +352,17 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let run = engine.rotate(chosen, options).await?;
     let code = finish(cli, &run);
     match &args.report {
+        Some(path) if args.leaked => {
+            let record = crate::incident::record::IncidentRecord {
+                incident_id: run.run_id.clone(),
+                detected,
+                operator: crate::incident::record::operator(),
+                lookup: None,
+                run: Some(&run),
+                exit_code: code,
+            };
+            write_record(path, &record).map(|()| code)
+        }
         Some(path) => write_file(path, &json::render(&run, code)).map(|()| code),
         None => Ok(code),
     }
