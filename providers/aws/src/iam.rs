@@ -1,5 +1,9 @@
 //! [`IamTarget`]: an IAM user's access key.
 
+mod incident;
+
+pub use incident::SESSION_POLICY_PREFIX;
+
 use crate::config::AwsIamTargetConfig;
 use crate::error::{aws_error, classify, code};
 use crate::provider::Shared;
@@ -8,8 +12,9 @@ use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::types::{PolicyEvaluationDecisionType, StatusType};
 use rekey_api::{
     ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
-    TargetCapabilities,
+    TargetCapabilities, Timestamp,
 };
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,11 +32,12 @@ const APPLY_LIST_RETRIES: [u64; 4] = [250, 500, 1000, 2000];
 const KEYS_PER_USER: usize = 2;
 /// What the administrator needs on the user, checked by `preflight` when the account
 /// lets it simulate.
-const NEEDED_ACTIONS: [&str; 4] = [
+const NEEDED_ACTIONS: [&str; 5] = [
     "iam:ListAccessKeys",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
+    "iam:GetAccessKeyLastUsed",
 ];
 
 /// Options of the IAM target that are decisions of the run, not of the configuration.
@@ -55,6 +61,33 @@ pub struct IamOptions {
 /// | `verify` | `login`, and the caller ARN must be the configured user |
 /// | `retire` | `UpdateAccessKey Inactive` on the old key |
 /// | `revoke` | `UpdateAccessKey Inactive`, `DeleteAccessKey` on the old key (a missing key is success) |
+/// | `revoke` with `terminate_sessions` | then `ListUserPolicies`, `DeleteUserPolicy` of rekey's expired session-revocation policies, `PutUserPolicy` of a new one ([`SESSION_POLICY_PREFIX`]) |
+/// | `sweep_unstored` | `ListAccessKeys`; for a key stored nowhere created since the newest stored version, `GetAccessKeyLastUsed`, then `UpdateAccessKey Inactive`, `DeleteAccessKey` |
+/// | `incident_preflight` | STS `GetCallerIdentity`, `GetUser`, `ListUserPolicies`, `iam:SimulatePrincipalPolicy` for the policy actions |
+///
+/// **Incident mode** (`terminate_sessions`): deleting a key does not end the STS
+/// sessions obtained with it (`GetSessionToken`, `GetFederationToken`, up to 36 h). After
+/// deleting the old key, `revoke` attaches to the user an inline policy named
+/// `rekey-revoke-sessions-<unix time>` that denies every action to requests signed with
+/// temporary credentials issued before that time (condition `DateLessThan
+/// aws:TokenIssueTime`, AWS's documented way to revoke sessions). The time is the next
+/// whole second plus 2 s of clock skew allowance. The policy is on the user, so STS
+/// sessions the *new* key obtained before that time (between `apply` and `revoke`, or
+/// in those seconds) are refused too; new ones work. Sessions of *roles* assumed with
+/// the key follow the role's policies and are not ended. 36 h after its time such a policy denies nothing;
+/// the next incident revoke on the user removes it. A re-run of the revoke (the key
+/// already gone, a policy from this rotation in place) attaches no second one.
+/// [`RevokeReport::sessions_terminated`] stays 0: the policy ends sessions without
+/// counting them; [`IamTarget::session_policy_facts`] says which policies are in force.
+///
+/// **Sweep** (`sweep_unstored`): a key of the user that no stored document names, created
+/// at or after `since` minus 2 s (clock skew between this machine and IAM, and IAM's
+/// whole-second `CreateDate`), and that IAM records as **never used**, is a key rekey
+/// minted and lost (a crash between mint and stage, or a lost answer): nobody knows its
+/// secret. It is deactivated and deleted. Older keys, keys someone used, and every key
+/// when nothing is stored or a stored document names no key, are left alone. A key a
+/// person created after the newest stored version and has not used yet looks the same
+/// and is deleted too (IAM records a use with a delay of up to hours).
 ///
 /// The stored document is a flat JSON object in the shape of AWS's rotation secrets:
 /// `{"engine": "aws-iam", "username": USER, "access_key_id": "AKIA…",
@@ -148,7 +181,7 @@ impl IamTarget {
             capabilities: TargetCapabilities {
                 strategies: vec![Strategy::Dual],
                 strategy: Strategy::Dual,
-                terminate_sessions: false,
+                terminate_sessions: true,
                 mints_own_secret: true,
                 apply_invalidates_previous: false,
             },
@@ -301,49 +334,116 @@ impl IamTarget {
         }
     }
 
+    /// `sweep_unstored`: deletes the keys stored nowhere, created since `since` (minus
+    /// the clock skew allowance) and never used.
+    async fn sweep(&self, stored: &[&SecretDoc], since: Timestamp) -> ProviderResult<Vec<String>> {
+        let mut known = HashSet::new();
+        for doc in stored {
+            match doc.get_str(ACCESS_KEY_ID).filter(|s| !s.is_empty()) {
+                Some(id) => known.insert(id.to_owned()),
+                // Which key that document holds is unknown: any key may be it.
+                None => return Ok(Vec::new()),
+            };
+        }
+        if known.is_empty() {
+            // Nothing stored: rekey's keys cannot be told from anyone else's.
+            return Ok(Vec::new());
+        }
+        let cutoff = since.checked_sub(incident::CLOCK_SKEW).unwrap_or(since);
+        let mut removed = Vec::new();
+        for key in self.list_keys().await? {
+            if known.contains(&key.id) {
+                continue;
+            }
+            match key.created {
+                Some(created) if created >= cutoff => {}
+                // Older than the newest stored version (or of unknown age): not rekey's.
+                _ => continue,
+            }
+            let used = match self.last_use(&key.id).await {
+                Ok(used) => used,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "sweeping access key {}, stored nowhere and created after the newest stored version \
+                         (deleted only when IAM records no use of it)",
+                        key.id
+                    )))
+                }
+            };
+            if used.is_some() {
+                // Someone knows its secret: not a key rekey minted and lost.
+                continue;
+            }
+            if !self.deactivate(&key.id).await? {
+                continue; // deleted meanwhile
+            }
+            self.delete(&key.id).await?;
+            removed.push(key.id);
+        }
+        Ok(removed)
+    }
+
     /// Whether the administrator may manage the user's keys, by policy simulation.
     async fn simulate(&self, caller_arn: &str, user_arn: &str) -> String {
+        match self.simulate_actions(caller_arn, user_arn, &NEEDED_ACTIONS).await {
+            Simulation::Allowed => format!(
+                "permissions: the caller may {} on user {}",
+                NEEDED_ACTIONS.join(", "),
+                self.user()
+            ),
+            Simulation::Denied(denied) => format!(
+                "permissions: the caller may NOT {} on user {} (policy simulation)",
+                denied.join(", "),
+                self.user()
+            ),
+            Simulation::NotChecked(why) => format!("permissions: not checked ({why})"),
+        }
+    }
+
+    /// Whether the caller may run `actions` on the user, by policy simulation.
+    async fn simulate_actions(&self, caller_arn: &str, user_arn: &str, actions: &[&str]) -> Simulation {
         let iam = self.shared.iam().await;
         let result = iam
             .simulate_principal_policy()
             .policy_source_arn(principal_arn(caller_arn))
-            .set_action_names(Some(NEEDED_ACTIONS.iter().map(|s| s.to_string()).collect()))
+            .set_action_names(Some(actions.iter().map(|s| s.to_string()).collect()))
             .resource_arns(user_arn)
             .send()
             .await;
         match result {
             Ok(out) => {
-                let denied: Vec<&str> = out
+                let denied: Vec<String> = out
                     .evaluation_results()
                     .iter()
                     .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
-                    .map(|r| r.eval_action_name())
+                    .map(|r| r.eval_action_name().to_owned())
                     .collect();
                 if denied.is_empty() {
-                    format!(
-                        "permissions: the caller may {} on user {}",
-                        NEEDED_ACTIONS.join(", "),
-                        self.user()
-                    )
+                    Simulation::Allowed
                 } else {
-                    format!(
-                        "permissions: the caller may NOT {} on user {} (policy simulation)",
-                        denied.join(", "),
-                        self.user()
-                    )
+                    Simulation::Denied(denied)
                 }
             }
             Err(e) => {
                 let (kind, text) = classify(&e);
-                let why = if kind == ErrorKind::PermissionDenied {
+                Simulation::NotChecked(if kind == ErrorKind::PermissionDenied {
                     "the caller may not run iam:SimulatePrincipalPolicy".to_owned()
                 } else {
                     format!("iam:SimulatePrincipalPolicy failed: {text}")
-                };
-                format!("permissions: not checked ({why})")
+                })
             }
         }
     }
+}
+
+/// What a policy simulation said.
+enum Simulation {
+    Allowed,
+    /// The actions not allowed.
+    Denied(Vec<String>),
+    /// Why nothing could be said.
+    NotChecked(String),
 }
 
 /// Two keys already: what to say, and which key `delete_inactive` removes.
@@ -369,6 +469,23 @@ impl Target for IamTarget {
     fn complete(&self, doc: &mut SecretDoc) {
         doc.set_default("engine", ENGINE);
         doc.set_default("username", self.user());
+    }
+
+    /// What incident mode does here and whether the caller may: STS `GetCallerIdentity`,
+    /// `GetUser`, `ListUserPolicies` (rekey's session-revocation policies, in force and
+    /// expired), and `iam:SimulatePrincipalPolicy` for `iam:PutUserPolicy`,
+    /// `iam:ListUserPolicies` and `iam:DeleteUserPolicy` on the user.
+    /// [`ErrorKind::PermissionDenied`] when the simulation says `PutUserPolicy` is
+    /// denied; where simulation is unavailable (not allowed, or moto) a line says
+    /// `PutUserPolicy` was not checked.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        self.incident_checks().await
+    }
+
+    /// Deletes the user's keys that no stored document names, created at or after
+    /// `since` minus 2 s of clock skew, and never used (see the type's documentation).
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], since: Timestamp) -> ProviderResult<Vec<String>> {
+        self.sweep(stored, since).await
     }
 
     async fn preflight(&self, current: Option<&SecretDoc>) -> ProviderResult<Vec<String>> {
@@ -562,7 +679,7 @@ impl Target for IamTarget {
         }))
     }
 
-    async fn revoke(&self, old: &SecretDoc, new: &SecretDoc, _options: RevokeOptions) -> ProviderResult<RevokeReport> {
+    async fn revoke(&self, old: &SecretDoc, new: &SecretDoc, options: RevokeOptions) -> ProviderResult<RevokeReport> {
         let old_id = key_id_of(old, "old")?;
         if new.get_str(ACCESS_KEY_ID) == Some(old_id.as_str()) {
             return Err(ProviderError::invalid_input(format!(
@@ -571,9 +688,15 @@ impl Target for IamTarget {
             )));
         }
         // Deactivate first: if the delete fails, the key is at least unusable.
-        if self.deactivate(&old_id).await? {
+        let was_there = self.deactivate(&old_id).await?;
+        if was_there {
             self.delete(&old_id).await?;
         }
+        if options.terminate_sessions {
+            // After the deletion: no session of the old key can be issued later than this.
+            self.end_sessions(&old_id, was_there, new).await?;
+        }
+        // The policy refuses sessions without counting them: nothing to count here.
         Ok(RevokeReport::default())
     }
 }

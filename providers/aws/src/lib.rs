@@ -49,7 +49,7 @@ mod secretsmanager;
 mod version;
 
 pub use config::{AwsIamTargetConfig, AwsSecretsManagerConfig};
-pub use iam::{IamOptions, IamTarget, ACCESS_KEY_ID, ENGINE, SECRET_ACCESS_KEY};
+pub use iam::{IamOptions, IamTarget, ACCESS_KEY_ID, ENGINE, SECRET_ACCESS_KEY, SESSION_POLICY_PREFIX};
 pub use provider::{AwsProvider, AwsTimeouts};
 pub use secretsmanager::{
     SecretsManagerStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS, CAS_LABEL, REVOKED_TAG_PREFIX, WRITE_LABEL,

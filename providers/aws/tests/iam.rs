@@ -1,6 +1,7 @@
 //! The IAM access-key target beyond the conformance suite: the two-key limit, what moto
-//! accepts (deleted keys are refused, inactive ones are not), retire, apply, preflight
-//! and errors.
+//! accepts (deleted keys are refused, inactive ones are not), retire, apply, preflight,
+//! the sweep of minted keys stored nowhere, and errors. Incident mode is in
+//! `iam_incident.rs`.
 
 mod common;
 
@@ -8,6 +9,7 @@ use common::{admin_provider, assert_clean, create_key, create_user_with_key, iam
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
 use rekey_aws::{AwsIamTargetConfig, IamOptions, IamTarget};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn target(user: &str, delete_inactive: bool) -> IamTarget {
     let server = moto();
@@ -301,7 +303,11 @@ fn strategies_config_and_debug() {
     let t = provider.iam(&config, Strategy::Dual, IamOptions::default()).unwrap();
     let caps = t.capabilities();
     assert_eq!(caps.strategies, vec![Strategy::Dual]);
-    assert!(caps.mints_own_secret && !caps.apply_invalidates_previous && !caps.terminate_sessions);
+    assert!(caps.mints_own_secret && !caps.apply_invalidates_previous);
+    assert!(
+        caps.terminate_sessions,
+        "incident mode refuses the old key's STS sessions"
+    );
     assert!(t.describe().contains("user ci"), "{}", t.describe());
     let mut doc = SecretDoc::new();
     t.complete(&mut doc);
@@ -311,4 +317,105 @@ fn strategies_config_and_debug() {
         serde_json::from_value(serde_json::json!({"user": "ci", "access_key": "x"}));
     assert!(parsed.is_err(), "deny_unknown_fields");
     assert!(format!("{t:?}").contains("ci"));
+}
+
+/// A rotation interrupted between mint and stage leaves a key alive and stored nowhere;
+/// the sweep deletes it, which also frees the second key slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn sweep_deletes_a_minted_key_stored_nowhere() {
+    let server = moto();
+    let user = unique_name("sweep");
+    let current = create_user_with_key(server, &user).await;
+    let t = target(&user, false);
+    // The newest stored version's creation, then an interrupted rotation: minted, never
+    // stored (prepare is exactly the mint).
+    let since = SystemTime::now();
+    let lost = t.prepare(Some(&current), random_password(8)).await.unwrap();
+    assert_eq!(list_keys(server, &user).await.len(), 2);
+    let err = t.prepare(Some(&current), random_password(8)).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "the lost key blocks the next mint: {err}"
+    );
+
+    let removed = t.sweep_unstored(&[&current], since).await.unwrap();
+    assert_eq!(removed, vec![key_id(&lost)]);
+    assert_eq!(list_keys(server, &user).await, vec![(key_id(&current), true)]);
+    let err = t.login(&lost).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthRejected, "{err}");
+    t.login(&current).await.expect("the stored key is untouched");
+    assert!(
+        t.sweep_unstored(&[&current], since).await.unwrap().is_empty(),
+        "idempotent"
+    );
+
+    // The slot is free again.
+    let next = t.prepare(Some(&current), random_password(8)).await.unwrap();
+    // A pending version is stored: the sweep keeps it.
+    assert!(t.sweep_unstored(&[&current, &next], since).await.unwrap().is_empty());
+    assert_eq!(list_keys(server, &user).await.len(), 2);
+}
+
+/// Keys created before `since` (a person's), keys someone used, stored keys, and every key
+/// when the stored documents do not say which keys are rekey's, are never swept.
+#[tokio::test(flavor = "multi_thread")]
+async fn sweep_keeps_older_used_and_stored_keys() {
+    let server = moto();
+    let user = unique_name("sweepkeep");
+    let current = create_user_with_key(server, &user).await;
+    let human = create_key(server, &user).await;
+    let t = target(&user, false);
+    let both = vec![(key_id(&current), true), (key_id(&human), true)];
+
+    // The newest stored version is 10 s younger than the unknown key (beyond the 2 s of
+    // clock skew allowed): the key is older, so it is not one rekey minted and lost.
+    let later = SystemTime::now() + Duration::from_secs(10);
+    assert!(t.sweep_unstored(&[&current], later).await.unwrap().is_empty());
+    assert_eq!(list_keys(server, &user).await, both);
+
+    // Everything stored: nothing to sweep, whatever `since` says.
+    assert!(t
+        .sweep_unstored(&[&current, &human], UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Nothing stored, or a stored document without `access_key_id`: rekey's keys cannot
+    // be told from others, so none is touched.
+    assert!(t.sweep_unstored(&[], UNIX_EPOCH).await.unwrap().is_empty());
+    let mut bare = SecretDoc::new();
+    bare.set("password", "imported-without-its-key-id");
+    assert!(t.sweep_unstored(&[&bare], UNIX_EPOCH).await.unwrap().is_empty());
+    assert_eq!(list_keys(server, &user).await, both);
+
+    // A key someone used is not a lost mint (nobody knows a lost key's secret): kept even
+    // though it is stored nowhere and younger than `since`.
+    t.login(&human).await.unwrap();
+    assert!(t.sweep_unstored(&[&current], UNIX_EPOCH).await.unwrap().is_empty());
+    assert_eq!(list_keys(server, &user).await, both);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sweep_without_permission_is_denied_and_names_the_key() {
+    let server = moto();
+    let user = unique_name("sweepdenied");
+    let current = create_user_with_key(server, &user).await;
+    let lost = target(&user, false)
+        .prepare(Some(&current), random_password(8))
+        .await
+        .unwrap();
+    let weak_user = unique_name("weaksweep");
+    let weak = create_user_with_key(server, &weak_user).await;
+    let provider = rekey_aws::AwsProvider::with_static_credentials(
+        key_id(&weak),
+        rekey_api::Secret::from(weak.get_str("secret_access_key").unwrap()),
+    );
+    let t = provider
+        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .unwrap();
+    let err = t.sweep_unstored(&[&current], UNIX_EPOCH).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert_clean(&err, &user, lost.get_str("secret_access_key"));
+    assert_eq!(list_keys(server, &user).await.len(), 2, "nothing deleted");
 }
