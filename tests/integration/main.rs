@@ -7,6 +7,7 @@ mod bad_input;
 mod config_refusals;
 mod crash;
 mod incident;
+mod incident_sessions;
 mod leaked_artefacts;
 mod leaks;
 mod mysql;
