@@ -291,3 +291,31 @@ fn environment_references_defaults_typed_values_and_bare_names() {
     assert_eq!(ws.store_bytes(), before, "the store file is unchanged");
     assert!(ws.can_login(&role, &new));
 }
+
+#[test]
+fn imported_fields_that_contradict_the_target_are_refused() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_importid");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    let port = ws.pg.port();
+    let doc = serde_json::json!({
+        "engine": "postgres",
+        "host": "db.elsewhere",
+        "port": port + 1,
+        "username": role,
+        "password": password,
+    });
+    let r = rekey(&ws, &["import", "app-db"], &doc.to_string());
+    r.assert_code(2);
+    r.assert_one_error(&[
+        "app-db: import:",
+        "host \"db.elsewhere\" (configured \"127.0.0.1\")",
+        &format!("port {} (configured {port})", port + 1),
+    ]);
+    assert!(!r.stderr.contains(&password), "{}", r.stderr);
+    assert!(ws.store_bytes().is_empty(), "nothing was stored");
+    // Fields that agree (localhost is 127.0.0.1) and missing ones are fine.
+    let doc = serde_json::json!({ "host": "localhost", "username": role, "password": password });
+    rekey(&ws, &["import", "app-db"], &doc.to_string()).assert_code(0);
+    assert_eq!(ws.stored_password("app-db", "current"), password);
+}
