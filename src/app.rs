@@ -131,6 +131,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         Command::Verify {
             selection,
             junit: junit_path,
+            metrics_file,
         } => {
             let config = load(&cli)?;
             let chosen = config
@@ -143,6 +144,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             );
             let run = engine.verify(chosen).await?;
             let code = finish(&cli, &run);
+            write_metrics(metrics_file.as_deref(), &run)?;
             match junit_path {
                 Some(path) => write_file(path, &junit::render(&run)).map(|()| code),
                 None => Ok(code),
@@ -351,6 +353,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     );
     let run = engine.rotate(chosen, options).await?;
     let code = finish(cli, &run);
+    write_metrics(args.metrics_file.as_deref(), &run)?;
     match &args.report {
         Some(path) if args.leaked => {
             let record = crate::incident::record::IncidentRecord {
@@ -657,6 +660,18 @@ fn finish(cli: &Cli, run: &RunReport) -> i32 {
         let _ = writeln!(std::io::stderr(), "warning: no credential matched");
     }
     code
+}
+
+/// `--metrics-file`: the run's metrics, written atomically (mode 0600).
+fn write_metrics(path: Option<&Path>, run: &RunReport) -> Result<(), Stop> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text = crate::report::metrics::render(run, std::time::SystemTime::now());
+    crate::report::metrics::write_atomically(path, &text).map_err(|e| Stop {
+        code: exit::CREDENTIAL_FAILED,
+        message: format!("cannot write metrics file {}: {e}", path.display()),
+    })
 }
 
 /// Writes a report file readable by its owner only (mode 0600, also when it existed).

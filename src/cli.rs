@@ -96,6 +96,9 @@ rekey verify --junit rekey-verify.xml")]
         /// Also write a JUnit XML report.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also write Prometheus metrics (textfile collector format), atomically.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
     },
     /// Show stored versions, ages and due dates (reads the store only).
     Status {
@@ -187,6 +190,9 @@ pub struct RotateArgs {
     /// error: a typo in its path must not put fresh secrets where no application reads).
     #[arg(long)]
     pub create_store: bool,
+    /// Also write Prometheus metrics (textfile collector format), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A stage on the command line.

@@ -54,6 +54,7 @@ impl Recorder {
                 problems: Vec::new(),
                 warnings: Vec::new(),
                 versions: Vec::new(),
+                observed: None,
                 next_due: None,
                 error: None,
                 steps: Vec::new(),

@@ -110,6 +110,9 @@ pub struct CredentialReport {
     /// Stored versions (status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<VersionSummary>,
+    /// What the store held when the credential's run read it (for metrics).
+    #[serde(skip)]
+    pub observed: Option<Observed>,
     /// When the next rotation is due (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
@@ -141,6 +144,16 @@ impl CredentialReport {
             _ => None,
         })
     }
+}
+
+/// What a run saw in the store, for metrics: when the current and pending versions
+/// were made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observed {
+    /// When the current version was made, if there was one.
+    pub current_created: Option<std::time::SystemTime>,
+    /// When the pending version was made, if there was one.
+    pub pending_created: Option<std::time::SystemTime>,
 }
 
 /// The whole run.

@@ -6,7 +6,7 @@
 use super::event::Step;
 use super::failure::FailureKind;
 use super::recorder::{rfc3339, Recorder, StepFailed};
-use super::report::Status;
+use super::report::{Observed, Status};
 use super::version;
 use crate::config::Credential;
 use rekey_api::{ErrorKind, KeyState, ProviderError, RevokeOptions, SecretDoc, Store, StoredVersion, Target};
@@ -48,13 +48,19 @@ pub struct Rotation<'a> {
 
 /// Reads a key; a key that does not exist is an empty state.
 pub async fn read_state(rec: &mut Recorder, store: &dyn Store, key: &str) -> Result<KeyState, StepFailed> {
-    rec.run(Step::Read, async {
-        match store.read(key).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(KeyState::default()),
-            other => other,
-        }
-    })
-    .await
+    let state = rec
+        .run(Step::Read, async {
+            match store.read(key).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(KeyState::default()),
+                other => other,
+            }
+        })
+        .await?;
+    rec.report.observed = Some(Observed {
+        current_created: state.current().map(|c| c.created),
+        pending_created: state.pending().map(|p| p.created),
+    });
+    Ok(state)
 }
 
 impl Rotation<'_> {

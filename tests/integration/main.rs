@@ -11,6 +11,7 @@ mod incident_sessions;
 mod leaked_artefacts;
 mod leaks;
 mod mysql;
+mod operations;
 mod redis;
 mod rotate;
 mod util;
