@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod keyapi;
 mod moto;
 mod pg;
 mod process;
