@@ -113,7 +113,13 @@ pub async fn plan(
             }
         }
         (false, true) if grace.is_zero() => {
-            lines.push("revoke: remove the previous secret now, then prove it is refused".into())
+            if options.incident {
+                lines.push(
+                    "revoke: remove the previous secret now and end its sessions, then prove it is refused".into(),
+                )
+            } else {
+                lines.push("revoke: remove the previous secret now, then prove it is refused".into())
+            }
         }
         (false, true) => lines.push(format!(
             "revoke: after the grace period ({}), by `rekey rotate --due`",

@@ -117,7 +117,8 @@ fn due_rotates_only_what_is_due() {
     assert_ne!(ws.stored_password("stale-db", "current"), stale_pw);
     assert!(ws.can_login(&fresh_role, &fresh_pw));
 
-    // verify flags the credential older than its policy.
+    // verify flags the credential older than its policy (1s: wait it out again).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = ws.rekey(&["verify", "stale-db"]);
     r.assert_code(1);
     assert!(r.stderr.contains("check-age"), "{}", r.stderr);
