@@ -95,14 +95,27 @@ fn rotate_with_session(pg: &PgCluster, dir: &Path, rekey: &Path) -> Result<()> {
     }
     // A live session with the leaked password, idle in a long query.
     let mut session = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-d", "postgres", "-U", role, "-w"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-d",
+            "postgres",
+            "-U",
+            role,
+            "-w",
+        ])
         .args(["-Atc", "SELECT pg_sleep(60)"])
         .env("PGPASSWORD", leaked)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while pg.psql(&format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'")) == "0" {
+    while pg.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
+    )) == "0"
+    {
         if Instant::now() > deadline {
             bail!("the session never appeared");
         }
@@ -185,7 +198,11 @@ fn lookup(dir: &Path, rekey: &Path, n: usize) -> Result<()> {
     let text = serde_json::to_vec(&serde_json::json!({"format": 1, "keys": keys}))?;
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&store_path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&store_path)?;
         f.write_all(&text)?;
     }
     let target = n / 2;
