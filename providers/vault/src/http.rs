@@ -32,6 +32,8 @@ pub(crate) enum Method {
     Get,
     Post,
     Put,
+    /// Vault's `LIST` verb (rvault accepts only the verb, not `GET ?list=true`).
+    List,
 }
 
 impl Method {
@@ -40,6 +42,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::List => "LIST",
         }
     }
 
@@ -48,6 +51,7 @@ impl Method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
             Method::Put => reqwest::Method::PUT,
+            Method::List => reqwest::Method::from_bytes(b"LIST").expect("LIST is a valid method token"),
         }
     }
 }
