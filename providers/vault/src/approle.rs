@@ -1,16 +1,18 @@
 //! [`VaultAppRoleTarget`]: rotates the secret-id of a Vault AppRole role.
 
-use crate::client::{check_capabilities, Client};
+use crate::client::{allows, check_capabilities, Client};
 use crate::http::{status_error, Context, Method};
 use crate::model;
 use async_trait::async_trait;
 use rekey_api::{
     ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
-    TargetCapabilities,
+    TargetCapabilities, Timestamp,
 };
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// The `engine` field of the documents this target writes.
 pub const ENGINE: &str = "vault-approle";
@@ -24,6 +26,15 @@ pub const SECRET_ID_ACCESSOR: &str = "secret_id_accessor";
 pub const ROLE_NAME: &str = "role_name";
 /// Document field: the AppRole auth mount.
 pub const MOUNT: &str = "mount";
+/// Metadata key set on every secret-id rekey mints from a current one that has an
+/// accessor: that accessor (the secret-id the new one replaces; not a secret).
+/// `sweep_unstored` removes only secret-ids whose predecessor is stored for the
+/// credential, so secret-ids made by hand or by another credential on the same role are
+/// never touched. Vault copies secret-id metadata into the tokens issued with it.
+pub const REPLACES_METADATA: &str = "rekey_replaces";
+/// Clock skew allowed between this machine and Vault when comparing a secret-id's
+/// `creation_time` (whole seconds on rvault) with `since`.
+const CLOCK_SKEW: Duration = Duration::from_secs(2);
 
 /// A Vault AppRole role whose secret-id rekey rotates (strategy `dual`: a role holds
 /// many secret-ids, so the old one keeps working until `revoke` destroys it).
@@ -32,6 +43,16 @@ pub const MOUNT: &str = "mount";
 /// `secret_id`, `secret_id_accessor`, and `password` (the secret-id again: the field
 /// rekey's engine verifies, compares and searches for leaks; `login` uses it, falling
 /// back to `secret_id`).
+///
+/// Secret-ids minted from a current one with an accessor carry that accessor in their
+/// metadata ([`REPLACES_METADATA`]). `sweep_unstored` destroys a secret-id only when no
+/// stored document names it, its predecessor *is* stored, and it was created at or after
+/// `since` minus 2 s: the leftover of a rotation interrupted between mint and stage.
+/// Secret-ids made by hand or for another credential on the same role are never touched.
+///
+/// Incident mode cannot end the tokens already issued with the leaked secret-id: Vault
+/// (and rvault) cannot find tokens by secret-id; `incident_preflight` says so, with the
+/// role's token TTLs, and `terminate_sessions` stays false.
 ///
 /// Created by [`crate::VaultProvider::vault_approle_target`].
 pub struct VaultAppRoleTarget {
@@ -137,29 +158,34 @@ impl VaultAppRoleTarget {
     /// Looks a secret-id up by accessor: `Ok(Some(expiry))` when it exists, `Ok(None)`
     /// when Vault does not know it.
     async fn lookup_accessor(&self, accessor: &str) -> ProviderResult<Option<Option<String>>> {
+        let Some(data) = self.lookup_entry(accessor).await? else {
+            return Ok(None);
+        };
+        // Without a TTL a secret-id never expires, whatever `expiration_time` says
+        // (Vault answers year 1; rvault, the creation time).
+        let ttl = data.get("secret_id_ttl").and_then(Value::as_u64).unwrap_or(0);
+        if ttl == 0 {
+            return Ok(Some(None));
+        }
+        let expires = data
+            .get("expiration_time")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+            .map(str::to_owned);
+        Ok(Some(expires))
+    }
+
+    /// The `data` of `secret-id-accessor/lookup` (accessor, times, TTL, metadata; no
+    /// secret), `Value::Null` when Vault answers without a body; `None` when Vault does
+    /// not know the accessor.
+    async fn lookup_entry(&self, accessor: &str) -> ProviderResult<Option<Value>> {
         let path = format!("{}/secret-id-accessor/lookup", self.role_path());
         let reply = self
             .client
             .call(Method::Post, &path, Some(&json!({ "secret_id_accessor": accessor })))
             .await?;
         if reply.is_success() {
-            // Without a TTL a secret-id never expires, whatever `expiration_time` says
-            // (Vault answers year 1; rvault, the creation time).
-            let ttl = reply
-                .data()
-                .and_then(|d| d.get("secret_id_ttl"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if ttl == 0 {
-                return Ok(Some(None));
-            }
-            let expires = reply
-                .data()
-                .and_then(|d| d.get("expiration_time"))
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
-                .map(str::to_owned);
-            return Ok(Some(expires));
+            return Ok(Some(reply.data().cloned().unwrap_or(Value::Null)));
         }
         // Vault answers an unknown accessor with 404 (newer) or 400/500 naming it.
         let unknown = reply.status == 404
@@ -172,12 +198,163 @@ impl VaultAppRoleTarget {
         Err(self.client.error(Method::Post, &path, &reply))
     }
 
+    /// Destroys a secret-id by accessor; `false` when it was already gone.
+    async fn destroy_accessor(&self, accessor: &str) -> ProviderResult<bool> {
+        let path = format!("{}/secret-id-accessor/destroy", self.role_path());
+        let reply = self
+            .client
+            .call(Method::Post, &path, Some(&json!({ "secret_id_accessor": accessor })))
+            .await?;
+        if reply.is_success() {
+            return Ok(true);
+        }
+        if reply.status == 404 || (matches!(reply.status, 400 | 500) && reply.error_mentions("failed to find accessor"))
+        {
+            return Ok(false);
+        }
+        Err(self.client.error(Method::Post, &path, &reply))
+    }
+
+    /// The accessors of the role's secret-ids (`LIST .../secret-id`); `None` when the
+    /// token may not list them.
+    async fn list_accessors(&self) -> ProviderResult<Option<Vec<String>>> {
+        let path = format!("{}/secret-id", self.role_path());
+        let reply = self.client.call(Method::List, &path, None).await?;
+        if reply.status == 404 {
+            // Vault answers an empty list with 404.
+            return Ok(Some(Vec::new()));
+        }
+        if reply.status == 403 {
+            return Ok(None);
+        }
+        if !reply.is_success() {
+            return Err(self.client.error(Method::List, &path, &reply));
+        }
+        Ok(Some(
+            reply
+                .data()
+                .and_then(|d| d.get("keys"))
+                .and_then(Value::as_array)
+                .map(|keys| keys.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// `sweep_unstored`: destroys the secret-ids stored nowhere that rekey minted to
+    /// replace a stored one, created since `since` (minus the clock skew allowance).
+    async fn sweep(&self, stored: &[&SecretDoc], since: Timestamp) -> ProviderResult<Vec<String>> {
+        let known: HashSet<&str> = stored.iter().filter_map(|d| Self::accessor_of(d)).collect();
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(accessors) = self.list_accessors().await? else {
+            // Not allowed to list: nothing can be swept (preflight says so).
+            return Ok(Vec::new());
+        };
+        let cutoff = since.checked_sub(CLOCK_SKEW).unwrap_or(since);
+        let mut removed = Vec::new();
+        for accessor in accessors {
+            if known.contains(accessor.as_str()) {
+                continue;
+            }
+            let Some(entry) = self.lookup_entry(&accessor).await? else {
+                continue;
+            };
+            let replaces = entry
+                .get("metadata")
+                .and_then(|m| m.get(REPLACES_METADATA))
+                .and_then(Value::as_str);
+            if !replaces.is_some_and(|r| known.contains(r)) {
+                // Not minted by rekey for this credential.
+                continue;
+            }
+            let created = entry.get("creation_time").and_then(Value::as_str).and_then(parse_time);
+            if created.is_none_or(|c| c < cutoff) {
+                continue;
+            }
+            if self.destroy_accessor(&accessor).await? {
+                removed.push(accessor);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// `incident_preflight`: what happens to the tokens issued with the leaked secret-id.
+    async fn token_facts(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{}: tokens already issued with the leaked secret-id stay valid until they expire: Vault has no API to \
+             find or revoke tokens by secret-id, so rekey destroys the secret-id only",
+            self.label()
+        )];
+        let path = self.role_path();
+        let ttl_line = match self.client.call(Method::Get, &path, None).await {
+            Ok(reply) if reply.is_success() => match reply.data() {
+                Some(data) => token_lifetime(data),
+                None => "the role's token TTLs were not in Vault's answer".to_owned(),
+            },
+            Ok(reply) => format!(
+                "the role's token TTLs could not be read: {}",
+                self.client.error(Method::Get, &path, &reply).message()
+            ),
+            Err(e) => format!("the role's token TTLs could not be read: {}", e.message()),
+        };
+        lines.push(ttl_line);
+        lines
+    }
+
     /// Whether an RFC 3339 expiry lies in the past.
     fn expired(expires: Option<&str>) -> bool {
-        expires
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .is_some_and(|t| t <= std::time::SystemTime::now())
+        expires.and_then(parse_time).is_some_and(|t| t <= SystemTime::now())
     }
+}
+
+/// An RFC 3339 time as Vault writes it: `2026-11-30T12:00:00Z`, with fractions of a
+/// second, or with an offset (`-08:00`, Go's format on a server outside UTC).
+fn parse_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    // `...T12:00:00-08:00`: a sign 6 from the end, after the time of day.
+    if n >= 16
+        && matches!(bytes[n - 6], b'+' | b'-')
+        && bytes[n - 3] == b':'
+        && bytes[..n - 6].iter().any(|b| matches!(b, b'T' | b't' | b' '))
+    {
+        let hours: u64 = text[n - 5..n - 3].parse().ok()?;
+        let minutes: u64 = text[n - 2..].parse().ok()?;
+        let offset = Duration::from_secs(hours * 3600 + minutes * 60);
+        let local = humantime::parse_rfc3339_weak(&text[..n - 6]).ok()?;
+        // local = UTC + offset
+        return if bytes[n - 6] == b'+' {
+            local.checked_sub(offset)
+        } else {
+            local.checked_add(offset)
+        };
+    }
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
+/// How long the role's tokens live, from its configuration (`token_ttl`,
+/// `token_max_ttl`, `token_period`; older Vaults say `period`).
+fn token_lifetime(role: &Value) -> String {
+    let secs = |name: &str| role.get(name).and_then(Value::as_u64).filter(|s| *s > 0);
+    let show = |s: u64| humantime::format_duration(Duration::from_secs(s)).to_string();
+    if let Some(period) = secs("token_period").or_else(|| secs("period")) {
+        return format!(
+            "the role issues periodic tokens (token_period {}): each renewal extends a token by that much with no \
+             upper limit, so a token taken with the leaked secret-id lives as long as someone renews it",
+            show(period)
+        );
+    }
+    let ttl = match secs("token_ttl") {
+        Some(t) => show(t),
+        None => "the mount's or server's default TTL (token_ttl is not set; Vault's default is 768h)".to_owned(),
+    };
+    let max = match secs("token_max_ttl") {
+        Some(t) => format!("renewable up to {}", show(t)),
+        None => "renewable up to the mount's or server's maximum TTL (token_max_ttl is not set)".to_owned(),
+    };
+    format!("the role's tokens live {ttl} after login, {max}")
 }
 
 #[async_trait]
@@ -212,6 +389,22 @@ impl Target for VaultAppRoleTarget {
         }
     }
 
+    /// Vault cannot end the tokens issued with a secret-id: says so, with how long the
+    /// role's tokens live (`token_ttl`, `token_max_ttl`, `token_period` of the role).
+    /// Never an error: a role that cannot be read is named in the line.
+    async fn incident_preflight(&self) -> ProviderResult<Vec<String>> {
+        Ok(self.token_facts().await)
+    }
+
+    /// Destroys the role's secret-ids that no stored document names, that rekey minted
+    /// to replace a stored one ([`REPLACES_METADATA`]), and that were created at or after
+    /// `since` minus 2 s of clock skew (`LIST .../secret-id`, `secret-id-accessor/lookup`,
+    /// `secret-id-accessor/destroy`). Nothing when nothing stored has an accessor or the
+    /// token may not list secret-ids. Returns the accessors destroyed.
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], since: Timestamp) -> ProviderResult<Vec<String>> {
+        self.sweep(stored, since).await
+    }
+
     async fn preflight(&self, current: Option<&SecretDoc>) -> ProviderResult<Vec<String>> {
         let mut lines = vec![self.client.check_unsealed().await?, self.client.check_token().await?];
         let role_id = self.role_id().await?;
@@ -239,6 +432,15 @@ impl Target for VaultAppRoleTarget {
             (destroy_path, &["update"]),
         ];
         lines.push(check_capabilities(&self.client, &needs).await?);
+        let list_path = format!("{role_path}/secret-id");
+        if let Some(found) = self.client.capabilities(std::slice::from_ref(&list_path)).await? {
+            if !found.first().is_some_and(|caps| allows(caps, &["list"])) {
+                lines.push(format!(
+                    "warning: rekey's token may not list {list_path}: secret-ids minted by an interrupted rotation \
+                     and stored nowhere are not swept"
+                ));
+            }
+        }
         if let Some(current) = current {
             if let Some(doc_role_id) = current.get_str(ROLE_ID) {
                 if doc_role_id != role_id {
@@ -269,7 +471,13 @@ impl Target for VaultAppRoleTarget {
         drop(password);
         let role_id = self.role_id().await?;
         let path = format!("{}/secret-id", self.role_path());
-        let reply = self.client.call(Method::Post, &path, Some(&json!({}))).await?;
+        // Name the secret-id this one replaces, so a sweep can tell it is this
+        // credential's if it is never stored (Vault takes metadata as a JSON string).
+        let body = match current.and_then(Self::accessor_of) {
+            Some(replaces) => json!({ "metadata": json!({ REPLACES_METADATA: replaces }).to_string() }),
+            None => json!({}),
+        };
+        let reply = self.client.call(Method::Post, &path, Some(&body)).await?;
         if !reply.is_success() {
             let e = self.client.error(Method::Post, &path, &reply);
             return Err(if e.kind() == ErrorKind::NotFound {
@@ -408,5 +616,39 @@ impl Target for VaultAppRoleTarget {
             return Ok(RevokeReport::default());
         }
         Err(self.client.error(Method::Post, &path, &reply))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn vault_times() {
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        // 2025-11-30T12:00:00Z = 1764504000
+        assert_eq!(parse_time("2025-11-30T12:00:00Z"), at(1_764_504_000));
+        assert_eq!(parse_time("2025-11-30T04:00:00-08:00"), at(1_764_504_000));
+        assert_eq!(parse_time("2025-11-30T13:30:00+01:30"), at(1_764_504_000));
+        assert_eq!(
+            parse_time("2025-11-30T04:00:00.5-08:00"),
+            Some(UNIX_EPOCH + Duration::from_millis(1_764_504_000_500))
+        );
+        assert_eq!(parse_time("+00:00"), None);
+        assert_eq!(parse_time("soon"), None);
+    }
+
+    #[test]
+    fn token_lifetimes() {
+        let line = token_lifetime(&json!({"token_ttl": 3600, "token_max_ttl": 14400, "token_period": 0}));
+        assert_eq!(line, "the role's tokens live 1h after login, renewable up to 4h");
+        let line = token_lifetime(&json!({"token_ttl": 0, "token_max_ttl": 0}));
+        assert!(
+            line.contains("token_ttl is not set") && line.contains("token_max_ttl is not set"),
+            "{line}"
+        );
+        let line = token_lifetime(&json!({"token_ttl": 60, "period": 1800}));
+        assert!(line.contains("periodic tokens (token_period 30m)"), "{line}");
     }
 }

@@ -49,7 +49,9 @@ mod kv;
 mod model;
 mod provider;
 
-pub use approle::{VaultAppRoleTarget, ENGINE, MOUNT, ROLE_ID, ROLE_NAME, SECRET_ID, SECRET_ID_ACCESSOR};
+pub use approle::{
+    VaultAppRoleTarget, ENGINE, MOUNT, REPLACES_METADATA, ROLE_ID, ROLE_NAME, SECRET_ID, SECRET_ID_ACCESSOR,
+};
 pub use config::{
     AppRoleLogin, ConfigSecret, VaultAppRoleConfig, VaultKvConfig, ENV_ADDR, ENV_CACERT, ENV_CLIENT_CERT,
     ENV_CLIENT_KEY, ENV_NAMESPACE, ENV_TOKEN,
