@@ -81,6 +81,8 @@ pub enum TargetConfig {
     Redis(rekey_redis::RedisTargetConfig),
     /// `type = "vault-approle"`: a Vault AppRole's secret-id.
     VaultApprole(rekey_vault::VaultAppRoleConfig),
+    /// `type = "http"`: an API key or password of any HTTP API, rotated by configured requests.
+    Http(Box<rekey_http::HttpTargetConfig>),
 }
 
 impl TargetConfig {
@@ -93,6 +95,8 @@ impl TargetConfig {
             TargetConfig::Postgres(c) if c.usernames.is_some() => Strategy::Alternating,
             TargetConfig::Mysql(c) if c.usernames.is_some() => Strategy::Alternating,
             TargetConfig::Postgres(_) | TargetConfig::Mysql(_) => Strategy::Single,
+            TargetConfig::Http(c) if c.create.is_some() => Strategy::Dual,
+            TargetConfig::Http(_) => Strategy::Single,
         }
     }
 
@@ -104,6 +108,7 @@ impl TargetConfig {
             TargetConfig::Mysql(_) => "mysql",
             TargetConfig::Redis(_) => "redis",
             TargetConfig::VaultApprole(_) => "vault-approle",
+            TargetConfig::Http(_) => "http",
         }
     }
 }
@@ -111,7 +116,7 @@ impl TargetConfig {
 /// The spellings of `type` in `[stores.NAME]`.
 const STORE_TYPES: &[&str] = &["file", "aws-secretsmanager", "vault-kv"];
 /// The spellings of `type` in `target = { ... }`.
-const TARGET_TYPES: &[&str] = &["postgres", "aws-iam", "mysql", "redis", "vault-approle"];
+const TARGET_TYPES: &[&str] = &["postgres", "aws-iam", "mysql", "redis", "vault-approle", "http"];
 
 /// The document's shape; the `type`-tagged sections are read apart ([`read`]).
 #[derive(Debug, Deserialize)]
@@ -144,6 +149,9 @@ struct RawDefaults {
     password: Option<PasswordPolicyConfig>,
     verify_attempts: Option<u32>,
     lock_dir: Option<PathBuf>,
+    on_rotate: Option<Vec<Vec<String>>>,
+    hook_timeout: Option<String>,
+    revocation_tolerance: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +171,8 @@ struct RawCredential {
     password: Option<PasswordPolicyConfig>,
     verify_attempts: Option<u32>,
     description: Option<String>,
+    on_rotate: Option<Vec<Vec<String>>>,
+    check_command: Option<Vec<String>>,
 }
 
 /// Run-wide settings after defaults are applied.
@@ -200,6 +210,16 @@ pub struct Credential {
     pub verify_attempts: u32,
     /// Free text shown by `status`.
     pub description: Option<String>,
+    /// Programs (argv, no shell) run after promotion, before the old secret is revoked,
+    /// so consumers reload while both work.
+    pub on_rotate: Vec<Vec<String>>,
+    /// A program `verify` runs to prove the consumer works with the current secret.
+    pub check_command: Option<Vec<String>>,
+    /// How long a hook or check command may run before it is killed.
+    pub hook_timeout: Duration,
+    /// How long after its grace period a previous secret may still work before `verify`
+    /// calls it a failure instead of a revocation that is due.
+    pub revocation_tolerance: Duration,
 }
 
 /// The whole configuration, validated.
@@ -434,6 +454,7 @@ fn read_target(node: &Node<'_>, pass: Pass<'_>) -> Result<TargetConfig, DeError>
         "aws-iam" => TargetConfig::AwsIam(Deserialize::deserialize(de)?),
         "mysql" => TargetConfig::Mysql(Deserialize::deserialize(de)?),
         "redis" => TargetConfig::Redis(Deserialize::deserialize(de)?),
+        "http" => TargetConfig::Http(Box::new(Deserialize::deserialize(de)?)),
         _ => TargetConfig::VaultApprole(Deserialize::deserialize(de)?),
     })
 }
@@ -590,6 +611,28 @@ fn resolve(
             )));
         }
         let strategy = c.strategy.unwrap_or_else(|| target.default_strategy());
+        let on_rotate = c.on_rotate.clone().or_else(|| d.on_rotate.clone()).unwrap_or_default();
+        for argv in on_rotate.iter().chain(c.check_command.iter()) {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(ConfigError::new(format!(
+                    "{file}: {owner}: a hook command is empty: write it as an argv array, e.g. [\"systemctl\", \"reload\", \"orders\"]"
+                )));
+            }
+        }
+        let hook_timeout = duration(
+            d.hook_timeout.as_deref(),
+            Duration::from_secs(30),
+            "hook_timeout",
+            &file,
+            "[defaults]",
+        )?;
+        let revocation_tolerance = duration(
+            d.revocation_tolerance.as_deref(),
+            Duration::from_secs(24 * 3600),
+            "revocation_tolerance",
+            &file,
+            "[defaults]",
+        )?;
         targets.insert(c.name.clone(), target);
         credentials.push(Credential {
             every,
@@ -602,6 +645,10 @@ fn resolve(
             password: policy,
             verify_attempts: attempts,
             description: c.description,
+            on_rotate,
+            check_command: c.check_command,
+            hook_timeout,
+            revocation_tolerance,
         });
     }
     paths::check(

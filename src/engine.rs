@@ -3,6 +3,7 @@
 pub mod backends;
 pub mod event;
 pub mod failure;
+pub mod hooks;
 pub mod inspection;
 pub mod interrupt;
 pub mod lock;

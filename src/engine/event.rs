@@ -45,6 +45,8 @@ pub enum Step {
     Abandon,
     /// Remove minted secrets stored nowhere (left by a crash between mint and stage).
     Sweep,
+    /// A consumer hook (`on_rotate`, `check_command`).
+    Hook,
 }
 
 impl Step {
@@ -69,6 +71,7 @@ impl Step {
             Step::Import => "import",
             Step::Abandon => "abandon",
             Step::Sweep => "sweep",
+            Step::Hook => "hook",
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum FailureKind {
     Busy,
     /// The run was interrupted by a signal at a step boundary.
     Interrupted,
+    /// The rotation is complete, but a consumer hook failed (or a check command did).
+    HookFailed,
     /// The rotation is complete but an incident step after it failed (ending the old
     /// secret's sessions): the store's current secret works.
     SessionsNotEnded,
@@ -63,6 +65,7 @@ impl FailureKind {
             FailureKind::Busy => "busy",
             FailureKind::Interrupted => "interrupted",
             FailureKind::SessionsNotEnded => "sessions_not_ended",
+            FailureKind::HookFailed => "hook_failed",
         }
     }
 
@@ -79,6 +82,7 @@ impl FailureKind {
             FailureKind::TooOld => "too old",
             FailureKind::Busy => "another run is rotating it",
             FailureKind::SessionsNotEnded => "sessions not ended",
+            FailureKind::HookFailed => "hook failed",
             other => other.as_str(),
         }
     }

@@ -133,10 +133,6 @@ pub async fn plan(
 /// A pending version older than this is reported as stuck, with the way out.
 pub const STUCK_AFTER: Duration = Duration::from_secs(10 * 60);
 
-/// How long after its grace period a previous secret may still work before `verify`
-/// calls it a failure rather than a revocation that is due (the next `--due` run).
-pub const REVOCATION_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
-
 /// `verify`: the current secret works, a revoked previous one is refused, the current
 /// one is younger than policy, and no rotation is left half done. All checks run; any
 /// problem fails the credential.
@@ -188,7 +184,12 @@ pub async fn verify(
         Some(current) => {
             let started = (SystemTime::now(), Instant::now());
             match target.verify(&current.doc).await {
-                Ok(()) => rec.ok_since(Step::CheckCurrent, Some("the current secret works".into()), started),
+                Ok(()) => {
+                    rec.ok_since(Step::CheckCurrent, Some("the current secret works".into()), started);
+                    if let Some(argv) = &credential.check_command {
+                        check_consumer(rec, credential, argv, &current.id).await;
+                    }
+                }
                 Err(e) => problem(
                     rec,
                     Step::CheckCurrent,
@@ -228,7 +229,7 @@ pub async fn verify(
             .current()
             .map(|c| super::version::revoke_at(c, None, credential.grace));
         let overdue = revoke_at.and_then(|at| now.duration_since(at).ok());
-        if previous.revoked.is_none() && overdue.is_some_and(|o| o < REVOCATION_TOLERANCE) {
+        if previous.revoked.is_none() && overdue.is_some_and(|o| o < credential.revocation_tolerance) {
             // The grace period is over but the `--due` run that revokes it has not come
             // yet: not broken, just due.
             let overdue = overdue.unwrap_or_default();
@@ -272,6 +273,28 @@ pub async fn verify(
         Err(StepFailed)
     } else {
         Ok(Status::Verified)
+    }
+}
+
+/// Runs the credential's `check_command`: the consumer works with the current secret.
+async fn check_consumer(rec: &mut Recorder, credential: &Credential, argv: &[String], version: &str) {
+    let context = super::hooks::HookContext {
+        credential: credential.name.clone(),
+        version: version.to_owned(),
+        store: rec.report.store.clone(),
+        key: credential.key.clone(),
+    };
+    let started = now_started();
+    let command = super::hooks::describe(argv);
+    match super::hooks::run(argv, &context, credential.hook_timeout).await {
+        Ok(_) => rec.ok_since(Step::Hook, Some(format!("check `{command}` passed")), started),
+        Err(reason) => problem(
+            rec,
+            Step::Hook,
+            FailureKind::HookFailed,
+            format!("the consumer check `{command}` failed: {reason}"),
+            started,
+        ),
     }
 }
 

@@ -230,6 +230,40 @@ impl Rotation<'_> {
         Ok(Status::Rotated)
     }
 
+    /// Runs the credential's `on_rotate` hooks; every hook runs, a failure is recorded.
+    async fn run_hooks(&self, rec: &mut Recorder, version: &str) -> Result<(), StepFailed> {
+        let mut result = Ok(());
+        for argv in &self.credential.on_rotate {
+            let context = super::hooks::HookContext {
+                credential: self.credential.name.clone(),
+                version: version.to_owned(),
+                store: rec.report.store.clone(),
+                key: self.credential.key.clone(),
+            };
+            let started = (SystemTime::now(), Instant::now());
+            let command = super::hooks::describe(argv);
+            match super::hooks::run(argv, &context, self.credential.hook_timeout).await {
+                Ok(output) => {
+                    let detail = if output.is_empty() {
+                        command
+                    } else {
+                        format!("{command}: {output}")
+                    };
+                    rec.ok_since(Step::Hook, Some(detail), started);
+                }
+                Err(reason) => {
+                    result = Err(rec.fail_since(
+                        Step::Hook,
+                        FailureKind::HookFailed,
+                        format!("rotated and promoted; hook `{command}` failed: {reason}"),
+                        started,
+                    ));
+                }
+            }
+        }
+        result
+    }
+
     /// What the incident needs beyond rotation (ending sessions), said before anything
     /// changes. Never stops the rotation: the leaked secret must die either way.
     async fn incident_preflight(&self, rec: &mut Recorder) {
@@ -414,6 +448,7 @@ impl Rotation<'_> {
             self.promote(rec, version, proved.is_ok() && previous.is_some() && !sessions_left)
                 .await?;
             self.hold_if(rec, "after-promote").await;
+            let hooks = self.run_hooks(rec, version).await;
             proved?;
             if let Some(p) = previous {
                 self.end_sessions(rec, p, new).await?;
@@ -421,10 +456,23 @@ impl Rotation<'_> {
                     self.record_revoked(rec, &p.id).await?;
                 }
             }
-            return Ok(());
+            return hooks;
         }
         self.promote(rec, version, false).await?;
         self.hold_if(rec, "after-promote").await;
+        // Consumers reload while both secrets still work; a failing hook is reported,
+        // and the rotation still completes.
+        let hooks = self.run_hooks(rec, version).await;
+        self.finish_complete(rec, previous, new).await?;
+        hooks
+    }
+
+    async fn finish_complete(
+        &self,
+        rec: &mut Recorder,
+        previous: Option<&StoredVersion>,
+        new: &SecretDoc,
+    ) -> Result<(), StepFailed> {
         let Some(previous) = previous else {
             rec.skipped(Step::Revoke, "no previous secret stored");
             return Ok(());

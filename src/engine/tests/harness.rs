@@ -121,6 +121,10 @@ pub fn credential(strategy: Strategy) -> Credential {
         password: PasswordPolicyConfig::default().resolve().expect("default policy"),
         verify_attempts: 3,
         description: None,
+        on_rotate: Vec::new(),
+        check_command: None,
+        hook_timeout: Duration::from_secs(10),
+        revocation_tolerance: Duration::from_secs(24 * 3600),
     }
 }
 

@@ -208,3 +208,41 @@ async fn due_is_judged_from_stored_age() {
     };
     assert_eq!(h.rotate(due).await.unwrap().credentials[0].status, Status::NotDue);
 }
+
+/// Consumers reload after promotion while both secrets still work; a failing hook makes
+/// the result "rotated; hook failed" (exit 1) and the rotation still completes.
+#[tokio::test]
+async fn hooks_run_after_promotion_and_a_failing_one_fails_the_credential_not_the_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let (mut h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.credential.on_rotate = vec![
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo \"$REKEY_CREDENTIAL $REKEY_VERSION\" > {}", seen.display()),
+        ],
+        vec!["sh".into(), "-c".into(), "echo reload refused >&2; exit 4".into()],
+    ];
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    assert_eq!(failure(&run), Some("hook_failed"));
+    let message = &run.credentials[0].error.as_ref().unwrap().message;
+    assert!(
+        message.contains("rotated and promoted") && message.contains("exit 4: reload refused"),
+        "{message}"
+    );
+    let state = h.state();
+    let current = state.current().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        format!("app-db {}", current.id),
+        "the first hook ran with the new version"
+    );
+    assert!(h.target.accepts(&current.doc));
+    assert!(
+        !h.target.accepts(&old),
+        "the rotation completed: the old secret is revoked"
+    );
+    assert!(state.previous().unwrap().revoked.is_some());
+}
