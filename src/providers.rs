@@ -36,6 +36,7 @@ pub struct ConfiguredBackends {
     postgres: rekey_postgres::PostgresProvider,
     redis: rekey_redis::RedisProvider,
     vault: rekey_vault::VaultProvider,
+    http: rekey_http::HttpProvider,
 }
 
 impl ConfiguredBackends {
@@ -51,6 +52,7 @@ impl ConfiguredBackends {
             postgres: rekey_postgres::PostgresProvider::new(),
             redis: rekey_redis::RedisProvider::new(),
             vault: rekey_vault::VaultProvider::new(),
+            http: rekey_http::HttpProvider::new(),
         }
     }
 
@@ -100,6 +102,7 @@ impl Backends for ConfiguredBackends {
             TargetConfig::Mysql(c) => self.mysql.target(c, credential.strategy),
             TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
             TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
+            TargetConfig::Http(c) => self.http.target(c, &credential.name, credential.strategy),
         }
     }
 }
