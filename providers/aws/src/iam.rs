@@ -84,7 +84,7 @@ pub struct IamOptions {
 /// at or after `since` minus 2 s (clock skew between this machine and IAM, and IAM's
 /// whole-second `CreateDate`), and that IAM records as **never used**, is a key rekey
 /// minted and lost (a crash between mint and stage, or a lost answer): nobody knows its
-/// secret. It is deactivated and deleted. Older keys, keys someone used, and every key
+/// secret. It is deactivated and deleted. Inactive keys, older keys, keys someone used, and every key
 /// when nothing is stored or a stored document names no key, are left alone. A key a
 /// person created after the newest stored version and has not used yet looks the same
 /// and is deleted too (IAM records a use with a delay of up to hours).
@@ -352,7 +352,9 @@ impl IamTarget {
         let cutoff = since.checked_sub(incident::CLOCK_SKEW).unwrap_or(since);
         let mut removed = Vec::new();
         for key in self.list_keys().await? {
-            if known.contains(&key.id) {
+            if known.contains(&key.id) || !key.active {
+                // Stored, or inactive: IAM mints keys active, so an inactive key was
+                // deactivated by someone (that is `--delete-inactive`'s business).
                 continue;
             }
             match key.created {
