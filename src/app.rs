@@ -47,12 +47,14 @@ impl From<RunError> for Stop {
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let output = cli.output;
+    let command = cli.command.name();
+    human::set_color(cli.color);
     match dispatch(cli).await {
         Ok(code) => code,
         Err(stop) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", stop.message);
+            let _ = write!(std::io::stderr(), "{}", human::error_line(&stop.message));
             if output == Output::Json {
-                println!("{}", json::render_error(&stop.message, stop.code));
+                println!("{}", json::render_error(command, &stop.message, stop.code));
             }
             stop.code
         }
@@ -111,6 +113,10 @@ fn audit_verdict(code: i32) -> i32 {
 
 async fn dispatch(cli: Cli) -> Result<i32, Stop> {
     match &cli.command {
+        Command::Init(args) => crate::commands::init::run(&cli, args).map_err(Stop::usage),
+        Command::Validate(args) => crate::commands::validate::run(&cli, args).map_err(Stop::usage),
+        Command::List(args) => crate::commands::list::run(&cli, args).map_err(Stop::usage),
+        Command::Man(args) => Ok(crate::commands::man::run(args)),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "rekey", &mut std::io::stdout());
@@ -134,14 +140,14 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             metrics_file,
         } => {
             let config = load(&cli)?;
-            let chosen = config
-                .select(&selection.names, &selection.tags)
-                .map_err(|e| Stop::usage(e.to_string()))?;
+            let chosen =
+                crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
                 reporter(&cli, &config, "verify", chosen.len())?,
-            );
+            )
+            .await?;
             let run = engine.verify(chosen).await?;
             let code = finish(&cli, &run);
             write_metrics(metrics_file.as_deref(), &run)?;
@@ -152,14 +158,14 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         }
         Command::Status { selection } => {
             let config = load(&cli)?;
-            let chosen = config
-                .select(&selection.names, &selection.tags)
-                .map_err(|e| Stop::usage(e.to_string()))?;
+            let chosen =
+                crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
                 Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)),
-            );
+            )
+            .await?;
             let run = engine.status(chosen).await?;
             Ok(finish(&cli, &run))
         }
@@ -186,14 +192,15 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                     ..Default::default()
                 },
                 reporter(&cli, &config, "import", 1)?,
-            );
+            )
+            .await?;
             let run = engine.import(credential, read_doc, options).await?;
             Ok(finish(&cli, &run))
         }
         Command::Get { name, stage, field } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
-            let engine = engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new())));
+            let engine = engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new()))).await?;
             let stage = match stage {
                 StageArg::Current => Stage::Current,
                 StageArg::Pending => Stage::Pending,
@@ -209,8 +216,10 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                     Some(serde_json::Value::String(s)) => Zeroizing::new(s.clone()),
                     Some(other) => Zeroizing::new(other.to_string()),
                     None => {
-                        return Err(Stop::usage(format!(
-                            "{name}: get: the stored secret has no field `{f}`"
+                        return Err(Stop::usage(crate::commands::suggest::unknown_field(
+                            name,
+                            f,
+                            doc.field_names(),
                         )))
                     }
                 },
@@ -230,13 +239,50 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
 }
 
 /// The engine over the providers this configuration names.
-fn engine_for(config: &Config, options: ProviderOptions, reporter: Arc<dyn Reporter>) -> Engine {
+async fn engine_for(config: &Config, options: ProviderOptions, reporter: Arc<dyn Reporter>) -> Result<Engine, Stop> {
     let settings = EngineSettings {
         parallel: config.defaults.parallel,
         lock_dir: config.defaults.lock_dir.clone(),
     };
-    Engine::new(settings, Arc::new(ConfiguredBackends::new(config, options)), reporter)
-        .with_interrupt(Interrupt::global())
+    let mut backends = ConfiguredBackends::new(config, options);
+    // `admin = { credential = ... }`: the admin secret is the other credential's current
+    // version, read now (after that credential's own rotation, when it ran first).
+    backends.resolve_admins(config).await;
+    Ok(Engine::new(settings, Arc::new(backends), reporter).with_interrupt(Interrupt::global()))
+}
+
+/// Rotates `chosen`; credentials that are the admin (`admin = { credential = ... }`) of
+/// other chosen ones go first, and the others run on providers built afterwards, so they
+/// use the admin's new secret. One report, in selection order.
+async fn rotate_in_order(
+    config: &Config,
+    chosen: Vec<crate::config::Credential>,
+    options: RotateOptions,
+    provider_options: ProviderOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<RunReport, Stop> {
+    let is_admin_of_chosen = |name: &str| {
+        chosen
+            .iter()
+            .any(|c| config.admin_refs.get(&c.name).is_some_and(|a| a == name))
+    };
+    let (first, then): (Vec<_>, Vec<_>) = chosen.iter().cloned().partition(|c| is_admin_of_chosen(&c.name));
+    if first.is_empty() {
+        let engine = engine_for(config, provider_options, reporter).await?;
+        return Ok(engine.rotate(chosen, options).await?);
+    }
+    let engine = engine_for(config, provider_options, reporter.clone()).await?;
+    let mut run = engine.rotate(first, options.clone()).await?;
+    if !then.is_empty() {
+        let engine = engine_for(config, provider_options, reporter).await?;
+        let rest = engine.rotate(then, options).await?;
+        run.duration_ms += rest.duration_ms;
+        run.credentials.extend(rest.credentials);
+        let order: Vec<&str> = chosen.iter().map(|c| c.name.as_str()).collect();
+        run.credentials
+            .sort_by_key(|c| order.iter().position(|n| *n == c.name).unwrap_or(usize::MAX));
+    }
+    Ok(run)
 }
 
 /// Commands that change credentials in bulk on purpose need an explicit selection.
@@ -290,22 +336,19 @@ fn claim_report_file(path: &Path) -> Result<(), Stop> {
 }
 
 fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
-    let mut chosen = config
-        .select(&[name.to_owned()], &[])
-        .map_err(|e| Stop::usage(e.to_string()))?;
+    let mut chosen = crate::commands::suggest::select(config, &[name.to_owned()], &[]).map_err(Stop::usage)?;
     Ok(chosen.remove(0))
 }
 
 async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
     let config = load(cli)?;
-    let chosen = config
-        .select(&selection.names, &selection.tags)
-        .map_err(|e| Stop::usage(e.to_string()))?;
+    let chosen = crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
     let engine = engine_for(
         &config,
         ProviderOptions::default(),
         reporter(cli, &config, "plan", chosen.len())?,
-    );
+    )
+    .await?;
     let run = engine.plan(chosen, options).await?;
     Ok(finish(cli, &run))
 }
@@ -333,9 +376,8 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     if let Some(n) = args.parallel {
         config.defaults.parallel = n as usize;
     }
-    let chosen = config
-        .select(&args.selection.names, &args.selection.tags)
-        .map_err(|e| Stop::usage(e.to_string()))?;
+    let chosen =
+        crate::commands::suggest::select(&config, &args.selection.names, &args.selection.tags).map_err(Stop::usage)?;
     if !args.create_store {
         check_stores_exist(&config, &chosen)?;
     }
@@ -346,12 +388,8 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         delete_inactive: args.delete_inactive,
         create_store: args.create_store,
     };
-    let engine = engine_for(
-        &config,
-        provider_options,
-        reporter(cli, &config, "rotate", chosen.len())?,
-    );
-    let run = engine.rotate(chosen, options).await?;
+    let reporter = reporter(cli, &config, "rotate", chosen.len())?;
+    let run = rotate_in_order(&config, chosen, options, provider_options, reporter).await?;
     let code = finish(cli, &run);
     write_metrics(args.metrics_file.as_deref(), &run)?;
     match &args.report {
@@ -397,11 +435,7 @@ async fn leaked(
         return Err(Stop::usage("found nothing in the input that could be a secret"));
     }
     let audit = reporter(cli, &config, "leaked", 0)?;
-    let engine = Arc::new(engine_for(
-        &config,
-        ProviderOptions::default(),
-        Arc::new(Fanout(Vec::new())),
-    ));
+    let engine = Arc::new(engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new()))).await?);
     let mut lookup = look_up(&engine, &config, &candidates).await;
     drop(candidates);
     // A match with a version already proved dead is re-proved now: still refused means
@@ -491,16 +525,12 @@ async fn leaked(
     }
     let chosen = config.select(&live, &[]).map_err(|e| Stop::usage(e.to_string()))?;
     check_stores_exist(&config, &chosen)?;
-    let engine = engine_for(
-        &config,
-        ProviderOptions::default(),
-        reporter(cli, &config, "rotate", chosen.len())?,
-    );
+    let reporter = reporter(cli, &config, "rotate", chosen.len())?;
     let options = RotateOptions {
         incident: true,
         ..Default::default()
     };
-    let run = engine.rotate(chosen, options).await?;
+    let run = rotate_in_order(&config, chosen, options, ProviderOptions::default(), reporter).await?;
     let code = finish(cli, &run);
     if let Some(path) = report {
         let record = crate::incident::record::IncidentRecord {

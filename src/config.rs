@@ -11,6 +11,7 @@
 //! impossible password policies, files that coincide ([`paths`]), two credentials on one
 //! target identity and administrators that a rotation would lock out ([`identity`]).
 
+mod admin_ref;
 mod de;
 mod env;
 mod identity;
@@ -236,6 +237,9 @@ pub struct Config {
     pub targets: BTreeMap<String, TargetConfig>,
     /// Credentials in file order.
     pub credentials: Vec<Credential>,
+    /// `admin = { credential = "NAME" }`: credential name -> the credential whose current
+    /// secret is its admin.
+    pub admin_refs: BTreeMap<String, String>,
 }
 
 /// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
@@ -272,6 +276,7 @@ impl Config {
         let file = path.display().to_string();
         let document = toml::de::DeTable::parse(text).map_err(|e| located(&file, text, &e))?;
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        let admin_refs = admin_ref::take(&mut root, &file)?;
         // Pass 1: the text as written, for errors with line and key before any variable
         // is looked up. An error about a value holding `${...}` waits for pass 2, which
         // knows the value.
@@ -289,7 +294,11 @@ impl Config {
         let refs = env::expand_document(&mut root, &lookup, &file)?;
         let raw = read(&root, Pass::Expanded(&refs)).map_err(|e| located_at(&file, text, &e))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        resolve(path, &base_dir, raw, &lookup)
+        let mut config = resolve(path, &base_dir, raw, &lookup)?;
+        let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
+        admin_ref::check(&admin_refs, &names, &file)?;
+        config.admin_refs = admin_refs;
+        Ok(config)
     }
 
     /// The credential with this name.
@@ -672,6 +681,7 @@ fn resolve(
         stores,
         targets,
         credentials,
+        admin_refs: BTreeMap::new(),
     })
 }
 

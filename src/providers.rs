@@ -29,6 +29,7 @@ pub struct ProviderOptions {
 pub struct ConfiguredBackends {
     stores: BTreeMap<String, StoreConfig>,
     targets: BTreeMap<String, TargetConfig>,
+    admin_errors: BTreeMap<String, String>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     options: ProviderOptions,
     aws: rekey_aws::AwsProvider,
@@ -45,6 +46,7 @@ impl ConfiguredBackends {
         ConfiguredBackends {
             stores: config.stores.clone(),
             targets: config.targets.clone(),
+            admin_errors: BTreeMap::new(),
             options,
             opened: Mutex::new(BTreeMap::new()),
             aws: rekey_aws::AwsProvider::new(),
@@ -54,6 +56,72 @@ impl ConfiguredBackends {
             vault: rekey_vault::VaultProvider::new(),
             http: rekey_http::HttpProvider::new(),
         }
+    }
+
+    /// Fills in the admin of every target whose configuration says
+    /// `admin = { credential = "NAME" }`: an admin URL built from that credential's
+    /// current secret in its store. Call it again after rotating the admin credential.
+    ///
+    /// A reference that cannot be resolved (no current secret yet, an unreadable store)
+    /// fails only the credentials that use it, when their target is asked for.
+    pub async fn resolve_admins(&mut self, config: &Config) {
+        for name in config.admin_refs.keys() {
+            if let Err(message) = self.resolve_admin(config, name).await {
+                self.admin_errors.insert(name.clone(), message);
+            }
+        }
+    }
+
+    async fn resolve_admin(&mut self, config: &Config, name: &str) -> Result<(), String> {
+        let admin_name = &config.admin_refs[name];
+        let Some(admin) = config.credential(admin_name) else {
+            return Err(format!("{name}: admin credential `{admin_name}` is not defined"));
+        };
+        let store = self
+            .store(&admin.store)
+            .map_err(|e| format!("{name}: admin credential `{admin_name}`: {e}"))?;
+        let state = store
+            .read(&admin.key)
+            .await
+            .map_err(|e| format!("{name}: admin credential `{admin_name}`: read: {e}"))?;
+        let Some(current) = state.current() else {
+            return Err(format!(
+                "{name}: admin credential `{admin_name}` has no current secret; import it with `rekey import {admin_name}`"
+            ));
+        };
+        let doc = &current.doc;
+        let field = |f: &str| doc.get_str(f).map(str::to_owned);
+        let (Some(user), Some(password), Some(host)) = (field("username"), doc.password(), field("host")) else {
+            return Err(format!(
+                "{name}: admin credential `{admin_name}`: its stored secret lacks username, password or host"
+            ));
+        };
+        let port = doc.get_u64("port");
+        let encoded_password = zeroize::Zeroizing::new(userinfo_encode(password.expose()));
+        let userinfo = zeroize::Zeroizing::new(format!("{}:{}", userinfo_encode(&user), encoded_password.as_str()));
+        let authority = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        let dsn = |scheme: &str, path: &str| {
+            rekey_api::RedactedDsn::new(format!("{scheme}://{}@{authority}{path}", userinfo.as_str()))
+        };
+        match self.targets.get_mut(name) {
+            Some(TargetConfig::Postgres(c)) => {
+                let db = field("dbname").unwrap_or_else(|| "postgres".to_owned());
+                c.admin = Some(dsn("postgres", &format!("/{}", userinfo_encode(&db))));
+            }
+            Some(TargetConfig::Mysql(c)) => c.admin = Some(dsn("mysql", "")),
+            Some(TargetConfig::Redis(c)) => c.admin = Some(dsn("redis", "")),
+            Some(other) => {
+                return Err(format!(
+                    "{name}: `admin = {{ credential = ... }}` is for postgres, mysql and redis targets, not {}",
+                    other.type_name()
+                ))
+            }
+            None => return Err(format!("{name}: no target configured")),
+        }
+        Ok(())
     }
 
     fn open_store(&self, config: &StoreConfig) -> ProviderResult<Arc<dyn Store>> {
@@ -66,6 +134,20 @@ impl ConfiguredBackends {
             StoreConfig::VaultKv(c) => self.vault.kv_store(c),
         }
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (for URL user info
+/// and paths).
+fn userinfo_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Backends for ConfiguredBackends {
@@ -84,6 +166,9 @@ impl Backends for ConfiguredBackends {
     }
 
     fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
+        if let Some(message) = self.admin_errors.get(&credential.name) {
+            return Err(ProviderError::invalid_input(message.clone()));
+        }
         let Some(config) = self.targets.get(&credential.name) else {
             return Err(ProviderError::invalid_input(format!(
                 "credential `{}` has no target configured",

@@ -170,3 +170,46 @@ fn routine_rotation_leaves_sessions_alone() {
     let _ = session.kill();
     let _ = session.wait();
 }
+
+/// `admin = { credential = "pg-admin" }`: the admin secret lives in the store as another
+/// credential, which can itself be rotated (when it leaked: first), and the credentials
+/// that use it keep rotating with its new secret.
+#[test]
+fn a_leaked_admin_credential_is_rotated_and_its_dependents_use_the_new_one() {
+    let mut ws = Workspace::new();
+    let admin_role = crate::util::unique("rk_adm");
+    let admin_pw = crate::util::random_password();
+    ws.pg.create_role_with(&admin_role, &admin_pw, "CREATEROLE");
+    let (app_role, app_pw) = ws.role("rk_adm_app");
+    let port = ws.pg.port();
+    let config = format!(
+        "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\n\
+         [[credentials]]\nname = \"pg-admin\"\nstore = \"local\"\nkey = \"admin\"\nstrategy = \"single\"\n\
+         target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {port}, dbname = \"postgres\", username = \"{admin_role}\", sslmode = \"disable\" }}\n\n\
+         [[credentials]]\nname = \"app-db\"\nstore = \"local\"\nkey = \"app\"\nstrategy = \"single\"\n\
+         target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {port}, dbname = \"postgres\", username = \"{app_role}\", sslmode = \"disable\", admin = {{ credential = \"pg-admin\" }} }}\n"
+    );
+    ws.write_raw_config(&config);
+    ws.import("pg-admin", &admin_pw);
+    ws.import("app-db", &app_pw);
+    ws.rekey(&["rotate", "app-db"]).assert_code(0);
+    assert!(!ws.can_login(&app_role, &app_pw), "rotated through the stored admin");
+
+    // The admin password leaks: it is found and rotated first.
+    let r = ws.rekey_stdin(&["leaked", "--rotate"], &format!("PGPASSWORD={admin_pw}\n"));
+    r.assert_code(0);
+    assert!(
+        !ws.can_login(&admin_role, &admin_pw),
+        "the leaked admin password is dead"
+    );
+    let new_admin = ws.stored_password("pg-admin", "current");
+    assert!(ws.can_login(&admin_role, &new_admin));
+
+    // Both in one run: the admin first, then the app with the admin's new secret.
+    ws.rekey(&["rotate", "pg-admin", "app-db"]).assert_code(0);
+    let app_now = ws.stored_password("app-db", "current");
+    assert!(ws.can_login(&app_role, &app_now));
+    assert!(!ws.can_login(&admin_role, &new_admin));
+    ws.rekey(&["verify"]).assert_code(0);
+    ws.pg.drop_role(&admin_role);
+}
