@@ -138,10 +138,13 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             selection,
             junit: junit_path,
             metrics_file,
+            parallel,
         } => {
-            let config = load(&cli)?;
-            let chosen =
-                crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
+            let mut config = load(&cli)?;
+            if let Some(n) = parallel {
+                config.defaults.parallel = usize::from(*n);
+            }
+            let chosen = choose(&config, &selection)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
@@ -158,8 +161,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         }
         Command::Status { selection } => {
             let config = load(&cli)?;
-            let chosen =
-                crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
+            let chosen = choose(&config, &selection)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
@@ -285,6 +287,16 @@ async fn rotate_in_order(
     Ok(run)
 }
 
+/// The credentials a selection names (with did-you-mean on a miss), narrowed to its
+/// `--shard K/N` partition.
+fn choose(config: &Config, selection: &Selection) -> Result<Vec<crate::config::Credential>, Stop> {
+    let chosen = crate::commands::suggest::select(config, &selection.names, &selection.tags).map_err(Stop::usage)?;
+    Ok(match selection.shard {
+        Some(shard) => chosen.into_iter().filter(|c| shard.holds(&c.name)).collect(),
+        None => chosen,
+    })
+}
+
 /// Commands that change credentials in bulk on purpose need an explicit selection.
 fn require_selection(selection: &Selection, what: &str) -> Result<(), Stop> {
     if selection.names.is_empty() && selection.tags.is_empty() {
@@ -342,7 +354,7 @@ fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
 
 async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
     let config = load(cli)?;
-    let chosen = crate::commands::suggest::select(&config, &selection.names, &selection.tags).map_err(Stop::usage)?;
+    let chosen = choose(&config, &selection)?;
     let engine = engine_for(
         &config,
         ProviderOptions::default(),
@@ -376,8 +388,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     if let Some(n) = args.parallel {
         config.defaults.parallel = n as usize;
     }
-    let chosen =
-        crate::commands::suggest::select(&config, &args.selection.names, &args.selection.tags).map_err(Stop::usage)?;
+    let chosen = choose(&config, &args.selection)?;
     if !args.create_store {
         check_stores_exist(&config, &chosen)?;
     }
@@ -612,16 +623,10 @@ fn print_matches(cli: &Cli, config: &Config, lookup: &crate::incident::Lookup, r
                 })
             })
             .collect();
+        let code = if lookup.unreadable.is_empty() { 0 } else { 1 };
         println!(
             "{}",
-            serde_json::json!({
-                "schema_version": 1,
-                "command": "leaked",
-                "matches": matches,
-                "unmatched": lookup.unmatched,
-                "unreadable": lookup.unreadable,
-                "exit_code": if lookup.unreadable.is_empty() { 0 } else { 1 },
-            })
+            json::render_leaked(matches, &lookup.unmatched, &lookup.unreadable, code)
         );
         return;
     }

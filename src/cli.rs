@@ -3,13 +3,24 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--version`: the version, the git commit it was built from and that commit's date
+/// (`unknown` when built outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("REKEY_GIT_COMMIT"),
+    " ",
+    env!("REKEY_GIT_DATE"),
+    ")"
+);
+
 /// rekey rotates credentials: it generates a new secret, makes it durable in the store,
 /// installs it on the target, proves it works, promotes it, revokes the old one and
 /// proves the old one dead.
 #[derive(Debug, Parser)]
 #[command(
     name = "rekey",
-    version,
+    version = VERSION,
     about = "Rotate database passwords and API keys: stage, apply, verify, promote, revoke, prove dead.",
     long_about = None,
     after_help = "Exit codes: 0 success; 1 a credential failed; 2 usage or configuration error (nothing changed);\n3 another run holds the lock (nothing changed); 130 interrupted.\n\nExamples:\n  rekey plan                      # what rotate would do, checked against the real systems\n  rekey rotate orders-db          # rotate one credential\n  rekey rotate --due -q           # from cron: rotate what is due, finish deferred revocations\n  rekey verify --junit report.xml # from CI: fail when a credential is broken, stale or half done\n  printf %s \"$PW\" | rekey import orders-db"
@@ -25,7 +36,8 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
-    /// Output format: human (default) or json (one JSON document on stdout).
+    /// Output format: human (default) or json (one JSON envelope on stdout, described by
+    /// docs/output.schema.json).
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
 
@@ -37,6 +49,10 @@ pub struct Cli {
     #[arg(short = 'q', long = "quiet", global = true)]
     pub quiet: bool,
 
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long = "color", global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -47,7 +63,7 @@ pub struct Cli {
 pub enum Output {
     /// Text for people.
     Human,
-    /// One JSON document on stdout.
+    /// One JSON envelope on stdout.
     Json,
 }
 
@@ -60,6 +76,60 @@ pub struct Selection {
     /// Only credentials with this tag (repeatable; any tag matches).
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
+    /// Only partition K of N (1-based) of the selected credentials, by a stable hash of
+    /// the name: N runners (a Kubernetes Indexed Job) share a fleet.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+}
+
+/// `--shard K/N`: a stable partition of credentials by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This partition, 1-based.
+    pub index: u32,
+    /// How many partitions.
+    pub count: u32,
+}
+
+impl Shard {
+    fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}` is not K/N with 1 <= K <= N (e.g. --shard 2/3)");
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the credential `name` falls in this partition (FNV-1a of the name, so the
+    /// same on every machine and every release).
+    pub fn holds(&self, name: &str) -> bool {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in name.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash % u64::from(self.count) == u64::from(self.index - 1)
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_partition_every_name_exactly_once() {
+        let shards: Vec<Shard> = (1..=3).map(|k| Shard::parse(&format!("{k}/3")).unwrap()).collect();
+        for i in 0..1000 {
+            let name = format!("svc-{i}");
+            assert_eq!(shards.iter().filter(|s| s.holds(&name)).count(), 1, "{name}");
+        }
+        assert!(Shard::parse("0/3").is_err() && Shard::parse("4/3").is_err() && Shard::parse("x").is_err());
+    }
 }
 
 /// Commands.
@@ -99,6 +169,9 @@ rekey verify --junit rekey-verify.xml")]
         /// Also write Prometheus metrics (textfile collector format), atomically.
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
+        /// Credentials checked at once [default: from config, else 4].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: Option<u16>,
     },
     /// Show stored versions, ages and due dates (reads the store only).
     Status {
@@ -149,11 +222,39 @@ trufflehog git file://. --json | rekey leaked --from trufflehog --rotate"
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Write a commented starter configuration (mode 0600; an existing file needs --force).
+    Init(crate::commands::init::InitArgs),
+    /// Check the configuration offline: syntax, references, variables, paths, targets.
+    Validate(crate::commands::validate::ValidateArgs),
+    /// List the configured credentials: names, tags, stores, keys, targets.
+    List(crate::commands::list::ListArgs),
+    /// Print the manual page (roff) generated from this command-line definition.
+    Man(crate::commands::man::ManArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+impl Command {
+    /// The command's name as typed (`rotate`), also the JSON envelope's `command`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan { .. } => "plan",
+            Command::Rotate(_) => "rotate",
+            Command::Verify { .. } => "verify",
+            Command::Status { .. } => "status",
+            Command::Import { .. } => "import",
+            Command::Get { .. } => "get",
+            Command::Leaked { .. } => "leaked",
+            Command::Init(_) => "init",
+            Command::Validate(_) => "validate",
+            Command::List(_) => "list",
+            Command::Man(_) => "man",
+            Command::Completions { .. } => "completions",
+        }
+    }
 }
 
 /// `rotate` options.
