@@ -496,7 +496,7 @@ fn duration(
     if value < minimum || value > MAX_PERIOD {
         return Err(ConfigError::new(format!(
             "{file}: {owner}: `{what} = \"{t}\"` is out of range: {what} must be between {} and 100y",
-            humantime::format_duration(minimum)
+            crate::engine::inspection::short_duration(minimum)
         )));
     }
     Ok(value)
@@ -615,8 +615,8 @@ fn resolve(
             return Err(ConfigError::new(format!(
                 "{file}: {owner}: grace ({}) must be shorter than every ({}): the next rotation would revoke a \
                  previous secret still inside its grace period",
-                humantime::format_duration(grace),
-                humantime::format_duration(every)
+                crate::engine::inspection::short_duration(grace),
+                crate::engine::inspection::short_duration(every)
             )));
         }
         let strategy = c.strategy.unwrap_or_else(|| target.default_strategy());

@@ -8,7 +8,8 @@ use rekey::{app, cli::Cli, exit};
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn main() {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| rekey::commands::usage::parse_failed(e, &args));
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -123,7 +123,7 @@ pub async fn plan(
         }
         (false, true) => lines.push(format!(
             "revoke: after the grace period ({}), by `rekey rotate --due`",
-            humantime::format_duration(grace)
+            short_duration(grace)
         )),
     }
     rec.report.plan = lines;
@@ -410,14 +410,23 @@ pub fn summarize(state: &KeyState) -> Vec<VersionSummary> {
         .collect()
 }
 
-/// `3d 4h`, `5m`, `12s`: the two largest units.
+/// A duration as people write it, in its two largest units and without a zero second
+/// one: `40d`, `3d 4h`, `1h 5m`, `3m 12s`, `12s`. The one helper for every duration
+/// shown to people (never humantime's `1month 9days 13h`).
 pub fn short_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{secs}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
+    let units = [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3600, "h"),
+        (secs % 3600 / 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let Some(first) = units.iter().position(|(n, _)| *n > 0) else {
+        return "0s".to_owned();
+    };
+    let mut text = format!("{}{}", units[first].0, units[first].1);
+    if let Some((n, unit)) = units.get(first + 1).filter(|(n, _)| *n > 0) {
+        text.push_str(&format!(" {n}{unit}"));
     }
+    text
 }

@@ -5,7 +5,7 @@ use crate::engine::event::{Event, Outcome, Reporter};
 use crate::engine::inspection::short_duration;
 use crate::engine::{RunReport, Status};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How much to say.
@@ -19,9 +19,65 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// `--color`: 0 auto, 1 always, 2 never (set once at start by [`set_color`]).
+static COLOR: AtomicU8 = AtomicU8::new(0);
+
+/// Applies `--color`: `always` colours even when piped (and over `NO_COLOR`, which only
+/// changes the default), `never` never does, `auto` colours a terminal unless `NO_COLOR`
+/// is set to a non-empty value.
+pub fn set_color(choice: clap::ColorChoice) {
+    let value = match choice {
+        clap::ColorChoice::Auto => 0,
+        clap::ColorChoice::Always => 1,
+        clap::ColorChoice::Never => 2,
+    };
+    COLOR.store(value, Ordering::Relaxed);
+}
+
 /// Whether to colour a stream.
 pub fn use_color(stream_is_terminal: bool) -> bool {
-    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    match COLOR.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// A word meaning success (`ok`, `rotated`), green where stdout is coloured.
+pub fn ok_word(word: &str) -> String {
+    paint(word, GREEN, use_color(std::io::stdout().is_terminal()))
+}
+
+/// `warning: TEXT` and a newline, for stderr; `warning` in yellow where stderr is coloured.
+pub fn warning_line(text: &str) -> String {
+    format!(
+        "{}: {text}\n",
+        paint("warning", YELLOW, use_color(std::io::stderr().is_terminal()))
+    )
+}
+
+/// `error: TEXT` and a newline, for stderr; `error` in red where stderr is coloured.
+pub fn error_line(text: &str) -> String {
+    format!(
+        "{}: {text}\n",
+        paint("error", RED, use_color(std::io::stderr().is_terminal()))
+    )
+}
+
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const RED: &str = "1;31";
+
+/// The colour of a status word: red for a failure, green for success, yellow for
+/// "not due" and other states worth a look, none for the rest.
+fn status_color(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Failed => Some(RED),
+        Status::Rotated | Status::Imported | Status::Revoked | Status::Planned | Status::Verified | Status::Listed => {
+            Some(GREEN)
+        }
+        _ => None,
+    }
 }
 
 fn paint(text: &str, code: &str, color: bool) -> String {
@@ -74,7 +130,12 @@ impl Reporter for Progress {
             Event::CredentialDone(report) => {
                 let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
                 if self.terminal && self.verbosity >= Verbosity::Normal && self.total > 1 {
-                    let _ = writeln!(err, "[{n}/{}] {} {}", self.total, report.status.as_str(), report.name);
+                    let word = report.status.as_str();
+                    let word = match status_color(report.status) {
+                        Some(code) => paint(word, code, use_color(true)),
+                        None => word.to_owned(),
+                    };
+                    let _ = writeln!(err, "[{n}/{}] {word} {}", self.total, report.name);
                 }
             }
             Event::FailpointHeld { credential, name } => {
@@ -98,10 +159,9 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
     }
     let width = run.credentials.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &run.credentials {
-        let status = match c.status {
-            Status::Failed => paint("FAILED", "1;31", color),
-            Status::Rotated | Status::Imported | Status::Revoked => paint(c.status.as_str(), "32", color),
-            _ => c.status.as_str().to_owned(),
+        let status = match status_color(c.status) {
+            Some(code) => paint(c.status.as_str(), code, color),
+            None => c.status.as_str().to_owned(),
         };
         let status = format!("{status:<pad$}", pad = 8 + status.len() - visible_len(&status));
         let name = format!("{:<width$}", c.name);
@@ -123,7 +183,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                 if let Some(p) = pending {
                     parts.push(paint(
                         &format!("PENDING {} since {}", short_id(&p.id), p.created),
-                        "33",
+                        YELLOW,
                         color,
                     ));
                 }
@@ -163,7 +223,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                         parts.push(format!("revocation {reason}"));
                     }
                     for warning in &c.warnings {
-                        parts.push(paint(&format!("warning: {warning}"), "33", color));
+                        parts.push(paint(&format!("warning: {warning}"), YELLOW, color));
                     }
                 }
                 parts.push(short_duration_ms(c.duration_ms));

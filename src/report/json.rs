@@ -1,43 +1,282 @@
-//! `-o json`: one JSON document on stdout per command.
+//! `-o json`: every command prints one JSON envelope on stdout, described by
+//! `docs/output.schema.json`:
+//!
+//! ```json
+//! { "schema_version": 1, "command": "rotate", ...,
+//!   "credentials": [ { "name": "...", "status": "...", "error": {...}, "steps": [...] } ],
+//!   "summary": { "total": 1, "rotated": 1, "failed": 0, ... },
+//!   "exit_code": 0 }
+//! ```
+//!
+//! Errors that stop a command before or outside its per-credential work (usage and
+//! configuration errors, a busy lock) use the same envelope with `credentials: []` and an
+//! `error` object. Field names are a contract for scripts: fields are added, never
+//! renamed or removed; an incompatible change would raise `schema_version`.
 
-use crate::engine::{RunReport, Status};
+use crate::engine::event::StepRecord;
+use crate::engine::{CredentialReport, RunReport};
 use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The envelope's version; raised only by an incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Counts always present in `summary` (zero when none), besides `total` and any other
+/// status seen.
+const COUNTED: &[&str] = &[
+    "rotated",
+    "revoked",
+    "not_due",
+    "planned",
+    "verified",
+    "listed",
+    "imported",
+    "valid",
+    "matched",
+    "failed",
+    "busy",
+    "interrupted",
+];
 
 #[derive(Serialize)]
-struct Summary {
-    total: usize,
-    failed: usize,
-    rotated: usize,
-    not_due: usize,
-    revoked: usize,
-}
-
-#[derive(Serialize)]
-struct Document<'a> {
+struct Envelope<'a> {
+    schema_version: u32,
+    command: &'a str,
     #[serde(flatten)]
-    run: &'a RunReport,
-    summary: Summary,
+    extra: Map<String, Value>,
+    credentials: Vec<Value>,
+    summary: BTreeMap<String, usize>,
     exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
 }
 
-/// The run as a JSON document.
-pub fn render(run: &RunReport, exit_code: i32) -> String {
-    let summary = Summary {
-        total: run.credentials.len(),
-        failed: run.count(Status::Failed),
-        rotated: run.count(Status::Rotated),
-        not_due: run.count(Status::NotDue),
-        revoked: run.count(Status::Revoked),
-    };
-    serde_json::to_string_pretty(&Document {
-        run,
-        summary,
+/// `summary`: `total`, one count per status (`not-due` counted as `not_due`), and among
+/// the failed, how many only met another run (`busy`) or an interruption.
+fn summary(credentials: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = COUNTED.iter().map(|k| ((*k).to_owned(), 0)).collect();
+    counts.insert("total".into(), credentials.len());
+    for c in credentials {
+        if let Some(status) = c["status"].as_str() {
+            *counts.entry(status.replace('-', "_")).or_default() += 1;
+        }
+        match c["error"]["kind"].as_str() {
+            Some("busy") => *counts.entry("busy".into()).or_default() += 1,
+            Some("interrupted") => *counts.entry("interrupted".into()).or_default() += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// The envelope around `credentials` (each an object with at least `name`, `status` and
+/// `steps`), with `extra` top-level fields.
+pub fn envelope(command: &str, credentials: Vec<Value>, extra: Map<String, Value>, exit_code: i32) -> String {
+    to_text(&Envelope {
+        schema_version: SCHEMA_VERSION,
+        command,
+        extra,
+        summary: summary(&credentials),
+        credentials,
         exit_code,
+        error: None,
     })
-    .expect("report serializes")
 }
 
-/// An error that stopped the command before it ran, as a JSON document.
-pub fn render_error(message: &str, exit_code: i32) -> String {
-    serde_json::json!({ "error": { "message": message, "exit_code": exit_code } }).to_string()
+fn to_text(envelope: &Envelope<'_>) -> String {
+    serde_json::to_string_pretty(envelope).expect("the envelope serializes")
+}
+
+/// A run (rotate, plan, verify, status, import) as the envelope. Keeps every field the
+/// run report always had (`run_id`, `dry_run`, `started`, `duration_ms`, per credential
+/// `status`, `error {step, kind, message}`, `steps[]`...) and adds each step's `started`
+/// and `duration_ms`, and for `plan` the structured `plan_steps`.
+pub fn render(run: &RunReport, exit_code: i32) -> String {
+    let mut extra = Map::new();
+    extra.insert("run_id".into(), run.run_id.clone().into());
+    extra.insert("dry_run".into(), run.dry_run.into());
+    extra.insert("started".into(), run.started.clone().into());
+    extra.insert("duration_ms".into(), run.duration_ms.into());
+    let credentials = run.credentials.iter().map(credential).collect();
+    envelope(run.command, credentials, extra, exit_code)
+}
+
+fn credential(report: &CredentialReport) -> Value {
+    let mut value = serde_json::to_value(report).expect("a credential report serializes");
+    value["steps"] = Value::Array(report.steps.iter().map(step).collect());
+    if !report.plan.is_empty() {
+        value["plan_steps"] = Value::Array(report.plan.iter().map(|line| plan_step(line)).collect());
+    }
+    value
+}
+
+fn step(record: &StepRecord) -> Value {
+    let mut value = serde_json::to_value(record).expect("a step serializes");
+    value["started"] = humantime::format_rfc3339_millis(record.started).to_string().into();
+    // Microsecond resolution: most steps of a local store take well under a millisecond.
+    let ms = (record.duration.as_micros() as f64) / 1000.0;
+    value["duration_ms"] = json!(ms);
+    value
+}
+
+/// One line of a plan as `{step, action}`: `"apply: set it on postgres role x"` becomes
+/// `{"step": "apply", "action": "set it on postgres role x"}`. Lines without a step
+/// prefix are named by what they do (`resume`, `revoke`, `none`).
+pub fn plan_step(line: &str) -> Value {
+    const STEPS: &[&str] = &[
+        "check",
+        "warning",
+        "generate",
+        "stage",
+        "apply",
+        "verify",
+        "promote",
+        "revoke",
+        "prove-dead",
+    ];
+    if let Some((head, action)) = line.split_once(": ") {
+        // `check (incident): ...`, `warning (incident): ...`
+        let (name, qualifier) = match head.split_once(" (") {
+            Some((name, q)) => (name, Some(q.trim_end_matches(')'))),
+            None => (head, None),
+        };
+        if STEPS.contains(&name) {
+            let mut value = json!({ "step": name, "action": action });
+            if let Some(q) = qualifier {
+                value["mode"] = q.into();
+            }
+            return value;
+        }
+    }
+    let step = if line.starts_with("resume") {
+        "resume"
+    } else if line.starts_with("nothing to rotate") {
+        "none"
+    } else if line.starts_with("revoke") || line.starts_with("finish the deferred revocation") {
+        "revoke"
+    } else {
+        "note"
+    };
+    json!({ "step": step, "action": line })
+}
+
+/// `error.kind` from the exit code of an error that stopped a command.
+fn error_kind(exit_code: i32) -> &'static str {
+    match exit_code {
+        crate::exit::USAGE => "usage",
+        crate::exit::LOCKED => "busy",
+        crate::exit::INTERRUPTED => "interrupted",
+        _ => "failed",
+    }
+}
+
+/// An error that stopped `command` before or outside its per-credential work: the
+/// envelope with no credentials and `error {kind, message, exit_code}` (kind `usage` for
+/// usage and configuration errors, exit 2; `busy`, exit 3; `failed`, exit 1).
+pub fn render_error(command: &str, message: &str, exit_code: i32) -> String {
+    to_text(&Envelope {
+        schema_version: SCHEMA_VERSION,
+        command,
+        extra: Map::new(),
+        summary: summary(&[]),
+        credentials: Vec::new(),
+        exit_code,
+        error: Some(json!({ "kind": error_kind(exit_code), "message": message, "exit_code": exit_code })),
+    })
+}
+
+/// `leaked` without `--rotate`: what the lookup found. `matches` (each with its
+/// `credential`, `stage`, `version`, `fingerprint`...) as before, and each matched
+/// credential once in `credentials` with status `matched` and `live` (whether any of its
+/// matched versions may still work).
+pub fn render_leaked(matches: Vec<Value>, unmatched: &[String], unreadable: &[String], exit_code: i32) -> String {
+    let mut credentials: Vec<Value> = Vec::new();
+    for m in &matches {
+        let Some(name) = m["credential"].as_str() else {
+            continue;
+        };
+        let live = m["already_dead_since"].is_null();
+        match credentials.iter_mut().find(|c| c["name"] == name) {
+            Some(c) => {
+                c["live"] = (c["live"].as_bool().unwrap_or(false) || live).into();
+            }
+            None => credentials.push(json!({
+                "name": name,
+                "status": "matched",
+                "live": live,
+                "store": m["store"].clone(),
+                "key": m["key"].clone(),
+                "steps": [],
+            })),
+        }
+    }
+    let mut extra = Map::new();
+    extra.insert("matches".into(), Value::Array(matches));
+    extra.insert("unmatched".into(), json!(unmatched));
+    extra.insert("unreadable".into(), json!(unreadable));
+    envelope("leaked", credentials, extra, exit_code)
+}
+
+/// `init`: the file written.
+pub fn render_init(path: &Path) -> String {
+    let mut extra = Map::new();
+    extra.insert("path".into(), path.display().to_string().into());
+    envelope("init", Vec::new(), extra, crate::exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_lines_become_steps() {
+        assert_eq!(
+            plan_step("apply: set it on postgres role x"),
+            json!({"step": "apply", "action": "set it on postgres role x"})
+        );
+        assert_eq!(
+            plan_step("check (incident): may end sessions"),
+            json!({"step": "check", "mode": "incident", "action": "may end sessions"})
+        );
+        assert_eq!(
+            plan_step("nothing to rotate: not due until 2030-01-01T00:00:00Z")["step"],
+            "none"
+        );
+        assert_eq!(
+            plan_step("resume pending version 1 (staged x): apply it")["step"],
+            "resume"
+        );
+    }
+
+    #[test]
+    fn error_envelope_keeps_the_old_fields() {
+        let v: Value = serde_json::from_str(&render_error("rotate", "bad", 2)).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["command"], "rotate");
+        assert_eq!(v["error"]["message"], "bad");
+        assert_eq!(v["error"]["exit_code"], 2);
+        assert_eq!(v["error"]["kind"], "usage");
+        assert_eq!(v["exit_code"], 2);
+        assert_eq!(v["credentials"], json!([]));
+        assert_eq!(v["summary"]["total"], 0);
+        assert_eq!(v["summary"]["failed"], 0);
+    }
+
+    #[test]
+    fn summary_counts_every_status() {
+        let creds = vec![
+            json!({"name": "a", "status": "rotated", "steps": []}),
+            json!({"name": "b", "status": "not-due", "steps": []}),
+            json!({"name": "c", "status": "failed", "error": {"kind": "busy"}, "steps": []}),
+        ];
+        let s = summary(&creds);
+        assert_eq!(s["total"], 3);
+        assert_eq!(s["rotated"], 1);
+        assert_eq!(s["not_due"], 1);
+        assert_eq!(s["failed"], 1);
+        assert_eq!(s["busy"], 1);
+        assert_eq!(s["verified"], 0);
+    }
 }
