@@ -1,0 +1,68 @@
+//! `rekey list`: names, tags, store, key and target from the configuration alone: no
+//! store opened, no secret and no admin URL shown.
+
+use crate::ux_support::{assert_envelope, Dir, OFFLINE_CONFIG, UX_ADMIN_URL};
+
+#[test]
+fn list_shows_the_configured_credentials_and_nothing_secret() {
+    let d = Dir::with_config(OFFLINE_CONFIG);
+    let r = d.rekey(&["list"]);
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    for column in ["NAME", "TAGS", "STORE", "KEY", "TARGET"] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    assert!(lines[1].starts_with("orders-db "), "{}", lines[1]);
+    for part in [
+        "prod,orders",
+        "local",
+        "orders/db",
+        "single",
+        "40d",
+        "postgres",
+        "orders_app",
+        "127.0.0.1:9/orders",
+    ] {
+        assert!(lines[1].contains(part), "lacks {part}: {}", lines[1]);
+    }
+    assert!(lines[2].starts_with("billing-db "), "{}", lines[2]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        !all.contains("ux-admin-pw") && !all.contains(UX_ADMIN_URL) && !all.contains("ux_rotator"),
+        "{all}"
+    );
+    assert!(!d.path("secrets.json").exists() && !d.path("audit.jsonl").exists());
+}
+
+#[test]
+fn list_by_tag_and_as_json() {
+    let d = Dir::with_config(OFFLINE_CONFIG);
+    let r = d.rekey(&["list", "--tag", "staging"]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().count(), 2);
+    assert!(r.stdout.contains("billing-db") && !r.stdout.contains("orders-db"));
+
+    let r = d.rekey(&["-o", "json", "list", "--tag", "prod"]);
+    r.assert_code(0);
+    assert!(!r.stdout.contains("ux-admin-pw"));
+    let doc = assert_envelope("list", &r.stdout);
+    assert_eq!(doc["command"], "list");
+    assert_eq!(doc["summary"]["listed"], 1);
+    let c = &doc["credentials"][0];
+    assert_eq!(c["name"], "orders-db");
+    assert_eq!(c["status"], "listed");
+    assert_eq!(c["tags"], serde_json::json!(["prod", "orders"]));
+    assert_eq!(c["store_name"], "local");
+    assert_eq!(c["key"], "orders/db");
+    assert_eq!(c["target_type"], "postgres");
+    assert_eq!(c["every"], "40d");
+}
+
+#[test]
+fn list_with_a_mistyped_tag_is_exit_2_with_a_suggestion() {
+    let d = Dir::with_config(OFFLINE_CONFIG);
+    let r = d.rekey(&["list", "--tag", "prdo"]);
+    r.assert_code(2);
+    r.assert_one_error(&["no credential has tag `prdo`", "did you mean `prod`?"]);
+}
