@@ -171,7 +171,25 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let run = engine.status(chosen).await?;
             Ok(finish(&cli, &run))
         }
-        Command::Import { name, no_verify, force } => {
+        Command::Import {
+            name: None,
+            no_verify,
+            force,
+            ..
+        } => {
+            let config = load(&cli)?;
+            let options = ImportOptions {
+                check: !no_verify,
+                force: *force,
+            };
+            import_batch(&cli, &config, options).await
+        }
+        Command::Import {
+            name: Some(name),
+            no_verify,
+            force,
+            ..
+        } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
             let checked = credential.clone();
@@ -238,6 +256,60 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             report,
         } => leaked(&cli, file.as_deref(), *from, *rotate, report.as_deref()).await,
     }
+}
+
+/// Most bytes `import --batch` reads.
+const BATCH_LIMIT: usize = 64 << 20;
+
+/// `import --batch`: JSON lines `{"name": ..., "value": ...}` on stdin.
+async fn import_batch(cli: &Cli, config: &Config, options: ImportOptions) -> Result<i32, Stop> {
+    let input = read_secret_input(None, BATCH_LIMIT)?;
+    let mut items = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, line) in input.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A SecretDoc zeroizes the parsed line when dropped.
+        let parsed = rekey_api::SecretDoc::from_json(line)
+            .map_err(|_| Stop::usage(format!("import --batch: line {number} is not a JSON object")))?;
+        let name = parsed
+            .get_str("name")
+            .ok_or_else(|| Stop::usage(format!("import --batch: line {number} has no string \"name\"")))?;
+        let credential = one(config, name)?;
+        if !seen.insert(name.to_owned()) {
+            return Err(Stop::usage(format!(
+                "import --batch: line {number}: `{name}` appears twice"
+            )));
+        }
+        let doc = match parsed.get("value") {
+            Some(serde_json::Value::String(value)) => parse_import(value),
+            Some(object @ serde_json::Value::Object(_)) => {
+                rekey_api::SecretDoc::from_value(object.clone()).map_err(|e| e.message().to_owned())
+            }
+            _ => Err("\"value\" must be a string or a JSON object".to_owned()),
+        }
+        .map_err(|e| Stop::usage(format!("import --batch: line {number} ({name}): {e}")))?;
+        crate::config::check_import_identity(config, &credential, &doc)
+            .map_err(|e| Stop::usage(format!("import --batch: line {number} ({name}): {e}")))?;
+        items.push((credential, doc));
+    }
+    drop(input);
+    if items.is_empty() {
+        return Err(Stop::usage("import --batch: no lines on stdin"));
+    }
+    let engine = engine_for(
+        config,
+        ProviderOptions {
+            create_store: true,
+            ..Default::default()
+        },
+        reporter(cli, config, "import", items.len())?,
+    )
+    .await?;
+    let run = engine.import_batch(items, options).await?;
+    Ok(finish(cli, &run))
 }
 
 /// The engine over the providers this configuration names.

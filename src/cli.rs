@@ -179,9 +179,16 @@ rekey verify --junit rekey-verify.xml")]
         selection: Selection,
     },
     /// Store an existing secret as current: a bare value or a JSON object on stdin.
+    #[command(after_help = "Examples:\n  printf %s \"$PW\" | rekey import orders-db\n  \
+rekey import --batch < secrets.jsonl     # {\"name\": \"orders-db\", \"value\": \"...\"} per line; value may be a JSON object")]
     Import {
-        /// The credential.
-        name: String,
+        /// The credential (not with --batch).
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        name: Option<String>,
+        /// Many credentials at once: JSON lines `{"name": ..., "value": ...}` on stdin, one
+        /// process, one lock pass, checked in parallel.
+        #[arg(long)]
+        batch: bool,
         /// Store it without checking that it logs in.
         #[arg(long)]
         no_verify: bool,

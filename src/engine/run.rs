@@ -244,45 +244,9 @@ impl Engine {
                 lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
             },
         )?;
-        let mut doc = read_doc().map_err(RunError::Input)?;
+        let doc = read_doc().map_err(RunError::Input)?;
         let mut rec = self.recorder(&p);
-        let status = async {
-            let store = p
-                .store
-                .clone()
-                .map_err(|e| rec.fail(Step::Read, e.kind().into(), e.message()))?;
-            p.target.complete(&mut doc);
-            if !options.check && !options.force {
-                let state = super::rotation::read_state(&mut rec, store.as_ref(), &p.credential.key).await?;
-                if let Some(current) = state.current() {
-                    if p.target.login(&current.doc).await.is_ok() {
-                        return Err(rec.fail(
-                            Step::Import,
-                            FailureKind::Conflict,
-                            "the stored current secret still logs in; importing an unverified secret over it \
-                             could replace a working secret with a dead one (check it, or pass --force)",
-                        ));
-                    }
-                }
-            }
-            if options.check {
-                rec.run(Step::Verify, async {
-                    p.target
-                        .login(&doc)
-                        .await
-                        .map_err(|e| e.context("the imported secret does not log in"))
-                })
-                .await?;
-            } else {
-                rec.skipped(Step::Verify, "--no-verify");
-            }
-            let version = uuid::Uuid::new_v4().to_string();
-            rec.run(Step::Import, store.put_current(&p.credential.key, &version, &doc))
-                .await?;
-            rec.report.version = Some(version);
-            Ok::<_, StepFailed>(Status::Imported)
-        }
-        .await;
+        let status = import_one(&mut rec, &p, doc, options).await;
         let report = rec.finish(status);
         Ok(RunReport {
             run_id: self.run_id.clone(),
@@ -291,6 +255,71 @@ impl Engine {
             started: rfc3339(started.0),
             duration_ms: started.1.elapsed().as_millis() as u64,
             credentials: vec![report],
+        })
+    }
+
+    /// `import --batch`: many existing secrets in one process: one lock pass, then each
+    /// credential checked and stored in parallel (up to `parallel` at once).
+    pub async fn import_batch(
+        &self,
+        items: Vec<(Credential, SecretDoc)>,
+        options: ImportOptions,
+    ) -> Result<RunReport, RunError> {
+        let started = (SystemTime::now(), Instant::now());
+        let (credentials, docs): (Vec<Credential>, Vec<SecretDoc>) = items.into_iter().unzip();
+        let prepared = self.prepare(credentials)?;
+        let names: Vec<String> = prepared.iter().map(|p| p.credential.name.clone()).collect();
+        let _locks = lock::acquire_all(&self.settings.lock_dir, &names).map_err(|e| match e {
+            lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
+            lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
+        })?;
+        let semaphore = Arc::new(Semaphore::new(self.settings.parallel.max(1)));
+        let mut tasks = JoinSet::new();
+        let count = prepared.len();
+        for (index, (p, doc)) in prepared.into_iter().zip(docs).enumerate() {
+            let semaphore = semaphore.clone();
+            let mut rec = self.recorder(&p);
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
+                let status = import_one(&mut rec, &p, doc, options).await;
+                (index, rec.finish(status))
+            });
+        }
+        let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((index, report)) = joined {
+                results[index] = Some(report);
+            }
+        }
+        let credentials = results
+            .into_iter()
+            .zip(names)
+            .map(|(report, name)| {
+                report.unwrap_or_else(|| {
+                    let mut rec = Recorder::new(
+                        &self.run_id,
+                        self.reporter.clone(),
+                        &name,
+                        String::new(),
+                        String::new(),
+                        "",
+                    );
+                    let failed = rec.fail(
+                        Step::Import,
+                        FailureKind::Other,
+                        "internal error: the import task panicked",
+                    );
+                    rec.finish(Err(failed))
+                })
+            })
+            .collect();
+        Ok(RunReport {
+            run_id: self.run_id.clone(),
+            command: "import",
+            dry_run: false,
+            started: rfc3339(started.0),
+            duration_ms: started.1.elapsed().as_millis() as u64,
+            credentials,
         })
     }
 
@@ -392,4 +421,48 @@ async fn one_credential(
         Work::Status => inspection::status(&mut rec, &p.credential, store.as_ref()).await,
     };
     rec.finish(status)
+}
+
+/// Stores one existing secret as current: checks it logs in (unless told not to, and then
+/// refuses to replace a working current secret without `force`), then writes it.
+async fn import_one(
+    rec: &mut Recorder,
+    p: &Prepared,
+    mut doc: SecretDoc,
+    options: ImportOptions,
+) -> Result<Status, StepFailed> {
+    let store = p
+        .store
+        .clone()
+        .map_err(|e| rec.fail(Step::Read, e.kind().into(), e.message()))?;
+    p.target.complete(&mut doc);
+    if !options.check && !options.force {
+        let state = super::rotation::read_state(rec, store.as_ref(), &p.credential.key).await?;
+        if let Some(current) = state.current() {
+            if p.target.login(&current.doc).await.is_ok() {
+                return Err(rec.fail(
+                    Step::Import,
+                    FailureKind::Conflict,
+                    "the stored current secret still logs in; importing an unverified secret over it \
+                     could replace a working secret with a dead one (check it, or pass --force)",
+                ));
+            }
+        }
+    }
+    if options.check {
+        rec.run(Step::Verify, async {
+            p.target
+                .login(&doc)
+                .await
+                .map_err(|e| e.context("the imported secret does not log in"))
+        })
+        .await?;
+    } else {
+        rec.skipped(Step::Verify, "--no-verify");
+    }
+    let version = uuid::Uuid::new_v4().to_string();
+    rec.run(Step::Import, store.put_current(&p.credential.key, &version, &doc))
+        .await?;
+    rec.report.version = Some(version);
+    Ok(Status::Imported)
 }

@@ -114,3 +114,44 @@ fn three_shards_rotate_every_credential_exactly_once() {
         assert!(!ws.can_login(role, old), "{name}'s old password is dead");
     }
 }
+
+/// `import --batch`: JSON lines in one process; each checked, bad lines refused whole.
+#[test]
+fn import_batch_onboards_many_credentials_in_one_process() {
+    let mut ws = Workspace::new();
+    let mut lines = String::new();
+    let mut tables = Vec::new();
+    let mut roles = Vec::new();
+    for i in 0..4 {
+        let (role, password) = ws.role(&format!("rk_batch{i}"));
+        tables.push(ws.credential(&format!("svc-{i}"), &role));
+        let value = if i % 2 == 0 {
+            serde_json::Value::String(password.clone())
+        } else {
+            serde_json::json!({"username": role, "password": password})
+        };
+        lines.push_str(&serde_json::json!({"name": format!("svc-{i}"), "value": value}).to_string());
+        lines.push('\n');
+        roles.push((format!("svc-{i}"), role, password));
+    }
+    ws.write_config(&tables);
+    // A malformed line stops the batch before anything is stored.
+    let r = ws.rekey_stdin(&["import", "--batch"], &format!("{lines}{{\"name\": 3}}\n"));
+    r.assert_code(2);
+    assert!(r.stderr.contains("line 5"), "{}", r.stderr);
+    assert!(!ws.path("secrets.json").exists());
+    let r = ws.rekey_stdin(&["-o", "json", "import", "--batch"], &lines);
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["credentials"].as_array().unwrap().len(), 4);
+    for (_, _, password) in &roles {
+        assert!(!r.stdout.contains(password.as_str()) && !r.stderr.contains(password.as_str()));
+    }
+    for (name, role, password) in &roles {
+        assert_eq!(&ws.stored_password(name, "current"), password);
+        assert!(ws.can_login(role, password));
+    }
+    // A wrong password fails that credential only.
+    let bad = serde_json::json!({"name": "svc-0", "value": "not-the-password-123"}).to_string();
+    ws.rekey_stdin(&["import", "--batch"], &bad).assert_code(1);
+}
