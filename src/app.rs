@@ -444,6 +444,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         incident: args.leaked,
         grace: args.grace,
         abandon_pending: args.abandon_pending,
+        wait: args.wait,
     };
     if args.leaked {
         require_selection(&args.selection, "rotate --leaked")?;

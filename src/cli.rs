@@ -301,6 +301,9 @@ pub struct RotateArgs {
     /// Also write Prometheus metrics (textfile collector format), atomically.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Wait this long (e.g. 5m) for another run's locks instead of exiting 3 at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<std::time::Duration>,
 }
 
 /// A stage on the command line.

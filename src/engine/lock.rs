@@ -46,6 +46,25 @@ pub fn lock_path(dir: &Path, credential: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct HeldLocks(#[allow(dead_code)] Vec<File>);
 
+/// Takes every credential's lock, waiting up to `wait` for locks held by another run
+/// (polling; all or none at every attempt). Without `wait`, a held lock is
+/// [`LockError::Busy`] at once.
+pub async fn acquire_all_waiting(
+    dir: &Path,
+    credentials: &[String],
+    wait: Option<std::time::Duration>,
+) -> Result<HeldLocks, LockError> {
+    let deadline = wait.map(|w| std::time::Instant::now() + w);
+    loop {
+        match acquire_all(dir, credentials) {
+            Err(LockError::Busy { .. }) if deadline.is_some_and(|d| std::time::Instant::now() < d) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Takes every credential's lock without waiting; all or none.
 pub fn acquire_all(dir: &Path, credentials: &[String]) -> Result<HeldLocks, LockError> {
     let mut held = Vec::with_capacity(credentials.len());

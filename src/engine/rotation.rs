@@ -22,6 +22,8 @@ pub struct RotateOptions {
     pub incident: bool,
     /// Overrides every credential's grace period.
     pub grace: Option<Duration>,
+    /// `--wait`: wait this long for another run's locks instead of exiting 3 at once.
+    pub wait: Option<Duration>,
     /// `--abandon-pending`: a pending version is revoked at the target (best effort) and
     /// taken out of the store instead of being resumed; then a fresh rotation starts.
     pub abandon_pending: bool,

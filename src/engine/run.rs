@@ -129,10 +129,12 @@ impl Engine {
     pub async fn rotate(&self, credentials: Vec<Credential>, options: RotateOptions) -> Result<RunReport, RunError> {
         let prepared = self.prepare(credentials)?;
         let names: Vec<String> = prepared.iter().map(|p| p.credential.name.clone()).collect();
-        let _locks = lock::acquire_all(&self.settings.lock_dir, &names).map_err(|e| match e {
-            lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
-            lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
-        })?;
+        let _locks = lock::acquire_all_waiting(&self.settings.lock_dir, &names, options.wait)
+            .await
+            .map_err(|e| match e {
+                lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
+                lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
+            })?;
         Ok(self.run("rotate", false, prepared, Work::Rotate(options)).await)
     }
 

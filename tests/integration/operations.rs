@@ -155,3 +155,24 @@ fn import_batch_onboards_many_credentials_in_one_process() {
     let bad = serde_json::json!({"name": "svc-0", "value": "not-the-password-123"}).to_string();
     ws.rekey_stdin(&["import", "--batch"], &bad).assert_code(1);
 }
+
+/// `rotate --wait`: a held lock is waited for instead of exit 3; without it, exit 3.
+#[test]
+fn rotate_waits_for_a_held_lock_when_asked() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_wait");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &password);
+    let held = crate::util::Held::start(&ws, &["rotate", "app-db"], "after-apply");
+    ws.rekey(&["rotate", "app-db"]).assert_code(3);
+    // Release the lock (the holder dies) while the second run waits.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        held.kill();
+    });
+    let r = ws.rekey(&["rotate", "app-db", "--wait", "60s"]);
+    killer.join().unwrap();
+    r.assert_code(0);
+    assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
+    assert!(!ws.can_login(&role, &password));
+}
