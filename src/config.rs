@@ -84,6 +84,8 @@ pub enum TargetConfig {
     VaultApprole(rekey_vault::VaultAppRoleConfig),
     /// `type = "http"`: an API key or password of any HTTP API, rotated by configured requests.
     Http(Box<rekey_http::HttpTargetConfig>),
+    /// `type = "exec"`: an external program speaking rekey's plugin protocol.
+    Exec(rekey_exec::ExecTargetConfig),
 }
 
 impl TargetConfig {
@@ -98,6 +100,8 @@ impl TargetConfig {
             TargetConfig::Postgres(_) | TargetConfig::Mysql(_) => Strategy::Single,
             TargetConfig::Http(c) if c.create.is_some() => Strategy::Dual,
             TargetConfig::Http(_) => Strategy::Single,
+            // What the plugin implements is known only once it runs: set `strategy`.
+            TargetConfig::Exec(_) => Strategy::Single,
         }
     }
 
@@ -110,6 +114,7 @@ impl TargetConfig {
             TargetConfig::Redis(_) => "redis",
             TargetConfig::VaultApprole(_) => "vault-approle",
             TargetConfig::Http(_) => "http",
+            TargetConfig::Exec(_) => "exec",
         }
     }
 }
@@ -117,7 +122,7 @@ impl TargetConfig {
 /// The spellings of `type` in `[stores.NAME]`.
 const STORE_TYPES: &[&str] = &["file", "aws-secretsmanager", "vault-kv"];
 /// The spellings of `type` in `target = { ... }`.
-const TARGET_TYPES: &[&str] = &["postgres", "aws-iam", "mysql", "redis", "vault-approle", "http"];
+const TARGET_TYPES: &[&str] = &["postgres", "aws-iam", "mysql", "redis", "vault-approle", "http", "exec"];
 
 /// The document's shape; the `type`-tagged sections are read apart ([`read`]).
 #[derive(Debug, Deserialize)]
@@ -464,6 +469,7 @@ fn read_target(node: &Node<'_>, pass: Pass<'_>) -> Result<TargetConfig, DeError>
         "mysql" => TargetConfig::Mysql(Deserialize::deserialize(de)?),
         "redis" => TargetConfig::Redis(Deserialize::deserialize(de)?),
         "http" => TargetConfig::Http(Box::new(Deserialize::deserialize(de)?)),
+        "exec" => TargetConfig::Exec(Deserialize::deserialize(de)?),
         _ => TargetConfig::VaultApprole(Deserialize::deserialize(de)?),
     })
 }

@@ -38,6 +38,7 @@ pub struct ConfiguredBackends {
     redis: rekey_redis::RedisProvider,
     vault: rekey_vault::VaultProvider,
     http: rekey_http::HttpProvider,
+    exec: rekey_exec::ExecProvider,
 }
 
 impl ConfiguredBackends {
@@ -55,6 +56,7 @@ impl ConfiguredBackends {
             redis: rekey_redis::RedisProvider::new(),
             vault: rekey_vault::VaultProvider::new(),
             http: rekey_http::HttpProvider::new(),
+            exec: rekey_exec::ExecProvider::new(),
         }
     }
 
@@ -188,6 +190,7 @@ impl Backends for ConfiguredBackends {
             TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
             TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
             TargetConfig::Http(c) => self.http.target(c, &credential.name, credential.strategy),
+            TargetConfig::Exec(c) => self.exec.target(c, &credential.name, credential.strategy),
         }
     }
 }

@@ -139,7 +139,7 @@ fn identities(target: &TargetConfig, lookup: &dyn Fn(&str) -> Option<String>) ->
             }]
         }
         // What an http target rotates is not known from its configuration.
-        TargetConfig::Http(_) => Vec::new(),
+        TargetConfig::Http(_) | TargetConfig::Exec(_) => Vec::new(),
     }
 }
 
@@ -162,7 +162,7 @@ fn admin_key(target: &TargetConfig) -> Option<(&'static str, String, String)> {
             let user = redis_admin_user(c.admin.as_ref()?.expose())?;
             Some(("redis", place(&c.host, c.port), user))
         }
-        TargetConfig::AwsIam(_) | TargetConfig::VaultApprole(_) | TargetConfig::Http(_) => None,
+        TargetConfig::AwsIam(_) | TargetConfig::VaultApprole(_) | TargetConfig::Http(_) | TargetConfig::Exec(_) => None,
     }
 }
 
@@ -363,7 +363,7 @@ impl<'t> Expected<'t> {
                 engines: &[rekey_vault::ENGINE],
                 ..none
             },
-            TargetConfig::Http(_) => none,
+            TargetConfig::Http(_) | TargetConfig::Exec(_) => none,
         }
     }
 }

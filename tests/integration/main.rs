@@ -6,6 +6,7 @@ mod aws;
 mod bad_input;
 mod config_refusals;
 mod crash;
+mod exec_target;
 mod http_target;
 mod incident;
 mod incident_sessions;

@@ -1,0 +1,141 @@
+//! The target conformance suite through the exec protocol: the example plugin
+//! (`examples/plugins/rabbitmq-user`, strategy `single`) against the machine's real
+//! RabbitMQ, and a minting test plugin (`tests/plugins/file-keys`, strategy `dual`).
+
+use rekey_api::conformance::{random_password, target as suite, unique_name};
+use rekey_api::{ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
+use rekey_exec::{ExecProvider, ExecTargetConfig};
+use rekey_testbed::keyapi::RabbitMq;
+use serde_json::json;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/plugins/rabbitmq-user");
+const FILE_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/plugins/file-keys");
+
+fn config(value: serde_json::Value) -> ExecTargetConfig {
+    serde_json::from_value(value).unwrap()
+}
+
+fn doc(value: serde_json::Value) -> SecretDoc {
+    SecretDoc::from_value(value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_plugin_rotates_a_rabbitmq_user() {
+    let api = RabbitMq::management().expect("RabbitMQ");
+    let initial = random_password(24).expose().to_owned();
+    let user = api.create_user(&unique_name("rk_exec"), &initial).unwrap();
+    let t = ExecProvider::new()
+        .exec_target(
+            &config(json!({"command": [EXAMPLE], "settings": {"user": user.name}})),
+            "rabbit-exec",
+            Strategy::Single,
+        )
+        .unwrap();
+    assert!(t.capabilities().terminate_sessions && t.capabilities().apply_invalidates_previous);
+    let lines = t.preflight(None).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains(&user.name) && l.contains("exists")),
+        "{lines:?}"
+    );
+    let end = suite::run_all(&t, doc(json!({"password": initial}))).await;
+    let last = end.password().unwrap();
+    assert_eq!(api.login_status(&user.name, last.expose()), Ok(200));
+    assert_eq!(api.login_status(&user.name, &initial), Ok(401));
+    // Incident revoke ends the user's sessions (none open here) and reports the count.
+    let report = t
+        .revoke(
+            &doc(json!({"password": initial})),
+            &end,
+            RevokeOptions {
+                terminate_sessions: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.sessions_terminated, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_plugin_errors_are_typed() {
+    let t = ExecProvider::new()
+        .exec_target(
+            &config(json!({"command": [EXAMPLE], "settings": {"user": unique_name("rk_missing")}})),
+            "rabbit-exec",
+            Strategy::Single,
+        )
+        .unwrap();
+    let new = doc(json!({"password": random_password(24).expose()}));
+    let e = t.apply(&new, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(
+        e.message().starts_with(&format!("exec plugin {EXAMPLE}: apply: ")),
+        "{e}"
+    );
+    assert_eq!(t.login(&new).await.unwrap_err().kind(), ErrorKind::AuthRejected);
+    assert_eq!(t.preflight(None).await.unwrap_err().kind(), ErrorKind::NotFound);
+    // The plugin implements single only.
+    let e = ExecProvider::new()
+        .exec_target(
+            &config(json!({"command": [EXAMPLE], "settings": {"user": "x"}})),
+            "c",
+            Strategy::Dual,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(
+        e.message()
+            .contains("\"dual\" is not one the plugin implements (single)"),
+        "{e}"
+    );
+}
+
+fn file_keys(dir: &std::path::Path, extra: serde_json::Value) -> (rekey_exec::ExecTarget, SecretDoc) {
+    let path = dir.join("keys.json");
+    let mut settings = json!({"path": path});
+    settings
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    std::fs::write(&path, r#"{"k_first": "ak_first-key-0123456789"}"#).unwrap();
+    let t = ExecProvider::new()
+        .exec_target(
+            &config(json!({"command": [FILE_KEYS], "settings": settings, "secret_fields": ["api_key"]})),
+            "file-keys",
+            Strategy::Dual,
+        )
+        .unwrap();
+    (
+        t,
+        doc(json!({"key_id": "k_first", "api_key": "ak_first-key-0123456789"})),
+    )
+}
+
+fn keys_in(dir: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("keys.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minting_plugin_passes_the_suite_with_dual() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, first) = file_keys(dir.path(), json!({}));
+    assert!(t.capabilities().mints_own_secret && !t.capabilities().apply_invalidates_previous);
+    let end = suite::run_all(&t, first).await;
+    let keys = keys_in(dir.path());
+    assert_eq!(keys.len(), 1, "only the last key is left: {keys:?}");
+    assert_eq!(keys.keys().next().map(String::as_str), end.get_str("key_id"));
+    // The minted document is the plugin's, without the generated password.
+    assert!(end.get("password").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_answer_without_doc_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, first) = file_keys(dir.path(), json!({"fail_create": true}));
+    let e = t.prepare(Some(&first), random_password(8)).await.unwrap_err();
+    assert!(!e.is_retryable());
+    assert!(
+        e.message()
+            .contains("create: its answer has no \"doc\" object; the plugin may have minted"),
+        "{e}"
+    );
+}
