@@ -15,6 +15,8 @@ mod admin_ref;
 mod de;
 mod env;
 mod identity;
+// [[notify]] webhooks (issue 8).
+pub mod notify;
 mod paths;
 
 pub use identity::check_import_identity;
@@ -136,6 +138,9 @@ struct RawDocument {
     stores: BTreeMap<String, Slot>,
     #[serde(default)]
     credentials: Vec<RawCredential>,
+    /// `[[notify]]` webhooks.
+    #[serde(default)]
+    notify: Vec<notify::RawNotify>,
 }
 
 #[derive(Debug)]
@@ -143,6 +148,7 @@ struct RawConfig {
     defaults: RawDefaults,
     stores: BTreeMap<String, StoreConfig>,
     credentials: Vec<(RawCredential, TargetConfig)>,
+    notify: Vec<notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +164,17 @@ struct RawDefaults {
     on_rotate: Option<Vec<Vec<String>>>,
     hook_timeout: Option<String>,
     revocation_tolerance: Option<String>,
+    window: Option<RawWindow>,
+    jitter: Option<String>,
+}
+
+/// `window = { days = ["mon", ...], hours = "09-17" }` (UTC).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    #[serde(default)]
+    days: Vec<String>,
+    hours: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +196,8 @@ struct RawCredential {
     description: Option<String>,
     on_rotate: Option<Vec<Vec<String>>>,
     check_command: Option<Vec<String>>,
+    window: Option<RawWindow>,
+    jitter: Option<String>,
 }
 
 /// Run-wide settings after defaults are applied.
@@ -226,6 +245,10 @@ pub struct Credential {
     /// How long after its grace period a previous secret may still work before `verify`
     /// calls it a failure instead of a revocation that is due.
     pub revocation_tolerance: Duration,
+    /// When `rotate --due` may start a rotation (UTC); incidents ignore it.
+    pub window: Option<crate::engine::schedule::Window>,
+    /// Spreads due times: each credential's due time moves later by a stable part of this.
+    pub jitter: Duration,
 }
 
 /// The whole configuration, validated.
@@ -245,6 +268,8 @@ pub struct Config {
     /// `admin = { credential = "NAME" }`: credential name -> the credential whose current
     /// secret is its admin.
     pub admin_refs: BTreeMap<String, String>,
+    /// `[[notify]]` webhooks, in file order.
+    pub notify: Vec<notify::Notify>,
 }
 
 /// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
@@ -418,6 +443,7 @@ fn read(root: &Node<'_>, pass: Pass<'_>) -> Result<RawConfig, DeError> {
         defaults: document.defaults,
         stores,
         credentials,
+        notify: document.notify,
     })
 }
 
@@ -641,6 +667,25 @@ fn resolve(
             &file,
             "[defaults]",
         )?;
+        let window = match c.window.as_ref().or(d.window.as_ref()) {
+            Some(w) => Some(
+                crate::engine::schedule::Window::parse(&w.days, w.hours.as_deref())
+                    .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?,
+            ),
+            None => None,
+        };
+        let jitter = duration(
+            c.jitter.as_deref().or(d.jitter.as_deref()),
+            Duration::ZERO,
+            "jitter",
+            &file,
+            &owner,
+        )?;
+        if jitter >= every {
+            return Err(ConfigError::new(format!(
+                "{file}: {owner}: jitter must be shorter than every"
+            )));
+        }
         let revocation_tolerance = duration(
             d.revocation_tolerance.as_deref(),
             Duration::from_secs(24 * 3600),
@@ -664,6 +709,8 @@ fn resolve(
             check_command: c.check_command,
             hook_timeout,
             revocation_tolerance,
+            window,
+            jitter,
         });
     }
     paths::check(
@@ -681,6 +728,7 @@ fn resolve(
         .filter_map(|c| targets.get(&c.name).map(|t| (c.name.as_str(), t)))
         .collect();
     identity::check(&file, &in_order, lookup)?;
+    let notify = notify::resolve(&file, raw.notify)?;
     Ok(Config {
         path: path.to_path_buf(),
         defaults,
@@ -688,6 +736,7 @@ fn resolve(
         targets,
         credentials,
         admin_refs: BTreeMap::new(),
+        notify,
     })
 }
 

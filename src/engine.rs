@@ -11,6 +11,7 @@ pub mod recorder;
 pub mod report;
 pub mod rotation;
 pub mod run;
+pub mod schedule;
 pub mod version;
 
 pub use backends::Backends;

@@ -74,6 +74,12 @@ impl Rotation<'_> {
         }
     }
 
+    /// The period after which the current secret is due: `every` plus the credential's
+    /// stable jitter offset.
+    fn due_period(&self) -> Duration {
+        self.credential.every + super::schedule::jitter_offset(&self.credential.name, self.credential.jitter)
+    }
+
     /// When the previous secret may be revoked: the grace promised when `current` was
     /// made (or this run's `--grace`, or the configured one); now in an incident.
     fn revoke_at(&self, current: &StoredVersion) -> SystemTime {
@@ -154,18 +160,30 @@ impl Rotation<'_> {
                 if revoke_at <= now {
                     self.finish_revocation(rec, previous, current).await?;
                     outstanding = None;
-                    if !is_due(&state, self.credential.every, now) {
+                    if !is_due(&state, self.due_period(), now) {
                         return Ok(Status::Revoked);
                     }
                 }
             }
-            if !is_due(&state, self.credential.every, now) {
+            if !is_due(&state, self.due_period(), now) {
                 let due = state
                     .current()
-                    .map(|c| rfc3339(c.created + self.credential.every))
+                    .map(|c| rfc3339(c.created + self.due_period()))
                     .unwrap_or_default();
                 rec.report.next_due = Some(due.clone());
                 rec.skipped(Step::Generate, format!("not due until {due}"));
+                return Ok(Status::NotDue);
+            }
+            if let Some(window) = self.credential.window.as_ref().filter(|w| !w.contains(now)) {
+                let opens = rfc3339(window.next_open(now));
+                rec.report.next_due = Some(opens.clone());
+                rec.skipped(
+                    Step::Generate,
+                    format!(
+                        "due, but outside its rotation window ({}); it opens {opens}",
+                        window.describe()
+                    ),
+                );
                 return Ok(Status::NotDue);
             }
         }

@@ -125,6 +125,8 @@ pub fn credential(strategy: Strategy) -> Credential {
         check_command: None,
         hook_timeout: Duration::from_secs(10),
         revocation_tolerance: Duration::from_secs(24 * 3600),
+        window: None,
+        jitter: Duration::ZERO,
     }
 }
 

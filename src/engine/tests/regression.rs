@@ -246,3 +246,33 @@ async fn hooks_run_after_promotion_and_a_failing_one_fails_the_credential_not_th
     );
     assert!(state.previous().unwrap().revoked.is_some());
 }
+
+/// Routine `--due` rotation waits for the credential's window; incidents do not.
+#[tokio::test(start_paused = true)]
+async fn due_rotation_waits_for_its_window_and_incidents_do_not() {
+    use crate::engine::schedule::Window;
+    use rekey_api::testing::ManualClock;
+    let clock = ManualClock::at(std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400));
+    let mut h = Harness::new(ScriptedTargetConfig::for_strategy(Strategy::Single));
+    h.store.set_clock(clock.clone());
+    let doc = h.target.seed_new();
+    h.store.put_current(KEY, "old", &doc).await.unwrap();
+    clock.set(std::time::SystemTime::now());
+    // A window that is never now: open only in the hour that is not this one.
+    let now = std::time::SystemTime::now();
+    let mut window = Window::parse(&[], Some("00-01")).unwrap();
+    if window.contains(now) {
+        window = Window::parse(&[], Some("12-13")).unwrap();
+    }
+    h.credential.window = Some(window);
+    let due = || RotateOptions {
+        due_only: true,
+        ..Default::default()
+    };
+    let run = h.rotate(due()).await.unwrap();
+    assert_eq!(run.credentials[0].status, Status::NotDue);
+    assert!(h.target.accepts(&doc), "nothing changed outside the window");
+    let run = h.rotate(incident()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS);
+    assert!(!h.target.accepts(&doc), "an incident ignores the window");
+}
