@@ -144,7 +144,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             if let Some(n) = parallel {
                 config.defaults.parallel = usize::from(*n);
             }
-            let chosen = choose(&config, &selection)?;
+            let chosen = choose(&config, selection)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
@@ -153,6 +153,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             .await?;
             let run = engine.verify(chosen).await?;
             let code = finish(&cli, &run);
+            // [[notify]] (issue 8): never changes the exit code.
+            crate::report::notify::after_run(&config.notify, &run, code, false).await;
             write_metrics(metrics_file.as_deref(), &run)?;
             match junit_path {
                 Some(path) => write_file(path, &junit::render(&run)).map(|()| code),
@@ -161,7 +163,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         }
         Command::Status { selection } => {
             let config = load(&cli)?;
-            let chosen = choose(&config, &selection)?;
+            let chosen = choose(&config, selection)?;
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
@@ -426,7 +428,7 @@ fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
 
 async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
     let config = load(cli)?;
-    let chosen = choose(&config, &selection)?;
+    let chosen = choose(&config, selection)?;
     let engine = engine_for(
         &config,
         ProviderOptions::default(),
@@ -475,6 +477,8 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let reporter = reporter(cli, &config, "rotate", chosen.len())?;
     let run = rotate_in_order(&config, chosen, options, provider_options, reporter).await?;
     let code = finish(cli, &run);
+    // [[notify]] (issue 8): never changes the exit code.
+    crate::report::notify::after_run(&config.notify, &run, code, args.leaked).await;
     write_metrics(args.metrics_file.as_deref(), &run)?;
     match &args.report {
         Some(path) if args.leaked => {
@@ -616,6 +620,8 @@ async fn leaked(
     };
     let run = rotate_in_order(&config, chosen, options, ProviderOptions::default(), reporter).await?;
     let code = finish(cli, &run);
+    // [[notify]] (issue 8): an incident rotation; never changes the exit code.
+    crate::report::notify::after_run(&config.notify, &run, code, true).await;
     if let Some(path) = report {
         let record = crate::incident::record::IncidentRecord {
             incident_id: run.run_id.clone(),
