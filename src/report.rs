@@ -6,3 +6,4 @@ pub mod human;
 pub mod json;
 pub mod junit;
 pub mod metrics;
+pub mod notify;
