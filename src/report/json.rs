@@ -202,14 +202,15 @@ pub fn render_leaked(matches: Vec<Value>, unmatched: &[String], unreadable: &[St
             Some(c) => {
                 c["live"] = (c["live"].as_bool().unwrap_or(false) || live).into();
             }
-            None => credentials.push(json!({
-                "name": name,
-                "status": "matched",
-                "live": live,
-                "store": m["store"].clone(),
-                "key": m["key"].clone(),
-                "steps": [],
-            })),
+            None => {
+                let mut c = json!({ "name": name, "status": "matched", "live": live, "steps": [] });
+                for field in ["store", "key"] {
+                    if let Some(text) = m[field].as_str() {
+                        c[field] = text.into();
+                    }
+                }
+                credentials.push(c);
+            }
         }
     }
     let mut extra = Map::new();
