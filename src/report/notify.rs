@@ -40,7 +40,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// What the run means to a webhook, given its exit code and whether it was an incident.
 pub fn events(run: &RunReport, exit_code: i32, incident: bool) -> Vec<NotifyOn> {
     let mut found = Vec::new();
-    if run.dry_run {
+    // `verify` is read-only too (`dry_run`), but its failures are what CI and monitors
+    // want to hear about; a plan changes nothing and fails nothing.
+    if matches!(run.command, "plan" | "status") {
         return found;
     }
     if exit_code == crate::exit::CREDENTIAL_FAILED {
@@ -513,9 +515,14 @@ mod tests {
             events(&hook, 1, true),
             vec![NotifyOn::Failure, NotifyOn::Rotation, NotifyOn::Incident]
         );
-        let mut dry = failed.clone();
-        dry.dry_run = true;
-        assert!(events(&dry, 1, false).is_empty());
+        let mut plan = failed.clone();
+        plan.command = "plan";
+        plan.dry_run = true;
+        assert!(events(&plan, 1, false).is_empty());
+        let mut verify = failed.clone();
+        verify.command = "verify";
+        verify.dry_run = true;
+        assert_eq!(events(&verify, 1, false), vec![NotifyOn::Failure, NotifyOn::Rotation]);
     }
 
     #[test]

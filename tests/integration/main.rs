@@ -13,6 +13,7 @@ mod incident_sessions;
 mod leaked_artefacts;
 mod leaks;
 mod mysql;
+mod notify;
 mod operations;
 mod redis;
 mod rotate;
