@@ -66,6 +66,12 @@ pub struct MysqlTargetConfig {
     /// End the retired user's sessions at revoke even outside incident mode.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// Allow a rotation to move an authentication method whose hash rekey cannot compute
+    /// on its side (MySQL's `caching_sha2_password` and `sha256_password`, MariaDB's
+    /// `parsec`) to `mysql_native_password`. Default `false`: such accounts are refused
+    /// before anything changes, since the switch changes more than the password.
+    #[serde(default)]
+    pub switch_plugin: bool,
 }
 
 /// `usernames`: a list of exactly two names (serde's arrays would drop extra ones).
@@ -104,6 +110,7 @@ impl MysqlTargetConfig {
             check_query: None,
             connect_timeout_secs: default_connect_timeout(),
             terminate_sessions: false,
+            switch_plugin: false,
         }
     }
 
@@ -242,6 +249,7 @@ impl fmt::Debug for MysqlTargetConfig {
             .field("check_query", &self.check_query)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("terminate_sessions", &self.terminate_sessions)
+            .field("switch_plugin", &self.switch_plugin)
             .finish()
     }
 }
@@ -357,7 +365,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.port, c.user_host.as_str(), c.tls), (3306, "%", TlsMode::Prefer));
-        assert_eq!((c.connect_timeout_secs, c.terminate_sessions), (10, false));
+        assert_eq!(
+            (c.connect_timeout_secs, c.terminate_sessions, c.switch_plugin),
+            (10, false, false)
+        );
         c.validate_for(Strategy::Single).unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-admin"), "{shown}");

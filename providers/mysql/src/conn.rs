@@ -158,18 +158,26 @@ pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> ProviderResult<Conn> {
     let tls = spec.tls;
     let attempt = async {
         let use_tls = spec.endpoint.socket.is_none() && !tls.server_lacks_tls.load(Ordering::Relaxed);
-        let first = Conn::new(base.clone().ssl_opts(if use_tls { tls.ssl_opts.clone() } else { None })).await;
+        let first = new_conn(base.clone().ssl_opts(if use_tls { tls.ssl_opts.clone() } else { None })).await;
         match first {
-            Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) if tls.mode == TlsMode::Prefer => {
+            Ok(Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)))
+                if tls.mode == TlsMode::Prefer =>
+            {
                 tls.server_lacks_tls.store(true, Ordering::Relaxed);
-                Conn::new(base.clone().ssl_opts(None)).await
+                new_conn(base.clone().ssl_opts(None)).await
             }
             other => other,
         }
     };
     match tokio::time::timeout(spec.timeout, attempt).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(mysql_error(
+        Ok(Ok(Ok(conn))) => Ok(conn),
+        Ok(Err(Panicked)) => Err(ProviderError::unsupported(format!(
+            "connecting as {}: the MySQL client library gave up while authenticating (it panicked): the account \
+             most likely uses an authentication plugin the client cannot answer, such as MariaDB's parsec",
+            spec.label
+        ))
+        .retryable(false)),
+        Ok(Ok(Err(e))) => Err(mysql_error(
             &e,
             format_args!("connecting as {} (tls={})", spec.label, tls.mode),
         )),
@@ -179,6 +187,29 @@ pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> ProviderResult<Conn> {
             tls.mode,
             spec.timeout.as_secs()
         ))),
+    }
+}
+
+/// The client library panicked while connecting.
+struct Panicked;
+
+/// `Conn::new` on its own task, so that a panic inside the client library (mysql_common
+/// panics when the server asks for an authentication plugin it was built without, such
+/// as MariaDB's `parsec`) becomes an error instead of ending the rotation.
+async fn new_conn(opts: OptsBuilder) -> Result<Result<Conn, mysql_async::Error>, Panicked> {
+    /// Aborts the task when the caller gives up (its deadline passed).
+    struct AbortOnDrop(tokio::task::JoinHandle<Result<Conn, mysql_async::Error>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(Conn::new(opts)));
+    match (&mut task.0).await {
+        Ok(result) => Ok(result),
+        Err(e) if e.is_panic() => Err(Panicked),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => Ok(Err(mysql_async::Error::Driver(DriverError::ConnectionClosed))),
     }
 }
 

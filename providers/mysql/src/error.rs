@@ -35,6 +35,14 @@ pub(crate) fn kind_of_code(code: u16) -> ErrorKind {
 /// The kind and a one-line description of a mysql_async error.
 pub(crate) fn classify(err: &Error) -> (ErrorKind, String) {
     match err {
+        Error::Server(e) if e.code == 1820 || e.code == 1862 => (
+            kind_of_code(e.code),
+            format!(
+                "the password has expired (PASSWORD EXPIRE): the server accepts it only to change it (error {}, \
+                 SQLSTATE {}); a rotation through an admin replaces it and clears the expiry",
+                e.code, e.state
+            ),
+        ),
         Error::Server(e) => (
             kind_of_code(e.code),
             format!("{} (error {}, SQLSTATE {})", scrub_hashes(&e.message), e.code, e.state),
@@ -56,6 +64,16 @@ pub(crate) fn classify(err: &Error) -> (ErrorKind, String) {
         Error::Driver(DriverError::ConnectionClosed) => {
             (ErrorKind::Unreachable, "the server closed the connection".to_owned())
         }
+        // A second authentication switch: the server refused the password with the
+        // first method of an `IDENTIFIED VIA a OR b` chain (such as ed25519) and asks
+        // for the next one, which mysql_async cannot follow. rekey gives every password
+        // method of a chain the same password, so the next would refuse it too.
+        Error::Driver(DriverError::UnexpectedPacket { payload }) if payload.first() == Some(&0xfe) => (
+            ErrorKind::AuthRejected,
+            "the server refused the password with the account's first authentication method and asked for the \
+             next one (an IDENTIFIED VIA … OR … chain; the client follows only one switch)"
+                .to_owned(),
+        ),
         Error::Driver(DriverError::CleartextPluginDisabled) => (
             ErrorKind::Unsupported,
             "the account asks for the cleartext password plugin, which rekey never uses".to_owned(),
@@ -137,5 +155,18 @@ mod tests {
         let e = mysql_error(&err, "ALTER USER 'a'@'%'");
         assert!(!e.to_string().contains("2470C0"), "{e}");
         assert!(e.to_string().contains("error 1064"), "{e}");
+    }
+
+    #[test]
+    fn expired_passwords_say_so() {
+        let err = Error::Server(mysql_async::ServerError {
+            code: 1820,
+            message: "You must SET PASSWORD before executing this statement".into(),
+            state: "HY000".into(),
+        });
+        let e = mysql_error(&err, "logged in as user 'app' on h:3306");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("has expired"), "{e}");
+        assert!(e.to_string().contains("error 1820"), "{e}");
     }
 }

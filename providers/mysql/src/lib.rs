@@ -5,6 +5,12 @@
 //! `ALTER USER 'u'@'%' IDENTIFIED BY PASSWORD '*…'`, MySQL
 //! `ALTER USER 'u'@'%' IDENTIFIED WITH mysql_native_password AS '*…'`. So the plaintext
 //! never lands in the general log, the slow log, the binary log or the process list.
+//! MariaDB `ed25519` accounts get the Ed25519 public key of the password, computed here
+//! too. Only the password changes: the account's other authentication methods
+//! (`IDENTIFIED VIA unix_socket OR …`), its TLS requirement and lifetime are kept, the
+//! other host entries of the user that store the same password change with it, and
+//! accounts that cannot be rotated that way are refused before anything changes (see
+//! the crate README).
 //! Logins that prove a secret works (or is dead) are fresh TCP connections that really
 //! authenticate, honouring `tls`.
 //!
@@ -34,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod account;
 mod admin;
 mod config;
 mod conn;
@@ -46,7 +53,7 @@ mod target;
 pub use config::{MysqlTargetConfig, TlsMode};
 pub use provider::MysqlProvider;
 pub use sql::{
-    alter_user_hash, discard_old_password, native_password_hash, normalize_grants, quote_account, quote_literal,
-    set_own_password_hash, AdminGrants, Flavor, ServerInfo,
+    alter_user_hash, discard_old_password, ed25519_password_hash, native_password_hash, normalize_grants,
+    quote_account, quote_literal, set_own_password_hash, AdminGrants, Flavor, ServerInfo,
 };
 pub use target::MysqlTarget;

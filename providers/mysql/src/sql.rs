@@ -61,6 +61,49 @@ pub fn native_password_hash(password: &Secret) -> Zeroizing<String> {
     out
 }
 
+/// The MariaDB `ed25519` authentication string of `password`: the Ed25519 public key
+/// whose secret scalar is the clamped first half of SHA-512(password), in base64 without
+/// padding (43 characters), exactly what MariaDB stores for
+/// `IDENTIFIED VIA ed25519 USING PASSWORD('…')`. rekey sends
+/// `IDENTIFIED VIA ed25519 USING '<this>'` instead, so the plaintext never reaches the
+/// server.
+///
+/// ```
+/// # use rekey_api::Secret;
+/// assert_eq!(
+///     *rekey_mysql::ed25519_password_hash(&Secret::from("abc")),
+///     "lEiAPNNMP1kq0dRsguIBKo/em5EPb9Y0272TblVhRUw"
+/// );
+/// ```
+pub fn ed25519_password_hash(password: &Secret) -> Zeroizing<String> {
+    use curve25519_dalek::scalar::{clamp_integer, Scalar};
+    use curve25519_dalek::EdwardsPoint;
+    use sha2::Sha512;
+    let mut digest = Sha512::digest(password.expose().as_bytes());
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&digest[..32]);
+    zeroize::Zeroize::zeroize(digest.as_mut_slice());
+    let mut scalar = Scalar::from_bytes_mod_order(clamp_integer(*seed));
+    let public = EdwardsPoint::mul_base(&scalar).compress();
+    zeroize::Zeroize::zeroize(&mut scalar);
+    base64_unpadded(public.as_bytes())
+}
+
+/// Standard base64 without `=` padding, as MariaDB prints ed25519 keys.
+fn base64_unpadded(bytes: &[u8]) -> Zeroizing<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Zeroizing::new(String::with_capacity(bytes.len().div_ceil(3) * 4));
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 /// Whether `hash` has the shape of a mysql_native_password hash.
 pub(crate) fn is_native_hash(hash: &str) -> bool {
     hash.len() == 41
@@ -327,6 +370,24 @@ mod tests {
         assert!(is_native_hash(&native_password_hash(&Secret::from("pässwörd ✓"))));
         assert!(!is_native_hash("*2470c0c06dee42fd1618bb99005adca2ec9d1e19"));
         assert!(!is_native_hash("password"));
+    }
+
+    #[test]
+    fn ed25519_known_vectors() {
+        // What MariaDB 10.11 stores for `IDENTIFIED VIA ed25519 USING PASSWORD('abc')`.
+        assert_eq!(
+            *ed25519_password_hash(&Secret::from("abc")),
+            "lEiAPNNMP1kq0dRsguIBKo/em5EPb9Y0272TblVhRUw"
+        );
+        let other = ed25519_password_hash(&Secret::from("pässwörd ✓"));
+        assert_eq!(other.len(), 43);
+        assert!(other
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+        assert_eq!(*base64_unpadded(b"f"), "Zg");
+        assert_eq!(*base64_unpadded(b"fo"), "Zm8");
+        assert_eq!(*base64_unpadded(b"foo"), "Zm9v");
+        assert_eq!(*base64_unpadded(b"\xff\xfe\xfd\xfc"), "//79/A");
     }
 
     #[test]

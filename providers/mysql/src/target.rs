@@ -1,11 +1,12 @@
 //! [`MysqlTarget`]: one MySQL/MariaDB user, or a pair of alternating users.
 
+use crate::account::{password_hashes, AccountPlan, HostEntry, MysqlUserRow, OwnAccount, PluginKind, TlsRequirement};
 use crate::admin::{AdminInfo, AdminPool, OpFuture};
-use crate::config::MysqlTargetConfig;
+use crate::config::{MysqlTargetConfig, TlsMode};
 use crate::conn::{close, connect, ConnectSpec, Endpoint, TlsSetup};
 use crate::error::{mysql_error, server_code};
 use crate::sql::{
-    alter_user_hash, discard_old_password, native_password_hash, normalize_grants, quote_account, quote_literal,
+    discard_old_password, ed25519_password_hash, native_password_hash, normalize_grants, quote_account, quote_literal,
     set_own_password_hash, AdminGrants, Flavor, ServerInfo, SESSION_SETUP,
 };
 use async_trait::async_trait;
@@ -36,6 +37,13 @@ const SESSIONS_OF_USER: &str = "SELECT ID FROM information_schema.PROCESSLIST \
 /// - without an admin (`single` only) the user logs in with its current password and
 ///   runs `SET PASSWORD = '*…'` (MariaDB) or `ALTER USER CURRENT_USER() IDENTIFIED WITH
 ///   mysql_native_password AS '*…'` (MySQL).
+///
+/// The statements keep everything but the password: every method of an
+/// `IDENTIFIED VIA a OR b` chain (ed25519 methods get the Ed25519 public key of the new
+/// password, computed here), and every other host entry of the user that stores the same
+/// password gets the new one in the same statement. Accounts that cannot be rotated that
+/// way (no password, unknown plugin, client certificate required, locked, `REQUIRE SSL`
+/// against a server without TLS) are refused by `preflight` before anything changes.
 ///
 /// Under `alternating` the new password goes to the idle user of `usernames`; revoke
 /// gives the retired user the hash of a random password that is never stored, so it
@@ -188,6 +196,21 @@ impl MysqlTarget {
         Ok((conn, user))
     }
 
+    /// A fresh connection with `doc`'s user and password that may run statements: an
+    /// expired password (`PASSWORD EXPIRE`) logs in but may only be changed (error 1820),
+    /// which this reports as such rather than as a working login.
+    async fn open_usable(&self, doc: &SecretDoc, which: &str) -> ProviderResult<(Conn, String)> {
+        let (mut conn, user) = self.open_doc(doc, which).await?;
+        if let Err(e) = conn.query_drop("DO 1").await {
+            close(conn).await;
+            return Err(mysql_error(
+                &e,
+                format_args!("logged in as {}", self.login_label(&user)),
+            ));
+        }
+        Ok((conn, user))
+    }
+
     /// Whether `password` already logs in as `user` (for idempotent applies).
     async fn logs_in(&self, user: &str, password: &Secret) -> ProviderResult<bool> {
         match self.open_as(user, password, &[]).await {
@@ -224,25 +247,277 @@ impl MysqlTarget {
         }
     }
 
-    /// `ALTER USER` giving `user` the hash of `password` through the admin connection.
+    /// `ALTER USER` giving `user` the password `password` through the admin connection,
+    /// computed on rekey's side for each of its methods (mysql_native_password hash,
+    /// ed25519 public key), keeping every other method of the account, and the same for
+    /// each other host entry of the user that stores one of the `known` passwords (or the
+    /// configured entry's): see [`AccountPlan`]. One statement for all entries.
     async fn alter_password(
         &self,
         admin: &AdminPool,
         user: &str,
         password: &Secret,
         retain: bool,
+        known: &[&Secret],
     ) -> ProviderResult<()> {
         let info = admin.info().await?;
-        let hash = native_password_hash(password);
-        let sql = Arc::new(alter_user_hash(info.server.flavor, &self.account(user), &hash, retain));
-        drop(hash);
+        let mut hashes = password_hashes(password);
+        for secret in known {
+            hashes.extend(password_hashes(secret));
+        }
+        let plan = self.account_plan(admin, &info, user, &hashes).await?;
+        drop(hashes);
+        self.check_rotatable(&plan, &info)?;
+        let sql = Arc::new(plan.alter_statement(info.server.flavor, password, retain));
+        let accounts = plan
+            .rotate
+            .iter()
+            .map(HostEntry::account)
+            .collect::<Vec<_>>()
+            .join(", ");
         admin
-            .run(&format!("ALTER USER {}", self.account(user)), |c| {
+            .run(&format!("ALTER USER {accounts}"), |c| {
                 let sql = sql.clone();
                 Box::pin(async move { c.query_drop(sql.as_str()).await })
             })
             .await
             .map_err(|e| self.explain(e, user))
+    }
+
+    /// Every host entry of `user` (`'user'@'…'`) with its authentication state, read
+    /// through the admin: `mysql.global_priv` on MariaDB 10.4+, `mysql.user` elsewhere.
+    /// `PermissionDenied` naming the grant when the admin may not read it.
+    async fn read_entries(&self, admin: &AdminPool, info: &AdminInfo, user: &str) -> ProviderResult<Vec<HostEntry>> {
+        let name = user.to_owned();
+        let global_priv = info.server.flavor == Flavor::MariaDb && info.server.version >= (10, 4, 0);
+        let action = format!("reading the authentication state of user {}", quote_literal(user));
+        let result = if global_priv {
+            admin
+                .run(&action, |c| {
+                    let name = name.clone();
+                    Box::pin(async move {
+                        c.exec::<(String, String), _, _>(
+                            "SELECT Host, Priv FROM mysql.global_priv WHERE User = ?",
+                            (name,),
+                        )
+                        .await
+                    })
+                })
+                .await
+                .map(|rows| {
+                    rows.into_iter()
+                        .filter_map(|(host, json)| {
+                            let json = Zeroizing::new(json);
+                            HostEntry::from_mariadb_priv(user, &host, &json)
+                        })
+                        .collect::<Vec<_>>()
+                })
+        } else {
+            let sql = if info.server.flavor == Flavor::MariaDb {
+                // MariaDB before 10.4: no account locking, no per-account lifetime.
+                "SELECT Host, plugin, IF(plugin IN ('', 'mysql_native_password'), authentication_string, ''), \
+                 ssl_type, password_expired, 'N', NULL FROM mysql.user WHERE User = ?"
+            } else {
+                "SELECT Host, plugin, IF(plugin = 'mysql_native_password', authentication_string, ''), \
+                 ssl_type, password_expired, account_locked, password_lifetime FROM mysql.user WHERE User = ?"
+            };
+            type Row = (String, String, String, String, String, String, Option<i64>);
+            admin
+                .run(&action, |c| {
+                    let name = name.clone();
+                    Box::pin(async move { c.exec::<Row, _, _>(sql, (name,)).await })
+                })
+                .await
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|(host, plugin, auth, ssl_type, expired, locked, lifetime)| {
+                            let row = MysqlUserRow {
+                                plugin,
+                                auth: Zeroizing::new(auth),
+                                ssl_type,
+                                expired,
+                                locked,
+                                lifetime,
+                            };
+                            HostEntry::from_mysql_user(user, &host, &row)
+                        })
+                        .collect()
+                })
+        };
+        result.map_err(|e| {
+            if e.kind() != ErrorKind::PermissionDenied {
+                return e;
+            }
+            let table = if global_priv { "mysql.global_priv" } else { "mysql.user" };
+            let admin_name = admin_account(info);
+            ProviderError::permission_denied(format!(
+                "admin {admin_name} may not read the authentication state of {} on {} ({table}): rekey reads it to \
+                 keep the account's other authentication methods, host entries and TLS requirement \
+                 (GRANT SELECT ON {table} TO {admin_name})",
+                self.account(user),
+                admin.endpoint()
+            ))
+        })
+    }
+
+    /// The host entries of `user` a rotation changes and those it leaves, or `NotFound`
+    /// when the configured entry (`user_host`) does not exist.
+    async fn account_plan(
+        &self,
+        admin: &AdminPool,
+        info: &AdminInfo,
+        user: &str,
+        known: &[(String, Zeroizing<String>)],
+    ) -> ProviderResult<AccountPlan> {
+        let entries = self.read_entries(admin, info, user).await?;
+        AccountPlan::new(entries, &self.config.user_host, known).ok_or_else(|| {
+            ProviderError::not_found(format!(
+                "user {} does not exist on {}",
+                self.account(user),
+                admin.endpoint()
+            ))
+        })
+    }
+
+    /// Refuses, before anything changes, an account whose password cannot be rotated
+    /// keeping its other properties (see [`HostEntry::rotation_refused`]), or one that is
+    /// locked (its new password could not be verified).
+    fn check_rotatable(&self, plan: &AccountPlan, info: &AdminInfo) -> ProviderResult<()> {
+        for entry in &plan.rotate {
+            if let Some(why) = entry.rotation_refused(info.server.flavor, self.config.switch_plugin) {
+                return Err(ProviderError::unsupported(format!(
+                    "{why} (on {})",
+                    self.endpoint.label()
+                )));
+            }
+            if entry.locked {
+                return Err(ProviderError::permission_denied(format!(
+                    "{} on {} is locked (ACCOUNT LOCK): every login is refused (error 4151), so a new password \
+                     could not be verified (ALTER USER {} ACCOUNT UNLOCK first)",
+                    entry.account(),
+                    self.endpoint.label(),
+                    entry.account()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the server offers TLS (`@@have_ssl`), or `None` when it cannot be told.
+    async fn server_offers_tls(&self, admin: &AdminPool) -> Option<(bool, String)> {
+        let value: Option<String> = admin
+            .run("reading @@have_ssl", |c| {
+                Box::pin(async move { c.query_first::<String, _>("SELECT @@have_ssl").await })
+            })
+            .await
+            .ok()
+            .flatten();
+        value.map(|v| (v.eq_ignore_ascii_case("YES"), v))
+    }
+
+    /// Refuses a rotation whose logins the server would refuse for want of TLS: an
+    /// account with `REQUIRE SSL` under `tls = "disable"`, or any login that needs TLS
+    /// (`REQUIRE SSL`, `tls = "require"`/`"verify-full"`) against a server that does not
+    /// offer it. Returns a line for `plan`.
+    fn check_tls(&self, plan: &AccountPlan, offers: Option<&(bool, String)>) -> ProviderResult<Option<String>> {
+        let mode = self.config.tls;
+        let endpoint = self.endpoint.label();
+        let requiring: Vec<&HostEntry> = plan.rotate.iter().filter(|e| e.tls == TlsRequirement::Ssl).collect();
+        if let Some(entry) = requiring.first() {
+            if mode == TlsMode::Disable {
+                return Err(ProviderError::invalid_input(format!(
+                    "{} on {endpoint} has REQUIRE SSL but the target has tls = \"disable\": every login to verify \
+                     the new password would be refused (set tls = \"prefer\", \"require\" or \"verify-full\")",
+                    entry.account()
+                )));
+            }
+        }
+        let needs = !requiring.is_empty() || matches!(mode, TlsMode::Require | TlsMode::VerifyFull);
+        match offers {
+            Some((false, have_ssl)) if needs => {
+                let why = match requiring.first() {
+                    Some(entry) => format!(
+                        "{} has REQUIRE SSL, so logins over plain TCP (what tls = \"{mode}\" falls back to) are \
+                         refused (error 1045)",
+                        entry.account()
+                    ),
+                    None => format!("tls = \"{mode}\" needs TLS"),
+                };
+                Err(ProviderError::invalid_input(format!(
+                    "the server at {endpoint} does not offer TLS (have_ssl = {have_ssl}) and {why}: the new password \
+                     could not be verified; enable TLS on the server or drop the requirement (ALTER USER … \
+                     REQUIRE NONE)"
+                )))
+            }
+            Some((true, _)) if !requiring.is_empty() => Ok(Some(format!(
+                "{} has REQUIRE SSL and the server offers TLS: logins with tls = \"{mode}\" use it",
+                requiring.iter().map(|e| e.account()).collect::<Vec<_>>().join(", ")
+            ))),
+            None if !requiring.is_empty() && mode == TlsMode::Prefer => Ok(Some(format!(
+                "{} has REQUIRE SSL; whether the server offers TLS could not be read (@@have_ssl): with tls = \
+                 \"prefer\" a server without TLS would refuse the logins",
+                requiring.iter().map(|e| e.account()).collect::<Vec<_>>().join(", ")
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// What a rotation does to `plan`'s entries, one line per fact, for `plan`.
+    fn describe_plan(&self, plan: &AccountPlan, flavor: Flavor) -> Vec<String> {
+        let mut lines = Vec::new();
+        let main = plan.main();
+        let account = main.account();
+        let passwords: Vec<&str> = main
+            .methods
+            .iter()
+            .filter(|m| m.kind().holds_password())
+            .map(|m| match m.kind() {
+                PluginKind::Ed25519 => "ed25519 (public key computed by rekey)",
+                PluginKind::Unhashable => "a mysql_native_password hash instead of its plugin (switch_plugin = true)",
+                _ => "mysql_native_password (hash computed by rekey)",
+            })
+            .collect();
+        let kept: Vec<&str> = main
+            .methods
+            .iter()
+            .filter(|m| !m.kind().holds_password())
+            .map(|m| m.plugin.as_str())
+            .collect();
+        let mut line = format!(
+            "{account} authenticates via {}: the rotation installs the new password as {}",
+            main.methods_label(),
+            passwords.join(" and ")
+        );
+        if !kept.is_empty() {
+            line.push_str(&format!(" and keeps {}", kept.join(", ")));
+        }
+        if flavor == Flavor::Mysql && main.methods.iter().any(|m| m.kind() == PluginKind::Unhashable) {
+            line.push_str(" (its plugin becomes mysql_native_password, as switch_plugin = true allows)");
+        }
+        lines.push(line);
+        if main.expired {
+            lines.push(format!(
+                "the password of {account} has expired (PASSWORD EXPIRE): logins may only change it; the rotation's \
+                 ALTER USER sets the new one and clears the expiry"
+            ));
+        }
+        if let Some(days) = main.lifetime_days {
+            lines.push(format!(
+                "{account} has PASSWORD EXPIRE INTERVAL {days} DAY: the new password expires {days} days after the \
+                 rotation (rotate more often than that)"
+            ));
+        }
+        for entry in plan.rotate.iter().skip(1) {
+            lines.push(format!(
+                "{} stores the same password: it gets the new password too (keeping its own methods, {})",
+                entry.account(),
+                entry.methods_label()
+            ));
+        }
+        for (entry, why) in &plan.untouched {
+            lines.push(format!("{} {why}", entry.account()));
+        }
+        lines
     }
 
     /// Adds a hint to errors whose cause is known.
@@ -303,11 +578,24 @@ impl MysqlTarget {
                 .await
                 .map_err(|e| mysql_error(&e, format_args!("reading the server version as {label}")))?;
             let server = ServerInfo::from_version(version.as_deref().unwrap_or_default());
-            let hash = native_password_hash(&new_password);
-            let sql = set_own_password_hash(server.flavor, &hash);
-            let what = match server.flavor {
-                Flavor::MariaDb => "SET PASSWORD",
-                Flavor::Mysql => "ALTER USER CURRENT_USER()",
+            let own = self.own_account(&mut conn, &label).await?;
+            let kind = self.own_password_kind(&own, &server, &label)?;
+            let (sql, what) = match (kind, server.flavor) {
+                (PluginKind::Ed25519, _) => (
+                    Zeroizing::new(format!(
+                        "SET PASSWORD = {}",
+                        quote_literal(&ed25519_password_hash(&new_password))
+                    )),
+                    "SET PASSWORD",
+                ),
+                (_, Flavor::MariaDb) => (
+                    set_own_password_hash(server.flavor, &native_password_hash(&new_password)),
+                    "SET PASSWORD",
+                ),
+                (_, Flavor::Mysql) => (
+                    set_own_password_hash(server.flavor, &native_password_hash(&new_password)),
+                    "ALTER USER CURRENT_USER()",
+                ),
             };
             conn.query_drop(sql.as_str())
                 .await
@@ -316,6 +604,51 @@ impl MysqlTarget {
         .await;
         close(conn).await;
         result
+    }
+
+    /// The user's own `SHOW CREATE USER CURRENT_USER()`, read on `conn` (the path without
+    /// an admin).
+    async fn own_account(&self, conn: &mut Conn, label: &str) -> ProviderResult<OwnAccount> {
+        let statement: Option<String> = conn.query_first("SHOW CREATE USER CURRENT_USER()").await.map_err(|e| {
+            mysql_error(&e, format_args!("SHOW CREATE USER CURRENT_USER() as {label}")).context(
+                "without an admin rekey reads the account's authentication methods from its own SHOW CREATE USER",
+            )
+        })?;
+        let statement = Zeroizing::new(statement.unwrap_or_default());
+        OwnAccount::parse(&statement).ok_or_else(|| {
+            ProviderError::other(format!(
+                "SHOW CREATE USER CURRENT_USER() as {label}: the answer could not be read"
+            ))
+        })
+    }
+
+    /// Without an admin, a user may change only a password that is its one method
+    /// (mysql_native_password, or ed25519 on MariaDB): `SET PASSWORD` cannot keep the
+    /// other methods of a chain, and refuses (after changing the password) when one of
+    /// them is unix_socket. The kind of that method, or why not.
+    fn own_password_kind(&self, own: &OwnAccount, server: &ServerInfo, label: &str) -> ProviderResult<PluginKind> {
+        let account = self.account(self.config.default_user());
+        let methods = own.plugins.join(" OR ");
+        if let [plugin] = own.plugins.as_slice() {
+            match PluginKind::of(plugin) {
+                PluginKind::Native => return Ok(PluginKind::Native),
+                PluginKind::Ed25519 if server.flavor == Flavor::MariaDb => return Ok(PluginKind::Ed25519),
+                PluginKind::Unhashable if self.config.switch_plugin && server.flavor == Flavor::Mysql => {
+                    return Ok(PluginKind::Unhashable)
+                }
+                PluginKind::Unhashable => {
+                    return Err(ProviderError::unsupported(format!(
+                        "{account} ({label}) authenticates via {methods}: rekey cannot compute that hash on its \
+                         side (set `switch_plugin = true` to move it to mysql_native_password, MySQL only)"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Err(ProviderError::unsupported(format!(
+            "{account} ({label}) authenticates via {methods}: without an admin rekey can change only an account \
+             whose one method is a password (SET PASSWORD cannot keep the others); configure `admin`"
+        )))
     }
 
     /// Why the admin may not end the sessions of the configured user(s), with the fix,
@@ -331,10 +664,7 @@ impl MysqlTarget {
             None => "SUPER".to_owned(),
         };
         let grant_kill = info.server.connection_admin_privilege().unwrap_or("SUPER");
-        let admin = match info.current_user.rsplit_once('@') {
-            Some((user, host)) => quote_account(user, host),
-            None => quote_literal(&info.current_user),
-        };
+        let admin = admin_account(info);
         let why = match (grants.see_sessions, grants.kill_sessions) {
             (true, true) => return None,
             (false, false) => format!(
@@ -436,25 +766,6 @@ impl MysqlTarget {
         }
     }
 
-    /// The authentication plugin of the user, if the admin may read `mysql.user`.
-    async fn user_plugin(&self, admin: &AdminPool, user: &str) -> ProviderResult<Option<String>> {
-        let (user, host) = (user.to_owned(), self.config.user_host.clone());
-        let result = admin
-            .run("reading the user's authentication plugin", |c| {
-                let params = (user.clone(), host.clone());
-                Box::pin(async move {
-                    c.exec_first::<String, _, _>("SELECT plugin FROM mysql.user WHERE User = ? AND Host = ?", params)
-                        .await
-                })
-            })
-            .await;
-        match result {
-            Ok(plugin) => Ok(plugin),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Whether `password` is already the user's (primary) password: its hash is the
     /// stored one, read from `mysql.user`; without read access, whether it logs in
     /// (one failed login otherwise, which servers with failed-login limits count).
@@ -499,19 +810,55 @@ impl MysqlTarget {
         Ok(status.as_deref() == Some("ACTIVE"))
     }
 
-    /// Logs in with `doc` and checks the login lands on the configured account (not,
-    /// say, `'app'@'localhost'` when `'app'@'%'` is rotated). Returns the server's
-    /// version text.
-    async fn check_login_account(&self, doc: &SecretDoc, which: &str) -> ProviderResult<(String, String)> {
+    /// Logs in with `doc` and checks the login lands on one of the accounts `hosts` names
+    /// (the configured one, or another entry the rotation also changes), not, say, on
+    /// `'app'@'localhost'` left with the old password while `'app'@'%'` is rotated. An
+    /// expired password (error 1820 on the first statement) is reported as
+    /// [`LoginFacts::expired`]; with `read_own`, also reads the user's own
+    /// `SHOW CREATE USER`.
+    async fn check_login_account(
+        &self,
+        doc: &SecretDoc,
+        which: &str,
+        hosts: &[&str],
+        read_own: bool,
+    ) -> ProviderResult<LoginFacts> {
         let (mut conn, user) = self.open_doc(doc, which).await?;
         let label = self.login_label(&user);
         let row: Result<Option<(String, String)>, _> = conn.query_first("SELECT CURRENT_USER(), VERSION()").await;
+        let row = match row {
+            Err(e) if server_code(&e) == Some(1820) => {
+                close(conn).await;
+                return Ok(LoginFacts {
+                    user,
+                    version: String::new(),
+                    expired: true,
+                    own: None,
+                });
+            }
+            Err(e) => {
+                close(conn).await;
+                return Err(mysql_error(&e, format_args!("reading CURRENT_USER() as {label}")));
+            }
+            Ok(row) => row,
+        };
+        let own = if read_own {
+            match self.own_account(&mut conn, &label).await {
+                Ok(own) => Some(own),
+                Err(e) => {
+                    close(conn).await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         close(conn).await;
-        let (account, version) = row
-            .map_err(|e| mysql_error(&e, format_args!("reading CURRENT_USER() as {label}")))?
-            .unwrap_or_default();
-        let expected = format!("{}@{}", user, self.config.user_host);
-        if account != expected {
+        let (account, version) = row.unwrap_or_default();
+        let lands = account
+            .rsplit_once('@')
+            .is_some_and(|(u, h)| u == user && hosts.contains(&h));
+        if !lands {
             return Err(ProviderError::invalid_input(format!(
                 "logging in as {label} uses the account {account}, not {}: rotating {} would not change the \
                  password this login checks (set `user_host`)",
@@ -519,7 +866,12 @@ impl MysqlTarget {
                 self.account(&user)
             )));
         }
-        Ok((user, version))
+        Ok(LoginFacts {
+            user,
+            version,
+            expired: false,
+            own,
+        })
     }
 
     async fn preflight_with_admin(
@@ -566,6 +918,8 @@ impl MysqlTarget {
         }
 
         let mut normalized = Vec::new();
+        let mut tls_offered = None;
+        let mut rotated_hosts: Vec<(String, Vec<String>)> = Vec::new();
         for user in self.config.users() {
             let account = self.account(user);
             match self.user_grants(admin, user).await? {
@@ -584,20 +938,32 @@ impl MysqlTarget {
                     "could not check that {account} exists (the admin lacks SELECT on mysql.*); apply will tell"
                 )),
             }
-            match self.user_plugin(admin, user).await? {
-                Some(plugin) if plugin == "mysql_native_password" || plugin.is_empty() => {}
-                Some(plugin) if self.strategy() == Strategy::Dual => {
-                    return Err(ProviderError::unsupported(format!(
-                        "{account} authenticates with {plugin}; RETAIN CURRENT PASSWORD cannot keep the current \
-                         password while switching it to mysql_native_password (switch it once with ALTER USER, \
-                         or use strategy \"alternating\")"
-                    )))
+            let known: Vec<(String, Zeroizing<String>)> = match current {
+                Some(doc) if self.user_of(doc, "current")? == user => {
+                    doc.password().map(|p| password_hashes(&p)).unwrap_or_default()
                 }
-                Some(plugin) => lines.push(format!(
-                    "{account} authenticates with {plugin}; the rotation switches it to mysql_native_password"
-                )),
-                None => {}
+                _ => Vec::new(),
+            };
+            let plan = self.account_plan(admin, &info, user, &known).await?;
+            self.check_rotatable(&plan, &info)?;
+            let main = plan.main();
+            if self.strategy() == Strategy::Dual && main.methods.iter().any(|m| m.kind() != PluginKind::Native) {
+                return Err(ProviderError::unsupported(format!(
+                    "{account} authenticates via {}; RETAIN CURRENT PASSWORD cannot keep the current password \
+                     while switching it to mysql_native_password (switch it once with ALTER USER, or use strategy \
+                     \"alternating\")",
+                    main.methods_label()
+                )));
             }
+            if tls_offered.is_none() {
+                tls_offered = Some(self.server_offers_tls(admin).await);
+            }
+            lines.extend(self.check_tls(&plan, tls_offered.as_ref().and_then(Option::as_ref))?);
+            lines.extend(self.describe_plan(&plan, info.server.flavor));
+            rotated_hosts.push((
+                user.to_owned(),
+                plan.rotate.iter().map(|e| e.host.clone()).collect::<Vec<_>>(),
+            ));
         }
 
         if let [(a, grants_a), (b, grants_b)] = normalized.as_slice() {
@@ -641,8 +1007,22 @@ impl MysqlTarget {
         }
 
         if let Some(current) = current {
-            match self.check_login_account(current, "current").await {
-                Ok((user, _)) => lines.push(format!("the current secret logs in as {}", self.login_label(&user))),
+            let user = self.user_of(current, "current")?;
+            let hosts: Vec<&str> = rotated_hosts
+                .iter()
+                .find(|(u, _)| *u == user)
+                .map(|(_, hosts)| hosts.iter().map(String::as_str).collect())
+                .unwrap_or_else(|| vec![self.config.user_host.as_str()]);
+            match self.check_login_account(current, "current", &hosts, false).await {
+                Ok(facts) if facts.expired => lines.push(format!(
+                    "the current secret logs in as {} but has expired (error 1820: it may only be changed); the \
+                     rotation replaces it through the admin",
+                    self.login_label(&facts.user)
+                )),
+                Ok(facts) => lines.push(format!(
+                    "the current secret logs in as {}",
+                    self.login_label(&facts.user)
+                )),
                 Err(e) if e.kind() == ErrorKind::AuthRejected => lines.push(format!(
                     "the current secret is refused as {} (the rotation will replace it)",
                     self.login_label(&self.user_of(current, "current")?)
@@ -661,23 +1041,48 @@ impl MysqlTarget {
                 self.login_label(&user)
             )));
         };
-        let (user, version) = self.check_login_account(current, "current").await.map_err(|e| {
-            if e.kind() == ErrorKind::AuthRejected {
-                e.context("no admin is configured, so the current secret must log in")
-            } else {
-                e
-            }
-        })?;
-        let server = ServerInfo::from_version(&version);
+        let hosts = [self.config.user_host.as_str()];
+        let facts = self
+            .check_login_account(current, "current", &hosts, true)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::AuthRejected {
+                    e.context("no admin is configured, so the current secret must log in")
+                } else {
+                    e
+                }
+            })?;
+        let label = self.login_label(&facts.user);
+        if facts.expired {
+            return Err(ProviderError::permission_denied(format!(
+                "the current password of {} has expired (PASSWORD EXPIRE: error 1820 on every statement as \
+                 {label}): without an admin rekey cannot read the account's authentication methods to change it \
+                 safely; configure `admin`, whose ALTER USER replaces it and clears the expiry",
+                self.account(&facts.user)
+            )));
+        }
+        let server = ServerInfo::from_version(&facts.version);
+        let own = facts.own.unwrap_or_default();
+        let kind = self.own_password_kind(&own, &server, &label)?;
+        if own.tls == TlsRequirement::X509 || own.tls == TlsRequirement::Specified {
+            return Err(ProviderError::unsupported(format!(
+                "{} has {}: logins must present a client certificate, which rekey's logins do not",
+                self.account(&facts.user),
+                own.tls.clause()
+            )));
+        }
+        let how = match kind {
+            PluginKind::Ed25519 => "as an ed25519 public key computed by rekey",
+            PluginKind::Unhashable => "as a mysql_native_password hash (switch_plugin = true changes its plugin)",
+            _ => "as a mysql_native_password hash computed by rekey",
+        };
         Ok(vec![
+            format!("the current secret logs in as {label} ({})", server.label()),
             format!(
-                "the current secret logs in as {} ({})",
-                self.login_label(&user),
-                server.label()
-            ),
-            format!(
-                "user {} will change its own password (no admin configured)",
-                self.account(&user)
+                "user {} authenticates via {}; it will change its own password {how} (no admin configured: other \
+                 host entries of the user are not visible and are not changed)",
+                self.account(&facts.user),
+                own.plugins.join(" OR ")
             ),
         ])
     }
@@ -692,6 +1097,25 @@ impl MysqlTarget {
             let _ = write!(text, "{b:02x}");
         }
         Secret::new(text.as_str().to_owned())
+    }
+}
+
+/// What a login with a stored secret showed (see `check_login_account`).
+struct LoginFacts {
+    user: String,
+    /// `VERSION()`; empty when the password has expired.
+    version: String,
+    /// The password has expired: the login works but every statement fails with 1820.
+    expired: bool,
+    /// The user's own `SHOW CREATE USER`, when asked for.
+    own: Option<OwnAccount>,
+}
+
+/// The admin's account as SQL (`'rekey'@'%'`), from `CURRENT_USER()`.
+fn admin_account(info: &AdminInfo) -> String {
+    match info.current_user.rsplit_once('@') {
+        Some((user, host)) => quote_account(user, host),
+        None => quote_literal(&info.current_user),
     }
 }
 
@@ -816,8 +1240,15 @@ impl Target for MysqlTarget {
         let Some(admin) = &self.admin else {
             return self.apply_as_user(new, current).await;
         };
+        // The entries storing the current password (or the new one, after a partial
+        // apply) change together.
+        let current_password = match current {
+            Some(doc) if self.user_of(doc, "current")? == user => doc.password(),
+            _ => None,
+        };
+        let known: Vec<&Secret> = current_password.iter().collect();
         match self.strategy() {
-            Strategy::Single => self.alter_password(admin, &user, &password, false).await,
+            Strategy::Single => self.alter_password(admin, &user, &password, false, &known).await,
             Strategy::Dual => {
                 self.check_dual(&admin.info().await?.server)?;
                 // RETAIN CURRENT PASSWORD keeps the *current* password as the secondary:
@@ -826,7 +1257,7 @@ impl Target for MysqlTarget {
                 if self.already_primary(admin, &user, &password).await? {
                     return Ok(());
                 }
-                self.alter_password(admin, &user, &password, true).await
+                self.alter_password(admin, &user, &password, true, &known).await
             }
             Strategy::Alternating => {
                 if let Some(current) = current {
@@ -838,19 +1269,21 @@ impl Target for MysqlTarget {
                         )));
                     }
                 }
-                self.alter_password(admin, &user, &password, false).await
+                self.alter_password(admin, &user, &password, false, &[]).await
             }
         }
     }
 
+    /// A fresh login that also runs `DO 1`: an expired password (`PASSWORD EXPIRE`),
+    /// which the server lets in only to change it, is `PermissionDenied` saying so.
     async fn login(&self, doc: &SecretDoc) -> ProviderResult<()> {
-        let (conn, _) = self.open_doc(doc, "given").await?;
+        let (conn, _) = self.open_usable(doc, "given").await?;
         close(conn).await;
         Ok(())
     }
 
     async fn verify(&self, doc: &SecretDoc) -> ProviderResult<()> {
-        let (mut conn, user) = self.open_doc(doc, "new").await?;
+        let (mut conn, user) = self.open_usable(doc, "new").await?;
         let result = match &self.config.check_query {
             None => Ok(()),
             Some(query) => conn
@@ -871,18 +1304,22 @@ impl Target for MysqlTarget {
             Strategy::Single => new_user,
             Strategy::Dual => {
                 let admin = self.admin("revoke")?;
-                self.check_dual(&admin.info().await?.server)?;
-                let sql = Arc::new(discard_old_password(&self.account(&new_user)));
-                admin
-                    .run(
-                        &format!("ALTER USER {} DISCARD OLD PASSWORD", self.account(&new_user)),
-                        |c| {
+                let info = admin.info().await?;
+                self.check_dual(&info.server)?;
+                // Every entry that got the new password keeps an old one to discard.
+                let hashes = password_hashes(&Self::password_of(new, "new")?);
+                let plan = self.account_plan(admin, &info, &new_user, &hashes).await?;
+                for entry in &plan.rotate {
+                    let account = entry.account();
+                    let sql = Arc::new(discard_old_password(&account));
+                    admin
+                        .run(&format!("ALTER USER {account} DISCARD OLD PASSWORD"), |c| {
                             let sql = sql.clone();
                             Box::pin(async move { c.query_drop(sql.as_str()).await })
-                        },
-                    )
-                    .await
-                    .map_err(|e| self.explain(e, &new_user))?;
+                        })
+                        .await
+                        .map_err(|e| self.explain(e, &new_user))?;
+                }
                 new_user
             }
             Strategy::Alternating => {
@@ -895,7 +1332,9 @@ impl Target for MysqlTarget {
                 }
                 // A password nobody knows: the user keeps its privileges for its next
                 // turn, but no one can log in as it.
-                self.alter_password(admin, &old_user, &Self::throwaway_password(), false)
+                // Every entry of the retired user that stores its old password.
+                let old_password = Self::password_of(old, "old")?;
+                self.alter_password(admin, &old_user, &Self::throwaway_password(), false, &[&old_password])
                     .await?;
                 old_user
             }

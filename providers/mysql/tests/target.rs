@@ -372,10 +372,11 @@ async fn missing_user_is_not_found() {
     assert_error(&err, ErrorKind::NotFound, &[&missing, "does not exist"], &[]);
     let new = t.prepare(None, random_password(32)).await.unwrap();
     let err = t.apply(&new, None).await.unwrap_err();
+    // Apply reads the account first: nothing to change.
     assert_error(
         &err,
         ErrorKind::NotFound,
-        &[&missing, "1396"],
+        &[&missing, "does not exist"],
         &[&new.password().unwrap()],
     );
 }

@@ -1,0 +1,441 @@
+//! Accounts as production has them, against the machine's MariaDB: every test first
+//! shows the account's state (read as root from `mysql.global_priv`), then rotates, then
+//! shows the state kept — or that the rotation was refused before anything changed, with
+//! a message that names the reason and what would allow it.
+//!
+//! - `IDENTIFIED VIA unix_socket OR mysql_native_password` keeps `unix_socket`;
+//!   a socket-only account is refused, never given a password;
+//! - `ed25519` accounts log in and rotate with an ed25519 key computed by rekey;
+//! - a user with several host entries: the entries sharing the password all change;
+//! - `PASSWORD EXPIRE`: reported as expired, fixed by a rotation through the admin;
+//! - `REQUIRE SSL` against a server without TLS: refused before anything changes;
+//! - `ACCOUNT LOCK`: refused before anything changes.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use rekey_api::conformance::{random_password, target::run_all, unique_name};
+use rekey_api::{ErrorKind, ProviderError, Secret, SecretDoc, Strategy, Target};
+use rekey_mysql::{
+    ed25519_password_hash, native_password_hash, MysqlProvider, MysqlTarget, MysqlTargetConfig, TlsMode,
+};
+
+fn config(user: &str, admin: Option<&TestAdmin>) -> MysqlTargetConfig {
+    let mut c = MysqlTargetConfig::new(host(), user);
+    c.port = port();
+    c.admin = admin.map(TestAdmin::url);
+    c
+}
+
+fn target(config: &MysqlTargetConfig) -> MysqlTarget {
+    MysqlProvider::new()
+        .mysql_target(config, Strategy::Single)
+        .expect("target builds")
+}
+
+/// The `Priv` JSON of `'user'@'host'`, as root reads it.
+fn priv_json(user: &str, host: &str) -> serde_json::Value {
+    let text = root_sql(&format!(
+        "SELECT Priv FROM mysql.global_priv WHERE User = {} AND Host = {}",
+        lit(user),
+        lit(host)
+    ));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("Priv of {user}@{host}: {e}: {text}"))
+}
+
+/// The plugins of `auth_or` (`{}` standing for the top-level one), or the top-level plugin.
+fn methods(json: &serde_json::Value) -> Vec<String> {
+    let top = json["plugin"].as_str().unwrap_or("").to_owned();
+    match json["auth_or"].as_array() {
+        Some(chain) => chain
+            .iter()
+            .map(|m| m["plugin"].as_str().map(str::to_owned).unwrap_or_else(|| top.clone()))
+            .collect(),
+        None => vec![top],
+    }
+}
+
+/// The authentication string of the `plugin` method.
+fn auth_string(json: &serde_json::Value, plugin: &str) -> String {
+    if json["plugin"] == plugin {
+        return json["authentication_string"].as_str().unwrap_or("").to_owned();
+    }
+    json["auth_or"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["plugin"] == plugin)
+        .and_then(|m| m["authentication_string"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// An account created by `CREATE USER 'name'@'host' <spec>` as root, dropped at the end.
+struct Account {
+    name: String,
+    host: String,
+}
+
+impl Account {
+    fn create(name: &str, host: &str, spec: &str) -> Account {
+        root_sql(&format!("CREATE USER {}@{} {spec}", lit(name), lit(host)));
+        Account {
+            name: name.to_owned(),
+            host: host.to_owned(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        priv_json(&self.name, &self.host)
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = try_root_sql(&format!("DROP USER IF EXISTS {}@{}", lit(&self.name), lit(&self.host)));
+    }
+}
+
+fn assert_error(err: &ProviderError, kind: ErrorKind, needles: &[&str], secrets: &[&Secret]) {
+    let text = err.to_string();
+    assert_eq!(err.kind(), kind, "unexpected kind: {text}");
+    for needle in needles {
+        assert!(text.contains(needle), "`{text}` should mention `{needle}`");
+    }
+    for secret in secrets {
+        assert!(!text.contains(secret.expose()), "`{text}` leaks a secret");
+        assert!(
+            !text.contains(&native_password_hash(secret)[1..]),
+            "`{text}` leaks a hash"
+        );
+    }
+    assert!(!text.contains('\n'), "one line: {text}");
+}
+
+/// MariaDB's ed25519 plugin, installed once (it stays installed: harmless).
+fn ensure_ed25519() {
+    root_sql("INSTALL PLUGIN IF NOT EXISTS ed25519 SONAME 'auth_ed25519'");
+}
+
+/// A login through the server's Unix socket, where `'user'@'localhost'` entries apply.
+async fn socket_login(user: &str, password: &Secret) -> Result<String, mysql_async::Error> {
+    let socket = root_sql("SELECT @@socket");
+    let opts = mysql_async::OptsBuilder::default()
+        .socket(Some(socket))
+        .user(Some(user))
+        .pass(Some(password.expose()));
+    let mut conn = mysql_async::Conn::new(opts).await?;
+    let who: Option<String> = conn.query_first("SELECT CURRENT_USER()").await?;
+    let _ = conn.disconnect().await;
+    Ok(who.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn unix_socket_alternative_is_kept() {
+    let admin = TestAdmin::new();
+    let name = unique_name("rk_sockor");
+    let password = random_password(24);
+    let account = Account::create(
+        &name,
+        "%",
+        &format!(
+            "IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD({})",
+            lit(password.expose())
+        ),
+    );
+    // Before: unix_socket, then the password.
+    assert_eq!(methods(&account.json()), ["unix_socket", "mysql_native_password"]);
+
+    let t = target(&config(&name, Some(&admin)));
+    let current = doc(&name, &password);
+    let plan = t.preflight(Some(&current)).await.unwrap().join("\n");
+    assert!(
+        plan.contains("authenticates via unix_socket OR mysql_native_password") && plan.contains("keeps unix_socket"),
+        "{plan}"
+    );
+    let end = run_all(&t, current).await;
+    // After: the same chain, the new password's hash in it.
+    let after = account.json();
+    assert_eq!(methods(&after), ["unix_socket", "mysql_native_password"]);
+    assert_eq!(
+        auth_string(&after, "mysql_native_password"),
+        *native_password_hash(&end.password().unwrap())
+    );
+
+    // Without an admin, SET PASSWORD cannot keep the chain: refused, nothing changed.
+    let t = target(&config(&name, None));
+    let before = account.json();
+    let err = t.preflight(Some(&end)).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::Unsupported,
+        &["unix_socket OR mysql_native_password", "configure `admin`"],
+        &[&end.password().unwrap()],
+    );
+    let new = t.prepare(Some(&end), random_password(24)).await.unwrap();
+    let err = t.apply(&new, Some(&end)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(account.json(), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn socket_only_account_is_refused_never_given_a_password() {
+    let admin = TestAdmin::new();
+    let name = unique_name("rk_sockonly");
+    let account = Account::create(&name, "%", "IDENTIFIED VIA unix_socket");
+    let before = account.json();
+    assert_eq!(methods(&before), ["unix_socket"]);
+    let t = target(&config(&name, Some(&admin)));
+    for err in [
+        t.preflight(None).await.unwrap_err(),
+        t.precheck(None).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::Unsupported,
+            &[
+                &format!("'{name}'@'%' authenticates via unix_socket only and has no password"),
+                "never gives",
+            ],
+            &[],
+        );
+    }
+    let new = t.prepare(None, random_password(24)).await.unwrap();
+    let err = t.apply(&new, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(account.json(), before, "still socket-only, no password");
+}
+
+#[tokio::test]
+async fn ed25519_accounts_log_in_and_rotate_with_a_key_computed_here() {
+    ensure_ed25519();
+    let admin = TestAdmin::new();
+    let name = unique_name("rk_ed");
+    let password = random_password(24);
+    let account = Account::create(
+        &name,
+        "%",
+        &format!("IDENTIFIED VIA ed25519 USING PASSWORD({})", lit(password.expose())),
+    );
+    let before = account.json();
+    assert_eq!(methods(&before), ["ed25519"]);
+    // The server's own computation and rekey's agree.
+    assert_eq!(auth_string(&before, "ed25519"), *ed25519_password_hash(&password));
+
+    let t = target(&config(&name, Some(&admin)));
+    // Logging in works (no panic), a wrong password is refused as such.
+    t.login(&doc(&name, &password)).await.unwrap();
+    let wrong = random_password(24);
+    let err = t.login(&doc(&name, &wrong)).await.unwrap_err();
+    assert_error(&err, ErrorKind::AuthRejected, &[&name, "1045"], &[&wrong, &password]);
+
+    let plan = t.preflight(Some(&doc(&name, &password))).await.unwrap().join("\n");
+    assert!(
+        plan.contains("authenticates via ed25519") && plan.contains("ed25519 (public key computed by rekey)"),
+        "{plan}"
+    );
+    let end = run_all(&t, doc(&name, &password)).await;
+    let after = account.json();
+    assert_eq!(methods(&after), ["ed25519"], "still ed25519");
+    assert_eq!(
+        auth_string(&after, "ed25519"),
+        *ed25519_password_hash(&end.password().unwrap())
+    );
+
+    // Without an admin: SET PASSWORD with the key.
+    let t = target(&config(&name, None));
+    let end = run_all(&t, end).await;
+    assert_eq!(methods(&account.json()), ["ed25519"]);
+    assert_eq!(
+        auth_string(&account.json(), "ed25519"),
+        *ed25519_password_hash(&end.password().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn ed25519_or_native_chains_change_both() {
+    ensure_ed25519();
+    let admin = TestAdmin::new();
+    let name = unique_name("rk_ednat");
+    let password = random_password(24);
+    let account = Account::create(
+        &name,
+        "%",
+        &format!(
+            "IDENTIFIED VIA ed25519 USING PASSWORD({p}) OR mysql_native_password USING PASSWORD({p})",
+            p = lit(password.expose())
+        ),
+    );
+    assert_eq!(methods(&account.json()), ["ed25519", "mysql_native_password"]);
+    let t = target(&config(&name, Some(&admin)));
+    let end = run_all(&t, doc(&name, &password)).await;
+    let after = account.json();
+    let new = end.password().unwrap();
+    assert_eq!(methods(&after), ["ed25519", "mysql_native_password"]);
+    assert_eq!(auth_string(&after, "ed25519"), *ed25519_password_hash(&new));
+    assert_eq!(
+        auth_string(&after, "mysql_native_password"),
+        *native_password_hash(&new)
+    );
+}
+
+#[tokio::test]
+async fn every_host_entry_with_the_password_gets_the_new_one() {
+    let admin = TestAdmin::new();
+    let name = unique_name("rk_hosts");
+    let password = random_password(24);
+    let other = random_password(24);
+    let by = |p: &Secret| format!("IDENTIFIED BY {}", lit(p.expose()));
+    let any = Account::create(&name, "%", &by(&password));
+    let local = Account::create(&name, "localhost", &by(&password));
+    let subnet = Account::create(&name, "10.9.%", &by(&other));
+    let socket = Account::create(&name, "192.0.2.1", "IDENTIFIED VIA unix_socket");
+    // Before: the password works through '%' (TCP) and through 'localhost' (the socket).
+    assert_eq!(
+        socket_login(&name, &password).await.unwrap(),
+        format!("{name}@localhost")
+    );
+
+    let t = target(&config(&name, Some(&admin)));
+    let current = doc(&name, &password);
+    let plan = t.preflight(Some(&current)).await.unwrap().join("\n");
+    for needle in [
+        format!("'{name}'@'localhost' stores the same password: it gets the new password too"),
+        format!("'{name}'@'10.9.%' has another password: left as it is"),
+        format!("'{name}'@'192.0.2.1' authenticates via unix_socket without a password: left as it is"),
+    ] {
+        assert!(plan.contains(&needle), "plan should say `{needle}`:\n{plan}");
+    }
+    let (subnet_before, socket_before) = (subnet.json(), socket.json());
+    let end = run_all(&t, current).await;
+    let new = end.password().unwrap();
+    // After: the old password is dead through every entry, the new one works through both.
+    let err = socket_login(&name, &password).await.unwrap_err();
+    assert!(
+        err.to_string().contains("1045") || err.to_string().contains("Access denied"),
+        "{err}"
+    );
+    assert_eq!(socket_login(&name, &new).await.unwrap(), format!("{name}@localhost"));
+    let hash = native_password_hash(&new);
+    assert_eq!(auth_string(&any.json(), "mysql_native_password"), *hash);
+    assert_eq!(auth_string(&local.json(), "mysql_native_password"), *hash);
+    // The entries with another password, or none, are as they were.
+    assert_eq!(subnet.json(), subnet_before);
+    assert_eq!(socket.json(), socket_before);
+}
+
+#[tokio::test]
+async fn expired_password_is_reported_and_rotation_through_the_admin_fixes_it() {
+    let admin = TestAdmin::new();
+    let user = TestUser::new("rk_expired");
+    root_sql(&format!("ALTER USER {} PASSWORD EXPIRE", account(&user.name)));
+    let expired = || {
+        root_sql(&format!(
+            "SELECT password_expired FROM mysql.user WHERE User = {} AND Host = '%'",
+            lit(&user.name)
+        ))
+    };
+    assert_eq!(expired(), "Y");
+
+    let t = target(&config(&user.name, Some(&admin)));
+    // login and verify say "expired", not ok.
+    for err in [
+        t.login(&user.doc()).await.unwrap_err(),
+        t.verify(&user.doc()).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::PermissionDenied,
+            &[&user.name, "has expired", "1820"],
+            &[&user.password],
+        );
+    }
+    // plan says so and passes; the rotation through the admin works.
+    let plan = t.preflight(Some(&user.doc())).await.unwrap().join("\n");
+    assert!(plan.contains("has expired (PASSWORD EXPIRE)"), "{plan}");
+    let new = t.prepare(Some(&user.doc()), random_password(24)).await.unwrap();
+    t.apply(&new, Some(&user.doc())).await.unwrap();
+    t.verify(&new).await.unwrap();
+    assert_eq!(t.login(&user.doc()).await.unwrap_err().kind(), ErrorKind::AuthRejected);
+    assert_eq!(expired(), "N", "the expiry is cleared");
+
+    // Without an admin an expired password is refused with the fix.
+    root_sql(&format!("ALTER USER {} PASSWORD EXPIRE", account(&user.name)));
+    let t = target(&config(&user.name, None));
+    let err = t.preflight(Some(&new)).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["has expired", "configure `admin`"],
+        &[&new.password().unwrap()],
+    );
+}
+
+#[tokio::test]
+async fn require_ssl_without_server_tls_is_refused_before_anything_changes() {
+    let have_ssl = root_sql("SELECT @@have_ssl");
+    if have_ssl == "YES" {
+        eprintln!("skipped: this server offers TLS (tests/tls.rs covers REQUIRE SSL with TLS)");
+        return;
+    }
+    let admin = TestAdmin::new();
+    let user = TestUser::new("rk_reqssl");
+    root_sql(&format!("ALTER USER {} REQUIRE SSL", account(&user.name)));
+    assert_eq!(priv_json(&user.name, "%")["ssl_type"], 1, "REQUIRE SSL before");
+    let before = user.stored_hash();
+    for mode in [TlsMode::Prefer, TlsMode::Disable] {
+        let mut c = config(&user.name, Some(&admin));
+        c.tls = mode;
+        let t = target(&c);
+        // What the rotation would have run into: the login is refused.
+        assert_eq!(t.login(&user.doc()).await.unwrap_err().kind(), ErrorKind::AuthRejected);
+        let err = t.precheck(Some(&user.doc())).await.unwrap_err();
+        let needles: &[&str] = match mode {
+            TlsMode::Prefer => &["REQUIRE SSL", "does not offer TLS", "tls = \"prefer\""],
+            _ => &["REQUIRE SSL", "tls = \"disable\"", "set tls = \"prefer\""],
+        };
+        assert_error(&err, ErrorKind::InvalidInput, needles, &[&user.password]);
+    }
+    assert_eq!(user.stored_hash(), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn locked_account_is_refused_before_anything_changes() {
+    let admin = TestAdmin::new();
+    let user = TestUser::new("rk_locked");
+    root_sql(&format!("ALTER USER {} ACCOUNT LOCK", account(&user.name)));
+    assert_eq!(priv_json(&user.name, "%")["account_locked"], true);
+    let t = target(&config(&user.name, Some(&admin)));
+    let err = t.precheck(Some(&user.doc())).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["is locked", "ACCOUNT UNLOCK"],
+        &[&user.password],
+    );
+}
+
+#[tokio::test]
+async fn admin_that_cannot_read_the_account_is_refused_with_the_grant() {
+    let admin = TestAdmin::with_grants(&["CREATE USER, PROCESS, CONNECTION ADMIN ON *.*"]);
+    let user = TestUser::new("rk_noread");
+    let t = target(&config(&user.name, Some(&admin)));
+    let err = t.precheck(Some(&user.doc())).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &[
+            "may not read the authentication state",
+            "GRANT SELECT ON mysql.global_priv",
+        ],
+        &[&user.password, &admin.user.password],
+    );
+    let before = user.stored_hash();
+    let new: SecretDoc = t.prepare(Some(&user.doc()), random_password(24)).await.unwrap();
+    assert_eq!(
+        t.apply(&new, Some(&user.doc())).await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(user.stored_hash(), before);
+}
