@@ -167,6 +167,16 @@ impl Backends for ConfiguredBackends {
         result
     }
 
+    fn endpoint(&self, credential: &Credential) -> Option<String> {
+        let (host, port) = match self.targets.get(&credential.name)? {
+            TargetConfig::Postgres(c) => (&c.host, c.port),
+            TargetConfig::Mysql(c) => (&c.host, c.port),
+            TargetConfig::Redis(c) => (&c.host, c.port),
+            _ => return None,
+        };
+        Some(format!("{}:{port}", host.to_ascii_lowercase()))
+    }
+
     fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
         if let Some(message) = self.admin_errors.get(&credential.name) {
             return Err(ProviderError::invalid_input(message.clone()));

@@ -17,4 +17,12 @@ pub trait Backends: Send + Sync {
 
     /// The credential's target (no connection is made until a step needs one).
     fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>>;
+
+    /// The network endpoint (`host:port`) the credential's target connects to, when it
+    /// has one: once it is unreachable for one credential, the run's other credentials
+    /// on it fail at once instead of each waiting for its own timeout.
+    fn endpoint(&self, credential: &Credential) -> Option<String> {
+        let _ = credential;
+        None
+    }
 }

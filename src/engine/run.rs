@@ -80,7 +80,12 @@ struct Prepared {
     credential: Credential,
     store: Result<Arc<dyn Store>, ProviderError>,
     target: Arc<dyn Target>,
+    endpoint: Option<String>,
 }
+
+/// Endpoints found unreachable during this run: the other credentials on them fail at
+/// once ("host unreachable") instead of each waiting for its own timeout.
+type DeadEndpoints = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
 impl Engine {
     /// An engine over `backends`, reporting to `reporter`.
@@ -116,10 +121,12 @@ impl Engine {
                     .target(&credential)
                     .map_err(|e| RunError::Config(format!("{}: configure target: {}", credential.name, e.message())))?;
                 let store = self.backends.store(&credential.store);
+                let endpoint = self.backends.endpoint(&credential);
                 Ok(Prepared {
                     credential,
                     store,
                     target,
+                    endpoint,
                 })
             })
             .collect()
@@ -177,8 +184,10 @@ impl Engine {
                 )
             })
             .collect();
+        let dead: DeadEndpoints = Arc::default();
         for (index, p) in prepared.into_iter().enumerate() {
             let semaphore = semaphore.clone();
+            let dead = dead.clone();
             let reporter = self.reporter.clone();
             let run_id = self.run_id.clone();
             let failpoint = self.failpoint.clone();
@@ -186,10 +195,34 @@ impl Engine {
             let work = work.clone();
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
-                (
-                    index,
-                    one_credential(&run_id, reporter, interrupt, p, &work, failpoint.as_deref()).await,
-                )
+                let endpoint = p.endpoint.clone();
+                let already_dead = endpoint
+                    .as_ref()
+                    .is_some_and(|e| dead.lock().unwrap_or_else(|p| p.into_inner()).contains(e));
+                if already_dead {
+                    let mut rec = recorder_for(&run_id, reporter, &p).with_interrupt(interrupt);
+                    let failed = rec.fail(
+                        Step::Preflight,
+                        FailureKind::Unreachable,
+                        format!(
+                            "skipped: host {} is unreachable (another credential on it could not connect in this run)",
+                            endpoint.unwrap_or_default()
+                        ),
+                    );
+                    return (index, rec.finish(Err(failed)));
+                }
+                let report = one_credential(&run_id, reporter, interrupt, p, &work, failpoint.as_deref()).await;
+                if let (Some(endpoint), Some(error)) = (endpoint, report.error.as_ref()) {
+                    let target_step = matches!(
+                        error.step,
+                        Step::Preflight | Step::Resume | Step::Apply | Step::CheckCurrent
+                    );
+                    let target_work = matches!(work, Work::Rotate(_) | Work::Verify);
+                    if error.kind == FailureKind::Unreachable && target_step && target_work {
+                        dead.lock().unwrap_or_else(|p| p.into_inner()).insert(endpoint);
+                    }
+                }
+                (index, report)
             });
         }
         let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();

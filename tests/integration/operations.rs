@@ -176,3 +176,36 @@ fn rotate_waits_for_a_held_lock_when_asked() {
     assert!(ws.can_login(&role, &ws.stored_password("app-db", "current")));
     assert!(!ws.can_login(&role, &password));
 }
+
+/// Once a host is unreachable for one credential, the run's others on it fail at once.
+#[test]
+fn a_dead_host_fails_its_other_credentials_at_once() {
+    let ws = Workspace::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = String::from("[defaults]\nparallel = 1\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "[[credentials]]\nname = \"dead-{i}\"\nstore = \"local\"\nkey = \"dead/{i}\"\nstrategy = \"single\"\n\
+             target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {port}, dbname = \"postgres\", \
+             username = \"app{i}\", admin = \"postgres://admin:pw@127.0.0.1:{port}/postgres\", sslmode = \"disable\", \
+             connect_timeout_secs = 2 }}\n"
+        ));
+    }
+    ws.write_raw_config(&text);
+    let r = ws.rekey(&["-o", "json", "rotate", "--create-store"]);
+    r.assert_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let messages: Vec<String> = doc["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["error"]["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let skipped = messages.iter().filter(|m| m.contains("skipped: host")).count();
+    assert_eq!(skipped, 2, "{messages:?}");
+}
