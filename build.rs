@@ -2,13 +2,18 @@
 //! was built from and that commit's date, or `unknown` outside a git checkout (a source
 //! tarball, a vendored copy).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The package's directory, as cargo tells the running script.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     if !out.status.success() {
@@ -32,7 +37,7 @@ fn main() {
         if p.is_absolute() {
             p
         } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+            manifest_dir().join(p)
         }
     };
     if let (Some(git_dir), Some(common)) = (

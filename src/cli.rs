@@ -135,6 +135,12 @@ mod shard_tests {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter configuration (mode 0600; an existing file needs --force).
+    Init(crate::commands::init::InitArgs),
+    /// Check the configuration offline: syntax, references, variables, paths, targets.
+    Validate(crate::commands::validate::ValidateArgs),
+    /// List the configured credentials: names, tags, stores, keys, targets.
+    List(crate::commands::list::ListArgs),
     /// Show what rotate would do; connects and checks for real, changes nothing.
     Plan {
         #[command(flatten)]
@@ -229,12 +235,6 @@ trufflehog git file://. --json | rekey leaked --from trufflehog --rotate"
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
-    /// Write a commented starter configuration (mode 0600; an existing file needs --force).
-    Init(crate::commands::init::InitArgs),
-    /// Check the configuration offline: syntax, references, variables, paths, targets.
-    Validate(crate::commands::validate::ValidateArgs),
-    /// List the configured credentials: names, tags, stores, keys, targets.
-    List(crate::commands::list::ListArgs),
     /// Print the manual page (roff) generated from this command-line definition.
     Man(crate::commands::man::ManArgs),
     /// Print shell completions.

@@ -122,6 +122,15 @@ fn offline_commands_and_errors_print_valid_envelopes() {
     assert_eq!(check(&["init", "new.toml"], 0)["command"], "init");
     let doc = check(&["init", "new.toml"], 2);
     assert_eq!(doc["error"]["kind"], "usage");
+    // import --batch (no target contacted with --no-verify into an empty store).
+    let r = d.rekey_stdin(
+        &["-o", "json", "import", "--batch", "--no-verify"],
+        "{\"name\": \"orders-db\", \"value\": \"ux-batch-value-5c1e\"}\n",
+    );
+    r.assert_code(0);
+    let doc = assert_envelope("import --batch", &r.stdout);
+    assert_eq!(doc["summary"]["imported"], 1);
+    assert!(!r.stdout.contains("ux-batch-value-5c1e"));
     let doc = check(&["status", "--tag", "nope"], 2);
     assert_eq!(doc["command"], "status");
     // A configuration error.
