@@ -63,12 +63,46 @@ impl fmt::Display for ErrorKind {
 /// An error from a target or store. The message is one line, names what failed, and
 /// never contains a secret value: providers build it from names, codes and their own
 /// words, never from a value they were given to protect.
+///
+/// Besides the kind, an error may carry the backend's own structured code (a SQLSTATE,
+/// a MySQL error number, an AWS error code, an HTTP status) so that callers classify by
+/// code, never by message text, and the underlying error as its `source()`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct ProviderError {
     kind: ErrorKind,
     message: String,
     retryable: bool,
+    code: Option<ErrorCode>,
+    #[source]
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// A backend's own error code, by family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A PostgreSQL SQLSTATE (`28P01`).
+    Sqlstate(String),
+    /// A MySQL/MariaDB error number (`1045`).
+    Mysql(u16),
+    /// An AWS error code (`InvalidClientTokenId`).
+    Aws(String),
+    /// An HTTP status (`403`).
+    Http(u16),
+    /// A Redis error prefix (`WRONGPASS`, `NOPERM`).
+    Redis(String),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorCode::Sqlstate(c) => write!(f, "SQLSTATE {c}"),
+            ErrorCode::Mysql(n) => write!(f, "MySQL error {n}"),
+            ErrorCode::Aws(c) => write!(f, "AWS {c}"),
+            ErrorCode::Http(s) => write!(f, "HTTP {s}"),
+            ErrorCode::Redis(c) => write!(f, "Redis {c}"),
+        }
+    }
 }
 
 impl ProviderError {
@@ -79,7 +113,28 @@ impl ProviderError {
             kind,
             retryable: kind.default_retryable(),
             message,
+            code: None,
+            source: None,
         }
+    }
+
+    /// Attaches the backend's own error code.
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The backend's own error code, when the provider attached one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        self.code.as_ref()
+    }
+
+    /// Attaches the underlying error, reachable through [`std::error::Error::source`].
+    /// Its text must hold no secret (client library errors about connections and
+    /// statements do not; never attach an error built from a secret value).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// Overrides whether the engine may retry.
@@ -167,6 +222,20 @@ mod tests {
     fn messages_are_one_line() {
         let e = ProviderError::other("first\nsecond\r\n third");
         assert_eq!(e.to_string(), "error: first second third");
+    }
+
+    #[test]
+    fn codes_and_sources_travel_with_the_error() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("connection reset");
+        let e = ProviderError::auth_rejected("login refused")
+            .with_code(ErrorCode::Sqlstate("28P01".into()))
+            .with_source(io)
+            .context("role app");
+        assert_eq!(e.code(), Some(&ErrorCode::Sqlstate("28P01".into())));
+        assert_eq!(e.code().unwrap().to_string(), "SQLSTATE 28P01");
+        assert_eq!(e.source().unwrap().to_string(), "connection reset");
+        assert_eq!(e.to_string(), "authentication rejected: role app: login refused");
     }
 
     #[test]

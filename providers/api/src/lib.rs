@@ -25,7 +25,7 @@ pub mod testing;
 
 pub use capability::{StoreCapabilities, TargetCapabilities};
 pub use document::SecretDoc;
-pub use error::{ErrorKind, ProviderError, ProviderResult};
+pub use error::{ErrorCode, ErrorKind, ProviderError, ProviderResult};
 pub use redact::RedactedDsn;
 pub use secret::Secret;
 pub use store::{KeyState, Stage, Store, StoredVersion, Timestamp};
