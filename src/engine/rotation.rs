@@ -245,8 +245,8 @@ impl Rotation<'_> {
             return Err(failed);
         }
         self.hold_if(rec, "after-verify").await;
+        rec.report.version = Some(version.clone());
         self.complete(rec, state.current(), &version, &new).await?;
-        rec.report.version = Some(version);
         Ok(Status::Rotated)
     }
 
@@ -393,8 +393,8 @@ impl Rotation<'_> {
             self.promote_unverified(rec, state.current(), &pending.id).await;
             return Err(failed);
         }
-        self.complete(rec, state.current(), &pending.id, &pending.doc).await?;
         rec.report.version = Some(pending.id.clone());
+        self.complete(rec, state.current(), &pending.id, &pending.doc).await?;
         Ok(Status::Rotated)
     }
 
@@ -428,7 +428,7 @@ impl Rotation<'_> {
             Step::Verify,
             e.kind().into(),
             format!(
-                "the new secret does not work ({}); it stays pending and the next run finishes it",
+                "the new secret does not work ({}); the next run finishes the rotation",
                 e.message()
             ),
             started,
@@ -653,8 +653,15 @@ impl Rotation<'_> {
                     Some("the previous secret is refused: apply replaced it".into()),
                     started,
                 );
-                // The old secret is dead and the applied one is the only candidate left.
-                let _ = self.promote(rec, version, true).await;
+                // The old secret is dead and the applied one is the only candidate left:
+                // applications must not keep reading a secret the target refuses.
+                if self.promote(rec, version, true).await.is_ok() {
+                    rec.report.version = Some(version.to_owned());
+                    rec.report.warnings.push(
+                        "promoted although verify failed: apply replaced the old secret, which the target now refuses"
+                            .to_owned(),
+                    );
+                }
             }
             _ => rec.skipped(
                 Step::Promote,
