@@ -276,3 +276,38 @@ async fn due_rotation_waits_for_its_window_and_incidents_do_not() {
     assert_eq!(run.exit_code(), exit::SUCCESS);
     assert!(!h.target.accepts(&doc), "an incident ignores the window");
 }
+
+/// Issue 10: for every strategy, an incident whose sessions cannot be ended still leaves
+/// a working current secret in the store, the leaked one dead, nothing pending, and says
+/// exactly what is left.
+#[tokio::test(start_paused = true)]
+async fn incident_without_session_privilege_never_leaves_a_dead_current_for_any_strategy() {
+    for strategy in [Strategy::Single, Strategy::Dual, Strategy::Alternating] {
+        let config = ScriptedTargetConfig {
+            deny_terminate_sessions: true,
+            ..ScriptedTargetConfig::for_strategy(strategy)
+        };
+        let (h, leaked) = Harness::imported(config).await;
+        h.target.open_session(&leaked).unwrap();
+        let run = h.rotate(incident()).await.unwrap();
+        assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED, "{strategy}");
+        assert_eq!(
+            failure(&run),
+            Some("sessions_not_ended"),
+            "{strategy}: {:?}",
+            run.credentials[0].error
+        );
+        let state = h.state();
+        assert!(state.pending().is_none(), "{strategy}");
+        assert!(
+            h.target.accepts(&state.current().unwrap().doc),
+            "{strategy}: current works"
+        );
+        assert!(!h.target.accepts(&leaked), "{strategy}: the leaked secret is dead");
+        assert_eq!(
+            h.target.open_sessions(&leaked),
+            1,
+            "{strategy}: its session stays, as reported"
+        );
+    }
+}
