@@ -371,6 +371,35 @@ fn choose(config: &Config, selection: &Selection) -> Result<Vec<crate::config::C
     })
 }
 
+/// On a terminal, `rotate` with no names and no `--tag` over several credentials lists
+/// them and asks; `--yes`, `--due` and no terminal (cron, CI) go ahead.
+fn confirm_bulk_rotation(args: &RotateArgs, chosen: &[crate::config::Credential]) -> Result<(), Stop> {
+    use std::io::IsTerminal;
+    let bulk = args.selection.names.is_empty() && args.selection.tags.is_empty() && chosen.len() > 1;
+    if !bulk || args.yes || args.due || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "rotate would change {} credentials:", chosen.len());
+    for c in chosen.iter().take(20) {
+        let _ = writeln!(err, "  {}", c.name);
+    }
+    if chosen.len() > 20 {
+        let _ = writeln!(err, "  ... and {} more", chosen.len() - 20);
+    }
+    let _ = write!(err, "rotate all of them now? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Stop::usage(
+            "nothing rotated: name the credentials, use --tag, or pass --yes to rotate them all",
+        ))
+    }
+}
+
 /// Commands that change credentials in bulk on purpose need an explicit selection.
 fn require_selection(selection: &Selection, what: &str) -> Result<(), Stop> {
     if selection.names.is_empty() && selection.tags.is_empty() {
@@ -467,6 +496,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     if !args.create_store {
         check_stores_exist(&config, &chosen)?;
     }
+    confirm_bulk_rotation(args, &chosen)?;
     if let Some(path) = &args.report {
         claim_report_file(path)?;
     }

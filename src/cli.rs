@@ -298,6 +298,9 @@ pub struct RotateArgs {
     /// error: a typo in its path must not put fresh secrets where no application reads).
     #[arg(long)]
     pub create_store: bool,
+    /// Do not ask: on a terminal, rotating every credential (no names, no --tag) asks first.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Also write Prometheus metrics (textfile collector format), atomically.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,

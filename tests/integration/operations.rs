@@ -209,3 +209,68 @@ fn a_dead_host_fails_its_other_credentials_at_once() {
     let skipped = messages.iter().filter(|m| m.contains("skipped: host")).count();
     assert_eq!(skipped, 2, "{messages:?}");
 }
+
+/// Runs `cmd` on a pseudo-terminal, typing `answer`; returns the exit code and the screen.
+fn on_terminal_answering(mut cmd: std::process::Command, answer: &str) -> (i32, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::process::Stdio;
+    let (mut leader, mut follower) = (0, 0);
+    // SAFETY: openpty fills two descriptors; the name, termios and winsize are optional.
+    let rc = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0);
+    // SAFETY: each descriptor was just opened and is owned once.
+    let (mut leader, follower) = unsafe { (std::fs::File::from_raw_fd(leader), std::fs::File::from_raw_fd(follower)) };
+    cmd.stdin(Stdio::from(follower.try_clone().unwrap()))
+        .stdout(Stdio::from(follower.try_clone().unwrap()))
+        .stderr(Stdio::from(follower));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    leader.write_all(answer.as_bytes()).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = leader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), reader.join().unwrap())
+}
+
+/// On a terminal, rotating every credential asks first; no answer, no change.
+#[test]
+fn rotate_all_on_a_terminal_asks_first() {
+    let mut ws = Workspace::new();
+    let (a, a_pw) = ws.role("rk_ask_a");
+    let (b, b_pw) = ws.role("rk_ask_b");
+    ws.write_config(&[ws.credential("a-db", &a), ws.credential("b-db", &b)]);
+    ws.import("a-db", &a_pw);
+    ws.import("b-db", &b_pw);
+    let mut cmd = ws.command();
+    cmd.arg("rotate");
+    let (code, screen) = on_terminal_answering(cmd, "n\n");
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("rotate all of them now?") && screen.contains("a-db"),
+        "{screen}"
+    );
+    assert!(ws.can_login(&a, &a_pw) && ws.can_login(&b, &b_pw), "nothing changed");
+    let mut cmd = ws.command();
+    cmd.args(["rotate", "--yes"]);
+    let (code, screen) = on_terminal_answering(cmd, "");
+    assert_eq!(code, 0, "{screen}");
+    assert!(!ws.can_login(&a, &a_pw) && !ws.can_login(&b, &b_pw));
+}
