@@ -1,6 +1,7 @@
 //! The `target = { type = "postgres", ... }` configuration.
 
 use rekey_api::{ProviderError, ProviderResult, RedactedDsn};
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +69,20 @@ pub struct PostgresTargetConfig {
     /// End the role's sessions at revoke even outside incident mode.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// What a rotation does to the role's `VALID UNTIL`: `"keep"` (default: the new
+    /// password expires when the old one would have; a rotation is refused when that
+    /// is past or less than an hour away), `"clear"` (`VALID UNTIL 'infinity'`) or a
+    /// duration such as `"90d"` (valid for that long from the rotation, by the
+    /// server's clock). `"clear"` and a duration need an admin.
+    #[serde(default)]
+    pub valid_until: ValidUntil,
+    /// The verifier the new password is stored as: `"scram-sha-256"` (default: a role
+    /// whose password was stored as md5 moves to SCRAM, which `plan` shows) or
+    /// `"keep"` (an md5 role gets an md5 verifier computed by rekey, a SCRAM role a
+    /// SCRAM one; reading the role's verifier type in `pg_authid` needs a superuser
+    /// admin, so `"keep"` is refused otherwise).
+    #[serde(default)]
+    pub verifier: VerifierPolicy,
 }
 
 fn default_port() -> u16 {
@@ -98,6 +113,8 @@ impl PostgresTargetConfig {
             check_query: None,
             connect_timeout_secs: default_connect_timeout(),
             terminate_sessions: false,
+            valid_until: ValidUntil::default(),
+            verifier: VerifierPolicy::default(),
         }
     }
 
@@ -186,6 +203,24 @@ impl PostgresTargetConfig {
         if self.check_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
             return Err(ProviderError::invalid_input("postgres target: `check_query` is empty"));
         }
+        if let ValidUntil::For(d) = self.valid_until {
+            if d < MIN_VALIDITY {
+                return Err(ProviderError::invalid_input(
+                    "postgres target: `valid_until` must be at least 1h (or \"keep\" or \"clear\")",
+                ));
+            }
+        }
+        if self.verifier == VerifierPolicy::Keep && self.admin.is_none() {
+            return Err(ProviderError::invalid_input(
+                "postgres target: `verifier = \"keep\"` needs `admin` (a superuser, to read the role's verifier type)",
+            ));
+        }
+        if self.valid_until != ValidUntil::Keep && self.admin.is_none() {
+            return Err(ProviderError::invalid_input(format!(
+                "postgres target: `valid_until = \"{}\"` needs `admin`: a role cannot change its own VALID UNTIL",
+                self.valid_until
+            )));
+        }
         Ok(())
     }
 
@@ -210,6 +245,8 @@ impl fmt::Debug for PostgresTargetConfig {
             .field("check_query", &self.check_query)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("terminate_sessions", &self.terminate_sessions)
+            .field("valid_until", &self.valid_until)
+            .field("verifier", &self.verifier)
             .finish()
     }
 }
@@ -257,5 +294,156 @@ impl SslMode {
 impl fmt::Display for SslMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The shortest `valid_until` duration: anything shorter would be refused by the next
+/// rotation's precheck as about to expire.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// What a rotation does to a role's `VALID UNTIL` (`valid_until = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValidUntil {
+    /// Leave it as it is (the default). A rotation is refused when it is past or less
+    /// than an hour away: the new password would die with it.
+    #[default]
+    Keep,
+    /// Remove it (`VALID UNTIL 'infinity'`).
+    Clear,
+    /// Set it to this long after the rotation, by the server's clock.
+    For(Duration),
+}
+
+impl fmt::Display for ValidUntil {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValidUntil::Keep => f.write_str("keep"),
+            ValidUntil::Clear => f.write_str("clear"),
+            ValidUntil::For(d) => f.write_str(&format_duration(*d)),
+        }
+    }
+}
+
+/// `90d`, `12h`, `30m`, `45s` (the largest unit that divides it), as `valid_until` is
+/// written.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs >= size && secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s`, `2w` (one number and one unit).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let size = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    number.checked_mul(size).map(Duration::from_secs)
+}
+
+impl<'de> Deserialize<'de> for ValidUntil {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValidUntilVisitor;
+        impl Visitor<'_> for ValidUntilVisitor {
+            type Value = ValidUntil;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"keep\", \"clear\" or a duration such as \"90d\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ValidUntil, E> {
+                match v {
+                    "keep" => Ok(ValidUntil::Keep),
+                    "clear" => Ok(ValidUntil::Clear),
+                    other => parse_duration(other).map(ValidUntil::For).ok_or_else(|| {
+                        E::invalid_value(
+                            de::Unexpected::Str(other),
+                            &"\"keep\", \"clear\" or a duration such as \"90d\", \"12h\", \"2w\"",
+                        )
+                    }),
+                }
+            }
+        }
+        deserializer.deserialize_str(ValidUntilVisitor)
+    }
+}
+
+/// Which verifier a rotation stores (`verifier = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifierPolicy {
+    /// Always a SCRAM-SHA-256 verifier computed by rekey (the default).
+    #[default]
+    ScramSha256,
+    /// The role's current type: md5 stays md5 (a verifier computed by rekey), SCRAM
+    /// stays SCRAM.
+    Keep,
+}
+
+impl VerifierPolicy {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifierPolicy::ScramSha256 => "scram-sha-256",
+            VerifierPolicy::Keep => "keep",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_until_spellings() {
+        #[derive(Deserialize)]
+        struct T {
+            valid_until: ValidUntil,
+            #[serde(default)]
+            verifier: VerifierPolicy,
+        }
+        let parse =
+            |v: &str| serde_json::from_str::<T>(&format!("{{\"valid_until\": \"{v}\"}}")).map(|t| t.valid_until);
+        assert_eq!(parse("keep").unwrap(), ValidUntil::Keep);
+        assert_eq!(parse("clear").unwrap(), ValidUntil::Clear);
+        assert_eq!(parse("90d").unwrap(), ValidUntil::For(Duration::from_secs(90 * 86_400)));
+        assert!(parse("soon").is_err());
+        assert!(parse("90x").is_err());
+        assert_eq!(ValidUntil::For(Duration::from_secs(90 * 86_400)).to_string(), "90d");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
+        let t: T = serde_json::from_str(r#"{"valid_until": "keep", "verifier": "keep"}"#).unwrap();
+        assert_eq!(t.verifier, VerifierPolicy::Keep);
+        assert!(serde_json::from_str::<T>(r#"{"valid_until": "keep", "verifier": "md5"}"#).is_err());
+    }
+
+    #[test]
+    fn config_rules() {
+        let mut c: PostgresTargetConfig =
+            serde_json::from_str(r#"{"host": "db", "username": "app", "valid_until": "clear"}"#).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("needs `admin`"));
+        c.admin = Some(RedactedDsn::new("postgres://a:b@db/postgres".into()));
+        c.validate().unwrap();
+        c.valid_until = ValidUntil::For(Duration::from_secs(60));
+        assert!(c.validate().unwrap_err().to_string().contains("at least 1h"));
+        let err =
+            serde_json::from_str::<PostgresTargetConfig>(r#"{"host": "db", "username": "app", "valid_for": "1d"}"#)
+                .err()
+                .unwrap();
+        assert!(err.to_string().contains("unknown field `valid_for`"), "{err}");
+        let d: PostgresTargetConfig = serde_json::from_str(r#"{"host": "db", "username": "app"}"#).unwrap();
+        assert_eq!(
+            (d.valid_until, d.verifier),
+            (ValidUntil::Keep, VerifierPolicy::ScramSha256)
+        );
     }
 }

@@ -53,7 +53,9 @@ mod sql;
 mod target;
 mod tls;
 
-pub use config::{PostgresTargetConfig, SslMode};
+pub use config::{
+    format_duration, parse_duration, PostgresTargetConfig, SslMode, ValidUntil, VerifierPolicy, MIN_VALIDITY,
+};
 pub use provider::PostgresProvider;
-pub use sql::{quote_ident, quote_literal, scram_verifier};
+pub use sql::{md5_verifier, quote_ident, quote_literal, scram_verifier};
 pub use target::PostgresTarget;

@@ -46,6 +46,27 @@ pub(crate) fn alter_role_password(role_sql: &str, verifier: &str) -> Zeroizing<S
     Zeroizing::new(format!("ALTER ROLE {role_sql} PASSWORD {}", quote_literal(verifier)))
 }
 
+/// The md5 verifier of `password` for `role` (`md5` + hex MD5(password ‖ role)), as
+/// PostgreSQL stores it and accepts pre-hashed: used only when `verifier = "keep"` finds
+/// an md5 role.
+pub fn md5_verifier(password: &Secret, role: &str) -> Zeroizing<String> {
+    Zeroizing::new(postgres_protocol::password::md5(password.expose().as_bytes(), role))
+}
+
+/// `ALTER ROLE <role> PASSWORD '<verifier>' [VALID UNTIL '<until>']`.
+pub(crate) fn alter_role_password_until(
+    role_sql: &str,
+    verifier: &str,
+    valid_until: Option<&str>,
+) -> Zeroizing<String> {
+    let mut sql = alter_role_password(role_sql, verifier);
+    if let Some(until) = valid_until {
+        sql.push_str(" VALID UNTIL ");
+        sql.push_str(&quote_literal(until));
+    }
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +82,23 @@ mod tests {
     fn literals() {
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b'c"), "E'a\\\\b''c'");
+    }
+
+    #[test]
+    fn md5_verifiers_and_validity() {
+        // echo -n 'secretapp' | md5sum
+        assert_eq!(
+            *md5_verifier(&Secret::from("secret"), "app"),
+            "md56a422f785c9e20873908ce25d1736ae2"
+        );
+        assert_eq!(
+            *alter_role_password_until("\"app\"", "SCRAM-SHA-256$x", Some("infinity")),
+            "ALTER ROLE \"app\" PASSWORD 'SCRAM-SHA-256$x' VALID UNTIL 'infinity'"
+        );
+        assert_eq!(
+            *alter_role_password_until("\"app\"", "v", None),
+            "ALTER ROLE \"app\" PASSWORD 'v'"
+        );
     }
 
     #[tokio::test]

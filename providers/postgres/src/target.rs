@@ -2,10 +2,10 @@
 
 use crate::admin::AdminPool;
 use crate::alternating::{self, RoleProfile};
-use crate::config::PostgresTargetConfig;
+use crate::config::{PostgresTargetConfig, ValidUntil, VerifierPolicy};
 use crate::conn::{connect, probe, Session};
 use crate::error::pg_error;
-use crate::sql::{alter_role_password, quote_ident, scram_verifier};
+use crate::sql::{alter_role_password, alter_role_password_until, md5_verifier, quote_ident, scram_verifier};
 use crate::tls::TlsSetup;
 use async_trait::async_trait;
 use rekey_api::{
@@ -28,6 +28,12 @@ const LOGIN_APPLICATION_NAME: &str = "rekey";
 /// with its current password and runs `ALTER ROLE CURRENT_USER PASSWORD '…'`. Either
 /// way only a SCRAM verifier computed on rekey's side reaches the server, so the
 /// plaintext never appears in server logs, `pg_stat_activity` or `pg_stat_statements`.
+///
+/// Only the password changes: `VALID UNTIL` follows `valid_until` (kept by default, and a
+/// rotation is refused when it would leave the new password expiring within the hour),
+/// the verifier type follows `verifier` (SCRAM by default, md5 kept under `"keep"`), and
+/// `plan` shows both; precheck also refuses when the role's `CONNECTION LIMIT` leaves no
+/// slot for verify's login.
 ///
 /// With `alternating`, the stored document's `username` names the live role. `prepare`
 /// gives the new password to the other (idle) role, `apply` sets it, so the live role
@@ -65,7 +71,10 @@ impl fmt::Debug for PostgresTarget {
 /// admin connection: the admin's attributes and the server version, then one row per
 /// configured role (`$1`, in order) with what the catalogs say of it and of its access to
 /// the database `$2`, and whether the admin may end its sessions (the privileges of
-/// `pg_signal_backend` or of the role, for [`Target::incident_preflight`]). A missing
+/// `pg_signal_backend` or of the role, for [`Target::incident_preflight`]); the role's
+/// and the database's connection limits with their open sessions, the role's
+/// `VALID UNTIL` (and the seconds left), `password_encryption`, and whether the admin may
+/// read `pg_authid` (verifier types). A missing
 /// role or database still yields its row (`exists` or `db_exists` false), so one round
 /// trip answers every check.
 const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole, \
@@ -78,13 +87,89 @@ const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole,
      ELSE d.datallowconn AND coalesce(has_database_privilege(r.oid, d.oid, 'CONNECT'), false) END, \
      pg_has_role(current_user, 'pg_signal_backend', 'USAGE'), \
      coalesce(pg_has_role(current_user, r.oid, 'USAGE'), false), \
-     coalesce(pg_has_role(current_user, r.oid, 'MEMBER'), false) \
+     coalesce(pg_has_role(current_user, r.oid, 'MEMBER'), false), \
+     coalesce(r.rolconnlimit, -1), \
+     (SELECT count(*) FROM pg_stat_activity s WHERE s.usename = n.name), \
+     r.rolvaliduntil::text, \
+     CASE WHEN isfinite(r.rolvaliduntil) THEN extract(epoch FROM r.rolvaliduntil - now())::float8 END, \
+     coalesce(d.datconnlimit, -1), \
+     (SELECT count(*) FROM pg_stat_activity s WHERE s.datname = $2), \
+     current_setting('password_encryption'), \
+     has_table_privilege('pg_catalog.pg_authid', 'SELECT') \
      FROM pg_roles a \
      CROSS JOIN unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
      LEFT JOIN pg_roles r ON r.rolname = n.name \
      LEFT JOIN pg_database d ON d.datname = $2 \
      WHERE a.rolname = current_user \
      ORDER BY n.i";
+
+/// How close a kept `VALID UNTIL` may be before a rotation is refused: the new password
+/// would die with it.
+const NEAR_EXPIRY_SECS: f64 = 3600.0;
+
+/// What renews an expiring role, appended to refusals.
+const RENEW_HINT: &str = "; set valid_until = \"clear\" or a duration such as \"90d\" so that the rotation renews it";
+
+/// The verifier a rotation computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VerifierKind {
+    Scram,
+    Md5,
+}
+
+/// `in 2d 3h`, `in 12m`, `3h ago`.
+fn relative_time(secs: f64) -> String {
+    let total = secs.abs() as u64;
+    let (d, h, m) = (total / 86_400, total % 86_400 / 3_600, total % 3_600 / 60);
+    let span = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{total}s")
+    };
+    if secs < 0.0 {
+        format!("{span} ago")
+    } else {
+        format!("in {span}")
+    }
+}
+
+/// A connection limit (`rolconnlimit` or `datconnlimit`, -1 for none) against the
+/// sessions open now: the server refuses a new login once they reach it (superusers
+/// excepted). A line for `plan`, or a `Conflict` (not retried) naming the limit, the
+/// sessions and `fix`: verify's login would fail after apply changed the password.
+fn check_slot(
+    what: &str,
+    limit: i32,
+    sessions: i64,
+    superuser: bool,
+    fix: &str,
+    endpoint: &str,
+) -> ProviderResult<Option<String>> {
+    if limit < 0 {
+        return Ok(None);
+    }
+    if superuser {
+        return Ok(Some(format!(
+            "{what} has CONNECTION LIMIT {limit} ({sessions} session(s) open), not enforced for a superuser role"
+        )));
+    }
+    if sessions >= i64::from(limit) {
+        return Err(ProviderError::conflict(format!(
+            "{what} on {endpoint} has CONNECTION LIMIT {limit} and {sessions} session(s) open: the login that \
+             verifies the new password would be refused (too many connections) after the password was changed; \
+             nothing was changed: wait for a session to end, or raise the limit ({fix})"
+        ))
+        .retryable(false));
+    }
+    Ok(Some(format!(
+        "{what} has CONNECTION LIMIT {limit} with {sessions} session(s) open: the login that verifies the new \
+         password has a slot (unless another session takes it meanwhile)"
+    )))
+}
 
 /// What [`PRECHECK_SQL`] read.
 struct AdminView {
@@ -97,6 +182,14 @@ struct AdminView {
     /// privileges of `pg_signal_backend` (directly or through an inheriting membership).
     admin_signal_backend: bool,
     roles: Vec<RoleFacts>,
+    /// `datconnlimit` of `dbname` (-1: none).
+    db_connlimit: i32,
+    /// Sessions open on `dbname`.
+    db_sessions: i64,
+    /// `password_encryption`: what a plaintext password would be stored as.
+    password_encryption: String,
+    /// The admin may read `pg_authid` (superusers): verifier types are known.
+    can_read_authid: bool,
 }
 
 /// One configured role, from the catalogs.
@@ -116,6 +209,14 @@ struct RoleFacts {
     /// `pg_has_role(current_user, role, 'MEMBER')`: the admin is a member of the role
     /// (perhaps without inheriting its privileges).
     admin_member: bool,
+    /// `rolconnlimit` (-1: none).
+    connlimit: i32,
+    /// Sessions of the role open now.
+    sessions: i64,
+    /// `VALID UNTIL` as the server prints it, if set.
+    valid_until: Option<String>,
+    /// Seconds until `VALID UNTIL` (negative when past); `None` when unset or infinite.
+    valid_for_secs: Option<f64>,
 }
 
 /// What the admin may do to the role, from the catalogs.
@@ -319,8 +420,12 @@ impl PostgresTarget {
             .map_err(|e| e.context("the live role"))
     }
 
-    /// Without an admin: the current secret must log in, as apply logs in with it.
-    async fn current_logs_in_without_admin(&self, current: Option<&SecretDoc>) -> ProviderResult<()> {
+    /// Without an admin: the current secret must log in, as apply logs in with it; on
+    /// that session, the role's own `VALID UNTIL` is checked as with an admin (a role
+    /// may read its `pg_roles` row). Its connection slot needs no check: apply's session
+    /// takes the one this login just proved free, and verify's login follows it. Returns
+    /// the `VALID UNTIL` line for `plan`.
+    async fn current_logs_in_without_admin(&self, current: Option<&SecretDoc>) -> ProviderResult<String> {
         let Some(current) = current else {
             return Err(ProviderError::invalid_input(format!(
                 "no admin is configured and there is no current secret: cannot log in as {} to change its password",
@@ -334,8 +439,27 @@ impl PostgresTarget {
                 e
             }
         })?;
+        let row = session
+            .client
+            .query_typed_one(
+                "SELECT rolvaliduntil::text, CASE WHEN isfinite(rolvaliduntil) \
+                 THEN extract(epoch FROM rolvaliduntil - now())::float8 END FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await;
         session.close().await;
-        Ok(())
+        let row = row.map_err(|e| {
+            pg_error(
+                &e,
+                format_args!("reading VALID UNTIL as {}", self.login_label(self.role())),
+            )
+        })?;
+        self.check_valid_until(
+            self.role(),
+            row.get::<_, Option<String>>(0).as_deref(),
+            row.get(1),
+            &self.endpoint,
+        )
     }
 
     /// Proves that a login as `user` reaches the server (see [`probe`]), without a
@@ -462,9 +586,51 @@ impl PostgresTarget {
     }
 
     /// Sets `role`'s password to the verifier of `password` through the admin connection.
-    async fn apply_with_admin(&self, admin: &AdminPool, role: &str, password: &Secret) -> ProviderResult<()> {
-        let verifier = scram_verifier(password).await?;
-        let sql = Arc::new(alter_role_password(&quote_ident(role), &verifier));
+    /// With `renew` (the new password, not a retired role's unknowable one) the verifier
+    /// follows `verifier` (an md5 role keeps md5 under `"keep"`) and the same statement
+    /// applies `valid_until` (`'infinity'` for `"clear"`, now + the duration by the
+    /// server's clock for a duration; nothing for `"keep"`).
+    async fn apply_with_admin(
+        &self,
+        admin: &AdminPool,
+        role: &str,
+        password: &Secret,
+        renew: bool,
+    ) -> ProviderResult<()> {
+        let kind = if renew && self.config.verifier == VerifierPolicy::Keep {
+            let types = self.verifier_types(admin, true).await?;
+            self.plan_verifier(role, types.as_deref(), "")?.0
+        } else {
+            VerifierKind::Scram
+        };
+        let verifier = match kind {
+            VerifierKind::Scram => scram_verifier(password).await?,
+            VerifierKind::Md5 => md5_verifier(password, role),
+        };
+        let valid_until = match (renew, self.config.valid_until) {
+            (false, _) | (true, ValidUntil::Keep) => None,
+            (true, ValidUntil::Clear) => Some("infinity".to_owned()),
+            (true, ValidUntil::For(d)) => {
+                let secs = d.as_secs_f64();
+                let until: String = admin
+                    .run("computing VALID UNTIL", |s| async move {
+                        s.client
+                            .query_typed_one(
+                                "SELECT (now() + make_interval(secs => $1))::text",
+                                &[(&secs, Type::FLOAT8)],
+                            )
+                            .await
+                            .map(|row| row.get(0))
+                    })
+                    .await?;
+                Some(until)
+            }
+        };
+        let sql = Arc::new(alter_role_password_until(
+            &quote_ident(role),
+            &verifier,
+            valid_until.as_deref(),
+        ));
         admin
             .run(&format!("ALTER ROLE {}", quote_ident(role)), |s| {
                 let sql = sql.clone();
@@ -532,7 +698,11 @@ impl PostgresTarget {
     ) -> ProviderResult<Vec<String>> {
         let mut lines = Vec::new();
         let view = self.read_view(admin).await?;
-        self.check_view(admin, &view, &mut lines)?;
+        let next = self.next_role(current)?;
+        self.check_view(admin, &view, next, &mut lines)?;
+        let types = self.verifier_types(admin, view.can_read_authid).await?;
+        let (_, line) = self.plan_verifier(next, types.as_deref(), &view.password_encryption)?;
+        lines.push(line);
         if self.config.terminate_sessions {
             // Every revoke will end sessions: a rotation would fail there.
             let roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
@@ -601,6 +771,10 @@ impl PostgresTarget {
             server_version: first.get(4),
             admin_signal_backend: first.get(14),
             roles: Vec::with_capacity(rows.len()),
+            db_connlimit: first.get(21),
+            db_sessions: first.get(22),
+            password_encryption: first.get(23),
+            can_read_authid: first.get(24),
         };
         for row in &rows {
             view.roles.push(RoleFacts {
@@ -615,6 +789,10 @@ impl PostgresTarget {
                 may_connect: row.get(13),
                 admin_usage: row.get(15),
                 admin_member: row.get(16),
+                connlimit: row.get(17),
+                sessions: row.get(18),
+                valid_until: row.get(19),
+                valid_for_secs: row.get(20),
             });
         }
         Ok(view)
@@ -623,7 +801,16 @@ impl PostgresTarget {
     /// Checks what [`PostgresTarget::read_view`] read, in the order `preflight` always
     /// reported it: the admin, then for each role its existence, whether the admin may
     /// alter it, `LOGIN`, `VALID UNTIL`, and the database. Pushes one line per fact.
-    fn check_view(&self, admin: &AdminPool, view: &AdminView, lines: &mut Vec<String>) -> ProviderResult<()> {
+    ///
+    /// `next` is the role whose password the rotation sets: for it, also `VALID UNTIL`
+    /// under `valid_until` and a free login slot (role and database connection limits).
+    fn check_view(
+        &self,
+        admin: &AdminPool,
+        view: &AdminView,
+        next: &str,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
         let version = view.server_version.split_whitespace().next().unwrap_or_default();
         lines.push(format!(
             "connected to {} as admin {} (PostgreSQL {version})",
@@ -646,7 +833,7 @@ impl PostgresTarget {
                     admin.endpoint()
                 )));
             };
-            self.check_role(admin, view, facts, lines)?;
+            self.check_role(admin, view, facts, facts.name == next, lines)?;
         }
         Ok(())
     }
@@ -657,6 +844,7 @@ impl PostgresTarget {
         admin: &AdminPool,
         view: &AdminView,
         facts: &RoleFacts,
+        is_next: bool,
         lines: &mut Vec<String>,
     ) -> ProviderResult<()> {
         let role = &facts.name;
@@ -683,14 +871,33 @@ impl PostgresTarget {
                 admin.endpoint()
             )));
         }
-        if facts.expired {
+        let renews = is_next && self.config.valid_until != ValidUntil::Keep;
+        if facts.expired && !renews {
             return Err(ProviderError::permission_denied(format!(
-                "role {} on {} is past its VALID UNTIL date: every login is refused whatever the password",
+                "role {} on {} is past its VALID UNTIL date ({}): every login is refused whatever the password{}",
                 quote_ident(role),
-                admin.endpoint()
+                admin.endpoint(),
+                facts.valid_until.as_deref().unwrap_or("?"),
+                if is_next { RENEW_HINT } else { "" }
             )));
         }
         lines.push(format!("role {} exists and may log in", quote_ident(role)));
+        if is_next {
+            lines.push(self.check_valid_until(
+                role,
+                facts.valid_until.as_deref(),
+                facts.valid_for_secs,
+                admin.endpoint(),
+            )?);
+            lines.extend(check_slot(
+                &format!("role {}", quote_ident(role)),
+                facts.connlimit,
+                facts.sessions,
+                facts.role_super,
+                &format!("ALTER ROLE {} CONNECTION LIMIT n", quote_ident(role)),
+                admin.endpoint(),
+            )?);
+        }
         let dbname = &self.config.dbname;
         if !facts.db_exists {
             return Err(ProviderError::not_found(format!(
@@ -712,7 +919,148 @@ impl PostgresTarget {
             quote_ident(role),
             quote_ident(dbname)
         ));
+        if is_next {
+            lines.extend(check_slot(
+                &format!("database {}", quote_ident(dbname)),
+                view.db_connlimit,
+                view.db_sessions,
+                facts.role_super,
+                &format!("ALTER DATABASE {} CONNECTION LIMIT n", quote_ident(dbname)),
+                admin.endpoint(),
+            )?);
+        }
         Ok(())
+    }
+
+    /// `VALID UNTIL` of the role that gets the new password, under `valid_until`: a line
+    /// for `plan`, or (with `"keep"`) `PermissionDenied` when it is less than an hour
+    /// away, naming the option that renews it.
+    fn check_valid_until(
+        &self,
+        role: &str,
+        valid_until: Option<&str>,
+        secs_left: Option<f64>,
+        endpoint: &str,
+    ) -> ProviderResult<String> {
+        let role_q = quote_ident(role);
+        let policy = self.config.valid_until;
+        let Some(until) = valid_until.filter(|u| *u != "infinity") else {
+            return Ok(match policy {
+                ValidUntil::Keep | ValidUntil::Clear => format!("role {role_q} has no VALID UNTIL"),
+                ValidUntil::For(_) => format!(
+                    "role {role_q} has no VALID UNTIL: the rotation sets it to {policy} after the rotation \
+                     (valid_until = \"{policy}\")"
+                ),
+            });
+        };
+        let when = secs_left.map(relative_time).unwrap_or_default();
+        match policy {
+            ValidUntil::Keep => {
+                if secs_left.is_some_and(|s| s < NEAR_EXPIRY_SECS) {
+                    return Err(ProviderError::permission_denied(format!(
+                        "role {role_q} on {endpoint} has VALID UNTIL '{until}' ({when}): the new password would \
+                         expire with it, less than an hour after the rotation (valid_until = \"keep\"){RENEW_HINT}"
+                    )));
+                }
+                Ok(format!(
+                    "role {role_q} has VALID UNTIL '{until}' ({when}): kept (valid_until = \"keep\"), so the new \
+                     password stops working then too; set valid_until = \"clear\" or a duration to renew it at \
+                     each rotation"
+                ))
+            }
+            ValidUntil::Clear => Ok(format!(
+                "role {role_q} has VALID UNTIL '{until}' ({when}): the rotation removes it (valid_until = \"clear\")"
+            )),
+            ValidUntil::For(_) => Ok(format!(
+                "role {role_q} has VALID UNTIL '{until}' ({when}): the rotation sets it to {policy} after the \
+                 rotation (valid_until = \"{policy}\")"
+            )),
+        }
+    }
+
+    /// The role that gets the new password: the configured one, or with `alternating`
+    /// the one `current` does not name.
+    fn next_role<'a>(&'a self, current: Option<&SecretDoc>) -> ProviderResult<&'a str> {
+        match current {
+            Some(current) if self.alternating() => Ok(self.other_role(self.live_role(current)?)),
+            _ => Ok(self.role()),
+        }
+    }
+
+    /// The type of each configured role's stored verifier, read from `pg_authid` (which
+    /// only a superuser may read): `md5`, `scram-sha-256`, `none` or `other`; never the
+    /// verifier itself. `None` when the admin may not read it.
+    async fn verifier_types(&self, admin: &AdminPool, may_read: bool) -> ProviderResult<Option<Vec<(String, String)>>> {
+        if !may_read {
+            return Ok(None);
+        }
+        const SQL: &str = "SELECT rolname::text, CASE WHEN rolpassword IS NULL THEN 'none' \
+             WHEN rolpassword LIKE 'md5%' THEN 'md5' WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'scram-sha-256' \
+             ELSE 'other' END FROM pg_catalog.pg_authid WHERE rolname = ANY($1)";
+        let roles = Arc::new(self.roles.clone());
+        let rows = admin
+            .run("reading the roles' verifier types (pg_authid)", |s| {
+                let roles = roles.clone();
+                async move { s.client.query_typed(SQL, &[(&*roles, Type::TEXT_ARRAY)]).await }
+            })
+            .await;
+        match rows {
+            Ok(rows) => Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The verifier type `role` will be stored with under `verifier`, with a line for
+    /// `plan`; with `"keep"`, `InvalidInput` when the current type cannot be read.
+    fn plan_verifier(
+        &self,
+        role: &str,
+        types: Option<&[(String, String)]>,
+        password_encryption: &str,
+    ) -> ProviderResult<(VerifierKind, String)> {
+        let role_q = quote_ident(role);
+        let current = types
+            .and_then(|t| t.iter().find(|(r, _)| r == role))
+            .map(|(_, k)| k.as_str());
+        let stored = match current {
+            Some("md5") => "md5".to_owned(),
+            Some("scram-sha-256") => "SCRAM-SHA-256".to_owned(),
+            Some("none") => "nothing (no password yet)".to_owned(),
+            Some(other) => format!("an unrecognised form ({other})"),
+            None => "unknown (pg_authid is readable by superusers only)".to_owned(),
+        };
+        let prefix =
+            format!("password_encryption = {password_encryption}; role {role_q}'s password is stored as {stored}");
+        match (self.config.verifier, current) {
+            (VerifierPolicy::ScramSha256, Some("md5")) => Ok((
+                VerifierKind::Scram,
+                format!(
+                    "{prefix}: the rotation installs a SCRAM-SHA-256 verifier (verifier = \"scram-sha-256\"), so \
+                     clients that only speak md5 stop logging in; set verifier = \"keep\" to keep md5"
+                ),
+            )),
+            (VerifierPolicy::ScramSha256, _) => Ok((
+                VerifierKind::Scram,
+                format!("{prefix}: the rotation installs a SCRAM-SHA-256 verifier computed by rekey"),
+            )),
+            (VerifierPolicy::Keep, Some("md5")) => Ok((
+                VerifierKind::Md5,
+                format!(
+                    "{prefix}: kept (verifier = \"keep\"): the rotation installs an md5 verifier computed by rekey"
+                ),
+            )),
+            (VerifierPolicy::Keep, Some(_)) => Ok((
+                VerifierKind::Scram,
+                format!(
+                    "{prefix}: the rotation installs a SCRAM-SHA-256 verifier computed by rekey (verifier = \"keep\")"
+                ),
+            )),
+            (VerifierPolicy::Keep, None) => Err(ProviderError::invalid_input(format!(
+                "verifier = \"keep\" needs the type of role {role_q}'s stored password, and the admin may not read \
+                 pg_authid (superusers only): use a superuser admin, or verifier = \"scram-sha-256\""
+            ))),
+        }
     }
 
     /// Whether the admin may end the sessions of each of `roles`, from what
@@ -918,13 +1266,15 @@ impl Target for PostgresTarget {
         let mut lines = match &self.admin {
             Some(admin) => self.preflight_with_admin(admin, current).await?,
             None => {
-                self.current_logs_in_without_admin(current).await?;
+                let valid_until = self.current_logs_in_without_admin(current).await?;
                 vec![
                     format!("the current secret logs in as {}", self.login_label(self.role())),
                     format!(
-                        "role {} will change its own password (no admin configured)",
+                        "role {} will change its own password (no admin configured) to a SCRAM-SHA-256 verifier \
+                         computed by rekey (its current verifier type cannot be read without a superuser)",
                         quote_ident(self.role())
                     ),
+                    valid_until,
                 ]
             }
         };
@@ -947,7 +1297,12 @@ impl Target for PostgresTarget {
     /// - with an admin: one query on the shared admin connection (which it opens if
     ///   needed, so a wrong admin password or an unreachable host fails here): the role
     ///   (both roles, for `alternating`) exists, the admin may alter it, it may log in,
-    ///   is not expired and may connect to `dbname`. No login with the current secret:
+    ///   is not expired and may connect to `dbname`; for the role that gets the new
+    ///   password, `VALID UNTIL` is not past or within the hour under
+    ///   `valid_until = "keep"`, and a login slot is free (`CONNECTION LIMIT` of the role
+    ///   and of the database against the sessions open), else verify's login would fail
+    ///   after apply. With `verifier = "keep"`, a second query reads the role's verifier
+    ///   type (`pg_authid`). No login with the current secret:
     ///   apply does not need it. Only when the admin connection goes to another host or
     ///   port, or with another TLS setting, than logins do does it also probe the login
     ///   endpoint, without a password (a connection that ends where the server asks for
@@ -972,7 +1327,12 @@ impl Target for PostgresTarget {
             Some(admin) => {
                 let mut lines = Vec::new();
                 let view = self.read_view(admin).await?;
-                self.check_view(admin, &view, &mut lines)?;
+                self.check_view(admin, &view, next, &mut lines)?;
+                if self.config.verifier == VerifierPolicy::Keep {
+                    // Apply must know whether to compute an md5 or a SCRAM verifier.
+                    let types = self.verifier_types(admin, view.can_read_authid).await?;
+                    self.plan_verifier(next, types.as_deref(), &view.password_encryption)?;
+                }
                 if self.alternating() {
                     // Not needed by apply, but a rotation between roles that differ would
                     // move the applications to a role that lacks what they use.
@@ -984,7 +1344,7 @@ impl Target for PostgresTarget {
                 }
                 Ok(())
             }
-            None => self.current_logs_in_without_admin(current).await,
+            None => self.current_logs_in_without_admin(current).await.map(drop),
         }
     }
 
@@ -1056,13 +1416,13 @@ impl Target for PostgresTarget {
             }
             let admin = self.required_admin()?;
             return self
-                .apply_with_admin(admin, user, &Self::password_of(new, "new")?)
+                .apply_with_admin(admin, user, &Self::password_of(new, "new")?, true)
                 .await;
         }
         self.check_username(new, "new")?;
         match &self.admin {
             Some(admin) => {
-                self.apply_with_admin(admin, self.role(), &Self::password_of(new, "new")?)
+                self.apply_with_admin(admin, self.role(), &Self::password_of(new, "new")?, true)
                     .await
             }
             None => self.apply_as_role(new, current).await,
@@ -1126,12 +1486,14 @@ impl Target for PostgresTarget {
                 });
             }
             let unknown = unknowable_password();
-            self.apply_with_admin(admin, previous, &unknown).await.map_err(|e| {
-                e.context(format_args!(
-                    "invalidating the password of role {}",
-                    quote_ident(previous)
-                ))
-            })?;
+            self.apply_with_admin(admin, previous, &unknown, false)
+                .await
+                .map_err(|e| {
+                    e.context(format_args!(
+                        "invalidating the password of role {}",
+                        quote_ident(previous)
+                    ))
+                })?;
         }
         let sessions_terminated = if terminate {
             self.terminate_sessions(previous, new).await?

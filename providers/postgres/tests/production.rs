@@ -1,0 +1,323 @@
+//! Roles as production has them, against real clusters (rekey-testbed): every test first
+//! shows the role's state (read as the superuser from `pg_roles`, `pg_authid`,
+//! `pg_stat_activity`), then rotates and shows what was kept, or shows that precheck
+//! refused before anything changed, naming the reason and the option that allows it.
+//!
+//! - `VALID UNTIL`: kept by default and shown by `plan`; refused when past or less than
+//!   an hour away; `valid_until = "clear"` or a duration renews it in the same statement;
+//! - md5 verifiers: `plan` shows the move to SCRAM (`password_encryption` and the role's
+//!   verifier type); `verifier = "keep"` keeps md5 with a verifier computed by rekey;
+//! - `CONNECTION LIMIT` with every slot taken: precheck refuses before apply.
+
+use rekey_api::conformance::random_password;
+use rekey_api::{ErrorKind, Secret, SecretDoc, Strategy, Target};
+use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig, ValidUntil, VerifierPolicy};
+use rekey_testbed::{quote_ident, PgCluster, PgOptions};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+fn target(config: &PostgresTargetConfig) -> PostgresTarget {
+    target_with(&PostgresProvider::new(), config, Strategy::Single)
+}
+
+/// `rolvaliduntil` as text (empty when unset).
+fn valid_until(pg: &PgCluster, role: &str) -> String {
+    pg.psql(&format!(
+        "SELECT coalesce(rolvaliduntil::text, '') FROM pg_roles WHERE rolname = {}",
+        rekey_testbed::quote_literal(role)
+    ))
+}
+
+/// The stored verifier's type: `md5`, `SCRAM` or `none`.
+fn verifier_type(pg: &PgCluster, role: &str) -> String {
+    pg.psql(&format!(
+        "SELECT CASE WHEN rolpassword LIKE 'md5%' THEN 'md5' WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'SCRAM' \
+         ELSE 'none' END FROM pg_authid WHERE rolname = {}",
+        rekey_testbed::quote_literal(role)
+    ))
+}
+
+/// Gives `role` the md5 verifier of `password` (as a server with `password_encryption =
+/// md5` would have stored it).
+fn make_md5(pg: &PgCluster, role: &str, password: &Secret) {
+    pg.psql(&format!(
+        "SET log_statement = 'none'; SET password_encryption = 'md5'; ALTER ROLE {} PASSWORD {}",
+        quote_ident(role),
+        rekey_testbed::quote_literal(password.expose())
+    ));
+}
+
+/// A session as `user`, outside the code under test.
+async fn open_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_postgres::Client {
+    let mut c = tokio_postgres::Config::new();
+    c.host(pg.host())
+        .port(pg.port())
+        .user(user)
+        .password(password.expose())
+        .dbname("postgres");
+    let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Runs a rotation by hand: prepare, apply, verify, the old secret refused.
+async fn rotate(t: &PostgresTarget, current: &SecretDoc) -> SecretDoc {
+    t.precheck(Some(current)).await.expect("precheck passes");
+    let new = t.prepare(Some(current), random_password(24)).await.unwrap();
+    t.apply(&new, Some(current)).await.expect("apply");
+    t.verify(&new).await.expect("the new secret logs in");
+    assert_eq!(
+        t.login(current).await.expect_err("the old secret is refused").kind(),
+        ErrorKind::AuthRejected
+    );
+    new
+}
+
+#[tokio::test]
+async fn valid_until_ahead_is_kept_and_shown() {
+    let pg = PgCluster::shared();
+    let role = TestRole::with_options(pg, "pu_keep", "VALID UNTIL '2999-01-01 00:00:00+00'");
+    let before = valid_until(pg, &role.name);
+    assert!(before.starts_with("2999-01-01"), "{before}");
+    let t = target(&config(pg, &role.name, true));
+    let plan = t.preflight(Some(&role.doc())).await.unwrap().join("\n");
+    assert!(
+        plan.contains("has VALID UNTIL '2999-01-01") && plan.contains("kept (valid_until = \"keep\")"),
+        "{plan}"
+    );
+    rotate(&t, &role.doc()).await;
+    assert_eq!(valid_until(pg, &role.name), before, "VALID UNTIL unchanged");
+}
+
+#[tokio::test]
+async fn valid_until_within_the_hour_is_refused_then_renewed_by_the_option() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "pu_soon");
+    pg.psql(&format!(
+        "ALTER ROLE {} VALID UNTIL {}",
+        quote_ident(&role.name),
+        rekey_testbed::quote_literal(&pg.psql("SELECT (now() + interval '10 minutes')::text"))
+    ));
+    let before = valid_until(pg, &role.name);
+    assert!(!before.is_empty());
+    for admin in [true, false] {
+        let t = target(&config(pg, &role.name, admin));
+        for err in [
+            t.precheck(Some(&role.doc())).await.unwrap_err(),
+            t.preflight(Some(&role.doc())).await.unwrap_err(),
+        ] {
+            assert_error(
+                &err,
+                ErrorKind::PermissionDenied,
+                &[
+                    &format!("role \"{}\"", role.name),
+                    "has VALID UNTIL",
+                    "less than an hour",
+                    "valid_until = \"clear\"",
+                ],
+                &[&role.password],
+            );
+        }
+    }
+    assert_eq!(valid_until(pg, &role.name), before, "nothing changed");
+    t_login_ok(pg, &role).await;
+
+    // valid_until = "clear": the same statement removes it.
+    let mut c = config(pg, &role.name, true);
+    c.valid_until = ValidUntil::Clear;
+    let t = target(&c);
+    let plan = t.preflight(Some(&role.doc())).await.unwrap().join("\n");
+    assert!(
+        plan.contains("the rotation removes it (valid_until = \"clear\")"),
+        "{plan}"
+    );
+    let new = rotate(&t, &role.doc()).await;
+    assert_eq!(valid_until(pg, &role.name), "infinity");
+
+    // A duration: valid for that long from the rotation, by the server's clock.
+    c.valid_until = ValidUntil::For(Duration::from_secs(90 * 86_400));
+    rotate(&target(&c), &new).await;
+    let in_range = pg.psql(&format!(
+        "SELECT rolvaliduntil BETWEEN now() + interval '89 days' AND now() + interval '91 days' FROM pg_roles \
+         WHERE rolname = {}",
+        rekey_testbed::quote_literal(&role.name)
+    ));
+    assert_eq!(in_range, "t");
+}
+
+async fn t_login_ok(pg: &PgCluster, role: &TestRole<'_>) {
+    target(&config(pg, &role.name, false))
+        .login(&role.doc())
+        .await
+        .expect("the current secret still logs in");
+}
+
+#[tokio::test]
+async fn past_valid_until_is_refused_naming_the_option_and_renewed_with_it() {
+    let pg = PgCluster::shared();
+    let role = TestRole::with_options(pg, "pu_past", "VALID UNTIL '2001-01-01 00:00:00+00'");
+    let t = target(&config(pg, &role.name, true));
+    let err = t.precheck(Some(&role.doc())).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::PermissionDenied,
+        &["past its VALID UNTIL date (2001-01-01", "valid_until = \"clear\""],
+        &[&role.password],
+    );
+    let mut c = config(pg, &role.name, true);
+    c.valid_until = ValidUntil::For(Duration::from_secs(7 * 86_400));
+    let t = target(&c);
+    t.precheck(Some(&role.doc())).await.expect("the rotation renews it");
+    let new = t.prepare(Some(&role.doc()), random_password(24)).await.unwrap();
+    t.apply(&new, Some(&role.doc())).await.unwrap();
+    t.verify(&new).await.expect("valid again");
+    assert!(valid_until(pg, &role.name).as_str() > "2020");
+}
+
+#[tokio::test]
+async fn md5_to_scram_is_shown_by_plan() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "pu_md5");
+    make_md5(pg, &role.name, &role.password);
+    assert_eq!(verifier_type(pg, &role.name), "md5", "md5 before");
+    let t = target(&config(pg, &role.name, true));
+    let plan = t.preflight(Some(&role.doc())).await.unwrap().join("\n");
+    for needle in [
+        "password_encryption = scram-sha-256",
+        &format!("role \"{}\"'s password is stored as md5", role.name),
+        "installs a SCRAM-SHA-256 verifier (verifier = \"scram-sha-256\")",
+        "set verifier = \"keep\" to keep md5",
+    ] {
+        assert!(plan.contains(needle), "plan should say `{needle}`:\n{plan}");
+    }
+    // This cluster's pg_hba asks for scram-sha-256, so the md5 role cannot log in
+    // now; the rotation (the default) moves it to SCRAM and it can.
+    let new = t.prepare(Some(&role.doc()), random_password(24)).await.unwrap();
+    t.apply(&new, Some(&role.doc())).await.unwrap();
+    t.verify(&new).await.unwrap();
+    assert_eq!(verifier_type(pg, &role.name), "SCRAM");
+
+    // A CREATEROLE admin cannot read pg_authid: plan says unknown, and "keep" is refused.
+    let admin = TestRole::with_options(pg, "pu_cr_admin", "CREATEROLE");
+    if pg.server_version_num() >= 160000 {
+        pg.psql(&format!(
+            "GRANT {} TO {} WITH ADMIN OPTION",
+            quote_ident(&role.name),
+            quote_ident(&admin.name)
+        ));
+    }
+    let mut c = config(pg, &role.name, false);
+    c.admin = Some(admin.dsn());
+    let plan = target(&c).preflight(Some(&new)).await.unwrap().join("\n");
+    assert!(
+        plan.contains("stored as unknown (pg_authid is readable by superusers only)"),
+        "{plan}"
+    );
+    c.verifier = VerifierPolicy::Keep;
+    let err = target(&c).precheck(Some(&new)).await.unwrap_err();
+    assert_error(
+        &err,
+        ErrorKind::InvalidInput,
+        &["verifier = \"keep\"", "pg_authid", "verifier = \"scram-sha-256\""],
+        &[&new.password().unwrap(), &admin.password],
+    );
+}
+
+/// A throwaway cluster whose pg_hba.conf asks for `md5` over TCP: md5 roles log in
+/// with md5, SCRAM roles with SCRAM (PostgreSQL's rule for the md5 method).
+fn md5_cluster() -> (PgCluster, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(rekey_api::conformance::unique_name("rekey_pg_hba"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hba = dir.join("pg_hba.conf");
+    std::fs::write(&hba, "local all all trust\nhost all all 127.0.0.1/32 md5\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pg = PgCluster::start_with(PgOptions::new().setting("hba_file", format!("'{}'", hba.display())))
+        .expect("cluster starts");
+    (pg, dir)
+}
+
+#[tokio::test]
+async fn verifier_keep_keeps_md5() {
+    let (pg, dir) = md5_cluster();
+    {
+        let role = TestRole::new(&pg, "pu_keepmd5");
+        make_md5(&pg, &role.name, &role.password);
+        assert_eq!(verifier_type(&pg, &role.name), "md5", "md5 before");
+        let mut c = config(&pg, &role.name, true);
+        c.verifier = VerifierPolicy::Keep;
+        let t = target(&c);
+        t.login(&role.doc()).await.expect("md5 login works on this cluster");
+        let plan = t.preflight(Some(&role.doc())).await.unwrap().join("\n");
+        assert!(plan.contains("stored as md5: kept (verifier = \"keep\")"), "{plan}");
+        let new = rotate(&t, &role.doc()).await;
+        assert_eq!(verifier_type(&pg, &role.name), "md5", "still md5");
+        let stored = pg.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            rekey_testbed::quote_literal(&role.name)
+        ));
+        assert_eq!(
+            stored,
+            *rekey_postgres::md5_verifier(&new.password().unwrap(), &role.name)
+        );
+        // The default moves it to SCRAM, which this md5 method also accepts.
+        let t = target(&config(&pg, &role.name, true));
+        rotate(&t, &new).await;
+        assert_eq!(verifier_type(&pg, &role.name), "SCRAM");
+    }
+    drop(pg);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn connection_limit_with_the_slot_taken_is_refused_before_apply() {
+    let pg = PgCluster::shared();
+    let role = TestRole::with_options(pg, "pu_limit", "CONNECTION LIMIT 1");
+    let session = open_session(pg, &role.name, &role.password).await;
+    let sessions = pg.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = {}",
+        rekey_testbed::quote_literal(&role.name)
+    ));
+    assert_eq!(sessions, "1", "the one slot is taken");
+    let verifier_before = pg.psql(&format!(
+        "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+        rekey_testbed::quote_literal(&role.name)
+    ));
+    let t = target(&config(pg, &role.name, true));
+    for err in [
+        t.precheck(Some(&role.doc())).await.unwrap_err(),
+        t.preflight(Some(&role.doc())).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::Conflict,
+            &[
+                &format!("role \"{}\"", role.name),
+                "CONNECTION LIMIT 1 and 1 session(s) open",
+                "nothing was changed",
+            ],
+            &[&role.password],
+        );
+        assert!(!err.is_retryable());
+    }
+    let verifier_after = pg.psql(&format!(
+        "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+        rekey_testbed::quote_literal(&role.name)
+    ));
+    assert_eq!(verifier_before, verifier_after, "nothing changed");
+    drop(session);
+    // Once the session ends there is a slot, and plan says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.precheck(Some(&role.doc())).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the session did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let plan = t.preflight(None).await.unwrap().join("\n");
+    assert!(plan.contains("has CONNECTION LIMIT 1 with 0 session(s) open"), "{plan}");
+    rotate(&t, &role.doc()).await;
+}
