@@ -44,13 +44,6 @@ pub(crate) fn quote_name(name: &str) -> String {
     format!("{name:?}")
 }
 
-/// `ACL SETUSER <user> #<hash>`: adds a password, keeping the others.
-pub(crate) fn add_password(user: &str, hash: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("ACL");
-    cmd.arg("SETUSER").arg(user).arg(format!("#{hash}"));
-    cmd
-}
-
 /// `ACL SETUSER <user> resetpass #<hash>`: the hash becomes the only password (and
 /// `nopass` is cleared).
 pub(crate) fn replace_passwords(user: &str, hash: &str) -> redis::Cmd {
@@ -59,10 +52,17 @@ pub(crate) fn replace_passwords(user: &str, hash: &str) -> redis::Cmd {
     cmd
 }
 
-/// `ACL SETUSER <user> !<hash>`: removes one password (an error if it is absent).
-pub(crate) fn remove_password(user: &str, hash: &str) -> redis::Cmd {
+/// `ACL SETUSER <user> [#<add>] !<remove>...`: adds a password and removes others in one
+/// command (atomic on the server).
+pub(crate) fn change_passwords(user: &str, add: Option<&str>, remove: &[&str]) -> redis::Cmd {
     let mut cmd = redis::cmd("ACL");
-    cmd.arg("SETUSER").arg(user).arg(format!("!{hash}"));
+    cmd.arg("SETUSER").arg(user);
+    if let Some(hash) = add {
+        cmd.arg(format!("#{hash}"));
+    }
+    for hash in remove {
+        cmd.arg(format!("!{hash}"));
+    }
     cmd
 }
 
@@ -102,6 +102,15 @@ impl UserInfo {
 
     pub(crate) fn has_password(&self, hash: &str) -> bool {
         self.passwords.iter().any(|p| p.eq_ignore_ascii_case(hash))
+    }
+
+    /// The user's passwords other than `keep` (hashes).
+    pub(crate) fn others(&self, keep: &[&str]) -> Vec<&str> {
+        self.passwords
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !keep.iter().any(|k| p.eq_ignore_ascii_case(k)))
+            .collect()
     }
 }
 
@@ -157,10 +166,15 @@ mod tests {
             packed,
             format!("*5\r\n$3\r\nACL\r\n$7\r\nSETUSER\r\n$5\r\na;b\"c\r\n$9\r\nresetpass\r\n$65\r\n#{hash}\r\n")
         );
-        let packed = String::from_utf8(add_password("u", &hash).get_packed_command()).unwrap();
+        let packed = String::from_utf8(change_passwords("u", Some(&hash), &[]).get_packed_command()).unwrap();
         assert!(packed.ends_with(&format!("$65\r\n#{hash}\r\n")));
-        let packed = String::from_utf8(remove_password("u", &hash).get_packed_command()).unwrap();
+        let packed = String::from_utf8(change_passwords("u", None, &[&hash]).get_packed_command()).unwrap();
         assert!(packed.ends_with(&format!("$65\r\n!{hash}\r\n")));
+        let packed = String::from_utf8(change_passwords("u", Some(&hash), &["ab", "cd"]).get_packed_command()).unwrap();
+        assert!(
+            packed.ends_with(&format!("$65\r\n#{hash}\r\n$3\r\n!ab\r\n$3\r\n!cd\r\n")),
+            "{packed}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`RedisTarget`]: one Redis ACL user.
 
-use crate::acl::{acl_password_hash, add_password, quote_name, remove_password, replace_passwords, text, UserInfo};
+use crate::acl::{acl_password_hash, change_passwords, quote_name, replace_passwords, text, UserInfo};
 use crate::admin::{AclFile, AdminConn, AdminPool};
 use crate::config::RedisTargetConfig;
 use crate::conn::{open_authenticated, Endpoint, Identity, Session};
@@ -17,8 +17,9 @@ use std::sync::Arc;
 ///
 /// Passwords reach the server only as SHA-256 hashes (`ACL SETUSER user #<hash>`), never
 /// as `>plaintext`, so the plaintext stays out of SLOWLOG, MONITOR, ACL LOG, the ACL
-/// file and replication. With `dual`, `apply` adds the new hash beside the old one and
-/// `revoke` removes the old one (`!<hash>`); with `single`, `apply` runs
+/// file and replication. With `dual`, `apply` adds the new hash beside the old one (and
+/// removes any other password the user holds when it holds the current one) and
+/// `revoke` removes every password but the new one (`!<hash>`); with `single`, `apply` runs
 /// `ACL SETUSER user resetpass #<hash>`, so the new password is the only one at once.
 ///
 /// With an admin URL the commands run on the admin connection shared by every target of
@@ -240,7 +241,12 @@ impl RedisTarget {
     /// Installs the hash under the configured strategy; skips `ACL SETUSER` when the user
     /// is already in the wanted state, but always saves (a run may have crashed between
     /// the change and the save).
-    async fn install(&self, admin: &AdminConn<'_>, hash: &str) -> ProviderResult<()> {
+    ///
+    /// `single`: `resetpass #new`, the only password. `dual`: adds the new hash and, when
+    /// the user holds `current` (the password applications use now), removes every other
+    /// password in the same command, so the user holds at most the current and the new
+    /// one; without a known current password the others stay until revoke.
+    async fn install(&self, admin: &AdminConn<'_>, hash: &str, current: Option<&str>) -> ProviderResult<()> {
         let info = self.get_user(admin).await?;
         let action = format!("ACL SETUSER {}", quote_name(self.user()));
         match self.strategy() {
@@ -253,42 +259,64 @@ impl RedisTarget {
                 }
             }
             _ => {
-                if !info.has_password(hash) {
-                    admin.query(&action, &add_password(self.user(), hash), &[hash]).await?;
+                let extras: Vec<&str> = match current {
+                    Some(current) if info.has_password(current) => info.others(&[current, hash]),
+                    _ => Vec::new(),
+                };
+                let add = (!info.has_password(hash)).then_some(hash);
+                if add.is_some() || !extras.is_empty() {
+                    let mut scrub = extras.clone();
+                    scrub.push(hash);
+                    admin
+                        .query(&action, &change_passwords(self.user(), add, &extras), &scrub)
+                        .await?;
                 }
             }
         }
         self.save_acl(admin).await
     }
 
-    /// Dual: removes the old hash once the new one is in place. Idempotent.
-    async fn remove_old(&self, admin: &AdminConn<'_>, old: &Secret, new: &Secret) -> ProviderResult<()> {
+    /// Dual: once the new hash is in place, removes every other password of the user
+    /// (the old one and any extra one), so that only the new one works. Idempotent.
+    /// Returns how many passwords besides the old one were removed.
+    async fn remove_all_but_new(&self, admin: &AdminConn<'_>, old: &Secret, new: &Secret) -> ProviderResult<usize> {
         let old_hash = acl_password_hash(old);
         let new_hash = acl_password_hash(new);
-        let info = self.get_user(admin).await?;
-        // With the same password as old and new, removing it would remove the current one.
-        if old_hash != new_hash && info.has_password(&old_hash) {
+        let action = format!("ACL SETUSER {}", quote_name(self.user()));
+        let mut extras_removed = 0;
+        for attempt in 0..2 {
+            let info = self.get_user(admin).await?;
+            let others: Vec<&str> = info.others(&[&new_hash]);
+            if others.is_empty() {
+                break;
+            }
             if !info.has_password(&new_hash) {
                 return Err(ProviderError::conflict(format!(
-                    "user {} on {} does not hold the new password: refusing to remove the old one, which may be \
-                     the only one that works (was the user changed outside rekey?)",
+                    "user {} on {} does not hold the new password: refusing to remove the {} other password(s), \
+                     which may be the only ones that work (was the user changed outside rekey?)",
                     quote_name(self.user()),
-                    self.endpoint
+                    self.endpoint,
+                    others.len()
                 ))
                 .retryable(false));
             }
-            let action = format!("ACL SETUSER {}", quote_name(self.user()));
+            let mut scrub = others.clone();
+            scrub.push(&old_hash);
             match admin
-                .query(&action, &remove_password(self.user(), &old_hash), &[&old_hash])
+                .query(&action, &change_passwords(self.user(), None, &others), &scrub)
                 .await
             {
-                Ok(_) => {}
-                // Someone removed it between GETUSER and SETUSER: the wanted state.
-                Err(e) if e.message().contains("does not exist") => {}
+                Ok(_) => {
+                    extras_removed = others.iter().filter(|p| !p.eq_ignore_ascii_case(&old_hash)).count();
+                    break;
+                }
+                // One vanished between GETUSER and SETUSER (nothing was removed): read again.
+                Err(e) if attempt == 0 && e.message().contains("does not exist") => {}
                 Err(e) => return Err(e),
             }
         }
-        self.save_acl(admin).await
+        self.save_acl(admin).await?;
+        Ok(extras_removed)
     }
 
     /// `CLIENT KILL USER`: ends every connection of the user (except the one asking),
@@ -468,10 +496,13 @@ impl RedisTarget {
             facts.push_str("; it is nopass (any password logs in) until the first apply sets one");
         }
         lines.push(facts);
+        let mut current_held = None;
         if let Some(current) = current {
             if let Some(password) = current.password() {
-                if info.has_password(&acl_password_hash(&password)) {
+                let hash = acl_password_hash(&password);
+                if info.has_password(&hash) {
                     lines.push("the current secret is one of the user's passwords".to_owned());
+                    current_held = Some(hash);
                 } else if !info.has_flag("nopass") {
                     lines.push(
                         "the current secret is NOT among the user's passwords: it is refused now \
@@ -480,6 +511,35 @@ impl RedisTarget {
                     );
                 }
             }
+        }
+        let others = match &current_held {
+            Some(hash) => info.others(&[hash.as_str()]).len(),
+            None => info.passwords.len(),
+        };
+        if others > 0 && (current_held.is_some() || current.is_some()) {
+            let besides = if current_held.is_some() {
+                format!(
+                    "user {} holds {others} other password(s) besides the current secret, which no stored version \
+                     holds",
+                    quote_name(user)
+                )
+            } else {
+                format!(
+                    "user {} holds {others} password(s), none of them the current secret",
+                    quote_name(user)
+                )
+            };
+            lines.push(match (self.strategy(), current_held.is_some()) {
+                (Strategy::Single, _) => format!("{besides}: apply replaces them with the new password"),
+                (_, true) => format!(
+                    "{besides}: apply removes them as it adds the new password (the user then holds the current \
+                     and the new one), revoke leaves only the new one"
+                ),
+                (_, false) => format!(
+                    "{besides}: apply keeps them beside the new password (it cannot tell which one applications \
+                     use), revoke leaves only the new one"
+                ),
+            });
         }
 
         match admin.acl_file().await? {
@@ -516,7 +576,8 @@ impl RedisTarget {
                 quote_name(user)
             ),
             _ => "strategy dual: apply adds the new password beside the current one (ACL SETUSER #<sha256>), \
-                  revoke removes the old one (!<sha256>)"
+                  revoke removes every other one (!<sha256>), so at most the current and the new password work \
+                  until revoke and only the new one after it"
                 .to_owned(),
         });
         Ok(())
@@ -637,10 +698,16 @@ impl Target for RedisTarget {
     async fn apply(&self, new: &SecretDoc, current: Option<&SecretDoc>) -> ProviderResult<()> {
         self.check_username(new, "new")?;
         let hash = acl_password_hash(&Self::password_of(new, "new")?);
+        let current_hash = match current {
+            Some(doc) if doc.username().is_none_or(|u| u == self.user()) => {
+                doc.password().map(|p| acl_password_hash(&p))
+            }
+            _ => None,
+        };
         let admin = self
             .admin_for_change(&[(current, "current"), (Some(new), "new")])
             .await?;
-        let result = self.install(&admin, &hash).await;
+        let result = self.install(&admin, &hash, current_hash.as_deref()).await;
         admin.close().await;
         result
     }
@@ -662,16 +729,20 @@ impl Target for RedisTarget {
         }
         self.check_username(old, "old")?;
         let admin = self.admin_for_change(&[(Some(new), "new")]).await?;
-        let mut result = Ok(());
+        let mut result = Ok(0);
         if dual {
+            // Every password but the new one goes: the old one and any other the user
+            // held (incident mode included), so the leaked one cannot survive as an
+            // extra. How many extras were removed is not reported yet: RevokeReport has
+            // no field for it.
             result = match (Self::password_of(old, "old"), Self::password_of(new, "new")) {
-                (Ok(old), Ok(new)) => self.remove_old(&admin, &old, &new).await,
+                (Ok(old), Ok(new)) => self.remove_all_but_new(&admin, &old, &new).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
         }
         let result = match result {
-            Ok(()) if terminate => self.kill_sessions(&admin).await,
-            Ok(()) => Ok(0),
+            Ok(_extras_removed) if terminate => self.kill_sessions(&admin).await,
+            Ok(_) => Ok(0),
             Err(e) => Err(e),
         };
         admin.close().await;
