@@ -17,10 +17,17 @@ const MAX_USERINFO: usize = 1024;
 /// value, since a sloppy password may hold a space. At most [`MAX_URL`] bytes of each.
 pub(super) fn scan_urls(text: &str, in_value: bool, out: &mut Collector) {
     let mut from = 0;
+    // Each URL reads up to MAX_URL bytes, so input packed with `://` would cost
+    // MAX_URL per 3 bytes: bound the total work to a multiple of the input's size.
+    let mut budget = text.len().saturating_mul(16).saturating_add(1 << 20);
     while let Some(found) = text[from..].find("://") {
         let start = from + found + 3;
         from = start;
         let rest = prefix(&text[start..], MAX_URL);
+        budget = match budget.checked_sub(rest.len().max(1)) {
+            Some(left) => left,
+            None => break,
+        };
         let stop = rest
             .find(|c: char| c.is_whitespace() || (!in_value && matches!(c, '"' | '\'' | '`' | '<' | '>')))
             .unwrap_or(rest.len());
