@@ -77,12 +77,14 @@ pub(crate) struct RetryPolicy {
 
 /// Builds a client: rustls with ring, the CA file's certificates as the only roots when
 /// given, else the platform's and Mozilla's; redirects followed only to the same scheme,
-/// host and port.
-pub(crate) fn build_client(ca_cert: Option<&Path>) -> ProviderResult<reqwest::Client> {
+/// host and port. Without `tls` (an `http://` base URL, which a redirect cannot leave)
+/// no roots are loaded: reading the platform's takes a good part of a second.
+pub(crate) fn build_client(ca_cert: Option<&Path>, tls: bool) -> ProviderResult<reqwest::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match ca_cert {
         Some(path) => load_roots(path)?,
-        None => system_roots().clone(),
+        None if tls => system_roots().clone(),
+        None => RootCertStore::empty(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -10,10 +10,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// One client per CA file (`None`: the system's and Mozilla's roots).
-type Clients = Vec<(Option<PathBuf>, reqwest::Client)>;
+/// One client per CA file (`None`: the system's and Mozilla's roots) and TLS use.
+type Clients = Vec<((Option<PathBuf>, bool), reqwest::Client)>;
 
-/// The HTTP provider of one run. Every target with the same `ca_cert` shares one client,
+/// The HTTP provider of one run. Every target with the same `ca_cert` (and scheme) shares one client,
 /// so parallel rotations against one service reuse its keep-alive connections.
 #[derive(Clone, Default)]
 pub struct HttpProvider {
@@ -53,17 +53,23 @@ impl HttpProvider {
         strategy: Strategy,
     ) -> ProviderResult<HttpTarget> {
         let plan = Plan::compile(config, strategy)?;
-        let client = self.client(config.ca_cert.clone())?;
+        let tls = config
+            .base_url
+            .trim()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        let client = self.client(config.ca_cert.clone(), tls)?;
         Ok(HttpTarget::new(credential, Arc::new(plan), client, strategy))
     }
 
-    fn client(&self, ca_cert: Option<PathBuf>) -> ProviderResult<reqwest::Client> {
+    fn client(&self, ca_cert: Option<PathBuf>, tls: bool) -> ProviderResult<reqwest::Client> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == ca_cert) {
+        let key = (ca_cert, tls);
+        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
             return Ok(c.clone());
         }
-        let client = build_client(ca_cert.as_deref())?;
-        clients.push((ca_cert, client.clone()));
+        let client = build_client(key.0.as_deref(), tls)?;
+        clients.push((key, client.clone()));
         Ok(client)
     }
 }

@@ -1,0 +1,253 @@
+//! Benchmark of issue 14: 100 `http` credentials (the issue's minting configuration)
+//! rotated by the `rekey` binary at `--parallel 8` against the testbed key API, versus a
+//! minimal client doing the same requests (create, login with the new key, delete the
+//! old key, login with the old key) with 8 at a time, in the same run.
+//!
+//! ```sh
+//! cargo build --release --bin rekey
+//! cargo run --release -p rekey-http --example keyapi_bench [-- ROUNDS]
+//! ```
+//! `REKEY_BIN` names the binary (default `target/release/rekey`).
+
+use rekey_api::{RevokeOptions, SecretDoc, Strategy, Target};
+use rekey_http::{HttpProvider, HttpTargetConfig};
+use rekey_testbed::keyapi::{KeyApi, KeyApiOptions};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CREDENTIALS: usize = 100;
+const PARALLEL: usize = 8;
+
+fn config(api: &KeyApi) -> String {
+    let mut text =
+        String::from("[defaults]\nparallel = 8\n\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n");
+    for i in 0..CREDENTIALS {
+        text.push_str(&format!(
+            r#"
+[[credentials]]
+name = "api-{i}"
+store = "local"
+key = "api/{i}"
+strategy = "dual"
+target = {{ type = "http", base_url = "{url}", headers = {{ Authorization = "Bearer ${{KEYAPI_ADMIN}}" }},
+  secret_fields = ["api_key"],
+  create = {{ method = "POST", path = "/v1/keys", json = {{ name = "rekey {{{{credential}}}}" }}, ok = [201],
+             fields = {{ api_key = "/data/secret", key_id = "/data/id" }} }},
+  login  = {{ method = "GET", path = "/v1/me", headers = {{ Authorization = "Bearer {{{{api_key}}}}" }}, ok = [200], rejected = [401] }},
+  revoke = {{ method = "DELETE", path = "/v1/keys/{{{{key_id}}}}", ok = [204, 404] }} }}
+"#,
+            url = api.url()
+        ));
+    }
+    text
+}
+
+fn rekey(bin: &str, dir: &std::path::Path, api: &KeyApi, args: &[&str], stdin: &str) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .current_dir(dir)
+        .env("KEYAPI_ADMIN", api.admin_token())
+        .args(["-q", "-c", "rekey.toml"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rekey (build it with `cargo build --release --bin rekey`)");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "rekey {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// The same requests as one rotation, by a client that does nothing else.
+async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec<(String, String)>) {
+    // The same client setup as the target's (rustls with ring; plain HTTP here).
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let admin = format!("Bearer {}", api.admin_token());
+    let url = Arc::new(api.url());
+    let started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for (i, (old_id, old_secret)) in current.into_iter().enumerate() {
+        let (client, admin, url, semaphore) = (client.clone(), admin.clone(), url.clone(), semaphore.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await.unwrap();
+            let created = client
+                .post(format!("{url}/v1/keys"))
+                .header("Authorization", &admin)
+                .header("Content-Type", "application/json")
+                .body(format!(r#"{{"name":"rekey api-{i}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), 201);
+            let body: serde_json::Value = serde_json::from_slice(&created.bytes().await.unwrap()).unwrap();
+            let id = body["data"]["id"].as_str().unwrap().to_owned();
+            let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+            let me = |key: String| {
+                client
+                    .get(format!("{url}/v1/me"))
+                    .header("Authorization", format!("Bearer {key}"))
+                    .send()
+            };
+            assert_eq!(me(secret.clone()).await.unwrap().status(), 200);
+            let deleted = client
+                .delete(format!("{url}/v1/keys/{old_id}"))
+                .header("Authorization", &admin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(deleted.status(), 204);
+            assert_eq!(me(old_secret).await.unwrap().status(), 401);
+            (id, secret)
+        }));
+    }
+    let mut next = Vec::new();
+    for t in tasks {
+        next.push(t.await.unwrap());
+    }
+    (started.elapsed(), next)
+}
+
+/// The same rotations through the `http` target in this process (no store, no engine):
+/// prepare (create), verify (login new), revoke (delete), login old (refused).
+async fn in_process(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec<(String, String)>) {
+    let config: HttpTargetConfig = serde_json::from_value(serde_json::json!({
+        "base_url": api.url(),
+        "headers": {"Authorization": format!("Bearer {}", api.admin_token())},
+        "secret_fields": ["api_key"],
+        "create": {"method": "POST", "path": "/v1/keys", "json": {"name": "rekey {{credential}}"}, "ok": [201],
+                   "fields": {"api_key": "/data/secret", "key_id": "/data/id"}},
+        "login": {"method": "GET", "path": "/v1/me", "headers": {"Authorization": "Bearer {{api_key}}"}, "ok": [200], "rejected": [401]},
+        "revoke": {"method": "DELETE", "path": "/v1/keys/{{key_id}}", "ok": [204, 404]}
+    }))
+    .unwrap();
+    let provider = HttpProvider::new();
+    let targets: Vec<_> = (0..current.len())
+        .map(|i| {
+            Arc::new(
+                provider
+                    .http_target(&config, &format!("api-{i}"), Strategy::Dual)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for (t, (id, secret)) in targets.into_iter().zip(current) {
+        let semaphore = semaphore.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await.unwrap();
+            let old = SecretDoc::from_value(serde_json::json!({"api_key": secret, "key_id": id})).unwrap();
+            let new = t.prepare(Some(&old), rekey_api::Secret::from("unused")).await.unwrap();
+            t.verify(&new).await.unwrap();
+            t.revoke(&old, &new, RevokeOptions::default()).await.unwrap();
+            assert!(t.login(&old).await.is_err());
+            (
+                new.get_str("key_id").unwrap().to_owned(),
+                new.get_str("api_key").unwrap().to_owned(),
+            )
+        }));
+    }
+    let mut next = Vec::new();
+    for t in tasks {
+        next.push(t.await.unwrap());
+    }
+    (started.elapsed(), next)
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let bin = std::env::var("REKEY_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/rekey").to_owned());
+    let api = KeyApi::start_with(KeyApiOptions::quiet()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rekey.toml"), config(&api)).unwrap();
+    let mut batch = String::new();
+    for i in 0..CREDENTIALS {
+        let k = api.mint("by hand");
+        batch.push_str(&format!(
+            "{{\"name\": \"api-{i}\", \"value\": {{\"api_key\": \"{}\", \"key_id\": \"{}\"}}}}\n",
+            k.secret, k.id
+        ));
+    }
+    rekey(&bin, dir.path(), &api, &["import", "--batch", "--no-verify"], &batch);
+    let mut minimal_keys: Vec<(String, String)> = (0..CREDENTIALS)
+        .map(|_| {
+            let k = api.mint("minimal");
+            (k.id, k.secret)
+        })
+        .collect();
+    if let Ok(script) = std::env::var("REKEY_BENCH_HOLD") {
+        // Probe: run a script with the directory and the admin token, then stop.
+        let status = Command::new("sh")
+            .args([&script, dir.path().to_str().unwrap(), api.admin_token()])
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let mut target_keys: Vec<(String, String)> = (0..CREDENTIALS)
+        .map(|_| {
+            let k = api.mint("target");
+            (k.id, k.secret)
+        })
+        .collect();
+    let (mut ours, mut floor, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let before = api.request_count();
+        let t = rekey(&bin, dir.path(), &api, &["rotate", "--parallel", "8"], "");
+        let requests = api.request_count() - before;
+        let before = api.request_count();
+        let (m, next) = minimal(&api, std::mem::take(&mut minimal_keys)).await;
+        minimal_keys = next;
+        let floor_requests = api.request_count() - before;
+        let before = api.request_count();
+        let (h, next) = in_process(&api, std::mem::take(&mut target_keys)).await;
+        target_keys = next;
+        let target_requests = api.request_count() - before;
+        println!(
+            "round {round}: rekey {:>6.1} ms ({requests} requests), http target in-process {:>6.1} ms ({target_requests} requests), minimal client {:>6.1} ms ({floor_requests} requests)",
+            t.as_secs_f64() * 1e3,
+            h.as_secs_f64() * 1e3,
+            m.as_secs_f64() * 1e3,
+        );
+        ours.push(t);
+        floor.push(m);
+        targets.push(h);
+    }
+    ours.sort();
+    floor.sort();
+    targets.sort();
+    let (o, f, h) = (ours[ours.len() / 2], floor[floor.len() / 2], targets[targets.len() / 2]);
+    println!(
+        "median: rekey {:.1} ms ({:.2}x), http target in-process {:.1} ms ({:.2}x), minimal client {:.1} ms",
+        o.as_secs_f64() * 1e3,
+        o.as_secs_f64() / f.as_secs_f64(),
+        h.as_secs_f64() * 1e3,
+        h.as_secs_f64() / f.as_secs_f64(),
+        f.as_secs_f64() * 1e3,
+    );
+    assert_eq!(
+        api.live_keys().len(),
+        3 * CREDENTIALS,
+        "one key per credential of each contender"
+    );
+}
