@@ -43,7 +43,35 @@ pub struct ConfigError(String);
 
 impl ConfigError {
     fn new(message: impl Into<String>) -> Self {
-        ConfigError(message.into())
+        let message: String = message.into();
+        // One line, always.
+        ConfigError(
+            message
+                .split(['\n', '\r'])
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
+    /// The message with every environment value the configuration referenced (in
+    /// `refs`, the original texts holding `${NAME}`) replaced by `${NAME}`.
+    fn scrubbed(self, refs: &BTreeMap<usize, String>, lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut message = self.0;
+        for original in refs.values() {
+            let mut rest = original.as_str();
+            while let Some(at) = rest.find("${") {
+                let after = &rest[at + 2..];
+                let end = after.find(['}', ':']).unwrap_or(after.len());
+                let name = &after[..end];
+                if let Some(value) = lookup(name).filter(|v| v.len() >= 3) {
+                    message = message.replace(&value, &format!("${{{name}}}"));
+                }
+                rest = &after[end..];
+            }
+        }
+        ConfigError(message)
     }
 }
 
@@ -322,11 +350,16 @@ impl Config {
         }
         // Pass 2: expand ${ENV} in every string and read the result.
         let refs = env::expand_document(&mut root, &lookup, &file)?;
-        let raw = read(&root, Pass::Expanded(&refs)).map_err(|e| located_at(&file, text, &e))?;
+        // No error may show a value that came from the environment (it may be a
+        // password): every such value is replaced by its `${NAME}` in messages.
+        let scrub = |e: ConfigError| e.scrubbed(&refs, &lookup);
+        let raw = read(&root, Pass::Expanded(&refs))
+            .map_err(|e| located_at(&file, text, &e))
+            .map_err(scrub)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut config = resolve(path, &base_dir, raw, &lookup)?;
+        let mut config = resolve(path, &base_dir, raw, &lookup).map_err(scrub)?;
         let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
-        admin_ref::check(&admin_refs, &names, &file)?;
+        admin_ref::check(&admin_refs, &names, &file).map_err(scrub)?;
         config.admin_refs = admin_refs;
         Ok(config)
     }

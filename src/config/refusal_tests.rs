@@ -473,3 +473,24 @@ fn imported_fields_that_contradict_the_target_are_refused() {
         .unwrap_err()
         .contains("username \"someone\""));
 }
+
+/// Found by fuzzing: errors about values that came from the environment showed them
+/// (a password in `grace`, an admin URL as a name). They show `${NAME}` instead.
+#[test]
+fn errors_never_show_environment_values() {
+    let lookup = |name: &str| match name {
+        "DB_PASSWORD" => Some("s3cr3t-pw".to_owned()),
+        "ADMIN_URL" => Some("postgres://admin:s3cr3t-pw@db/postgres".to_owned()),
+        _ => None,
+    };
+    for text in [
+        "[defaults]\ngrace = \"${DB_PASSWORD}\"\n",
+        "[stores.local]\ntype = \"file\"\npath = \"s.json\"\n[[credentials]]\nname = \"${ADMIN_URL}\"\nstore = \"local\"\nkey = \"k\"\n\
+         target = { type = \"postgres\", host = \"h\", port = 5432, dbname = \"d\", username = \"u\" }\n",
+    ] {
+        let e = Config::parse(std::path::Path::new("c.toml"), text, lookup).unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("${"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}
