@@ -672,21 +672,30 @@ async fn look_up(
     config: &Config,
     candidates: &[crate::leaked::Candidate],
 ) -> crate::incident::Lookup {
+    // One batch read per store (a file store parses its file once for all keys); the
+    // stores are read concurrently, at most LOOKUP_PARALLEL at once.
+    let mut by_store: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    for (index, credential) in config.credentials.iter().enumerate() {
+        by_store.entry(credential.store.as_str()).or_default().push(index);
+    }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(LOOKUP_PARALLEL));
     let mut reads = tokio::task::JoinSet::new();
-    for (index, credential) in config.credentials.iter().enumerate() {
+    for indices in by_store.into_values() {
         let engine = engine.clone();
-        let credential = credential.clone();
+        let credentials: Vec<crate::config::Credential> =
+            indices.iter().map(|&i| config.credentials[i].clone()).collect();
         let semaphore = semaphore.clone();
         reads.spawn(async move {
             let _permit = semaphore.acquire_owned().await.expect("never closed");
-            (index, engine.read_versions(&credential).await)
+            (indices, engine.read_versions_many(&credentials).await)
         });
     }
     let mut states: Vec<Option<Result<rekey_api::KeyState, String>>> =
         (0..config.credentials.len()).map(|_| None).collect();
-    while let Some(Ok((index, result))) = reads.join_next().await {
-        states[index] = Some(result);
+    while let Some(Ok((indices, results))) = reads.join_next().await {
+        for (index, result) in indices.into_iter().zip(results) {
+            states[index] = Some(result);
+        }
     }
     let mut lookup = crate::incident::Lookup::default();
     let mut hit = vec![false; candidates.len()];

@@ -358,6 +358,36 @@ impl Engine {
         })
     }
 
+    /// Every stored version of each credential, all in one store (for `leaked`: one read
+    /// of a file store for any number of keys); each error is one line naming its
+    /// credential. A key that does not exist is an empty state.
+    pub async fn read_versions_many(&self, credentials: &[Credential]) -> Vec<Result<rekey_api::KeyState, String>> {
+        let Some(first) = credentials.first() else {
+            return Vec::new();
+        };
+        let store = match self.backends.store(&first.store) {
+            Ok(store) => store,
+            Err(e) => {
+                return credentials
+                    .iter()
+                    .map(|c| Err(format!("{}: read: {e}", c.name)))
+                    .collect()
+            }
+        };
+        let keys: Vec<String> = credentials.iter().map(|c| c.key.clone()).collect();
+        store
+            .read_many(&keys)
+            .await
+            .into_iter()
+            .zip(credentials)
+            .map(|(result, c)| match result {
+                Ok(state) => Ok(state),
+                Err(e) if e.kind() == rekey_api::ErrorKind::NotFound => Ok(rekey_api::KeyState::default()),
+                Err(e) => Err(format!("{}: read: {e}", c.name)),
+            })
+            .collect()
+    }
+
     /// Every stored version of a credential (for `leaked`); the error is one line.
     pub async fn read_versions(&self, credential: &Credential) -> Result<rekey_api::KeyState, String> {
         let store = self

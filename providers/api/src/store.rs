@@ -116,6 +116,17 @@ pub trait Store: Send + Sync {
     /// Every version of `key`; [`crate::ErrorKind::NotFound`] when the key does not exist.
     async fn read(&self, key: &str) -> ProviderResult<KeyState>;
 
+    /// Every version of each of `keys`, in order; a missing key is
+    /// [`crate::ErrorKind::NotFound`] in its slot. Stores that can read many keys at once
+    /// (one file, one listing) override this; by default one [`Store::read`] per key.
+    async fn read_many(&self, keys: &[String]) -> Vec<ProviderResult<KeyState>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.read(key).await);
+        }
+        out
+    }
+
     /// Read-only check that this process could write `key` (preflight).
     async fn check_writable(&self, key: &str) -> ProviderResult<()>;
 

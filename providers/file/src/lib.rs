@@ -249,6 +249,42 @@ impl Store for FileStore {
         .await
     }
 
+    async fn read_many(&self, keys: &[String]) -> Vec<ProviderResult<KeyState>> {
+        let shared = self.shared.clone();
+        let keys = keys.to_vec();
+        let count = keys.len();
+        let result = blocking(move || {
+            let path = &shared.paths.file;
+            let not_found =
+                |key: &str| ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()));
+            let for_each = |model: &StoreFile| -> ProviderResult<Vec<ProviderResult<KeyState>>> {
+                Ok(keys
+                    .iter()
+                    .map(|key| {
+                        check_key(key)?;
+                        model.key_state(key)?.ok_or_else(|| not_found(key))
+                    })
+                    .collect())
+            };
+            if let Some(cache) = shared.cache().as_ref() {
+                if fsio::unchanged(&shared.paths, &cache.snapshot)? {
+                    return for_each(&cache.model);
+                }
+            }
+            match fsio::read_raw(&shared.paths)? {
+                None if shared.create => Ok(keys.iter().map(|key| Err(not_found(key))).collect()),
+                None => Err(fsio::missing(&shared.paths)),
+                // One parse of the file for every key.
+                Some(raw) => for_each(&StoreFile::parse(path, &raw.bytes)?),
+            }
+        })
+        .await;
+        match result {
+            Ok(states) => states,
+            Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {
         check_key(key)?;
         let shared = self.shared.clone();

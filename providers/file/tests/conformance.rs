@@ -96,3 +96,13 @@ async fn stage_after_discard() {
     let store = FileStore::open_or_create(store_path(&dir)).unwrap();
     suite::stage_after_discard(&store, &unique_name("restage")).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_many_matches_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_or_create(store_path(&dir)).unwrap();
+    suite::read_many_matches_read(&store, &unique_name("many")).await;
+    // A second handle (no cached state) parses the file once for all keys.
+    let other = FileStore::open(store_path(&dir)).unwrap();
+    suite::read_many_matches_read(&other, &unique_name("many")).await;
+}

@@ -422,3 +422,41 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     .await;
     (ra.unwrap(), rb.unwrap())
 }
+
+/// `read_many` answers, slot by slot, what `read` answers: the same versions for keys
+/// that exist, not found for one that does not.
+pub async fn read_many_matches_read(store: &dyn Store, prefix: &str) {
+    let keys: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let mut doc = SecretDoc::new();
+        doc.set("password", format!("read-many-{i}-value"));
+        store
+            .put_current(key, &format!("v{i}"), &doc)
+            .await
+            .expect("put_current");
+    }
+    let mut asked = keys.clone();
+    asked.insert(1, format!("{prefix}-missing"));
+    let many = store.read_many(&asked).await;
+    assert_eq!(many.len(), asked.len(), "one answer per key");
+    for (key, answer) in asked.iter().zip(&many) {
+        match store.read(key).await {
+            Ok(one) => {
+                let many_state = answer.as_ref().expect("read_many agrees that the key exists");
+                assert_eq!(
+                    one.current().map(|v| v.id.clone()),
+                    many_state.current().map(|v| v.id.clone())
+                );
+                assert!(one
+                    .current()
+                    .unwrap()
+                    .doc
+                    .same_password(&many_state.current().unwrap().doc));
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+                assert_eq!(answer.as_ref().map(|_| ()).unwrap_err().kind(), ErrorKind::NotFound);
+            }
+        }
+    }
+}
