@@ -536,8 +536,7 @@ impl Rotation<'_> {
         match self.target.revoke(&old.doc, new, self.revoke_options()).await {
             Ok(report) => {
                 rec.report.sessions_terminated += report.sessions_terminated;
-                let detail = (report.sessions_terminated > 0)
-                    .then(|| format!("{} session(s) ended", report.sessions_terminated));
+                let detail = revoke_detail(&report);
                 rec.ok_since(Step::Revoke, detail, started);
             }
             Err(e) => {
@@ -578,8 +577,7 @@ impl Rotation<'_> {
         match self.target.revoke(&old.doc, new, self.revoke_options()).await {
             Ok(report) => {
                 rec.report.sessions_terminated += report.sessions_terminated;
-                let detail = (report.sessions_terminated > 0)
-                    .then(|| format!("{} session(s) ended", report.sessions_terminated));
+                let detail = revoke_detail(&report);
                 rec.ok_since(Step::Revoke, detail, started);
                 Ok(())
             }
@@ -779,4 +777,14 @@ fn store_failure(e: &ProviderError) -> FailureKind {
     } else {
         e.kind().into()
     }
+}
+
+/// What a revoke did, for the step's detail: sessions ended and the target's notes.
+fn revoke_detail(report: &rekey_api::RevokeReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if report.sessions_terminated > 0 {
+        parts.push(format!("{} session(s) ended", report.sessions_terminated));
+    }
+    parts.extend(report.notes.iter().cloned());
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

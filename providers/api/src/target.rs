@@ -19,6 +19,9 @@ pub struct RevokeOptions {
 pub struct RevokeReport {
     /// Sessions ended because they used the old secret.
     pub sessions_terminated: u64,
+    /// Other facts worth recording, one line each, never a secret (`2 other passwords
+    /// removed`, `deny policy rekey-revoke-sessions-… attached`, who held the sessions).
+    pub notes: Vec<String>,
 }
 
 /// A target: one credential on one system (a PostgreSQL role, an IAM user's key).

@@ -301,6 +301,7 @@ impl Target for ExecTarget {
             .await?;
         Ok(RevokeReport {
             sessions_terminated: answer.get("sessions_terminated").and_then(Value::as_u64).unwrap_or(0),
+            ..RevokeReport::default()
         })
     }
 }

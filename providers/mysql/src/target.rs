@@ -1343,6 +1343,9 @@ impl Target for MysqlTarget {
             return Ok(RevokeReport::default());
         }
         let sessions_terminated = self.terminate_sessions(&retired, new).await?;
-        Ok(RevokeReport { sessions_terminated })
+        Ok(RevokeReport {
+            sessions_terminated,
+            ..RevokeReport::default()
+        })
     }
 }

@@ -1466,7 +1466,10 @@ impl Target for PostgresTarget {
                 return Ok(RevokeReport::default());
             }
             let sessions_terminated = self.terminate_sessions(self.role(), new).await?;
-            return Ok(RevokeReport { sessions_terminated });
+            return Ok(RevokeReport {
+                sessions_terminated,
+                ..RevokeReport::default()
+            });
         }
         let previous = self.alternating_role(old, "old")?;
         let next = self.alternating_role(new, "new")?;
@@ -1500,7 +1503,10 @@ impl Target for PostgresTarget {
         } else {
             0
         };
-        Ok(RevokeReport { sessions_terminated })
+        Ok(RevokeReport {
+            sessions_terminated,
+            ..RevokeReport::default()
+        })
     }
 }
 

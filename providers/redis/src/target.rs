@@ -733,21 +733,30 @@ impl Target for RedisTarget {
         if dual {
             // Every password but the new one goes: the old one and any other the user
             // held (incident mode included), so the leaked one cannot survive as an
-            // extra. How many extras were removed is not reported yet: RevokeReport has
-            // no field for it.
+            // extra.
             result = match (Self::password_of(old, "old"), Self::password_of(new, "new")) {
                 (Ok(old), Ok(new)) => self.remove_all_but_new(&admin, &old, &new).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
         }
+        let mut notes = Vec::new();
         let result = match result {
-            Ok(_extras_removed) if terminate => self.kill_sessions(&admin).await,
-            Ok(_) => Ok(0),
+            Ok(extras) => {
+                if extras > 0 {
+                    notes.push(format!("{extras} other password(s) of the user removed"));
+                }
+                if terminate {
+                    self.kill_sessions(&admin).await
+                } else {
+                    Ok(0)
+                }
+            }
             Err(e) => Err(e),
         };
         admin.close().await;
         Ok(RevokeReport {
             sessions_terminated: result?,
+            notes,
         })
     }
 }
