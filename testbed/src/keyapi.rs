@@ -15,7 +15,7 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `POST /v1/keys` `{"name": N}` (admin) | `201 {"data": {"id", "secret", "name", "created_at"}}` |
-//! | `GET /v1/keys` (admin) | `200 {"data": [{"id", "name", "created_at", "revoked"}]}` |
+//! | `GET /v1/keys` (admin) | `200 {"data": [{"id", "name"}]}`, keys not deleted |
 //! | `DELETE /v1/keys/ID` (admin) | `204`, or `404` for an unknown or already revoked key |
 //! | `GET /v1/me` (`Authorization: Bearer KEY`) | `200 {"data": {"key_id", "name"}}`, or `401` |
 //!
@@ -555,17 +555,12 @@ fn route(request: &Request, shared: &Shared, fault: Option<Fault>) -> Answer {
             }
         }
         ("GET", "/v1/keys") => {
+            // Like most key APIs: deleted keys are not listed.
             let items: Vec<String> = state
                 .keys
                 .iter()
-                .map(|(k, _)| {
-                    format!(
-                        r#"{{"id":{},"name":{},"revoked":{}}}"#,
-                        json_string(&k.id),
-                        json_string(&k.name),
-                        k.revoked
-                    )
-                })
+                .filter(|(k, _)| !k.revoked)
+                .map(|(k, _)| format!(r#"{{"id":{},"name":{}}}"#, json_string(&k.id), json_string(&k.name)))
                 .collect();
             Answer::json(200, format!(r#"{{"data":[{}]}}"#, items.join(",")))
         }

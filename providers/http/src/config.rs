@@ -67,6 +67,12 @@ pub struct HttpTargetConfig {
     /// rotation run first (does the admin token work, does the user exist).
     #[serde(default)]
     pub preflight: Option<StepConfig>,
+    /// Lists the keys of the service (with the management credential), so that a key
+    /// minted by a run that crashed before storing it is found and revoked before the
+    /// next mint. Keys count as this credential's when their `mine` fields match, and as
+    /// stored when a stored document has the same values for `fields`.
+    #[serde(default)]
+    pub list: Option<StepConfig>,
     /// After `revoke`, keep trying `login` with the old document for up to this many
     /// seconds until the service refuses it (services that take a moment to forget a
     /// deleted key). Default 0: revoke returns at once.
@@ -116,9 +122,19 @@ pub struct StepConfig {
     /// `login` only: statuses that mean the secret was refused (default 401, 403).
     #[serde(default)]
     pub rejected: Vec<u16>,
-    /// `create` only: stored document fields from JSON pointers into the answer.
+    /// `create`: stored document fields from JSON pointers into the answer. `list`:
+    /// fields of each listed key from JSON pointers into the item (the ids that
+    /// `revoke` needs, e.g. `{ key_id = "/id" }`).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// `list` only: JSON pointer to the array of keys in the answer (default: the answer
+    /// itself).
+    #[serde(default)]
+    pub items: Option<String>,
+    /// `list` only: item fields (after `fields`) that must equal these templates for a
+    /// key to be this credential's, e.g. `{ name = "rekey {{credential}}" }`.
+    #[serde(default)]
+    pub mine: BTreeMap<String, String>,
 }
 
 /// `basic = { username = "...", password = "..." }`.
@@ -158,6 +174,7 @@ impl HttpTargetConfig {
             login,
             revoke: None,
             preflight: None,
+            list: None,
             revoke_settle_secs: 0,
             retries: default_retries(),
             retry_max_wait_secs: default_retry_max_wait(),
@@ -180,6 +197,8 @@ impl StepConfig {
             ok: Vec::new(),
             rejected: Vec::new(),
             fields: BTreeMap::new(),
+            items: None,
+            mine: BTreeMap::new(),
         }
     }
 }
@@ -207,6 +226,7 @@ impl fmt::Debug for HttpTargetConfig {
             .field("login", &self.login)
             .field("revoke", &self.revoke)
             .field("preflight", &self.preflight)
+            .field("list", &self.list)
             .field("revoke_settle_secs", &self.revoke_settle_secs)
             .field("retries", &self.retries)
             .field("retry_max_wait_secs", &self.retry_max_wait_secs)
@@ -233,6 +253,8 @@ impl fmt::Debug for StepConfig {
             .field("ok", &self.ok)
             .field("rejected", &self.rejected)
             .field("fields", &self.fields)
+            .field("items", &self.items)
+            .field("mine", &self.mine.keys().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -18,6 +18,7 @@ pub(crate) enum StepName {
     Login,
     Revoke,
     Preflight,
+    List,
 }
 
 impl StepName {
@@ -28,6 +29,7 @@ impl StepName {
             StepName::Login => "login",
             StepName::Revoke => "revoke",
             StepName::Preflight => "preflight",
+            StepName::List => "list",
         }
     }
 
@@ -60,8 +62,12 @@ pub(crate) struct Step {
     pub ok: Vec<u16>,
     /// `login`: statuses meaning the secret was refused.
     pub rejected: Vec<u16>,
-    /// `create`: (document field, JSON pointer).
+    /// `create`: (document field, JSON pointer); `list`: the same within each item.
     pub fields: Vec<(String, String)>,
+    /// `list`: pointer to the array of items.
+    pub items: String,
+    /// `list`: (item field, template it must equal).
+    pub mine: Vec<(String, Template)>,
 }
 
 impl Step {
@@ -111,6 +117,7 @@ pub(crate) struct Plan {
     pub login: Step,
     pub revoke: Option<Step>,
     pub preflight: Option<Step>,
+    pub list: Option<Step>,
     pub settle: Duration,
     pub retries: u32,
     pub max_wait: Duration,
@@ -239,9 +246,28 @@ fn step(config: &StepConfig, name: StepName, secret_fields: &[String]) -> Provid
             "{at}.rejected: only `login` has `rejected` (a refused management request is permission denied)"
         )));
     }
-    if name != StepName::Create && !config.fields.is_empty() {
-        return Err(invalid(format!("{at}.fields: only `create` has `fields`")));
+    if !matches!(name, StepName::Create | StepName::List) && !config.fields.is_empty() {
+        return Err(invalid(format!("{at}.fields: only `create` and `list` have `fields`")));
     }
+    if name != StepName::List && (config.items.is_some() || !config.mine.is_empty()) {
+        return Err(invalid(format!("{at}: only `list` has `items` and `mine`")));
+    }
+    let items = config.items.clone().unwrap_or_default();
+    if !(items.is_empty() || items.starts_with('/')) {
+        return Err(invalid(format!(
+            "{at}.items: `{items}` is not a JSON pointer (write `/data`)"
+        )));
+    }
+    let mine = config
+        .mine
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                Template::parse(v, &format!("{at}.mine.{k}")).map_err(invalid)?,
+            ))
+        })
+        .collect::<ProviderResult<Vec<_>>>()?;
     let rejected = if name == StepName::Login && config.rejected.is_empty() {
         vec![401, 403]
     } else {
@@ -277,6 +303,8 @@ fn step(config: &StepConfig, name: StepName, secret_fields: &[String]) -> Provid
         ok: config.ok.clone(),
         rejected,
         fields,
+        items,
+        mine,
     })
 }
 
@@ -336,6 +364,7 @@ impl Plan {
         let apply = compile(&config.apply, StepName::Apply)?;
         let revoke = compile(&config.revoke, StepName::Revoke)?;
         let preflight = compile(&config.preflight, StepName::Preflight)?;
+        let list = compile(&config.list, StepName::List)?;
         let login = step(&config.login, StepName::Login, &secret_fields)?;
 
         match strategy {
@@ -393,6 +422,35 @@ impl Plan {
                 ));
             }
         }
+        if let Some(list) = &list {
+            let Some(create) = &create else {
+                return Err(invalid(
+                    "`list` finds minted keys that were never stored: it needs `create`",
+                ));
+            };
+            if list.mine.is_empty() {
+                return Err(invalid(
+                    "list.mine must say which keys are this credential's, e.g. { name = \"rekey {{credential}}\" } \
+                     matching create's json name (other keys of the account must never be swept)",
+                ));
+            }
+            if list.fields.iter().any(|(f, _)| secret_fields.iter().any(|s| s == f)) {
+                return Err(invalid("list.fields must not map a secret field (only ids and names)"));
+            }
+            if !list
+                .fields
+                .iter()
+                .any(|(f, _)| create.fields.iter().any(|(c, _)| c == f))
+            {
+                return Err(invalid(
+                    "list.fields must map an id that create.fields stores too (e.g. { key_id = \"/id\" }), to match \
+                     listed keys with stored documents",
+                ));
+            }
+            if let Some(m) = list.mine.iter().find(|(f, _)| !list.fields.iter().any(|(l, _)| l == f)) {
+                return Err(invalid(format!("list.mine.{} must be one of list.fields", m.0)));
+            }
+        }
         // A login that does not use the document's secret proves nothing.
         if !login
             .placeholders()
@@ -433,6 +491,7 @@ impl Plan {
             login,
             revoke,
             preflight,
+            list,
             settle: Duration::from_secs(config.revoke_settle_secs),
             retries: config.retries,
             max_wait: Duration::from_secs(config.retry_max_wait_secs),
@@ -528,6 +587,31 @@ mod tests {
         v["base_url"] = json!("http://api.example.com");
         v["allow_plain_http"] = json!(true);
         Plan::compile(&config(v), Strategy::Dual).unwrap();
+    }
+
+    #[test]
+    fn list_rules() {
+        let list = json!({"method": "GET", "path": "/v1/keys", "items": "/data",
+                          "fields": {"key_id": "/id", "name": "/name"}, "mine": {"name": "rekey {{credential}}"}});
+        let mut v = minting();
+        v["list"] = list.clone();
+        let plan = Plan::compile(&config(v.clone()), Strategy::Dual).unwrap();
+        assert_eq!(plan.list.as_ref().unwrap().items, "/data");
+        let mut bad = v.clone();
+        bad["list"]["mine"] = json!({});
+        assert!(err(bad, Strategy::Dual).contains("list.mine"));
+        let mut bad = v.clone();
+        bad["list"]["fields"] = json!({"api_key": "/secret", "key_id": "/id"});
+        assert!(err(bad, Strategy::Dual).contains("secret"));
+        let mut bad = v.clone();
+        bad["list"]["fields"] = json!({"id": "/id", "name": "/name"});
+        assert!(err(bad, Strategy::Dual).contains("create.fields stores too"));
+        let mut bad = v.clone();
+        bad["list"]["mine"] = json!({"label": "x"});
+        assert!(err(bad, Strategy::Dual).contains("list.mine.label"));
+        let mut bad = v;
+        bad["revoke"]["items"] = json!("/data");
+        assert!(err(bad, Strategy::Dual).contains("only `list`"));
     }
 
     #[test]

@@ -590,6 +590,65 @@ impl Target for HttpTarget {
         Ok(())
     }
 
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], _since: rekey_api::Timestamp) -> ProviderResult<Vec<String>> {
+        let (Some(list), Some(create)) = (&self.plan.list, &self.plan.create) else {
+            return Ok(Vec::new());
+        };
+        let empty = SecretDoc::new();
+        let request = self.prepare_request(list, &empty, Which::Current)?;
+        let sent = self.send(&request, RetryOn::RateLimitAndServerErrors).await?;
+        if !list.is_ok(sent.reply.status) {
+            return Err(self.status_error(list, &request, &sent));
+        }
+        let body = parse_json(&sent.reply).map_err(|why| ProviderError::other(format!("{}: {why}", request.label)))?;
+        let Some(Value::Array(items)) = body.0.pointer(&list.items) else {
+            return Err(ProviderError::other(format!(
+                "{}: the answer has no array at `{}`",
+                request.label,
+                if list.items.is_empty() { "/" } else { &list.items }
+            )));
+        };
+        // The fields that identify a key in both the listing and the stored documents.
+        let ids: Vec<&str> = list
+            .fields
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .filter(|f| create.fields.iter().any(|(c, _)| c == f))
+            .collect();
+        let values = self.values(&empty);
+        let mut removed = Vec::new();
+        for item in items {
+            let mut listed = SecretDoc::new();
+            for (field, pointer) in &list.fields {
+                if let Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) = item.pointer(pointer) {
+                    listed.set(field, v.clone());
+                }
+            }
+            let mine = list.mine.iter().all(|(field, template)| {
+                let wanted = template.render(&values, &|s| s.to_owned());
+                matches!((listed.get_str(field), wanted), (Some(got), Ok(w)) if got == w.as_str())
+            });
+            if !mine || ids.iter().any(|f| listed.get(f).is_none()) {
+                continue;
+            }
+            let is_stored = stored.iter().any(|doc| ids.iter().all(|f| doc.get(f) == listed.get(f)));
+            if is_stored {
+                continue;
+            }
+            let shown = ids
+                .iter()
+                .filter_map(|f| listed.get(f).map(|v| format!("{f}={}", plain(v))))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let Some(revoke) = &self.plan.revoke else { break };
+            self.run_step(revoke, &listed, Which::Minted, RetryOn::RateLimitAndServerErrors)
+                .await
+                .map_err(|e| e.context(format_args!("sweeping the unstored key {shown}")))?;
+            removed.push(shown);
+        }
+        Ok(removed)
+    }
+
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {
         if let Some(create) = &self.plan.create {
             return self.mint(create, current, password).await;

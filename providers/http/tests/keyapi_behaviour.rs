@@ -408,3 +408,41 @@ async fn preflight_reports_and_debug_hides_secrets() {
     assert!(!shown.contains(api.admin_token()), "{shown}");
     assert!(shown.contains("Authorization"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_key_minted_but_never_stored_is_swept_before_the_next_mint() {
+    let api = quiet();
+    let first = api.mint("rekey billing-api");
+    let by_hand = api.mint("by hand");
+    let mut v = minting_json(&api);
+    v["list"] = json!({"method": "GET", "path": "/v1/keys", "items": "/data",
+                       "fields": {"key_id": "/id", "name": "/name"}, "mine": {"name": "rekey {{credential}}"}});
+    let t = target(v, Strategy::Dual);
+    let current = doc_of(&first);
+    assert!(t
+        .sweep_unstored(&[&current], std::time::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A run minted a key and crashed before storing it: the document is lost.
+    let lost = t.prepare(Some(&current), random_password(8)).await.unwrap();
+    let orphan = lost.get_str("key_id").unwrap().to_owned();
+    drop(lost);
+    let removed = t.sweep_unstored(&[&current], std::time::UNIX_EPOCH).await.unwrap();
+    assert_eq!(removed, vec![format!("key_id={orphan}")]);
+    let mut live: Vec<String> = api.live_keys().into_iter().map(|k| k.id).collect();
+    live.sort();
+    let mut expected = vec![first.id.clone(), by_hand.id.clone()];
+    expected.sort();
+    assert_eq!(live, expected, "the current key and keys that are not rekey's stay");
+
+    // A pending (stored) minted key is never swept.
+    let pending = t.prepare(Some(&current), random_password(8)).await.unwrap();
+    assert!(t
+        .sweep_unstored(&[&current, &pending], std::time::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_empty());
+    t.login(&pending).await.unwrap();
+}
