@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod inspection;
 pub mod interrupt;
 pub mod lock;
+pub mod prefetch;
 pub mod recorder;
 pub mod report;
 pub mod rotation;

@@ -163,8 +163,13 @@ impl Engine {
         Ok(self.run("status", true, prepared, Work::Status).await)
     }
 
-    async fn run(&self, command: &'static str, dry_run: bool, prepared: Vec<Prepared>, work: Work) -> RunReport {
+    async fn run(&self, command: &'static str, dry_run: bool, mut prepared: Vec<Prepared>, work: Work) -> RunReport {
         let started = (SystemTime::now(), Instant::now());
+        if !matches!(work, Work::Rotate(_)) {
+            // Read-only work: one batch read per store instead of one read per credential
+            // (a rotation reads its key fresh, under its lock).
+            read_ahead(&mut prepared).await;
+        }
         let parallel = self.settings.parallel.max(1);
         let semaphore = Arc::new(Semaphore::new(parallel));
         let mut tasks = JoinSet::new();
@@ -530,4 +535,30 @@ async fn import_one(
         .await?;
     rec.report.version = Some(version);
     Ok(Status::Imported)
+}
+
+/// Replaces each credential's store by one that read all the run's keys of that store
+/// in one batch.
+async fn read_ahead(prepared: &mut [Prepared]) {
+    let mut by_store: std::collections::BTreeMap<String, (Arc<dyn Store>, Vec<usize>)> =
+        std::collections::BTreeMap::new();
+    for (index, p) in prepared.iter().enumerate() {
+        if let Ok(store) = &p.store {
+            by_store
+                .entry(p.credential.store.clone())
+                .or_insert_with(|| (store.clone(), Vec::new()))
+                .1
+                .push(index);
+        }
+    }
+    for (store, indices) in by_store.into_values() {
+        if indices.len() < 2 {
+            continue;
+        }
+        let keys: Vec<String> = indices.iter().map(|&i| prepared[i].credential.key.clone()).collect();
+        let batched: Arc<dyn Store> = Arc::new(super::prefetch::Prefetched::read_ahead(store, keys).await);
+        for i in indices {
+            prepared[i].store = Ok(batched.clone());
+        }
+    }
 }
