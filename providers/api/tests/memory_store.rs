@@ -1,82 +1,21 @@
 //! The store conformance suite from `rekey-api`, run against the in-memory test double.
 
-use rekey_api::conformance::{store as suite, unique_name};
+use rekey_api::conformance::unique_name;
 use rekey_api::testing::MemoryStore;
 use rekey_api::Store;
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn missing_key_is_not_found() {
-    let store = MemoryStore::new();
-    // An empty store.
-    suite::missing_key_is_not_found(&store, &unique_name("missing")).await;
-    // A store holding other keys.
-    suite::stage_promote_previous(&store, &unique_name("other")).await;
-    suite::missing_key_is_not_found(&store, &unique_name("missing")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stage_promote_previous() {
-    let store = MemoryStore::new();
-    suite::stage_promote_previous(&store, &unique_name("promote")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stage_is_idempotent_and_guarded() {
-    let store = MemoryStore::new();
-    suite::stage_is_idempotent_and_guarded(&store, &unique_name("guarded")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn discard_pending_keeps_history() {
-    let store = MemoryStore::new();
-    suite::discard_pending_keeps_history(&store, &unique_name("discard")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn discard_pending_is_idempotent() {
-    let store = MemoryStore::new();
-    suite::discard_pending_is_idempotent(&store, &unique_name("discard")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn discard_of_another_version_is_a_conflict() {
-    let store = MemoryStore::new();
-    suite::discard_of_another_version_is_a_conflict(&store, &unique_name("discard")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn discard_on_missing_key_is_not_found() {
-    let store = MemoryStore::new();
-    suite::discard_on_missing_key_is_not_found(&store, &unique_name("discard")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stage_after_discard() {
-    let store = MemoryStore::new();
-    suite::stage_after_discard(&store, &unique_name("discard")).await;
-}
-
-/// "Reopening" a memory store is taking another clone of it: clones share the state,
-/// which is what the engine's restarted process sees in the crash simulation.
-#[tokio::test(flavor = "multi_thread")]
-async fn pending_survives_reopen() {
-    let backend = MemoryStore::new();
-    let open = || {
-        let store = backend.clone();
-        async move { Arc::new(store) as Arc<dyn Store> }
-    };
-    suite::pending_survives_reopen(open, &unique_name("durable")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_writer_detected() {
-    let backend = MemoryStore::new();
-    let a: Arc<dyn Store> = Arc::new(backend.clone());
-    let b: Arc<dyn Store> = Arc::new(backend.clone());
-    for round in 0..20 {
-        suite::concurrent_writer_detected(a.clone(), b.clone(), &unique_name(&format!("race{round}"))).await;
-    }
+// "Reopening" a memory store is taking another clone of it: clones share the state,
+// which is what the engine's restarted process sees in the crash simulation.
+rekey_api::store_conformance_tests! {
+    setup = async {
+        let backend = MemoryStore::new();
+        let open = move || {
+            let store = backend.clone();
+            async move { Arc::new(store) as Arc<dyn Store> }
+        };
+        ((), open)
+    },
 }
 
 /// The same race with the two writers on different worker threads.

@@ -3,7 +3,7 @@
 //!
 //! A rule that does not apply to a configuration is an ignored test whose reason says
 //! why (reported as skipped, never as passed); run with `--ignored` it checks that the
-//! rule really skipped (made no call).
+//! capabilities agree that the rule does not apply.
 
 use rekey_api::conformance::{random_password, target as suite};
 use rekey_api::testing::{ScriptedTarget, ScriptedTargetConfig};
@@ -39,28 +39,9 @@ fn check_after(target: &ScriptedTarget, before: &SecretDoc, after: &SecretDoc) {
     }
 }
 
-macro_rules! rules {
-    ($config:expr; $($rule:ident $(skip = $why:literal)?),* $(,)?) => {
-        $(rules!(@one $config; $rule $(, $why)?);)*
-    };
-    (@one $config:expr; $rule:ident) => {
-        #[tokio::test]
-        async fn $rule() {
-            let (target, current) = setup($config);
-            let after = suite::$rule(&target, current.clone()).await;
-            check_after(&target, &current, &after);
-        }
-    };
-    (@one $config:expr; $rule:ident, $why:literal) => {
-        #[tokio::test]
-        #[ignore = $why]
-        async fn $rule() {
-            let (target, current) = setup($config);
-            let after = suite::$rule(&target, current.clone()).await;
-            assert!(after == current, "a skipped rule returns its input");
-            assert!(target.calls().is_empty(), "a skipped rule calls nothing");
-        }
-    };
+fn setup_for(config: ScriptedTargetConfig) -> ((), ScriptedTarget, SecretDoc) {
+    let (target, current) = setup(config);
+    ((), target, current)
 }
 
 mod single {
@@ -70,16 +51,21 @@ mod single {
         ScriptedTargetConfig::for_strategy(Strategy::Single)
     }
 
-    rules!(config();
-        current_works,
-        wrong_secret_is_auth_rejected,
-        apply_then_verify,
-        apply_is_idempotent,
-        revoked_secret_is_rejected,
-        dual_holds_both_until_revoke skip = "single: apply replaces the old password, so both cannot work at once",
-        alternating_uses_the_idle_user skip = "single: only alternating targets have an idle user",
-        run_all,
-    );
+    rekey_api::target_conformance_tests! {
+        setup = async { setup_for(config()) },
+        check = |_, target, before, after| check_after(target, before, after),
+        skip = [
+            dual_holds_both_until_revoke => "single: apply replaces the old password, so both cannot work at once",
+            alternating_uses_the_idle_user => "single: only alternating targets have an idle user",
+        ],
+    }
+
+    #[tokio::test]
+    async fn run_all() {
+        let (target, current) = setup(config());
+        let after = suite::run_all(&target, current.clone()).await;
+        check_after(&target, &current, &after);
+    }
 }
 
 mod dual {
@@ -89,16 +75,20 @@ mod dual {
         ScriptedTargetConfig::for_strategy(Strategy::Dual)
     }
 
-    rules!(config();
-        current_works,
-        wrong_secret_is_auth_rejected,
-        apply_then_verify,
-        apply_is_idempotent,
-        revoked_secret_is_rejected,
-        dual_holds_both_until_revoke,
-        alternating_uses_the_idle_user skip = "dual: only alternating targets have an idle user",
-        run_all,
-    );
+    rekey_api::target_conformance_tests! {
+        setup = async { setup_for(config()) },
+        check = |_, target, before, after| check_after(target, before, after),
+        skip = [
+            alternating_uses_the_idle_user => "dual: only alternating targets have an idle user",
+        ],
+    }
+
+    #[tokio::test]
+    async fn run_all() {
+        let (target, current) = setup(config());
+        let after = suite::run_all(&target, current.clone()).await;
+        check_after(&target, &current, &after);
+    }
 }
 
 mod dual_minting {
@@ -108,21 +98,19 @@ mod dual_minting {
         ScriptedTargetConfig::minting()
     }
 
-    rules!(config();
-        current_works,
-        wrong_secret_is_auth_rejected,
-        apply_then_verify,
-        apply_is_idempotent,
-        revoked_secret_is_rejected,
-        dual_holds_both_until_revoke,
-        alternating_uses_the_idle_user skip = "minted keys (dual): only alternating targets have an idle user",
-        run_all,
-    );
+    rekey_api::target_conformance_tests! {
+        setup = async { setup_for(config()) },
+        check = |_, target, before, after| check_after(target, before, after),
+        skip = [
+            alternating_uses_the_idle_user => "minted keys (dual): only alternating targets have an idle user",
+        ],
+    }
 
     #[tokio::test]
     async fn run_all_mints_one_key_per_rotation() {
         let (target, current) = setup(config());
-        let after = suite::run_all(&target, current).await;
+        let after = suite::run_all(&target, current.clone()).await;
+        check_after(&target, &current, &after);
         // apply_then_verify, apply_is_idempotent, revoked_secret_is_rejected and
         // dual_holds_both_until_revoke each rotate once.
         assert_eq!(target.minted_count(), 4);
@@ -137,16 +125,45 @@ mod alternating {
         ScriptedTargetConfig::for_strategy(Strategy::Alternating)
     }
 
-    rules!(config();
-        current_works,
-        wrong_secret_is_auth_rejected,
-        apply_then_verify,
-        apply_is_idempotent,
-        revoked_secret_is_rejected,
-        dual_holds_both_until_revoke,
-        alternating_uses_the_idle_user,
-        run_all,
+    rekey_api::target_conformance_tests! {
+        setup = async { setup_for(config()) },
+        check = |_, target, before, after| check_after(target, before, after),
+    }
+
+    #[tokio::test]
+    async fn run_all() {
+        let (target, current) = setup(config());
+        let after = suite::run_all(&target, current.clone()).await;
+        check_after(&target, &current, &after);
+    }
+}
+
+/// A rule called on a target it does not apply to panics and says how to skip it.
+#[tokio::test]
+#[should_panic(expected = "list it in the test's `skip = [dual_holds_both_until_revoke")]
+async fn an_inapplicable_rule_panics_instead_of_passing() {
+    let (target, current) = setup(ScriptedTargetConfig::for_strategy(Strategy::Single));
+    suite::dual_holds_both_until_revoke(&target, current).await;
+}
+
+/// `run_all` goes on after a failing rule and reports every failure at the end.
+#[tokio::test]
+async fn run_all_goes_on_after_a_failure() {
+    let (target, _) = setup(ScriptedTargetConfig::for_strategy(Strategy::Dual));
+    let target = std::sync::Arc::new(target);
+    let mut wrong = target.seed_new();
+    wrong.set_password(&random_password(32));
+    let shared = target.clone();
+    let result = tokio::spawn(async move { suite::run_all(&*shared, wrong).await }).await;
+    let panic = result.expect_err("run_all must fail").into_panic();
+    let message = panic.downcast_ref::<String>().expect("a message");
+    assert!(message.contains("1 target conformance rule(s) failed"), "{message}");
+    assert!(
+        message.contains("current_works: the starting secret must log in"),
+        "{message}"
     );
+    // The rules after current_works ran (they rotated).
+    assert!(target.calls().len() > 1, "{:?}", target.calls());
 }
 
 // ---- the fake's own semantics ----

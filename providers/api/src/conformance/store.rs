@@ -1,13 +1,111 @@
 //! Rules every [`Store`] must follow. Each function takes a store and a key that does
 //! not exist yet (use [`super::unique_name`]); it leaves the key behind for the caller
 //! to clean up.
+//!
+//! Whether a rule applies is decided from the store's declared [`StoreCapabilities`] by
+//! [`applicability`]; provider tests expand the rules with
+//! [`crate::store_conformance_tests!`], which runs each through [`run_rule`].
 
-use super::random_password;
+use super::{random_password, unique_name};
+use crate::capability::StoreCapabilities;
 use crate::document::SecretDoc;
 use crate::error::ErrorKind;
 use crate::store::{Stage, Store};
 use std::future::Future;
 use std::sync::Arc;
+
+/// Every store rule.
+pub const RULES: &[&str] = &[
+    "missing_key_is_not_found",
+    "stage_promote_previous",
+    "stage_is_idempotent_and_guarded",
+    "pending_survives_reopen",
+    "concurrent_writer_detected",
+    "discard_pending_keeps_history",
+    "discard_pending_is_idempotent",
+    "discard_of_another_version_is_a_conflict",
+    "discard_on_missing_key_is_not_found",
+    "stage_after_discard",
+    "read_many_matches_read",
+];
+
+/// Whether `rule` applies to a store declaring `caps`: `Err` carries the reason it does
+/// not. Panics on a name that is not in [`RULES`].
+pub fn applicability(rule: &str, caps: &StoreCapabilities) -> Result<(), &'static str> {
+    match rule {
+        "concurrent_writer_detected" if !caps.compare_and_set => {
+            Err("writes are not conditional on the state read, so a concurrent writer \
+             cannot be detected (capabilities: compare_and_set)")
+        }
+        r if RULES.contains(&r) => Ok(()),
+        other => panic!("`{other}` is not a store conformance rule (see RULES)"),
+    }
+}
+
+/// Panics, naming the rule and the reason, when `rule` does not apply to `store`.
+fn require(rule: &str, store: &dyn Store) {
+    if let Err(why) = applicability(rule, &store.capabilities()) {
+        panic!(
+            "conformance rule `{rule}` does not apply to {}: {why}. It is not counted as \
+             passed: list it in the test's `skip = [{rule} => \"<reason>\"]` \
+             (rekey_api::store_conformance_tests!)",
+            store.describe()
+        );
+    }
+}
+
+/// Runs one rule, by name, on handles from `open` (each call opens a new handle on the
+/// same backend: a reopen, or a second writer). This is what each test of
+/// [`crate::store_conformance_tests!`] calls.
+pub async fn run_rule<F, Fut>(rule: &str, open: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let store = open().await;
+    require(rule, &*store);
+    match rule {
+        "missing_key_is_not_found" => {
+            // An empty store, then one that holds other keys.
+            missing_key_is_not_found(&*store, &unique_name("missing")).await;
+            stage_promote_previous(&*store, &unique_name("other")).await;
+            missing_key_is_not_found(&*store, &unique_name("missing")).await;
+        }
+        "stage_promote_previous" => stage_promote_previous(&*store, &unique_name("promote")).await,
+        "stage_is_idempotent_and_guarded" => stage_is_idempotent_and_guarded(&*store, &unique_name("guarded")).await,
+        "pending_survives_reopen" => {
+            drop(store);
+            pending_survives_reopen(open, &unique_name("durable")).await
+        }
+        "concurrent_writer_detected" => {
+            let other = open().await;
+            // Race repeatedly: one round could pass by luck of scheduling.
+            for round in 0..20 {
+                let key = unique_name(&format!("race{round}"));
+                concurrent_writer_detected(store.clone(), other.clone(), &key).await;
+            }
+        }
+        "discard_pending_keeps_history" => discard_pending_keeps_history(&*store, &unique_name("discard")).await,
+        "discard_pending_is_idempotent" => discard_pending_is_idempotent(&*store, &unique_name("discard_twice")).await,
+        "discard_of_another_version_is_a_conflict" => {
+            discard_of_another_version_is_a_conflict(&*store, &unique_name("discard_other")).await
+        }
+        "discard_on_missing_key_is_not_found" => {
+            // An empty store, then one that holds other keys.
+            discard_on_missing_key_is_not_found(&*store, &unique_name("missing")).await;
+            stage_after_discard(&*store, &unique_name("other")).await;
+            discard_on_missing_key_is_not_found(&*store, &unique_name("missing")).await;
+        }
+        "stage_after_discard" => stage_after_discard(&*store, &unique_name("restage")).await,
+        "read_many_matches_read" => {
+            read_many_matches_read(&*store, &unique_name("many")).await;
+            // A second handle (no cached state).
+            let other = open().await;
+            read_many_matches_read(&*other, &unique_name("many")).await;
+        }
+        other => panic!("`{other}` is not a store conformance rule (see RULES)"),
+    }
+}
 
 fn doc(tag: &str) -> SecretDoc {
     let mut d = SecretDoc::new();
@@ -180,7 +278,9 @@ where
 
 /// Two handles on the same backend racing to stage different versions: exactly one
 /// wins, the other gets a conflict, and the winner's document is what is stored.
+/// Does not apply to stores without compare-and-set (panics there).
 pub async fn concurrent_writer_detected(a: Arc<dyn Store>, b: Arc<dyn Store>, key: &str) {
+    require("concurrent_writer_detected", &*a);
     a.put_current(key, "v1", &doc("first")).await.unwrap();
     let da = doc("from-a");
     let db = doc("from-b");

@@ -1,11 +1,67 @@
 //! Rules every [`Target`] must follow. Each function takes a target and a document
 //! that currently works against it, and returns the document that works afterwards,
 //! so the calls can be chained and the caller can clean up.
+//!
+//! Whether a rule applies is decided from the target's declared
+//! [`TargetCapabilities`] by [`applicability`]; a rule called on a target it does not
+//! apply to panics (it is never counted as passed). Provider tests expand the rules
+//! with [`crate::target_conformance_tests!`], listing the rules that do not apply in
+//! its `skip`.
 
 use super::random_password;
+use crate::capability::TargetCapabilities;
 use crate::document::SecretDoc;
 use crate::error::ErrorKind;
+use crate::strategy::Strategy;
 use crate::target::{RevokeOptions, Target};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Every target rule, in the order [`run_all`] runs them.
+pub const RULES: &[&str] = &[
+    "current_works",
+    "wrong_secret_is_auth_rejected",
+    "apply_then_verify",
+    "apply_is_idempotent",
+    "revoked_secret_is_rejected",
+    "dual_holds_both_until_revoke",
+    "alternating_uses_the_idle_user",
+];
+
+/// Whether `rule` applies to a target declaring `caps`: `Err` carries the reason it
+/// does not. Panics on a name that is not in [`RULES`].
+pub fn applicability(rule: &str, caps: &TargetCapabilities) -> Result<(), &'static str> {
+    match rule {
+        "current_works"
+        | "wrong_secret_is_auth_rejected"
+        | "apply_then_verify"
+        | "apply_is_idempotent"
+        | "revoked_secret_is_rejected" => Ok(()),
+        "dual_holds_both_until_revoke" if caps.apply_invalidates_previous => {
+            Err("apply replaces the old secret under the configured strategy \
+             (capabilities: apply_invalidates_previous)")
+        }
+        "dual_holds_both_until_revoke" => Ok(()),
+        "alternating_uses_the_idle_user" if caps.strategy != Strategy::Alternating => Err(
+            "only a target configured with the alternating strategy has an idle user \
+             (capabilities: strategy)",
+        ),
+        "alternating_uses_the_idle_user" => Ok(()),
+        other => panic!("`{other}` is not a target conformance rule (see RULES)"),
+    }
+}
+
+/// Panics, naming the rule and the reason, when `rule` does not apply to `target`.
+fn require(rule: &str, target: &dyn Target) {
+    if let Err(why) = applicability(rule, target.capabilities()) {
+        panic!(
+            "conformance rule `{rule}` does not apply to {}: {why}. It is not counted as \
+             passed: list it in the test's `skip = [{rule} => \"<reason>\"]` \
+             (rekey_api::target_conformance_tests!)",
+            target.describe()
+        );
+    }
+}
 
 async fn rotate_once(target: &dyn Target, current: &SecretDoc) -> SecretDoc {
     let new = target
@@ -106,11 +162,10 @@ pub async fn revoked_secret_is_rejected(target: &dyn Target, current: SecretDoc)
 }
 
 /// When the target declares two secrets at once (`dual`), both work between apply and
-/// revoke. Targets that do not hold two secrets skip this rule.
+/// revoke. Does not apply to targets whose apply invalidates the previous secret
+/// (panics there).
 pub async fn dual_holds_both_until_revoke(target: &dyn Target, current: SecretDoc) -> SecretDoc {
-    if target.capabilities().apply_invalidates_previous {
-        return current;
-    }
+    require("dual_holds_both_until_revoke", target);
     let new = rotate_once(target, &current).await;
     target
         .login(&new)
@@ -129,11 +184,9 @@ pub async fn dual_holds_both_until_revoke(target: &dyn Target, current: SecretDo
 
 /// With alternating users, the new secret always belongs to the idle user (never the
 /// live one), both users work between apply and revoke, and the users take turns.
-/// Targets with another strategy skip this rule.
+/// Does not apply to targets with another strategy (panics there).
 pub async fn alternating_uses_the_idle_user(target: &dyn Target, current: SecretDoc) -> SecretDoc {
-    if target.capabilities().strategy != crate::Strategy::Alternating {
-        return current;
-    }
+    require("alternating_uses_the_idle_user", target);
     let live = current
         .username()
         .expect("an alternating document names its user")
@@ -170,13 +223,48 @@ pub async fn alternating_uses_the_idle_user(target: &dyn Target, current: Secret
     newer
 }
 
-/// Every rule in order; returns the document that works at the end.
+type Run<'a> = Pin<Box<dyn Future<Output = SecretDoc> + Send + 'a>>;
+
+fn start<'a>(rule: &str, target: &'a dyn Target, doc: SecretDoc) -> Run<'a> {
+    match rule {
+        "current_works" => Box::pin(current_works(target, doc)),
+        "wrong_secret_is_auth_rejected" => Box::pin(wrong_secret_is_auth_rejected(target, doc)),
+        "apply_then_verify" => Box::pin(apply_then_verify(target, doc)),
+        "apply_is_idempotent" => Box::pin(apply_is_idempotent(target, doc)),
+        "revoked_secret_is_rejected" => Box::pin(revoked_secret_is_rejected(target, doc)),
+        "dual_holds_both_until_revoke" => Box::pin(dual_holds_both_until_revoke(target, doc)),
+        "alternating_uses_the_idle_user" => Box::pin(alternating_uses_the_idle_user(target, doc)),
+        other => panic!("`{other}` is not a target conformance rule (see RULES)"),
+    }
+}
+
+/// Every rule that applies to `target`, in order, chained on one document; returns the
+/// document that works at the end. Rules that do not apply are named on stderr as
+/// skipped (never counted as passed). A failing rule does not stop the run: the next
+/// rule starts from the last document that worked, and at the end one panic lists
+/// every failure (later failures may follow from an earlier one).
+///
+/// Prefer [`crate::target_conformance_tests!`], which reports each rule as a test.
 pub async fn run_all(target: &dyn Target, current: SecretDoc) -> SecretDoc {
-    let doc = current_works(target, current).await;
-    let doc = wrong_secret_is_auth_rejected(target, doc).await;
-    let doc = apply_then_verify(target, doc).await;
-    let doc = apply_is_idempotent(target, doc).await;
-    let doc = revoked_secret_is_rejected(target, doc).await;
-    let doc = dual_holds_both_until_revoke(target, doc).await;
-    alternating_uses_the_idle_user(target, doc).await
+    let mut doc = current;
+    let mut failures = Vec::new();
+    for rule in RULES {
+        if let Err(why) = applicability(rule, target.capabilities()) {
+            eprintln!("conformance: {rule} skipped (not applicable: {why})");
+            continue;
+        }
+        match super::catch_unwind(start(rule, target, doc.clone())).await {
+            Ok(next) => doc = next,
+            Err(message) => failures.push(format!("{rule}: {message}")),
+        }
+    }
+    if !failures.is_empty() {
+        panic!(
+            "{} target conformance rule(s) failed against {}:\n{}",
+            failures.len(),
+            target.describe(),
+            failures.join("\n")
+        );
+    }
+    doc
 }
