@@ -5,6 +5,7 @@ use crate::alternating::{self, RoleProfile};
 use crate::config::{PostgresTargetConfig, ValidUntil, VerifierPolicy};
 use crate::conn::{connect, probe, Session};
 use crate::error::pg_error;
+use crate::notes;
 use crate::sql::{alter_role_password, alter_role_password_until, md5_verifier, quote_ident, scram_verifier};
 use crate::tls::TlsSetup;
 use async_trait::async_trait;
@@ -507,6 +508,11 @@ impl PostgresTarget {
         }
     }
 
+    /// The passwords of `old` and `new` that they hold, to keep out of notes.
+    fn passwords(old: &SecretDoc, new: &SecretDoc) -> Vec<Secret> {
+        [old.password(), new.password()].into_iter().flatten().collect()
+    }
+
     fn password_of(doc: &SecretDoc, which: &str) -> ProviderResult<Secret> {
         doc.password()
             .ok_or_else(|| ProviderError::invalid_input(format!("the {which} secret has no `password` field")))
@@ -534,10 +540,24 @@ impl PostgresTarget {
     }
 
     /// Terminates `role`'s backends other than the connection running the query (the
-    /// admin connection, or a login with `new` when there is no admin).
-    async fn terminate_sessions(&self, role: &str, new: &SecretDoc) -> ProviderResult<u64> {
-        const SQL: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                           WHERE usename = $1 AND pid <> pg_backend_pid()";
+    /// admin connection, or a login with `new` when there is no admin), and says who held
+    /// them: one note per session ended (pid, client address or local socket,
+    /// application name, start time), read in the same statement that ends them, at most
+    /// [`notes::MAX_SESSION_NOTES`] of them. `secrets` (the old and new passwords) are kept
+    /// out of the notes even if a client put one in its application name.
+    async fn terminate_sessions(
+        &self,
+        role: &str,
+        new: &SecretDoc,
+        secrets: &[&str],
+    ) -> ProviderResult<(u64, Vec<String>)> {
+        // One statement: the rows describe exactly the backends it signals. Without
+        // pg_read_all_stats (or the role's privileges) client_addr and backend_start of
+        // another role's backends read as NULL; pid and application_name never do.
+        const SQL: &str = "SELECT pid, host(client_addr), backend_start IS NOT NULL, application_name, \
+                           to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                           pg_terminate_backend(pid) FROM pg_stat_activity \
+                           WHERE usename = $1 AND pid <> pg_backend_pid() ORDER BY backend_start, pid";
         let role = role.to_owned();
         let action = format!("ending the sessions of role {}", quote_ident(&role));
         let ended = match &self.admin {
@@ -564,10 +584,20 @@ impl PostgresTarget {
                 rows.map_err(|e| pg_error(&e, format_args!("{action} as {}", self.login_label(&role))))?
             }
         };
-        Ok(ended
+        let sessions: Vec<EndedSession> = ended
             .iter()
-            .filter(|row| row.get::<_, Option<bool>>(0) == Some(true))
-            .count() as u64)
+            .filter(|row| row.get::<_, Option<bool>>(5) == Some(true))
+            .map(|row| EndedSession {
+                pid: row.get(0),
+                client_addr: row.get(1),
+                visible: row.get::<_, Option<bool>>(2) == Some(true),
+                application_name: row.get(3),
+                since: row.get(4),
+            })
+            .collect();
+        let count = sessions.len();
+        let lines = sessions.iter().map(|s| s.note(secrets)).collect();
+        Ok((count as u64, notes::capped(lines, count)))
     }
 
     /// `pg_terminate_backend` was refused (SQLSTATE 42501): the same reason
@@ -1465,10 +1495,12 @@ impl Target for PostgresTarget {
             if !terminate {
                 return Ok(RevokeReport::default());
             }
-            let sessions_terminated = self.terminate_sessions(self.role(), new).await?;
+            let secrets = Self::passwords(old, new);
+            let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+            let (sessions_terminated, notes) = self.terminate_sessions(self.role(), new, &secrets).await?;
             return Ok(RevokeReport {
                 sessions_terminated,
-                ..RevokeReport::default()
+                notes,
             });
         }
         let previous = self.alternating_role(old, "old")?;
@@ -1498,15 +1530,52 @@ impl Target for PostgresTarget {
                     ))
                 })?;
         }
-        let sessions_terminated = if terminate {
-            self.terminate_sessions(previous, new).await?
+        let (sessions_terminated, notes) = if terminate {
+            let secrets = Self::passwords(old, new);
+            let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+            self.terminate_sessions(previous, new, &secrets).await?
         } else {
-            0
+            (0, Vec::new())
         };
         Ok(RevokeReport {
             sessions_terminated,
-            ..RevokeReport::default()
+            notes,
         })
+    }
+}
+
+/// A backend `revoke` ended, as `pg_stat_activity` showed it in the same statement.
+struct EndedSession {
+    pid: Option<i32>,
+    /// `None` for a Unix socket (or when not `visible`).
+    client_addr: Option<String>,
+    /// Whether the admin may read the backend's details (`backend_start` is not NULL).
+    visible: bool,
+    application_name: Option<String>,
+    /// `backend_start`, RFC 3339 UTC.
+    since: Option<String>,
+}
+
+impl EndedSession {
+    /// `session pid 4242 from 10.0.0.5 (psql) since 2026-11-30T04:01:02Z ended`.
+    fn note(&self, secrets: &[&str]) -> String {
+        let pid = self.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let app = match self.application_name.as_deref() {
+            Some(name) if !name.is_empty() => format!(" ({})", notes::shown(name, secrets)),
+            _ => String::new(),
+        };
+        if !self.visible {
+            return format!(
+                "session pid {pid}{app} ended (its address and start time are hidden from the admin: \
+                 pg_read_all_stats would show them)"
+            );
+        }
+        let from = match &self.client_addr {
+            Some(addr) => addr.clone(),
+            None => "local socket".to_owned(),
+        };
+        let since = self.since.as_deref().unwrap_or("?");
+        format!("session pid {pid} from {from}{app} since {since} ended")
     }
 }
 

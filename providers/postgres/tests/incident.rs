@@ -55,6 +55,52 @@ async fn open_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_po
     client
 }
 
+/// A session as `user` that shows `application_name` in `pg_stat_activity`.
+async fn open_named_session(
+    pg: &PgCluster,
+    user: &str,
+    password: &Secret,
+    application_name: &str,
+) -> tokio_postgres::Client {
+    let mut c = tokio_postgres::Config::new();
+    c.host(pg.host())
+        .port(pg.port())
+        .user(user)
+        .password(password.expose())
+        .dbname("postgres")
+        .application_name(application_name);
+    let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+async fn backend_pid(session: &tokio_postgres::Client) -> i32 {
+    session
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0)
+}
+
+/// The one note naming backend `pid`.
+fn note_of(notes: &[String], pid: i32) -> String {
+    let needle = format!("session pid {pid} ");
+    let found: Vec<&String> = notes.iter().filter(|n| n.starts_with(&needle)).collect();
+    assert_eq!(found.len(), 1, "one note for pid {pid}: {notes:?}");
+    found[0].clone()
+}
+
+fn assert_no_secret(notes: &[String], secrets: &[&Secret]) {
+    for note in notes {
+        assert!(!note.contains('\n'), "one line: {note:?}");
+        for s in secrets {
+            assert!(!note.contains(s.expose()), "a note shows a secret: {note}");
+        }
+    }
+}
+
 async fn wait_closed(session: &tokio_postgres::Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while session.simple_query("SELECT 1").await.is_ok() {
@@ -137,8 +183,16 @@ async fn createrole_admin_without_pg_signal_backend_cannot_until_granted() {
         )),
         "{lines:?}"
     );
+    let pid = backend_pid(&session).await;
     let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
     assert!(report.sessions_terminated >= 1, "{report:?}");
+    // Without pg_read_all_stats the admin sees the pid, not the address.
+    let note = note_of(&report.notes, pid);
+    assert!(note.contains("hidden from the admin"), "{note}");
+    assert_no_secret(
+        &report.notes,
+        &[&role.password, &new.password().unwrap(), &admin.password],
+    );
     wait_closed(&session).await;
     t.login(&new).await.expect("the new password still logs in");
 }
@@ -267,4 +321,81 @@ async fn preflight_with_terminate_sessions_needs_the_privilege() {
         lines.iter().any(|l| l.contains("(member of pg_signal_backend)")),
         "{lines:?}"
     );
+}
+
+#[tokio::test]
+async fn revoke_notes_name_the_sessions_it_ended() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_notes");
+    let t = target(&config(pg, &role.name, true));
+    let tcp = open_named_session(pg, &role.name, &role.password, "billing-worker").await;
+    let tcp_pid = backend_pid(&tcp).await;
+    // A client name holding the password is not repeated.
+    let sneaky = open_named_session(pg, &role.name, &role.password, &format!("x{}", role.password.expose())).await;
+    let sneaky_pid = backend_pid(&sneaky).await;
+    let current = role.doc();
+    let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+    t.verify(&new).await.unwrap();
+
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 2, "{report:?}");
+    assert_eq!(report.notes.len(), 2, "{report:?}");
+    let note = note_of(&report.notes, tcp_pid);
+    assert!(
+        note.starts_with(&format!(
+            "session pid {tcp_pid} from 127.0.0.1 (billing-worker) since 20"
+        )),
+        "{note}"
+    );
+    assert!(note.ends_with("Z ended"), "{note}");
+    let note = note_of(&report.notes, sneaky_pid);
+    assert!(note.contains("(name withheld: it contains a secret)"), "{note}");
+    assert_no_secret(&report.notes, &[&role.password, &new.password().unwrap()]);
+    wait_closed(&tcp).await;
+    wait_closed(&sneaky).await;
+
+    // Nothing left to end: no notes.
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!((report.sessions_terminated, report.notes.len()), (0, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn revoke_notes_stop_at_twenty_sessions() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_many");
+    let t = target(&config(pg, &role.name, true));
+    let mut sessions = Vec::new();
+    for i in 0..23 {
+        sessions.push(open_named_session(pg, &role.name, &role.password, &format!("worker-{i}")).await);
+    }
+    let report = t.revoke(&role.doc(), &role.doc(), TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 23, "{report:?}");
+    assert_eq!(report.notes.len(), 21, "{report:?}");
+    assert!(
+        report.notes[..20].iter().all(|n| n.starts_with("session pid ")),
+        "{report:?}"
+    );
+    assert_eq!(report.notes[20], "... and 3 more sessions ended");
+    for s in &sessions {
+        wait_closed(s).await;
+    }
+}
+
+#[tokio::test]
+async fn without_admin_the_notes_show_the_roles_own_sessions() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "inc_self_notes");
+    let t = target(&config(pg, &role.name, false));
+    let session = open_named_session(pg, &role.name, &role.password, "cron-job").await;
+    let pid = backend_pid(&session).await;
+    let current = role.doc();
+    let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 1, "{report:?}");
+    let note = note_of(&report.notes, pid);
+    assert!(note.contains("from 127.0.0.1 (cron-job) since "), "{note}");
+    assert_no_secret(&report.notes, &[&role.password, &new.password().unwrap()]);
+    wait_closed(&session).await;
 }
