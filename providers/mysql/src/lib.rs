@@ -46,6 +46,7 @@ mod config;
 mod conn;
 mod dsn;
 mod error;
+mod notes;
 mod provider;
 mod sql;
 mod target;

@@ -5,6 +5,7 @@ use crate::admin::{AdminInfo, AdminPool, OpFuture};
 use crate::config::{MysqlTargetConfig, TlsMode};
 use crate::conn::{close, connect, ConnectSpec, Endpoint, TlsSetup};
 use crate::error::{mysql_error, server_code};
+use crate::notes;
 use crate::sql::{
     discard_old_password, ed25519_password_hash, native_password_hash, normalize_grants, quote_account, quote_literal,
     set_own_password_hash, AdminGrants, Flavor, ServerInfo, SESSION_SETUP,
@@ -22,8 +23,11 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Sessions of a user, other than the connection asking, that are still alive.
-const SESSIONS_OF_USER: &str = "SELECT ID FROM information_schema.PROCESSLIST \
-                                WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND <> 'Killed'";
+/// With what the incident record says about each: client host (`host:port`, or
+/// `localhost` for the socket), default database, command and seconds in it. Never
+/// `INFO`, the statement text, which may hold anything.
+const SESSIONS_OF_USER: &str = "SELECT ID, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST \
+                                WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND <> 'Killed' ORDER BY ID";
 
 /// A MySQL or MariaDB user whose password rekey rotates.
 ///
@@ -694,7 +698,25 @@ impl MysqlTarget {
     /// fails with `PermissionDenied` and the reason [`Target::incident_preflight`] gives
     /// when it lacks them; without one, `via` logs in as the same user, which may end
     /// its own sessions.
-    async fn terminate_sessions(&self, user: &str, via: &SecretDoc) -> ProviderResult<u64> {
+    ///
+    /// Returns how many ended and one note per session ended (at most
+    /// [`notes::MAX_SESSION_NOTES`]), from the process list read just before the kills;
+    /// the passwords of `old` and `via` are kept out of them.
+    async fn terminate_sessions(
+        &self,
+        user: &str,
+        old: &SecretDoc,
+        via: &SecretDoc,
+    ) -> ProviderResult<(u64, Vec<String>)> {
+        let killed = self.kill_threads(user, via).await?;
+        let passwords: Vec<Secret> = [old.password(), via.password()].into_iter().flatten().collect();
+        let secrets: Vec<&str> = passwords.iter().map(Secret::expose).collect();
+        let lines = killed.iter().map(|t| t.note(&secrets)).collect();
+        Ok((killed.len() as u64, notes::capped(lines, killed.len())))
+    }
+
+    /// The kills of [`MysqlTarget::terminate_sessions`]: the threads ended.
+    async fn kill_threads(&self, user: &str, via: &SecretDoc) -> ProviderResult<Vec<Thread>> {
         let action = format!("ending the sessions of {}", self.account(user));
         let op = kill_sessions_of;
         match &self.admin {
@@ -1119,14 +1141,59 @@ fn admin_account(info: &AdminInfo) -> String {
     }
 }
 
-/// Ends every session of `user` except the connection asking; returns how many.
-fn kill_sessions_of(c: &mut Conn, user: String) -> OpFuture<'_, u64> {
+/// A session of the process list (`information_schema.PROCESSLIST`).
+#[derive(Debug, Clone)]
+struct Thread {
+    id: u64,
+    host: Option<String>,
+    db: Option<String>,
+    command: Option<String>,
+    time: Option<i64>,
+}
+
+impl Thread {
+    /// `session id 42 from 127.0.0.1:53412 (db orders, Sleep for 12 s) ended`.
+    fn note(&self, secrets: &[&str]) -> String {
+        let from = match self.host.as_deref() {
+            Some("") | None => "an unknown host".to_owned(),
+            Some("localhost") => "localhost (local socket)".to_owned(),
+            Some(host) => notes::shown(host, secrets),
+        };
+        let mut what = Vec::new();
+        if let Some(db) = self.db.as_deref().filter(|d| !d.is_empty()) {
+            what.push(format!("db {}", notes::shown(db, secrets)));
+        }
+        match (self.command.as_deref(), self.time) {
+            (Some(cmd), Some(t)) => what.push(format!("{} for {t} s", notes::shown(cmd, secrets))),
+            (Some(cmd), None) => what.push(notes::shown(cmd, secrets)),
+            (None, Some(t)) => what.push(format!("{t} s in its state")),
+            (None, None) => {}
+        }
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", what.join(", "))
+        };
+        format!("session id {} from {from}{what} ended", self.id)
+    }
+}
+
+/// Ends every session of `user` except the connection asking; returns those ended, as
+/// the process list showed them just before.
+fn kill_sessions_of(c: &mut Conn, user: String) -> OpFuture<'_, Vec<Thread>> {
     Box::pin(async move {
-        let ids: Vec<u64> = c.exec(SESSIONS_OF_USER, (user,)).await?;
-        let mut ended = 0;
-        for id in ids {
+        type Row = (u64, Option<String>, Option<String>, Option<String>, Option<i64>);
+        let rows: Vec<Row> = c.exec(SESSIONS_OF_USER, (user,)).await?;
+        let mut ended = Vec::new();
+        for (id, host, db, command, time) in rows {
             match c.query_drop(format!("KILL CONNECTION {id}")).await {
-                Ok(()) => ended += 1,
+                Ok(()) => ended.push(Thread {
+                    id,
+                    host,
+                    db,
+                    command,
+                    time,
+                }),
                 // ER_NO_SUCH_THREAD: it ended by itself meanwhile.
                 Err(e) if server_code(&e) == Some(1094) => {}
                 Err(e) => return Err(e),
@@ -1342,10 +1409,10 @@ impl Target for MysqlTarget {
         if !terminate {
             return Ok(RevokeReport::default());
         }
-        let sessions_terminated = self.terminate_sessions(&retired, new).await?;
+        let (sessions_terminated, notes) = self.terminate_sessions(&retired, old, new).await?;
         Ok(RevokeReport {
             sessions_terminated,
-            ..RevokeReport::default()
+            notes,
         })
     }
 }

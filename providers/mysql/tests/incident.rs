@@ -224,3 +224,84 @@ async fn preflight_with_terminate_sessions_needs_them() {
         &[&admin.user.password, &user.password],
     );
 }
+
+async fn connection_id(conn: &mut mysql_async::Conn) -> u64 {
+    conn.query_first("SELECT CONNECTION_ID()")
+        .await
+        .expect("connection id")
+        .expect("a row")
+}
+
+/// The one note naming thread `id`; every note one line, without a secret or its hash.
+fn note_of(notes: &[String], id: u64, secrets: &[&Secret]) -> String {
+    for note in notes {
+        assert!(!note.contains('\n'), "one line: {note:?}");
+        for s in secrets {
+            assert!(!note.contains(s.expose()), "a note shows a secret: {note}");
+            assert!(
+                !note.contains(&native_password_hash(s)[1..]),
+                "a note shows a hash: {note}"
+            );
+        }
+    }
+    let needle = format!("session id {id} ");
+    let found: Vec<&String> = notes.iter().filter(|n| n.starts_with(&needle)).collect();
+    assert_eq!(found.len(), 1, "one note for thread {id}: {notes:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn revoke_notes_name_the_sessions_it_ended() {
+    let admin = TestAdmin::new();
+    let user = TestUser::new("rk_ip_notes");
+    let t = target(&user.name, Some(&admin));
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host())
+        .tcp_port(port())
+        .user(Some(&user.name))
+        .pass(Some(user.password.expose()))
+        .db_name(Some("information_schema"))
+        .prefer_socket(false);
+    let mut in_db = mysql_async::Conn::new(opts).await.expect("session connects");
+    let in_db_id = connection_id(&mut in_db).await;
+    let mut plain = raw_session(&user.name, &user.password).await;
+    let plain_id = connection_id(&mut plain).await;
+    let current = user.doc();
+    let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 2, "{report:?}");
+    assert_eq!(report.notes.len(), 2, "{report:?}");
+    let secrets = [&user.password, &new.password().unwrap(), &admin.user.password];
+    let note = note_of(&report.notes, in_db_id, &secrets);
+    assert!(
+        note.starts_with(&format!("session id {in_db_id} from 127.0.0.1:")),
+        "{note}"
+    );
+    assert!(note.contains("(db information_schema, Sleep for "), "{note}");
+    assert!(note.ends_with(" s) ended"), "{note}");
+    let note = note_of(&report.notes, plain_id, &secrets);
+    assert!(note.contains("(Sleep for "), "{note}");
+    assert!(!alive(&mut in_db).await && !alive(&mut plain).await);
+
+    // Nothing left: no notes.
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!((report.sessions_terminated, report.notes.len()), (0, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn without_admin_the_notes_name_the_users_own_sessions() {
+    let user = TestUser::new("rk_ip_self_notes");
+    let t = target(&user.name, None);
+    let mut open = raw_session(&user.name, &user.password).await;
+    let id = connection_id(&mut open).await;
+    let current = user.doc();
+    let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+    let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 1, "{report:?}");
+    let note = note_of(&report.notes, id, &[&user.password, &new.password().unwrap()]);
+    assert!(note.starts_with(&format!("session id {id} from 127.0.0.1:")), "{note}");
+    assert!(!alive(&mut open).await);
+}
