@@ -3,7 +3,8 @@
 //! application that keeps logging in during rotations, preflight's privilege-drift
 //! checks, session termination, the server log, and configuration errors.
 
-use rekey_api::conformance::{random_password, target::run_all, unique_name};
+use rekey_api::conformance::target::alternating_uses_the_idle_user;
+use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{ErrorKind, RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
 use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig};
 use rekey_testbed::{quote_ident, quote_literal, PgCluster, PgOptions};
@@ -138,7 +139,7 @@ fn stored_verifier(pg: &PgCluster, role: &str) -> String {
 }
 
 #[tokio::test]
-async fn conformance_alternating() {
+async fn preflight_and_roles_around_two_rotations() {
     let pg = PgCluster::shared();
     let pair = Pair::new(pg, "alt_conf", true);
     let provider = PostgresProvider::new();
@@ -176,7 +177,9 @@ async fn conformance_alternating() {
     // short-lived second admin connection.
     assert_eq!(provider.admin_connections_opened(), 2);
 
-    let end = run_all(&t, pair.doc_a()).await;
+    // Two rotations (a -> b -> a); the suite's other rules run one test each in
+    // `conformance_rules` below.
+    let end = alternating_uses_the_idle_user(&t, pair.doc_a()).await;
     t.verify(&end).await.unwrap();
     // Both roles hold verifiers rekey computed; the idle one's password is unknown.
     for role in [&pair.a, &pair.b] {
@@ -207,6 +210,24 @@ async fn conformance_alternating() {
         2,
         "rotations share one admin connection"
     );
+}
+
+/// The conformance suite on a pair of roles taking turns (every rule applies).
+mod conformance_rules {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            let pg = PgCluster::shared();
+            let pair = Pair::new(pg, "alt_conf", true);
+            let provider = PostgresProvider::new();
+            let mut config = pair.config();
+            config.check_query = Some("SELECT count(*) FROM orders".into());
+            let t = target(&provider, &config);
+            let doc = pair.doc_a();
+            ((pair, provider), t, doc)
+        },
+    }
 }
 
 /// What the application's login loop saw.

@@ -29,33 +29,67 @@ async fn raw_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_pos
     client
 }
 
-#[tokio::test]
-async fn conformance_with_admin() {
-    let pg = PgCluster::shared();
-    let role = TestRole::new(pg, "conf_admin");
-    let provider = PostgresProvider::new();
-    let t = target(&provider, &config(pg, &role.name, true));
-    let end = run_all(&t, role.doc()).await;
-    t.login(&end).await.unwrap();
-    // The server stores what rekey computed: a SCRAM verifier.
-    let stored = pg.psql(&format!(
-        "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
-        quote_literal(&role.name)
-    ));
-    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
-    assert_eq!(provider.admin_connections_opened(), 1);
+/// After each conformance rule: the server stores what rekey computed (a SCRAM
+/// verifier) and the provider opened at most `admin` admin connections.
+fn check_stored(role: &TestRole, provider: &PostgresProvider, before: &SecretDoc, after: &SecretDoc, admin: u64) {
+    if after != before {
+        let stored = role.pg.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            quote_literal(&role.name)
+        ));
+        assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    }
+    assert!(
+        provider.admin_connections_opened() <= admin,
+        "rotations share one admin connection"
+    );
 }
 
-#[tokio::test]
-async fn conformance_without_admin() {
-    let pg = PgCluster::shared();
-    let role = TestRole::new(pg, "conf_self");
-    let provider = PostgresProvider::new();
-    let t = target(&provider, &config(pg, &role.name, false));
-    assert!(!t.has_admin());
-    let end = run_all(&t, role.doc()).await;
-    t.verify(&end).await.unwrap();
-    assert_eq!(provider.admin_connections_opened(), 0);
+/// The conformance suite with the superuser as admin (`single`: one password per role).
+mod conformance_with_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            let pg = PgCluster::shared();
+            let role = TestRole::new(pg, "conf_admin");
+            let provider = PostgresProvider::new();
+            let t = target(&provider, &config(pg, &role.name, true));
+            let doc = role.doc();
+            ((role, provider), t, doc)
+        },
+        check = |(role, provider): &(TestRole, PostgresProvider), _: &PostgresTarget, before: &SecretDoc, after: &SecretDoc| {
+            check_stored(role, provider, before, after, 1)
+        },
+        skip = [
+            dual_holds_both_until_revoke => "a PostgreSQL role holds one password: apply replaces it (single)",
+            alternating_uses_the_idle_user => "single: only alternating targets have an idle user (tests/alternating.rs)",
+        ],
+    }
+}
+
+/// The conformance suite without admin: the role changes its own password.
+mod conformance_without_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            let pg = PgCluster::shared();
+            let role = TestRole::new(pg, "conf_self");
+            let provider = PostgresProvider::new();
+            let t = target(&provider, &config(pg, &role.name, false));
+            assert!(!t.has_admin());
+            let doc = role.doc();
+            ((role, provider), t, doc)
+        },
+        check = |(role, provider): &(TestRole, PostgresProvider), _: &PostgresTarget, before: &SecretDoc, after: &SecretDoc| {
+            check_stored(role, provider, before, after, 0)
+        },
+        skip = [
+            dual_holds_both_until_revoke => "a PostgreSQL role holds one password: apply replaces it (single)",
+            alternating_uses_the_idle_user => "single: only alternating targets have an idle user (tests/alternating.rs)",
+        ],
+    }
 }
 
 #[tokio::test]

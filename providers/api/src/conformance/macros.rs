@@ -152,7 +152,8 @@ macro_rules! __rekey_target_conformance_emit {
             let (guard, target, before) = $setup.await;
             let after = $crate::conformance::target::$rule(&target, before.clone()).await;
             $(($check)(&guard, &target, &before, &after);)?
-            drop((guard, target));
+            drop(target);
+            drop(guard);
         }
     };
     (@skip [$setup:expr; $($check:expr)?] $rule:ident $why:literal) => {
@@ -166,7 +167,8 @@ macro_rules! __rekey_target_conformance_emit {
                 let after = $crate::conformance::target::$rule(&target, before.clone()).await;
                 $(($check)(&guard, &target, &before, &after);)?
             }
-            drop((guard, target));
+            drop(target);
+            drop(guard);
         }
     };
 }
