@@ -137,9 +137,10 @@ fn rotate_with_session(pg: &PgCluster, dir: &Path, rekey: &Path) -> Result<()> {
     println!("leaked --rotate, one PostgreSQL credential, one live session:");
     for step in report["credentials"][0]["steps"].as_array().into_iter().flatten() {
         println!(
-            "  {:<12} {:>8}",
+            "  {:<12} {:>8} {:>8.1} ms",
             step["step"].as_str().unwrap_or("?"),
-            step["status"].as_str().unwrap_or("?")
+            step["status"].as_str().unwrap_or("?"),
+            step["duration_ms"].as_f64().unwrap_or(f64::NAN)
         );
     }
     println!(
