@@ -35,6 +35,7 @@ mod config;
 mod conn;
 mod dsn;
 mod error;
+mod notes;
 mod provider;
 mod target;
 mod tls;

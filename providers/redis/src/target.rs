@@ -4,6 +4,7 @@ use crate::acl::{acl_password_hash, change_passwords, quote_name, replace_passwo
 use crate::admin::{AclFile, AdminConn, AdminPool};
 use crate::config::RedisTargetConfig;
 use crate::conn::{open_authenticated, Endpoint, Identity, Session};
+use crate::notes;
 use async_trait::async_trait;
 use redis::Value;
 use rekey_api::{
@@ -347,6 +348,58 @@ impl RedisTarget {
         }
     }
 
+    /// The user's connections other than the one asking, as `CLIENT LIST USER <user>`
+    /// shows them (on servers without that filter, Redis 7.0 and older, `CLIENT LIST`
+    /// filtered on `user=`), for the notes of a revoke that ends them. `Err` says why
+    /// they could not be listed (such as an admin without `+client|list`): ending them
+    /// does not depend on it.
+    async fn list_sessions(&self, admin: &AdminConn<'_>) -> Result<Vec<ClientInfo>, String> {
+        let by_user = redis::cmd("CLIENT").arg("LIST").arg("USER").arg(self.user()).clone();
+        let action = format!("CLIENT LIST USER {}", quote_name(self.user()));
+        let reply = match admin.query(&action, &by_user, &[]).await {
+            Ok(reply) => reply,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e.message().to_owned()),
+            // No USER filter on this server: list all and filter here.
+            Err(_) => admin
+                .query("CLIENT LIST", &redis::cmd("CLIENT").arg("LIST").clone(), &[])
+                .await
+                .map_err(|e| e.message().to_owned())?,
+        };
+        let Some(listing) = text(&reply) else {
+            return Err("CLIENT LIST: unexpected reply".to_owned());
+        };
+        let own = match admin
+            .query("CLIENT ID", &redis::cmd("CLIENT").arg("ID").clone(), &[])
+            .await
+        {
+            Ok(Value::Int(id)) => Some(id),
+            _ => None,
+        };
+        Ok(listing
+            .lines()
+            .filter_map(ClientInfo::parse)
+            .filter(|c| c.user.as_deref() == Some(self.user()) && c.id != own)
+            .collect())
+    }
+
+    /// The notes of a revoke that ended `ended` connections, listed before as `listed`.
+    /// (The error text names the command and the admin, never a secret.)
+    fn session_notes(&self, listed: Result<Vec<ClientInfo>, String>, ended: u64, secrets: &[&str]) -> Vec<String> {
+        let ended = usize::try_from(ended).unwrap_or(usize::MAX);
+        match listed {
+            Ok(clients) => {
+                let shown: Vec<String> = clients.iter().take(ended).map(|c| c.note(secrets)).collect();
+                notes::capped(shown, ended)
+            }
+            Err(_) if ended == 0 => Vec::new(),
+            Err(why) => vec![format!(
+                "{ended} connection(s) of user {} ended; who held them is unknown: listing them failed ({})",
+                quote_name(self.user()),
+                why.replace(['\n', '\r'], " ")
+            )],
+        }
+    }
+
     /// Whether `admin` may run `CLIENT KILL` (`+client|kill`, what ending the user's
     /// connections runs): asked with `ACL DRYRUN` (Redis 7+), or, where that is not
     /// available, by running `CLIENT KILL ID 0`, which matches no connection (client ids
@@ -659,7 +712,8 @@ impl Target for RedisTarget {
     }
 
     /// What ending the old secret's connections needs: the admin may run `CLIENT KILL`
-    /// (`+client|kill`; `CLIENT LIST` is not used), asked with
+    /// (`+client|kill`; `CLIENT LIST`, which revoke runs first to note who held the
+    /// connections, is not required), asked with
     /// `ACL DRYRUN <admin> CLIENT KILL USER <user>` on Redis 7, or else with a
     /// `CLIENT KILL ID 0` that matches no connection. `PermissionDenied` names the admin,
     /// the user and the ACL rule that fixes it. Without an admin the user ends its own
@@ -746,7 +800,15 @@ impl Target for RedisTarget {
                     notes.push(format!("{extras} other password(s) of the user removed"));
                 }
                 if terminate {
-                    self.kill_sessions(&admin).await
+                    // Who held them, read just before they end.
+                    let listed = self.list_sessions(&admin).await;
+                    let ended = self.kill_sessions(&admin).await;
+                    if let Ok(ended) = ended {
+                        let passwords: Vec<Secret> = [old.password(), new.password()].into_iter().flatten().collect();
+                        let secrets: Vec<&str> = passwords.iter().map(Secret::expose).collect();
+                        notes.extend(self.session_notes(listed, ended, &secrets));
+                    }
+                    ended
                 } else {
                     Ok(0)
                 }
@@ -758,5 +820,84 @@ impl Target for RedisTarget {
             sessions_terminated: result?,
             notes,
         })
+    }
+}
+
+/// One connection as `CLIENT LIST` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientInfo {
+    id: Option<i64>,
+    addr: Option<String>,
+    name: Option<String>,
+    age: Option<u64>,
+    user: Option<String>,
+}
+
+impl ClientInfo {
+    /// A `CLIENT LIST` line: space-separated `field=value` pairs (a client name cannot
+    /// hold a space).
+    fn parse(line: &str) -> Option<ClientInfo> {
+        let mut c = ClientInfo {
+            id: None,
+            addr: None,
+            name: None,
+            age: None,
+            user: None,
+        };
+        for field in line.split_ascii_whitespace() {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            match key {
+                "id" => c.id = value.parse().ok(),
+                "addr" => c.addr = Some(value.to_owned()),
+                "name" => c.name = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                "age" => c.age = value.parse().ok(),
+                "user" => c.user = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        c.id.is_some().then_some(c)
+    }
+
+    /// `connection id 12 from 127.0.0.1:53412 (billing-worker), open 42 s, ended`.
+    fn note(&self, secrets: &[&str]) -> String {
+        let id = self.id.map_or_else(|| "?".to_owned(), |i| i.to_string());
+        let from = match self.addr.as_deref() {
+            Some(addr) if addr.starts_with('/') || addr.is_empty() => "local socket".to_owned(),
+            Some(addr) => notes::shown(addr, secrets),
+            None => "an unknown address".to_owned(),
+        };
+        let name = match self.name.as_deref() {
+            Some(name) => format!(" ({})", notes::shown(name, secrets)),
+            None => String::new(),
+        };
+        let age = match self.age {
+            Some(age) => format!(", open {age} s,"),
+            None => String::new(),
+        };
+        format!("connection id {id} from {from}{name}{age} ended")
+    }
+}
+
+#[cfg(test)]
+mod client_list_tests {
+    use super::ClientInfo;
+
+    #[test]
+    fn parses_client_list_lines() {
+        let line = "id=12 addr=127.0.0.1:53412 laddr=127.0.0.1:6379 fd=9 name=billing age=42 idle=3 flags=N db=0 \
+                    sub=0 psub=0 ssub=0 multi=-1 qbuf=0 user=app redir=-1 resp=2";
+        let c = ClientInfo::parse(line).unwrap();
+        assert_eq!(c.user.as_deref(), Some("app"));
+        assert_eq!(
+            c.note(&[]),
+            "connection id 12 from 127.0.0.1:53412 (billing), open 42 s, ended"
+        );
+        let unnamed = ClientInfo::parse("id=3 addr=/tmp/redis.sock:0 name= age=1 user=app").unwrap();
+        assert_eq!(unnamed.note(&[]), "connection id 3 from local socket, open 1 s, ended");
+        assert_eq!(ClientInfo::parse(""), None);
+        let sneaky = ClientInfo::parse("id=4 addr=1.2.3.4:5 name=pw-hunter2 age=1 user=app").unwrap();
+        assert!(!sneaky.note(&["hunter2"]).contains("hunter2"));
     }
 }

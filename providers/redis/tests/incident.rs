@@ -199,3 +199,116 @@ async fn preflight_with_terminate_sessions_needs_client_kill() {
         &[&admin.password, &user.password],
     );
 }
+
+/// A connection as `user` named `name` (`CLIENT SETNAME`); its server id.
+fn named_session(server: &Server, user: &TestUser, name: &str) -> (redis::Connection, i64) {
+    let mut conn = session(server, user);
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .query::<()>(&mut conn)
+        .unwrap();
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut conn).unwrap();
+    (conn, id)
+}
+
+/// The one note naming connection `id`; every note one line, without a secret or its hash.
+fn note_of(notes: &[String], id: i64, secrets: &[&rekey_api::Secret]) -> String {
+    for note in notes {
+        assert!(!note.contains('\n'), "one line: {note:?}");
+        for s in secrets {
+            assert!(!note.contains(s.expose()), "a note shows a secret: {note}");
+            assert!(!note.contains(&acl_password_hash(s)), "a note shows a hash: {note}");
+        }
+    }
+    let needle = format!("connection id {id} ");
+    let found: Vec<&String> = notes.iter().filter(|n| n.starts_with(&needle)).collect();
+    assert_eq!(found.len(), 1, "one note for connection {id}: {notes:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn revoke_notes_name_the_connections_it_ended() {
+    let server = Server::machine();
+    let admin = TestUser::admin(&server);
+    let user = TestUser::app(&server, "rk_ip_notes");
+    let t = administered(&server, &user, Some(&admin), Strategy::Dual);
+    let (mut worker, worker_id) = named_session(&server, &user, "billing-worker");
+    let (mut sneaky, sneaky_id) = named_session(&server, &user, &format!("x{}", user.password.expose()));
+    let old = user.doc();
+    let new = t.prepare(Some(&old), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&old)).await.unwrap();
+
+    let report = t.revoke(&old, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 2, "{report:?}");
+    let secrets = [&user.password, &new.password().unwrap(), &admin.password];
+    let note = note_of(&report.notes, worker_id, &secrets);
+    assert!(
+        note.starts_with(&format!("connection id {worker_id} from 127.0.0.1:")),
+        "{note}"
+    );
+    assert!(note.contains(" (billing-worker), open "), "{note}");
+    assert!(note.ends_with(" s, ended"), "{note}");
+    let note = note_of(&report.notes, sneaky_id, &secrets);
+    assert!(note.contains("(name withheld: it contains a secret)"), "{note}");
+    assert_eq!(report.notes.len(), 2, "{report:?}");
+    assert!(!alive(&mut worker) && !alive(&mut sneaky));
+}
+
+#[tokio::test]
+async fn revoke_notes_stop_at_twenty_connections() {
+    let server = Server::machine();
+    let admin = TestUser::admin(&server);
+    let user = TestUser::app(&server, "rk_ip_many");
+    let t = administered(&server, &user, Some(&admin), Strategy::Single);
+    let open: Vec<_> = (0..22)
+        .map(|i| named_session(&server, &user, &format!("worker-{i}")))
+        .collect();
+    let report = t.revoke(&user.doc(), &user.doc(), TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 22, "{report:?}");
+    assert_eq!(report.notes.len(), 21, "{report:?}");
+    assert!(
+        report.notes[..20].iter().all(|n| n.starts_with("connection id ")),
+        "{report:?}"
+    );
+    assert_eq!(report.notes[20], "... and 2 more sessions ended");
+    drop(open);
+}
+
+#[tokio::test]
+async fn without_admin_the_notes_leave_out_the_asking_connection() {
+    let server = Server::machine();
+    let user = TestUser::app(&server, "rk_ip_self_notes");
+    let t = administered(&server, &user, None, Strategy::Single);
+    let (mut open, id) = named_session(&server, &user, "cron-job");
+    let old = user.doc();
+    let new = t.prepare(Some(&old), random_password(32)).await.unwrap();
+    t.apply(&new, Some(&old)).await.unwrap();
+    let report = t.revoke(&old, &new, TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 1, "{report:?}");
+    assert_eq!(report.notes.len(), 1, "{report:?}");
+    let note = note_of(&report.notes, id, &[&user.password, &new.password().unwrap()]);
+    assert!(note.contains("(cron-job)"), "{note}");
+    assert!(!alive(&mut open));
+}
+
+#[tokio::test]
+async fn an_admin_that_may_not_list_clients_still_ends_them_and_says_so() {
+    let server = Server::machine();
+    let admin = TestUser::new(&server, "rk_nolist", &["~*", "&*", "+@all", "-client|list"]);
+    let user = TestUser::app(&server, "rk_ip_nolist");
+    let t = administered(&server, &user, Some(&admin), Strategy::Single);
+    let mut open = session(&server, &user);
+    let report = t.revoke(&user.doc(), &user.doc(), TERMINATE).await.unwrap();
+    assert_eq!(report.sessions_terminated, 1, "{report:?}");
+    assert_eq!(report.notes.len(), 1, "{report:?}");
+    assert!(
+        report.notes[0].starts_with(&format!(
+            "1 connection(s) of user \"{}\" ended; who held them is unknown: listing them failed (",
+            user.name
+        )),
+        "{report:?}"
+    );
+    assert!(!report.notes[0].contains(admin.password.expose()));
+    assert!(!alive(&mut open));
+}
