@@ -13,55 +13,118 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[tokio::test]
-async fn conformance_dual_with_admin() {
-    let server = Server::machine();
-    let admin = TestUser::admin(&server);
-    let user = TestUser::app(&server, "rk_app");
-    let provider = RedisProvider::new();
-    let t = target(
-        &provider,
-        &config(server.port(), &user.name, Some(admin.url(server.port()))),
-        Strategy::Dual,
-    );
-    assert!(!t.capabilities().apply_invalidates_previous);
-    let end = run_all(&t, user.doc()).await;
-    t.login(&end).await.unwrap();
-    // Exactly one password is left: the last one, stored by hash.
-    assert_eq!(user.passwords(), vec![acl_password_hash(&end.password().unwrap())]);
-    assert_eq!(provider.admin_connections_opened(), 1);
+/// A server and the users of one conformance test, deleted when the test ends (an owned
+/// counterpart of `TestUser`, which borrows its server).
+struct Fixture {
+    server: Server,
+    provider: RedisProvider,
+    users: Vec<String>,
 }
 
-#[tokio::test]
-async fn conformance_single_with_admin() {
-    let server = Server::machine();
-    let admin = TestUser::admin(&server);
-    let user = TestUser::app(&server, "rk_app");
-    let provider = RedisProvider::new();
-    let t = target(
-        &provider,
-        &config(server.port(), &user.name, Some(admin.url(server.port()))),
-        Strategy::Single,
-    );
-    assert!(t.capabilities().apply_invalidates_previous);
-    let end = run_all(&t, user.doc()).await;
-    t.login(&end).await.unwrap();
-    assert_eq!(user.passwords(), vec![acl_password_hash(&end.password().unwrap())]);
-    assert_eq!(provider.admin_connections_opened(), 1);
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            server: Server::machine(),
+            provider: RedisProvider::new(),
+            users: Vec::new(),
+        }
+    }
+
+    /// A user with `on ~* &* +@all` and a random password: (name, password).
+    fn user(&mut self, prefix: &str) -> (String, rekey_api::Secret) {
+        let name = unique_name(prefix);
+        let password = random_password(24);
+        let hash = format!("#{}", acl_password_hash(&password));
+        self.server
+            .cmd(&["ACL", "SETUSER", &name, "reset", "on", &hash, "~*", "&*", "+@all"]);
+        self.users.push(name.clone());
+        (name, password)
+    }
+
+    /// A conformance fixture: the app user's target with `strategy`, administered by a
+    /// second user when `admin`, and the app user's document.
+    fn conformance(strategy: Strategy, admin: bool) -> (Fixture, rekey_redis::RedisTarget, SecretDoc) {
+        let mut f = Fixture::new();
+        let port = f.server.port();
+        let admin = admin.then(|| {
+            let (name, password) = f.user("rk_admin");
+            rekey_api::RedactedDsn::new(format!("redis://{name}:{}@127.0.0.1:{port}", password.expose()))
+        });
+        let has_admin = admin.is_some();
+        let (user, password) = f.user(if has_admin { "rk_app" } else { "rk_self" });
+        let t = target(&f.provider, &config(port, &user, admin), strategy);
+        assert_eq!(t.has_admin(), has_admin);
+        assert_eq!(
+            t.capabilities().apply_invalidates_previous,
+            strategy == Strategy::Single
+        );
+        (f, t, doc(&user, &password))
+    }
+
+    /// After a rule: exactly one password is left, the returned one, stored by hash; the
+    /// provider opened at most `admin` admin connections.
+    fn check(&self, after: &SecretDoc, admin: u64) {
+        let user = after.username().expect("the document names its user");
+        assert_eq!(
+            self.server.passwords(user).expect("the user exists"),
+            vec![acl_password_hash(&after.password().unwrap())]
+        );
+        assert!(self.provider.admin_connections_opened() <= admin);
+    }
 }
 
-#[tokio::test]
-async fn conformance_without_admin() {
-    let server = Server::machine();
-    for strategy in [Strategy::Dual, Strategy::Single] {
-        let user = TestUser::app(&server, "rk_self");
-        let provider = RedisProvider::new();
-        let t = target(&provider, &config(server.port(), &user.name, None), strategy);
-        assert!(!t.has_admin());
-        let end = run_all(&t, user.doc()).await;
-        t.verify(&end).await.unwrap();
-        assert_eq!(user.passwords(), vec![acl_password_hash(&end.password().unwrap())]);
-        assert_eq!(provider.admin_connections_opened(), 0);
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // ACL DELUSER also closes the user's connections.
+        for user in &self.users {
+            let _ = self.server.try_cmd(&["ACL", "DELUSER", user]);
+        }
+    }
+}
+
+mod conformance_dual_with_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async { Fixture::conformance(Strategy::Dual, true) },
+        check = |f: &Fixture, _: &rekey_redis::RedisTarget, _: &SecretDoc, after: &SecretDoc| f.check(after, 1),
+        skip = [alternating_uses_the_idle_user => "Redis targets rotate one user (single or dual), never alternating"],
+    }
+}
+
+mod conformance_single_with_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async { Fixture::conformance(Strategy::Single, true) },
+        check = |f: &Fixture, _: &rekey_redis::RedisTarget, _: &SecretDoc, after: &SecretDoc| f.check(after, 1),
+        skip = [
+            dual_holds_both_until_revoke => "single: apply leaves only the new password (apply_invalidates_previous)",
+            alternating_uses_the_idle_user => "Redis targets rotate one user (single or dual), never alternating",
+        ],
+    }
+}
+
+mod conformance_dual_without_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async { Fixture::conformance(Strategy::Dual, false) },
+        check = |f: &Fixture, _: &rekey_redis::RedisTarget, _: &SecretDoc, after: &SecretDoc| f.check(after, 0),
+        skip = [alternating_uses_the_idle_user => "Redis targets rotate one user (single or dual), never alternating"],
+    }
+}
+
+mod conformance_single_without_admin {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async { Fixture::conformance(Strategy::Single, false) },
+        check = |f: &Fixture, _: &rekey_redis::RedisTarget, _: &SecretDoc, after: &SecretDoc| f.check(after, 0),
+        skip = [
+            dual_holds_both_until_revoke => "single: apply leaves only the new password (apply_invalidates_previous)",
+            alternating_uses_the_idle_user => "Redis targets rotate one user (single or dual), never alternating",
+        ],
     }
 }
 
