@@ -604,6 +604,18 @@ async fn leaked(
                 lookup.unreadable.len()
             )
         };
+        if let Some(path) = report {
+            // The record says so too: what was looked for (fingerprints) and when.
+            let record = crate::incident::record::IncidentRecord {
+                incident_id: engine.run_id().to_owned(),
+                detected,
+                operator: crate::incident::record::operator(),
+                lookup: Some(&lookup),
+                run: None,
+                exit_code: exit::CREDENTIAL_FAILED,
+            };
+            write_record(path, &record)?;
+        }
         return Err(Stop {
             code: exit::CREDENTIAL_FAILED,
             message,
