@@ -390,9 +390,8 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
     }
 }
 
-fn short_id(id: &str) -> &str {
-    let cut = id.char_indices().nth(8).map_or(id.len(), |(i, _)| i);
-    &id[..cut]
+fn short_id(id: &str) -> String {
+    super::version::short(id)
 }
 
 /// Version summaries, newest first, without values.

@@ -29,6 +29,10 @@ pub struct RotateOptions {
     pub abandon_pending: bool,
 }
 
+/// A pending version younger than this, staged by another machine, is that runner's
+/// rotation in progress.
+pub const FRESH_PENDING: Duration = Duration::from_secs(120);
+
 /// Version ids of rotations made in incident mode start with this, so that a later
 /// incident run can tell "finish what the incident left" from "rotate again".
 pub const INCIDENT_VERSION_PREFIX: &str = version::INCIDENT_PREFIX;
@@ -122,6 +126,22 @@ impl Rotation<'_> {
             }
         }
         if let Some(pending) = state.pending() {
+            // A pending version another machine staged moments ago is that runner's
+            // rotation in progress (it holds no lock here): leave it to it.
+            let age = now.duration_since(pending.created).unwrap_or_default();
+            let other_runner = version::runner_of(&pending.id).is_some_and(|r| r != version::host_tag());
+            if other_runner && age < FRESH_PENDING && !self.options.abandon_pending {
+                return Err(rec.fail(
+                    Step::Resume,
+                    FailureKind::Busy,
+                    format!(
+                        "another runner staged version {} {}s ago and is rotating it; rerun later (after {}s a rerun finishes it)",
+                        pending.id,
+                        age.as_secs(),
+                        FRESH_PENDING.as_secs()
+                    ),
+                ));
+            }
             let status = self.resume(rec, &state, pending).await?;
             if !self.options.incident {
                 return Ok(status);

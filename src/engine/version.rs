@@ -1,8 +1,9 @@
-//! Version ids carry two facts about the rotation that made them, so that every store
-//! keeps them without a field of its own: whether it was an incident's, and the grace
-//! period promised on the command line (`--grace`) to the version it replaced.
+//! Version ids carry facts about the rotation that made them, so that every store keeps
+//! them without a field of its own: whether it was an incident's, the grace period
+//! promised on the command line (`--grace`) to the version it replaced, and which
+//! machine staged it (so a fresh pending version of another runner is left to it).
 //!
-//! Format: `[incident-][grace<SECONDS>s-]<uuid>`, at most 64 characters (what AWS
+//! Format: `[incident-][g<SECONDS>s-]h<8 hex>-<uuid>`, at most 64 characters (what AWS
 //! Secrets Manager accepts as a ClientRequestToken).
 
 use rekey_api::StoredVersion;
@@ -10,7 +11,19 @@ use std::time::{Duration, SystemTime};
 
 /// Prefix of version ids made in incident mode.
 pub const INCIDENT_PREFIX: &str = "incident-";
-const GRACE_PREFIX: &str = "grace";
+const GRACE_PREFIX: &str = "g";
+const HOST_PREFIX: &str = "h";
+
+/// This machine's runner tag: 8 hex digits of a hash of its host name (FNV-1a).
+pub fn host_tag() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.trim().bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("{hash:08x}")
+}
 
 /// A new version id.
 pub fn new_id(incident: bool, promised_grace: Option<Duration>) -> String {
@@ -21,8 +34,27 @@ pub fn new_id(incident: bool, promised_grace: Option<Duration>) -> String {
     if let Some(grace) = promised_grace.filter(|_| !incident) {
         id.push_str(&format!("{GRACE_PREFIX}{}s-", grace.as_secs()));
     }
+    id.push_str(&format!("{HOST_PREFIX}{}-", host_tag()));
     id.push_str(&uuid::Uuid::new_v4().to_string());
     id
+}
+
+/// The runner tag of the machine that staged `id`, when the id carries one.
+pub fn runner_of(id: &str) -> Option<&str> {
+    id.split('-')
+        .take(3)
+        .find(|part| {
+            part.len() == 9 && part.starts_with(HOST_PREFIX) && part[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|part| &part[1..])
+}
+
+/// The first 8 characters of the id's UUID, keeping an `incident-` mark: how people see
+/// a version.
+pub fn short(id: &str) -> String {
+    let mark = if is_incident(id) { INCIDENT_PREFIX } else { "" };
+    let uuid = id.get(id.len().saturating_sub(36)..).unwrap_or(id);
+    format!("{mark}{}", &uuid[..uuid.len().min(8)])
 }
 
 /// Whether the version was made by an incident rotation.
@@ -65,6 +97,11 @@ mod tests {
         assert!(is_incident(&id) && id.len() <= 64);
         assert_eq!(promised_grace(&id), None);
         assert_eq!(promised_grace(&uuid::Uuid::new_v4().to_string()), None);
-        assert_eq!(promised_grace("grace12x-abc"), None);
+        assert_eq!(promised_grace("g12x-abc"), None);
+        assert_eq!(runner_of(&id), Some(host_tag().as_str()));
+        assert_eq!(runner_of(&uuid::Uuid::new_v4().to_string()), None);
+        let long = new_id(false, Some(Duration::from_secs(3_153_600_000)));
+        assert!(long.len() <= 64, "{long}");
+        assert_eq!(short(&id).len(), "incident-".len() + 8);
     }
 }

@@ -275,15 +275,7 @@ fn visible_len(text: &str) -> usize {
 
 /// The first 8 characters of a version id's UUID, keeping an `incident-` mark.
 fn short_id(id: &str) -> String {
-    let (mark, rest) = match id.strip_prefix(crate::engine::version::INCIDENT_PREFIX) {
-        Some(rest) => ("incident-", rest),
-        None => ("", id),
-    };
-    let uuid = rest
-        .rsplit_once("s-")
-        .filter(|(g, _)| g.starts_with("grace"))
-        .map_or(rest, |(_, u)| u);
-    format!("{mark}{}", &uuid[..uuid.len().min(8)])
+    crate::engine::version::short(id)
 }
 
 fn short_duration_ms(ms: u64) -> String {

@@ -311,3 +311,37 @@ async fn incident_without_session_privilege_never_leaves_a_dead_current_for_any_
         );
     }
 }
+
+/// Issue 13: a fresh pending version another machine staged is that runner's work in
+/// progress: exit 3 for the credential; once it is stale, a rerun finishes it.
+#[tokio::test(start_paused = true)]
+async fn another_runners_fresh_pending_is_busy_and_a_stale_one_is_finished() {
+    use rekey_api::testing::ManualClock;
+    let (h, _) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    let other = if crate::engine::version::host_tag() == "00000000" {
+        "h00000001"
+    } else {
+        "h00000000"
+    };
+    let mut doc = h.state().current().unwrap().doc.clone();
+    doc.set("password", "staged-by-another-runner-123");
+    let clock = ManualClock::new();
+    h.store.set_clock(clock.clone());
+    let id = format!("{other}-{}", uuid::Uuid::new_v4());
+    h.store.stage_pending(KEY, &id, &doc).await.unwrap();
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(failure(&run), Some("busy"));
+    assert_eq!(run.exit_code(), exit::LOCKED);
+    assert_eq!(h.state().pending().unwrap().id, id, "left to its runner");
+    // Stale: staged long ago (the store's clock says so), so this run finishes it.
+    let mut state = h.state();
+    for v in &mut state.versions {
+        if v.id == id {
+            v.created -= std::time::Duration::from_secs(600);
+        }
+    }
+    h.store.set_state(KEY, state);
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert_eq!(h.state().current().unwrap().id, id);
+}
