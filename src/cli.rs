@@ -143,6 +143,7 @@ pub enum Command {
     List(crate::commands::list::ListArgs),
     /// Show what rotate would do; connects and checks for real, changes nothing.
     Plan {
+        #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
         selection: Selection,
         /// Only credentials that are due (and deferred revocations).
@@ -167,6 +168,7 @@ An unfinished rotation (a pending version in the store) is finished, never dupli
     #[command(after_help = "Exit code 1 when any check fails, so a CI job fails with it:\n  \
 rekey verify --junit rekey-verify.xml")]
     Verify {
+        #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
         selection: Selection,
         /// Also write a JUnit XML report.
@@ -181,6 +183,7 @@ rekey verify --junit rekey-verify.xml")]
     },
     /// Show stored versions, ages and due dates (reads the store only).
     Status {
+        #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
         selection: Selection,
     },
@@ -267,6 +270,7 @@ impl Command {
 /// `rotate` options.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
+    #[allow(missing_docs)] // flattened: its fields carry the help
     #[command(flatten)]
     pub selection: Selection,
     /// Only rotate what is due; also finish deferred revocations.

@@ -8,6 +8,7 @@ pub struct HiddenInput {
     saved: Option<libc::termios>,
 }
 
+#[allow(unsafe_code)] // termios calls; SAFETY comments at each block
 impl HiddenInput {
     /// Turns echo off on a terminal stdin and prints `prompt` on stderr.
     pub fn begin(prompt: &str) -> HiddenInput {
@@ -34,6 +35,7 @@ impl HiddenInput {
     }
 }
 
+#[allow(unsafe_code)] // termios calls; SAFETY comments at each block
 impl Drop for HiddenInput {
     fn drop(&mut self) {
         if let Some(mode) = self.saved.take() {

@@ -41,6 +41,7 @@ impl Measured {
 
 /// Runs `cmd` with stdin and stdout on `/dev/null` and stderr captured, waits for it
 /// with `wait4` and returns its wall clock, peak RSS, exit status and stderr.
+#[allow(unsafe_code)] // libc calls; SAFETY comments at each block
 pub fn run_measured(cmd: &mut Command) -> Result<Measured> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let program = cmd.get_program().to_string_lossy().into_owned();
@@ -102,6 +103,7 @@ fn cpu_time(usage: &libc::rusage) -> Duration {
 }
 
 /// This process's CPU time so far (all threads), user plus system.
+#[allow(unsafe_code)] // libc calls; SAFETY comments at each block
 pub fn self_cpu() -> Duration {
     // SAFETY: `rusage` is a plain C struct of integers, for which all zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -211,6 +211,7 @@ fn a_dead_host_fails_its_other_credentials_at_once() {
 }
 
 /// Runs `cmd` on a pseudo-terminal, typing `answer`; returns the exit code and the screen.
+#[allow(unsafe_code)] // libc calls; SAFETY comments at each block
 fn on_terminal_answering(mut cmd: std::process::Command, answer: &str) -> (i32, String) {
     use std::io::{Read, Write};
     use std::os::fd::FromRawFd;

@@ -88,6 +88,7 @@ impl Dir {
 
 /// Runs `cmd` with stdin, stdout and stderr on a pseudo-terminal; returns the exit code
 /// and everything written to the terminal.
+#[allow(unsafe_code)] // libc calls; SAFETY comments at each block
 pub fn run_on_terminal(mut cmd: Command) -> (i32, String) {
     use std::io::Read;
     use std::os::fd::FromRawFd;

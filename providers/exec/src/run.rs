@@ -62,6 +62,7 @@ impl Drop for GroupGuard {
     }
 }
 
+#[allow(unsafe_code)] // libc calls; SAFETY comments at each block
 fn kill_group(pgid: i32) {
     if pgid > 1 {
         // SAFETY: kill(2) with a negative pid signals the process group we created for
