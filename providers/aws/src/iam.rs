@@ -61,7 +61,7 @@ pub struct IamOptions {
 /// | `verify` | `login`, and the caller ARN must be the configured user |
 /// | `retire` | `UpdateAccessKey Inactive` on the old key |
 /// | `revoke` | `UpdateAccessKey Inactive`, `DeleteAccessKey` on the old key (a missing key is success) |
-/// | `revoke` with `terminate_sessions` | then `ListUserPolicies`, `DeleteUserPolicy` of rekey's expired session-revocation policies, `PutUserPolicy` of a new one ([`SESSION_POLICY_PREFIX`]) |
+/// | `revoke` with `terminate_sessions` | first `GetAccessKeyLastUsed` of the old key (a note; its failure is noted, not fatal), then `ListUserPolicies`, `DeleteUserPolicy` of rekey's expired session-revocation policies, `PutUserPolicy` of a new one ([`SESSION_POLICY_PREFIX`]) |
 /// | `sweep_unstored` | `ListAccessKeys`; for a key stored nowhere created since the newest stored version, `GetAccessKeyLastUsed`, then `UpdateAccessKey Inactive`, `DeleteAccessKey` |
 /// | `incident_preflight` | STS `GetCallerIdentity`, `GetUser`, `ListUserPolicies`, `iam:SimulatePrincipalPolicy` for the policy actions |
 ///
@@ -689,6 +689,12 @@ impl Target for IamTarget {
                 self.user()
             )));
         }
+        let mut notes = Vec::new();
+        if options.terminate_sessions {
+            // Who used the leaked key, for the incident record: read before the
+            // deletion, as IAM keeps no record for a deleted key.
+            notes.push(self.last_use_note(&old_id).await);
+        }
         // Deactivate first: if the delete fails, the key is at least unusable.
         let was_there = self.deactivate(&old_id).await?;
         if was_there {
@@ -696,10 +702,14 @@ impl Target for IamTarget {
         }
         if options.terminate_sessions {
             // After the deletion: no session of the old key can be issued later than this.
-            self.end_sessions(&old_id, was_there, new).await?;
+            let policy = self.end_sessions(&old_id, was_there, new).await?;
+            notes.push(policy.note(self.user()));
         }
         // The policy refuses sessions without counting them: nothing to count here.
-        Ok(RevokeReport::default())
+        Ok(RevokeReport {
+            sessions_terminated: 0,
+            notes,
+        })
     }
 }
 

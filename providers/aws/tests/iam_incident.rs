@@ -42,6 +42,17 @@ fn rfc3339(secs: u64) -> String {
         .unwrap()
 }
 
+/// No note shows a secret access key; each is one line.
+fn assert_no_secret(notes: &[String], docs: &[&SecretDoc]) {
+    for note in notes {
+        assert!(!note.contains('\n'), "one line: {note:?}");
+        for doc in docs {
+            let secret = doc.get_str("secret_access_key").expect("a secret access key");
+            assert!(!note.contains(secret), "a note shows a secret: {note}");
+        }
+    }
+}
+
 /// The user's inline policy names, sorted.
 async fn policy_names(user: &str) -> Vec<String> {
     let out = raw_iam(moto())
@@ -131,6 +142,9 @@ async fn rotated(tag: &str) -> (String, IamTarget, SecretDoc, SecretDoc) {
 #[tokio::test(flavor = "multi_thread")]
 async fn incident_revoke_attaches_a_policy_refusing_older_sessions() {
     let (user, t, old, new) = rotated("sessions").await;
+    // Someone uses the leaked key.
+    let used = unix_now();
+    t.login(&old).await.unwrap();
     let before = unix_now();
     let report = t.revoke(&old, &new, INCIDENT).await.unwrap();
     let after = unix_now();
@@ -142,6 +156,32 @@ async fn incident_revoke_attaches_a_policy_refusing_older_sessions() {
     let policies = revocation_policies(&user).await;
     assert_eq!(policies.len(), 1, "{policies:?}");
     let (name, cut_off) = policies[0].clone();
+
+    // The notes: the key's last use, read before its deletion, and the policy attached.
+    let old_id = key_id(&old);
+    assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+    let last_use = &report.notes[0];
+    assert!(
+        last_use.starts_with(&format!("access key {old_id} of IAM user {user} was last used ")),
+        "{last_use}"
+    );
+    assert!(last_use.contains("(service sts, region "), "{last_use}");
+    let when = last_use
+        .split("was last used ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(unix_secs)
+        .unwrap_or_else(|| panic!("a time in {last_use}"));
+    assert!(when + 2 >= used && when <= before + 2, "{last_use}");
+    assert_eq!(
+        report.notes[1],
+        format!(
+            "deny policy {name} attached to IAM user {user}: refuses requests signed with STS credentials issued \
+             before {}",
+            rfc3339(cut_off)
+        )
+    );
+    assert_no_secret(&report.notes, &[&old, &new]);
     // The next whole second after the deletion, plus 2 s of clock skew allowance.
     assert!(
         cut_off > before && cut_off <= after + 3,
@@ -167,8 +207,20 @@ async fn incident_revoke_attaches_a_policy_refusing_older_sessions() {
     t.verify(&new).await.unwrap();
 
     // A re-run (after a crash) finds the key gone and this rotation's policy in place.
-    t.revoke(&old, &new, INCIDENT).await.unwrap();
+    let report = t.revoke(&old, &new, INCIDENT).await.unwrap();
     assert_eq!(revocation_policies(&user).await, policies, "no second policy");
+    assert_eq!(
+        report.notes,
+        vec![
+            format!("access key {old_id} of IAM user {user} no longer exists: IAM keeps no last-use record for it"),
+            format!(
+                "deny policy {name} already in place on IAM user {user}: refuses requests signed with STS credentials \
+                 issued before {}",
+                rfc3339(cut_off)
+            ),
+        ]
+    );
+    assert_no_secret(&report.notes, &[&old, &new]);
 
     let facts = t.session_policy_facts().await.unwrap();
     assert_eq!(facts.len(), 1, "{facts:?}");
@@ -355,4 +407,48 @@ fn unix_secs(text: &str) -> Option<u64> {
     let t =
         aws_sdk_iam::primitives::DateTime::from_str(text, aws_sdk_iam::primitives::DateTimeFormat::DateTime).ok()?;
     u64::try_from(t.secs()).ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_last_use_the_admin_may_not_read_is_noted_and_the_revoke_goes_on() {
+    let server = moto();
+    let user = unique_name("nolastuse");
+    let old = create_user_with_key(server, &user).await;
+    let admin_user = unique_name("nolastuseadmin");
+    let admin = create_user_with_key(server, &admin_user).await;
+    put_policy(
+        &admin_user,
+        "no-last-use",
+        &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+            "iam:GetUser", "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:UpdateAccessKey",
+            "iam:DeleteAccessKey", "iam:PutUserPolicy", "iam:ListUserPolicies", "iam:DeleteUserPolicy"]}]}),
+    )
+    .await;
+    let provider = rekey_aws::AwsProvider::with_static_credentials(
+        key_id(&admin),
+        rekey_api::Secret::from(admin.get_str("secret_access_key").unwrap()),
+    );
+    let t = provider
+        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .unwrap();
+    let new = t.prepare(Some(&old), random_password(8)).await.unwrap();
+    t.apply(&new, Some(&old)).await.unwrap();
+    let report = t.revoke(&old, &new, INCIDENT).await.unwrap();
+    assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+    assert!(
+        report.notes[0].starts_with(&format!(
+            "last use of access key {} of IAM user {user} not read before deleting it: ",
+            key_id(&old)
+        )),
+        "{:?}",
+        report.notes
+    );
+    assert!(report.notes[0].contains("AccessDenied"), "{:?}", report.notes);
+    assert!(
+        report.notes[1].starts_with("deny policy rekey-revoke-sessions-"),
+        "{:?}",
+        report.notes
+    );
+    assert_no_secret(&report.notes, &[&old, &new, &admin]);
+    assert_eq!(t.login(&old).await.unwrap_err().kind(), ErrorKind::AuthRejected);
 }

@@ -44,6 +44,33 @@ impl SessionPolicy {
     }
 }
 
+/// The session-revocation policy an incident revoke left in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PolicyInForce {
+    pub name: String,
+    /// Attached by this revoke (`false`: a re-run found this rotation's one in place).
+    pub attached: bool,
+}
+
+impl PolicyInForce {
+    /// `deny policy rekey-revoke-sessions-… attached to IAM user ci: …`.
+    pub(super) fn note(&self, user: &str) -> String {
+        let what = if self.attached {
+            "attached to"
+        } else {
+            "already in place on"
+        };
+        let cut_off = parse_policy_name(&self.name)
+            .map(rfc3339)
+            .unwrap_or_else(|| "its cut-off".to_owned());
+        format!(
+            "deny policy {} {what} IAM user {user}: refuses requests signed with STS credentials issued before \
+             {cut_off}",
+            self.name
+        )
+    }
+}
+
 /// The last use IAM recorded for a key.
 #[derive(Debug, Clone)]
 pub(super) struct LastUse {
@@ -150,13 +177,13 @@ impl IamTarget {
     /// session issued before now. When the key was already gone and a policy from this
     /// rotation is in place (a re-run after a crash), attaches none.
     ///
-    /// Returns the name of the policy in force.
+    /// Returns the policy in force and whether this call attached it.
     pub(super) async fn end_sessions(
         &self,
         old_id: &str,
         key_was_there: bool,
         new: &SecretDoc,
-    ) -> ProviderResult<String> {
+    ) -> ProviderResult<PolicyInForce> {
         // Listing is needed only for the clean-up and the re-run check: without it (not
         // allowed), attach a policy anyway.
         let policies = self.session_policies().await.ok();
@@ -168,7 +195,10 @@ impl IamTarget {
             }
             if !key_was_there {
                 if let Some(done) = self.policy_of_this_rotation(policies, new).await {
-                    return Ok(done);
+                    return Ok(PolicyInForce {
+                        name: done,
+                        attached: false,
+                    });
                 }
             }
         }
@@ -193,7 +223,7 @@ impl IamTarget {
                     ),
                 )
             })?;
-        Ok(name)
+        Ok(PolicyInForce { name, attached: true })
     }
 
     /// A revocation policy whose cut-off is at or after the new key's creation: the
@@ -228,6 +258,23 @@ impl IamTarget {
                 region: u.region.clone(),
             })
         }))
+    }
+
+    /// The note an incident revoke records about the old key's last use, read before
+    /// it deletes the key: [`IamTarget::last_used_facts`]'s line, or why it could not be
+    /// read (such as a caller without `iam:GetAccessKeyLastUsed`), which does not stop
+    /// the revocation.
+    pub(super) async fn last_use_note(&self, id: &str) -> String {
+        let mut doc = SecretDoc::new();
+        doc.set(ACCESS_KEY_ID, id);
+        match self.last_used_facts(&doc).await {
+            Ok(lines) => lines.join("; "),
+            Err(e) => format!(
+                "last use of access key {id} of IAM user {} not read before deleting it: {}",
+                self.user(),
+                e.message()
+            ),
+        }
     }
 
     /// Fact lines, for an incident record, about the last use IAM recorded for the
