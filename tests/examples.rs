@@ -1520,3 +1520,25 @@ fn a_wrong_flag_would_be_caught() {
     let words = rekey_words("exec /usr/local/bin/rekey rotate --due");
     assert_cli("test", &words);
 }
+
+/// The commented SaaS configurations (not tested against the services: no network here)
+/// parse, and `rekey validate` builds their targets offline.
+#[test]
+fn saas_examples_validate_offline() {
+    for name in ["sendgrid", "datadog", "twilio"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/saas/{name}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("NOT TESTED HERE"), "{name} says it is untested");
+        let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(["-c", path.to_str().unwrap(), "validate"])
+            .env("SENDGRID_ADMIN_KEY", "x")
+            .env("DD_ADMIN_API_KEY", "x")
+            .env("DD_APP_KEY", "x")
+            .env("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
+            .env("TWILIO_AUTH_TOKEN", "x")
+            .env_remove("REKEY_CONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", output_text(&out));
+    }
+}
