@@ -590,8 +590,31 @@ async fn revoke_terminates_the_previous_roles_sessions() {
     let terminate = RevokeOptions {
         terminate_sessions: true,
     };
+    let pids = {
+        let mut pids = Vec::new();
+        for s in [&s1, &s2] {
+            let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+            pids.push(pid);
+        }
+        pids
+    };
     let report = t.revoke(&current, &new, terminate).await.unwrap();
     assert_eq!(report.sessions_terminated, 2, "both sessions of the previous role");
+    // One note per session ended, naming it; never the admin's nor the new role's.
+    assert_eq!(report.notes.len(), 2, "{report:?}");
+    for pid in pids {
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.starts_with(&format!("session pid {pid} from 127.0.0.1 ")) && n.ends_with("Z ended")),
+            "{report:?}"
+        );
+    }
+    assert!(!report.notes.iter().any(|n| n.contains(&format!("pid {admin_pid} "))));
+    for secret in [current.password().unwrap(), new.password().unwrap()] {
+        assert!(!report.notes.iter().any(|n| n.contains(secret.expose())), "{report:?}");
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     for s in [&s1, &s2] {
         while s.simple_query("SELECT 1").await.is_ok() {
