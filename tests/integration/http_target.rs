@@ -100,8 +100,7 @@ fn rabbitmq_example_rotates_and_the_old_password_gets_401() {
 }
 
 fn minting_config(api: &KeyApi) -> String {
-    format!(
-        r#"
+    r#"
 [defaults]
 audit_log = "rekey-audit.jsonl"
 
@@ -114,19 +113,18 @@ name = "billing-api"
 store = "local"
 key = "billing/api"
 strategy = "dual"
-target = {{ type = "http", base_url = "${{BILLING_URL}}", timeout_secs = 10,
-  headers = {{ Authorization = "Bearer ${{BILLING_ADMIN_TOKEN}}" }},
+target = { type = "http", base_url = "${BILLING_URL}", timeout_secs = 10,
+  headers = { Authorization = "Bearer ${BILLING_ADMIN_TOKEN}" },
   secret_fields = ["api_key"],
-  create = {{ method = "POST", path = "/v1/keys", json = {{ name = "rekey {{{{credential}}}}" }}, ok = [200, 201],
-             fields = {{ api_key = "/data/secret", key_id = "/data/id" }} }},
-  login  = {{ method = "GET", path = "/v1/me", headers = {{ Authorization = "Bearer {{{{api_key}}}}" }}, ok = [200], rejected = [401, 403] }},
-  revoke = {{ method = "DELETE", path = "/v1/keys/{{{{key_id}}}}", ok = [200, 204, 404] }},
-  list   = {{ method = "GET", path = "/v1/keys", items = "/data", fields = {{ key_id = "/id", name = "/name" }},
-             mine = {{ name = "rekey {{{{credential}}}}" }} }},
-  revoke_settle_secs = 5 }}
+  create = { method = "POST", path = "/v1/keys", json = { name = "rekey {{credential}}" }, ok = [200, 201],
+             fields = { api_key = "/data/secret", key_id = "/data/id" } },
+  login  = { method = "GET", path = "/v1/me", headers = { Authorization = "Bearer {{api_key}}" }, ok = [200], rejected = [401, 403] },
+  revoke = { method = "DELETE", path = "/v1/keys/{{key_id}}", ok = [200, 204, 404] },
+  list   = { method = "GET", path = "/v1/keys", items = "/data", fields = { key_id = "/id", name = "/name" },
+             mine = { name = "rekey {{credential}}" } },
+  revoke_settle_secs = 5 }
 "#
-    )
-    .replace("${BILLING_URL}", &api.url())
+        .replace("${BILLING_URL}", &api.url())
 }
 
 #[test]
