@@ -20,7 +20,7 @@ fn doc(value: serde_json::Value) -> SecretDoc {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn example_plugin_rotates_a_rabbitmq_user() {
+async fn example_plugin_preflight_rotation_and_incident_revoke() {
     let api = RabbitMq::management().expect("RabbitMQ");
     let initial = random_password(24).expose().to_owned();
     let user = api.create_user(&unique_name("rk_exec"), &initial).unwrap();
@@ -37,7 +37,8 @@ async fn example_plugin_rotates_a_rabbitmq_user() {
         lines.iter().any(|l| l.contains(&user.name) && l.contains("exists")),
         "{lines:?}"
     );
-    let end = suite::run_all(&t, doc(json!({"password": initial}))).await;
+    // One rotation (every rule runs as its own test in `example_plugin_conformance`).
+    let end = suite::apply_then_verify(&t, doc(json!({"password": initial}))).await;
     let last = end.password().unwrap();
     assert_eq!(api.login_status(&user.name, last.expose()), Ok(200));
     assert_eq!(api.login_status(&user.name, &initial), Ok(401));
@@ -114,17 +115,56 @@ fn keys_in(dir: &std::path::Path) -> serde_json::Map<String, serde_json::Value> 
     serde_json::from_str(&std::fs::read_to_string(dir.join("keys.json")).unwrap()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn minting_plugin_passes_the_suite_with_dual() {
-    let dir = tempfile::tempdir().unwrap();
-    let (t, first) = file_keys(dir.path(), json!({}));
-    assert!(t.capabilities().mints_own_secret && !t.capabilities().apply_invalidates_previous);
-    let end = suite::run_all(&t, first).await;
-    let keys = keys_in(dir.path());
-    assert_eq!(keys.len(), 1, "only the last key is left: {keys:?}");
-    assert_eq!(keys.keys().next().map(String::as_str), end.get_str("key_id"));
-    // The minted document is the plugin's, without the generated password.
-    assert!(end.get("password").is_none());
+/// The suite through the example plugin against RabbitMQ (`single`).
+mod example_plugin_conformance {
+    use super::*;
+    use rekey_testbed::keyapi::RabbitUser;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            let api = RabbitMq::management().expect("RabbitMQ");
+            let initial = random_password(24).expose().to_owned();
+            let user = api.create_user(&unique_name("rk_exec"), &initial).unwrap();
+            let t = ExecProvider::new()
+                .exec_target(
+                    &config(json!({"command": [EXAMPLE], "settings": {"user": user.name}})),
+                    "rabbit-exec",
+                    Strategy::Single,
+                )
+                .unwrap();
+            ((api, user), t, doc(json!({"password": initial})))
+        },
+        // RabbitMQ itself takes the returned password.
+        check = |(api, user): &(RabbitMq, RabbitUser), _: &rekey_exec::ExecTarget, _: &SecretDoc, after: &SecretDoc| {
+            assert_eq!(api.login_status(&user.name, after.password().unwrap().expose()), Ok(200));
+        },
+        skip = [
+            dual_holds_both_until_revoke => "the example plugin implements single: apply replaces the password",
+            alternating_uses_the_idle_user => "the example plugin implements single: no idle user",
+        ],
+    }
+}
+
+/// The suite through the minting test plugin (`dual`).
+mod minting_plugin_conformance {
+    use super::*;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            let dir = tempfile::tempdir().unwrap();
+            let (t, first) = file_keys(dir.path(), json!({}));
+            assert!(t.capabilities().mints_own_secret && !t.capabilities().apply_invalidates_previous);
+            (dir, t, first)
+        },
+        check = |dir: &tempfile::TempDir, _: &rekey_exec::ExecTarget, _: &SecretDoc, after: &SecretDoc| {
+            let keys = keys_in(dir.path());
+            assert_eq!(keys.len(), 1, "only the last key is left: {keys:?}");
+            assert_eq!(keys.keys().next().map(String::as_str), after.get_str("key_id"));
+            // The minted document is the plugin's, without the generated password.
+            assert!(after.get("password").is_none());
+        },
+        skip = [alternating_uses_the_idle_user => "a minting plugin rotates under dual: no idle user"],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
