@@ -6,11 +6,10 @@
 mod fake_kv2;
 
 use fake_kv2::{FakeKv2, Policy, ROOT_TOKEN};
-use rekey_api::conformance::{random_password, store as suite, unique_name};
+use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{ErrorKind, SecretDoc, Store};
 use rekey_vault::{ConfigSecret, VaultKvConfig, VaultKvStore, VaultProvider};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 fn config(fake: &FakeKv2, token: &str) -> VaultKvConfig {
     let mut config = VaultKvConfig::new(fake.address());
@@ -35,60 +34,33 @@ fn value(d: &SecretDoc) -> Value {
     d.to_value()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_missing_key_is_not_found() {
-    let fake = FakeKv2::start().await;
-    suite::missing_key_is_not_found(&store(&fake), &unique_name("missing")).await;
-}
+/// The store suite: each `open()` is a new provider (another machine: no shared lock or
+/// memory), so a reopen keeps only what is in the fake, and only check-and-set can tell
+/// two writers apart.
+mod conformance {
+    use super::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_stage_promote_previous() {
-    let fake = FakeKv2::start().await;
-    suite::stage_promote_previous(&store(&fake), &unique_name("promote")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_stage_is_idempotent_and_guarded() {
-    let fake = FakeKv2::start().await;
-    suite::stage_is_idempotent_and_guarded(&store(&fake), &unique_name("guarded")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_pending_survives_reopen() {
-    let fake = FakeKv2::start().await;
-    let config = config(&fake, ROOT_TOKEN);
-    let open = || {
-        let config = config.clone();
-        // A new provider each time: nothing survives in memory.
-        async move { VaultProvider::new().kv_store(&config).unwrap() }
-    };
-    suite::pending_survives_reopen(open, &unique_name("durable")).await;
-}
-
-/// Two providers are two machines: they share no lock, so only check-and-set can tell
-/// them apart.
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_concurrent_writer_detected_by_check_and_set() {
-    let fake = FakeKv2::start().await;
-    let config = config(&fake, ROOT_TOKEN);
-    let a: Arc<dyn Store> = VaultProvider::new().kv_store(&config).unwrap();
-    let b: Arc<dyn Store> = VaultProvider::new().kv_store(&config).unwrap();
-    for round in 0..20 {
-        suite::concurrent_writer_detected(a.clone(), b.clone(), &unique_name(&format!("race{round}"))).await;
+    rekey_api::store_conformance_tests! {
+        setup = async {
+            let fake = FakeKv2::start().await;
+            let config = config(&fake, ROOT_TOKEN);
+            let open = move || {
+                let config = config.clone();
+                async move { VaultProvider::new().kv_store(&config).unwrap() }
+            };
+            (fake, open)
+        },
     }
-    assert!(a.capabilities().compare_and_set);
-    assert!(a.capabilities().hides_pending_from_readers);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_discard_pending() {
-    let fake = FakeKv2::start().await;
-    let store = store(&fake);
-    suite::discard_pending_keeps_history(&store, &unique_name("discard")).await;
-    suite::discard_pending_is_idempotent(&store, &unique_name("discard_twice")).await;
-    suite::discard_of_another_version_is_a_conflict(&store, &unique_name("discard_other")).await;
-    suite::discard_on_missing_key_is_not_found(&store, &unique_name("missing")).await;
-    suite::stage_after_discard(&store, &unique_name("restage")).await;
+#[test]
+fn declares_check_and_set_and_hidden_pending() {
+    let mut config = VaultKvConfig::new("http://127.0.0.1:1");
+    config.kv_version = 2;
+    config.token = Some(ConfigSecret::new(ROOT_TOKEN));
+    let store = VaultProvider::new().vault_kv_store(&config).unwrap();
+    assert!(store.capabilities().compare_and_set);
+    assert!(store.capabilities().hides_pending_from_readers);
 }
 
 /// Discarding changes only the versions document, check-and-set: the key applications
