@@ -19,7 +19,7 @@ pub async fn plan(
     options: &RotateOptions,
 ) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
-    let now = SystemTime::now();
+    let now = rec.now();
     rec.run(Step::Preflight, store.check_writable(&credential.key)).await?;
     let current = state.current().map(|v| &v.doc);
     let facts = rec.run(Step::Preflight, target.preflight(current)).await?;
@@ -143,7 +143,7 @@ pub async fn verify(
     target: &dyn Target,
 ) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
-    let now = SystemTime::now();
+    let now = rec.now();
     if let Some(p) = state.pending() {
         let age = now.duration_since(p.created).unwrap_or_default();
         let (kind, message) = if age >= STUCK_AFTER {
@@ -312,7 +312,7 @@ fn problem(rec: &mut Recorder, step: Step, kind: FailureKind, message: String, s
 pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Store) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
     rec.report.versions = summarize(&state);
-    let now = SystemTime::now();
+    let now = rec.now();
     let name = &credential.name;
     let Some(current) = state.current() else {
         problem(

@@ -18,6 +18,7 @@ pub struct Recorder {
     run_id: String,
     reporter: Arc<dyn Reporter>,
     interrupt: Interrupt,
+    clock: super::schedule::Clock,
     started: Instant,
     /// The report being built.
     pub report: CredentialReport,
@@ -37,6 +38,7 @@ impl Recorder {
             run_id: run_id.to_owned(),
             reporter,
             interrupt: Interrupt::default(),
+            clock: super::schedule::system_clock(),
             started: Instant::now(),
             report: CredentialReport {
                 name: name.to_owned(),
@@ -67,6 +69,17 @@ impl Recorder {
     pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
         self.interrupt = interrupt;
         self
+    }
+
+    /// Decides with `clock` instead of the system clock (tests inject one).
+    pub fn with_clock(mut self, clock: super::schedule::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// "Now" for the engine's decisions (due, windows, grace, stuck).
+    pub fn now(&self) -> SystemTime {
+        (self.clock)()
     }
 
     /// Whether a stop was requested for this run.

@@ -117,7 +117,7 @@ impl Rotation<'_> {
             self.incident_preflight(rec).await;
         }
         let mut state = read_state(rec, self.store.as_ref(), key).await?;
-        let now = SystemTime::now();
+        let now = rec.now();
 
         if self.options.abandon_pending {
             if let Some(pending) = state.pending() {
@@ -527,7 +527,8 @@ impl Rotation<'_> {
                 Ok(None) => {}
                 Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().into(), e.message(), started)),
             }
-            let at = rfc3339(SystemTime::now().checked_add(grace).unwrap_or(SystemTime::now()));
+            let now = rec.now();
+            let at = rfc3339(now.checked_add(grace).unwrap_or(now));
             rec.skipped(
                 Step::Revoke,
                 format!("deferred until {at} (grace); `rekey rotate --due` finishes it"),

@@ -72,6 +72,7 @@ pub struct Engine {
     backends: Arc<dyn Backends>,
     reporter: Arc<dyn Reporter>,
     interrupt: Interrupt,
+    clock: super::schedule::Clock,
     run_id: String,
     failpoint: Option<String>,
 }
@@ -95,9 +96,17 @@ impl Engine {
             backends,
             reporter,
             interrupt: Interrupt::default(),
+            clock: super::schedule::system_clock(),
             run_id: uuid::Uuid::new_v4().to_string(),
             failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
         }
+    }
+
+    /// Decides due dates, windows, grace and stuck versions with `clock` (tests inject
+    /// one; the binary uses the system clock).
+    pub fn with_clock(mut self, clock: super::schedule::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// This run's id (also in the audit log and reports).
@@ -197,6 +206,7 @@ impl Engine {
             let run_id = self.run_id.clone();
             let failpoint = self.failpoint.clone();
             let interrupt = self.interrupt.clone();
+            let clock = self.clock.clone();
             let work = work.clone();
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
@@ -216,7 +226,7 @@ impl Engine {
                     );
                     return (index, rec.finish(Err(failed)));
                 }
-                let report = one_credential(&run_id, reporter, interrupt, p, &work, failpoint.as_deref()).await;
+                let report = one_credential(&run_id, reporter, interrupt, clock, p, &work, failpoint.as_deref()).await;
                 if let (Some(endpoint), Some(error)) = (endpoint, report.error.as_ref()) {
                     let target_step = matches!(
                         error.step,
@@ -438,7 +448,9 @@ impl Engine {
     }
 
     fn recorder(&self, p: &Prepared) -> Recorder {
-        recorder_for(&self.run_id, self.reporter.clone(), p).with_interrupt(self.interrupt.clone())
+        recorder_for(&self.run_id, self.reporter.clone(), p)
+            .with_interrupt(self.interrupt.clone())
+            .with_clock(self.clock.clone())
     }
 }
 
@@ -461,11 +473,14 @@ async fn one_credential(
     run_id: &str,
     reporter: Arc<dyn Reporter>,
     interrupt: Interrupt,
+    clock: super::schedule::Clock,
     p: Prepared,
     work: &Work,
     failpoint: Option<&str>,
 ) -> CredentialReport {
-    let mut rec = recorder_for(run_id, reporter, &p).with_interrupt(interrupt);
+    let mut rec = recorder_for(run_id, reporter, &p)
+        .with_interrupt(interrupt)
+        .with_clock(clock);
     let store = match &p.store {
         Ok(s) => s.clone(),
         Err(e) => {

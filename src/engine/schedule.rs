@@ -2,7 +2,17 @@
 //! deterministic per-credential jitter that spreads a fleet's due times. Incidents
 //! ignore both.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the engine reads "now" for its decisions (due dates, windows, grace, stuck
+/// pending versions): the system clock, or a test's.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
 
 /// Days and hours (UTC) in which `rotate --due` may start a rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]

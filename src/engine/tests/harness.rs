@@ -4,7 +4,7 @@ use crate::config::Credential;
 use crate::engine::event::Fanout;
 use crate::engine::{Backends, Engine, EngineSettings, Interrupt, RotateOptions, RunReport};
 use crate::password::PasswordPolicyConfig;
-use rekey_api::testing::{Crash, MemoryStore, ScriptedTarget, ScriptedTargetConfig};
+use rekey_api::testing::{Crash, ManualClock, MemoryStore, ScriptedTarget, ScriptedTargetConfig};
 use rekey_api::{KeyState, ProviderResult, SecretDoc, Store, Strategy, Target};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub struct Harness {
     pub store: MemoryStore,
     pub target: ScriptedTarget,
     pub crash: Crash,
+    /// The time the store, the target and the engine all read (frozen until moved).
+    pub clock: ManualClock,
     pub credential: Credential,
     lock_dir: tempfile::TempDir,
 }
@@ -41,13 +43,17 @@ impl Harness {
     /// A credential with `config`'s strategy; nothing stored yet.
     pub fn new(config: ScriptedTargetConfig) -> Harness {
         let crash = Crash::new();
+        let clock = ManualClock::new();
         let strategy = config.strategy;
-        let store = MemoryStore::new().with_crash(crash.clone());
-        let target = ScriptedTarget::new(config).with_crash(crash.clone());
+        let store = MemoryStore::new().with_crash(crash.clone()).with_clock(clock.clone());
+        let target = ScriptedTarget::new(config)
+            .with_crash(crash.clone())
+            .with_clock(clock.clone());
         Harness {
             store,
             target,
             crash,
+            clock,
             credential: credential(strategy),
             lock_dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -70,7 +76,9 @@ impl Harness {
             parallel: 1,
             lock_dir: self.lock_dir.path().to_path_buf(),
         };
+        let clock = self.clock.clone();
         Engine::new(settings, Arc::new(backends), Arc::new(Fanout(Vec::new())))
+            .with_clock(Arc::new(move || clock.now()))
     }
 
     /// One `rotate` run; `None` when a crash fault "killed the process" mid-run.

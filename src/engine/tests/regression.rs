@@ -345,3 +345,28 @@ async fn another_runners_fresh_pending_is_busy_and_a_stale_one_is_finished() {
     assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
     assert_eq!(h.state().current().unwrap().id, id);
 }
+
+/// Time is injected: grace, revocation due and rotation due, judged by the engine's clock,
+/// move with the test's clock and nothing sleeps.
+#[tokio::test(start_paused = true)]
+async fn grace_and_due_follow_the_injected_clock_without_sleeping() {
+    use std::time::Duration;
+    let (mut h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.credential.grace = Duration::from_secs(3600);
+    let due = || RotateOptions {
+        due_only: true,
+        ..Default::default()
+    };
+    h.clock.advance(Duration::from_secs(31 * 86_400));
+    let run = h.rotate(due()).await.unwrap();
+    assert_eq!(run.credentials[0].status, Status::Rotated);
+    assert!(h.target.accepts(&old), "inside the grace period");
+    h.clock.advance(Duration::from_secs(1800));
+    assert_eq!(h.rotate(due()).await.unwrap().credentials[0].status, Status::NotDue);
+    assert!(h.target.accepts(&old), "still inside the grace period");
+    h.clock.advance(Duration::from_secs(1801));
+    assert_eq!(h.rotate(due()).await.unwrap().credentials[0].status, Status::Revoked);
+    assert!(!h.target.accepts(&old), "revoked once the grace period is over");
+    h.clock.advance(Duration::from_secs(31 * 86_400));
+    assert_eq!(h.rotate(due()).await.unwrap().credentials[0].status, Status::Rotated);
+}
