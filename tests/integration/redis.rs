@@ -133,3 +133,53 @@ fn dual_rotation_with_grace_then_due() {
         "only hashes on the server"
     );
 }
+
+/// Issue 8: a consumer that reloads through an `on_rotate` hook (it reads the store with
+/// `rekey get` and logs in) never sees a dead secret across 20 back-to-back `dual`
+/// rotations with a grace period: the hook runs after promotion, while both work.
+#[test]
+fn a_consumer_reloading_through_a_hook_never_sees_a_dead_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = RedisUser(unique("rk_hook"));
+    let initial = crate::util::random_password();
+    redis_cli(&["ACL", "SETUSER", &user.0, "on", &format!(">{initial}"), "~*", "+@all"]);
+    let config = dir.path().join("rekey.toml");
+    let log = dir.path().join("consumer.log");
+    // The consumer: reads the current secret from the store and logs in with it; any
+    // failure fails the hook, which fails the rotation (exit 1).
+    let consumer = format!(
+        "pw=$({rekey} -c {config} get cache --field password) && \
+         who=$(REDISCLI_AUTH=\"$pw\" redis-cli -h {host} -p {port} --user {user} --no-auth-warning ACL WHOAMI) && \
+         [ \"$who\" = {user} ] && echo \"ok $REKEY_VERSION\" >> {log}",
+        rekey = env!("CARGO_BIN_EXE_rekey"),
+        config = config.display(),
+        host = REDIS.0,
+        port = REDIS.1,
+        user = user.0,
+        log = log.display(),
+    );
+    // In the config a literal `$` is written `$$`.
+    let escaped = consumer.replace('$', "$$");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
+             [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"dual\"\ngrace = \"1s\"\n\
+             on_rotate = [[\"sh\", \"-c\", {escaped:?}]]\n\
+             target = {{ type = \"redis\", host = \"{}\", port = {}, username = \"{}\", admin = \"redis://{}:{}\" }}\n",
+            REDIS.0, REDIS.1, user.0, REDIS.0, REDIS.1
+        ),
+    )
+    .unwrap();
+    rekey(dir.path(), &["import", "cache"], &initial).assert_code(0);
+    for round in 1..=20 {
+        let r = rekey(dir.path(), &["rotate", "cache"], "");
+        assert_eq!(r.code, 0, "round {round}: {}", r.stderr);
+        // The next rotation revokes this one's previous secret: let its 1 s grace pass
+        // (a lower bound only: a slow machine just waits longer).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().filter(|l| l.starts_with("ok ")).count(), 20, "{lines}");
+    assert!(!redis_login(&user.0, &initial));
+}
