@@ -172,3 +172,94 @@ fn dual_on_mariadb_is_refused_before_anything_changes() {
     assert_eq!(std::fs::read(dir.path().join("secrets.json")).unwrap(), before);
     assert!(mysql_login(&app, &app_pw), "the password is unchanged");
 }
+
+/// Issue 10 on MariaDB `single`: an admin that may change the password but not end other
+/// users' sessions (no CONNECTION ADMIN) — `leaked --rotate` exits 1 saying sessions were
+/// NOT ended, the store's current works, the leaked password is refused, the session
+/// stays; after the grant, a rerun of `rotate --leaked` ends it without rotating again.
+#[test]
+fn mysql_single_leak_without_connection_admin_then_rerun_after_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, app) = (unique("rk_myi_admin"), unique("rk_myi_app"));
+    let _users = Users(vec![admin.clone(), app.clone()]);
+    let (admin_pw, leaked) = (crate::util::random_password(), crate::util::random_password());
+    root_sql(&format!(
+        "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
+         GRANT CREATE USER, PROCESS ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
+         CREATE USER '{app}'@'%' IDENTIFIED BY '{leaked}'; GRANT SELECT ON test.* TO '{app}'@'%';"
+    ));
+    let admin_url = format!("mysql://{admin}:{admin_pw}@127.0.0.1:3306/");
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        format!(
+            "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
+             [[credentials]]\nname = \"shop-db\"\nstore = \"local\"\nkey = \"shop/db\"\nstrategy = \"single\"\n\
+             target = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, username = \"{app}\", \
+             admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
+        ),
+    )
+    .unwrap();
+    rekey(dir.path(), &admin_url, &["import", "shop-db"], &leaked).assert_code(0);
+    // An application session holding the leaked password.
+    let mut session = Command::new("mysql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            &app,
+            "-N",
+            "-B",
+            "-e",
+            "SELECT SLEEP(60)",
+        ])
+        .env("MYSQL_PWD", &leaked)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while root_sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{app}'"
+    )) == "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "the session never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let report = dir.path().join("incident.md");
+    let r = rekey(
+        dir.path(),
+        &admin_url,
+        &["leaked", "--rotate", "--report", report.to_str().unwrap()],
+        &format!("DB_PASSWORD={leaked}\n"),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("sessions were NOT ended"), "{}", r.stderr);
+    let current = rekey(dir.path(), &admin_url, &["get", "shop-db", "--field", "password"], "")
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(mysql_login(&app, &current), "the store's current secret works");
+    assert!(!mysql_login(&app, &leaked), "the leaked password is refused");
+    assert!(
+        session.try_wait().unwrap().is_none(),
+        "the session is still open, as reported"
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        md.contains("NOT") && !md.contains(&leaked) && !md.contains(&current),
+        "{md}"
+    );
+
+    root_sql(&format!("GRANT CONNECTION ADMIN ON *.* TO '{admin}'@'%'"));
+    let r = rekey(dir.path(), &admin_url, &["rotate", "--leaked", "shop-db"], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while session.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the session was ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let after = rekey(dir.path(), &admin_url, &["get", "shop-db", "--field", "password"], "");
+    assert_eq!(after.stdout.trim(), current, "no second rotation");
+}
