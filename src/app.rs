@@ -506,7 +506,19 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     };
     let reporter = reporter(cli, &config, "rotate", chosen.len())?;
     let run = rotate_in_order(&config, chosen, options, provider_options, reporter).await?;
-    let code = finish(cli, &run);
+    let code = finish_with(cli, &run, |code| {
+        args.leaked.then(|| {
+            crate::incident::record::IncidentRecord {
+                incident_id: run.run_id.clone(),
+                detected,
+                operator: crate::incident::record::operator(),
+                lookup: None,
+                run: Some(&run),
+                exit_code: code,
+            }
+            .to_json()
+        })
+    });
     // [[notify]] (issue 8): never changes the exit code.
     crate::report::notify::after_run(&config.notify, &run, code, args.leaked).await;
     write_metrics(args.metrics_file.as_deref(), &run)?;
@@ -661,7 +673,19 @@ async fn leaked(
         ..Default::default()
     };
     let run = rotate_in_order(&config, chosen, options, ProviderOptions::default(), reporter).await?;
-    let code = finish(cli, &run);
+    let code = finish_with(cli, &run, |code| {
+        Some(
+            crate::incident::record::IncidentRecord {
+                incident_id: run.run_id.clone(),
+                detected,
+                operator: operator.clone(),
+                lookup: Some(&lookup),
+                run: Some(&run),
+                exit_code: code,
+            }
+            .to_json(),
+        )
+    });
     // [[notify]] (issue 8): an incident rotation; never changes the exit code.
     crate::report::notify::after_run(&config.notify, &run, code, true).await;
     if let Some(path) = report {
@@ -809,9 +833,18 @@ fn exit_code(run: &RunReport) -> i32 {
 }
 
 fn finish(cli: &Cli, run: &RunReport) -> i32 {
+    finish_with(cli, run, |_| None)
+}
+
+/// [`finish`]; for incident runs `incident` gives the record (as JSON, from the exit
+/// code) that `-o json` includes.
+fn finish_with(cli: &Cli, run: &RunReport, incident: impl FnOnce(i32) -> Option<serde_json::Value>) -> i32 {
     let code = audit_verdict(exit_code(run));
     match cli.output {
-        Output::Json => println!("{}", json::render(run, code)),
+        Output::Json => match incident(code) {
+            Some(record) => println!("{}", json::render_incident(run, code, record)),
+            None => println!("{}", json::render(run, code)),
+        },
         Output::Human => {
             let (text, errors) = human::render(run, verbosity(cli));
             print!("{text}");

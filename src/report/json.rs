@@ -103,6 +103,19 @@ pub fn render(run: &RunReport, exit_code: i32) -> String {
     envelope(run.command, credentials, extra, exit_code)
 }
 
+/// [`render`] plus the incident record (`incident`), for incident runs: `-o json` prints
+/// the same content as `--report FILE.json`.
+pub fn render_incident(run: &RunReport, exit_code: i32, incident: Value) -> String {
+    let mut extra = Map::new();
+    extra.insert("run_id".into(), run.run_id.clone().into());
+    extra.insert("dry_run".into(), run.dry_run.into());
+    extra.insert("started".into(), run.started.clone().into());
+    extra.insert("duration_ms".into(), run.duration_ms.into());
+    extra.insert("incident".into(), incident);
+    let credentials = run.credentials.iter().map(credential).collect();
+    envelope(run.command, credentials, extra, exit_code)
+}
+
 fn credential(report: &CredentialReport) -> Value {
     let mut value = serde_json::to_value(report).expect("a credential report serializes");
     value["steps"] = Value::Array(report.steps.iter().map(step).collect());

@@ -193,3 +193,15 @@ fn import_refuses_oversized_and_empty_input_and_unverified_overwrites() {
     ws.rekey_stdin(&["import", "app-db", "--no-verify", "--force"], "some-other-value-123")
         .assert_code(0);
 }
+
+#[test]
+fn json_output_of_an_incident_holds_the_record() {
+    let mut ws = Workspace::new();
+    let (_, leaked) = setup(&mut ws);
+    let r = ws.rekey(&["-o", "json", "rotate", "--leaked", "orders-db"]);
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["incident"]["kind"], "incident", "{doc}");
+    assert!(doc["incident"]["summary"].as_str().unwrap().contains("Contained"));
+    assert!(!r.stdout.contains(&leaked));
+}
