@@ -2,13 +2,24 @@
 
 use crate::util::Workspace;
 
-/// Parses Prometheus text: `name{labels} value` lines and `#` comments, nothing else.
+/// Parses the file with a Prometheus text-format parser (every line must be a HELP,
+/// TYPE or sample line) and returns `name{labels}` -> value, labels in the file's order.
 fn samples(text: &str) -> Vec<(String, f64)> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    let declared = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    assert_eq!(scrape.samples.len(), declared, "every sample line parses");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("a sample line");
-            (series.to_owned(), value.parse::<f64>().expect("a number"))
+        .zip(&scrape.samples)
+        .map(|(line, sample)| {
+            let value = match sample.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => panic!("{line}: not a gauge"),
+            };
+            assert!(line.starts_with(&sample.metric), "{line}");
+            (line.rsplit_once(' ').unwrap().0.to_owned(), value)
         })
         .collect()
 }
