@@ -77,7 +77,11 @@ fn kind_of_sqlstate(code: &str) -> ErrorKind {
 /// `"{action}: {description}"` as a [`ProviderError`] of the classified kind.
 pub(crate) fn pg_error(err: &tokio_postgres::Error, action: impl std::fmt::Display) -> ProviderError {
     let (kind, text) = classify(err);
-    ProviderError::new(kind, format!("{action}: {text}"))
+    let error = ProviderError::new(kind, format!("{action}: {text}"));
+    match err.as_db_error() {
+        Some(db) => error.with_code(rekey_api::ErrorCode::Sqlstate(db.code().code().to_owned())),
+        None => error,
+    }
 }
 
 #[cfg(test)]
