@@ -46,6 +46,7 @@ impl Recorder {
                 target,
                 store,
                 key: key.to_owned(),
+                strategy: None,
                 version: None,
                 fingerprint: None,
                 previous_version: None,

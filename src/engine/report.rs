@@ -80,6 +80,9 @@ pub struct CredentialReport {
     pub store: String,
     /// The key inside the store.
     pub key: String,
+    /// The rotation strategy (`single`, `dual`, `alternating`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<&'static str>,
     /// The version made current (rotate, import).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,

@@ -459,14 +459,16 @@ fn recorder_for(run_id: &str, reporter: Arc<dyn Reporter>, p: &Prepared) -> Reco
         Ok(s) => s.describe(),
         Err(_) => format!("store `{}`", p.credential.store),
     };
-    Recorder::new(
+    let mut rec = Recorder::new(
         run_id,
         reporter,
         &p.credential.name,
         p.target.describe(),
         store,
         &p.credential.key,
-    )
+    );
+    rec.report.strategy = Some(p.credential.strategy.as_str());
+    rec
 }
 
 async fn one_credential(

@@ -182,6 +182,9 @@ impl IncidentRecord<'_> {
             for c in &run.credentials {
                 let _ = writeln!(md, "### {} — {}\n", c.name, c.status.as_str());
                 let _ = writeln!(md, "- **Target:** {}", c.target);
+                if let Some(strategy) = c.strategy {
+                    let _ = writeln!(md, "- **Strategy:** {strategy}");
+                }
                 let _ = writeln!(md, "- **Store:** {} key `{}`", c.store, c.key);
                 if let Some(v) = &c.previous_version {
                     let _ = writeln!(

@@ -433,6 +433,7 @@ mod tests {
             target: "postgres role app at 127.0.0.1:5432".into(),
             store: "file secrets.json".into(),
             key: "app/db".into(),
+            strategy: Some("single"),
             version: (status == Status::Rotated).then(|| "v2".to_owned()),
             fingerprint: (status == Status::Rotated).then(|| "sha256:0123456789ab".to_owned()),
             previous_version: None,

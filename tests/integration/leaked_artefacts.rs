@@ -205,3 +205,60 @@ fn json_output_of_an_incident_holds_the_record() {
     assert!(doc["incident"]["summary"].as_str().unwrap().contains("Contained"));
     assert!(!r.stdout.contains(&leaked));
 }
+
+/// Issue 10: a password leaked inside a DSN, a .env file, a JSON snippet, a trufflehog
+/// line and a gitleaks report is each matched and rotated (one after the other, each
+/// time the then-current password leaks).
+#[test]
+fn each_artefact_form_is_matched_and_rotated() {
+    let mut ws = Workspace::new();
+    let (role, _) = setup(&mut ws);
+    type Form = fn(&str, &str) -> (Vec<&'static str>, String);
+    let forms: [(&str, Form); 5] = [
+        ("dsn", |role, pw| {
+            let encoded = pw
+                .replace('%', "%25")
+                .replace('@', "%40")
+                .replace(':', "%3A")
+                .replace('/', "%2F");
+            (
+                vec![],
+                format!("postgresql://{role}:{encoded}@db.internal:5432/orders\n"),
+            )
+        }),
+        ("env", |role, pw| {
+            (vec![], format!("DB_USER={role}\nDB_PASSWORD=\"{pw}\"\nDEBUG=0\n"))
+        }),
+        ("json", |role, pw| {
+            (
+                vec![],
+                serde_json::json!({"db": {"user": role, "password": pw}}).to_string(),
+            )
+        }),
+        ("trufflehog", |_, pw| {
+            (
+                vec!["--from", "trufflehog"],
+                serde_json::json!({"DetectorName": "Postgres", "Raw": pw}).to_string(),
+            )
+        }),
+        ("gitleaks", |_, pw| {
+            (
+                vec!["--from", "gitleaks"],
+                serde_json::json!([{"RuleID": "generic", "Secret": pw}]).to_string(),
+            )
+        }),
+    ];
+    for (what, form) in forms {
+        let leaked = ws.stored_password("orders-db", "current");
+        let (flags, text) = form(&role, &leaked);
+        let mut args = vec!["leaked", "--rotate"];
+        args.extend(flags);
+        let r = ws.rekey_stdin(&args, &text);
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert!(!ws.can_login(&role, &leaked), "{what}: the leaked password is dead");
+        let now = ws.stored_password("orders-db", "current");
+        assert_ne!(now, leaked, "{what}: rotated");
+        assert!(ws.can_login(&role, &now), "{what}: the new one works");
+        assert!(!r.stdout.contains(&leaked) && !r.stderr.contains(&leaked), "{what}");
+    }
+}
