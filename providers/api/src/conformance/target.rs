@@ -19,6 +19,7 @@ use std::pin::Pin;
 
 /// Every target rule, in the order [`run_all`] runs them.
 pub const RULES: &[&str] = &[
+    "capabilities_are_consistent",
     "current_works",
     "wrong_secret_is_auth_rejected",
     "apply_then_verify",
@@ -32,7 +33,8 @@ pub const RULES: &[&str] = &[
 /// does not. Panics on a name that is not in [`RULES`].
 pub fn applicability(rule: &str, caps: &TargetCapabilities) -> Result<(), &'static str> {
     match rule {
-        "current_works"
+        "capabilities_are_consistent"
+        | "current_works"
         | "wrong_secret_is_auth_rejected"
         | "apply_then_verify"
         | "apply_is_idempotent"
@@ -74,6 +76,27 @@ async fn rotate_once(target: &dyn Target, current: &SecretDoc) -> SecretDoc {
         .await
         .unwrap_or_else(|e| panic!("apply failed: {e}"));
     new
+}
+
+/// The declared capabilities agree with each other: the configured strategy is one the
+/// target implements, and under `dual` or `alternating` (two secrets work at once) apply
+/// does not invalidate the previous secret. The other rules are gated on these fields.
+pub async fn capabilities_are_consistent(target: &dyn Target, current: SecretDoc) -> SecretDoc {
+    let caps = target.capabilities();
+    assert!(
+        caps.strategies.contains(&caps.strategy),
+        "the configured strategy {:?} must be one the target implements ({:?})",
+        caps.strategy,
+        caps.strategies
+    );
+    if caps.strategy != Strategy::Single {
+        assert!(
+            !caps.apply_invalidates_previous,
+            "under {:?} two secrets work at once: apply must not invalidate the previous one",
+            caps.strategy
+        );
+    }
+    current
 }
 
 /// The current document works before anything else is tried.
@@ -227,6 +250,7 @@ type Run<'a> = Pin<Box<dyn Future<Output = SecretDoc> + Send + 'a>>;
 
 fn start<'a>(rule: &str, target: &'a dyn Target, doc: SecretDoc) -> Run<'a> {
     match rule {
+        "capabilities_are_consistent" => Box::pin(capabilities_are_consistent(target, doc)),
         "current_works" => Box::pin(current_works(target, doc)),
         "wrong_secret_is_auth_rejected" => Box::pin(wrong_secret_is_auth_rejected(target, doc)),
         "apply_then_verify" => Box::pin(apply_then_verify(target, doc)),
