@@ -111,9 +111,9 @@ mod dual_minting {
         let (target, current) = setup(config());
         let after = suite::run_all(&target, current.clone()).await;
         check_after(&target, &current, &after);
-        // apply_then_verify, apply_is_idempotent, revoked_secret_is_rejected and
-        // dual_holds_both_until_revoke each rotate once.
-        assert_eq!(target.minted_count(), 4);
+        // apply_then_verify, prepare_uses_the_declared_secret, apply_is_idempotent,
+        // revoked_secret_is_rejected and dual_holds_both_until_revoke each rotate once.
+        assert_eq!(target.minted_count(), 5);
         assert_eq!(target.live_minted(), [after.get_str("access_key_id").unwrap()]);
     }
 }

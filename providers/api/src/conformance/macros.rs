@@ -43,6 +43,7 @@ macro_rules! target_conformance_tests {
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] current_works [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] wrong_secret_is_auth_rejected [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] apply_then_verify [$($($skip => $why),*)?]);
+        $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] prepare_uses_the_declared_secret [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] apply_is_idempotent [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] revoked_secret_is_rejected [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_target_conformance_emit [$setup; $($check)?] dual_holds_both_until_revoke [$($($skip => $why),*)?]);
@@ -96,6 +97,9 @@ macro_rules! __rekey_conformance_rule {
     };
     ($emit:ident $ctx:tt apply_then_verify [apply_then_verify => $why:literal $(, $($rest:tt)*)?]) => {
         $crate::$emit!(@skip $ctx apply_then_verify $why);
+    };
+    ($emit:ident $ctx:tt prepare_uses_the_declared_secret [prepare_uses_the_declared_secret => $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::$emit!(@skip $ctx prepare_uses_the_declared_secret $why);
     };
     ($emit:ident $ctx:tt apply_is_idempotent [apply_is_idempotent => $why:literal $(, $($rest:tt)*)?]) => {
         $crate::$emit!(@skip $ctx apply_is_idempotent $why);

@@ -23,6 +23,7 @@ pub const RULES: &[&str] = &[
     "current_works",
     "wrong_secret_is_auth_rejected",
     "apply_then_verify",
+    "prepare_uses_the_declared_secret",
     "apply_is_idempotent",
     "revoked_secret_is_rejected",
     "dual_holds_both_until_revoke",
@@ -37,6 +38,7 @@ pub fn applicability(rule: &str, caps: &TargetCapabilities) -> Result<(), &'stat
         | "current_works"
         | "wrong_secret_is_auth_rejected"
         | "apply_then_verify"
+        | "prepare_uses_the_declared_secret"
         | "apply_is_idempotent"
         | "revoked_secret_is_rejected" => Ok(()),
         "dual_holds_both_until_revoke" if caps.apply_invalidates_previous => {
@@ -117,6 +119,53 @@ pub async fn apply_then_verify(target: &dyn Target, current: SecretDoc) -> Secre
         .unwrap_or_else(|e| panic!("verify after apply failed: {e}"));
     let report = target.revoke(&current, &new, RevokeOptions::default()).await;
     report.unwrap_or_else(|e| panic!("revoke failed: {e}"));
+    new
+}
+
+/// `prepare` uses the secret the capabilities declare: a target that does not mint its
+/// own secret (`mints_own_secret` false) stores the generated password as the
+/// document's password; one that mints it never keeps the generated password anywhere
+/// in the document. The rotation is then finished (apply, verify, revoke).
+pub async fn prepare_uses_the_declared_secret(target: &dyn Target, current: SecretDoc) -> SecretDoc {
+    let generated = random_password(32);
+    let new = target
+        .prepare(Some(&current), generated.clone())
+        .await
+        .unwrap_or_else(|e| panic!("prepare failed: {e}"));
+    if target.capabilities().mints_own_secret {
+        fn holds(value: &serde_json::Value, needle: &str) -> bool {
+            match value {
+                serde_json::Value::String(s) => s.contains(needle),
+                serde_json::Value::Array(items) => items.iter().any(|v| holds(v, needle)),
+                serde_json::Value::Object(map) => map.values().any(|v| holds(v, needle)),
+                _ => false,
+            }
+        }
+        assert!(
+            !holds(&new.to_value(), generated.expose()),
+            "a target that mints its own secret (mints_own_secret) must not keep the generated password"
+        );
+    } else {
+        let password = new
+            .password()
+            .expect("a password target's prepared document holds a password");
+        assert!(
+            password.expose() == generated.expose(),
+            "a password target (mints_own_secret false) must set the generated password"
+        );
+    }
+    target
+        .apply(&new, Some(&current))
+        .await
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    target
+        .verify(&new)
+        .await
+        .unwrap_or_else(|e| panic!("verify after apply failed: {e}"));
+    target
+        .revoke(&current, &new, RevokeOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("revoke failed: {e}"));
     new
 }
 
@@ -254,6 +303,7 @@ fn start<'a>(rule: &str, target: &'a dyn Target, doc: SecretDoc) -> Run<'a> {
         "current_works" => Box::pin(current_works(target, doc)),
         "wrong_secret_is_auth_rejected" => Box::pin(wrong_secret_is_auth_rejected(target, doc)),
         "apply_then_verify" => Box::pin(apply_then_verify(target, doc)),
+        "prepare_uses_the_declared_secret" => Box::pin(prepare_uses_the_declared_secret(target, doc)),
         "apply_is_idempotent" => Box::pin(apply_is_idempotent(target, doc)),
         "revoked_secret_is_rejected" => Box::pin(revoked_secret_is_rejected(target, doc)),
         "dual_holds_both_until_revoke" => Box::pin(dual_holds_both_until_revoke(target, doc)),
