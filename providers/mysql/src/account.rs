@@ -304,6 +304,16 @@ impl HostEntry {
                         "{account} authenticates via ed25519, which MySQL does not have"
                     ))
                 }
+                PluginKind::Ed25519 => {
+                    // Seen here: the client library's ed25519 login is refused for some
+                    // passwords that the server stores correctly, so a new password could
+                    // not be verified (and a single rotation would leave no working one).
+                    return Some(format!(
+                        "{account} authenticates via ed25519: rekey's MariaDB client cannot log in with ed25519 \
+                         reliably, so a rotation could not be verified; change the account to \
+                         mysql_native_password, or rotate it by hand"
+                    ));
+                }
                 _ => {}
             }
             if !is_plugin_name(&method.plugin) {
