@@ -82,8 +82,11 @@ impl Harness {
     }
 
     /// One `rotate` run; `None` when a crash fault "killed the process" mid-run.
-    pub async fn rotate(&self, options: RotateOptions) -> Option<RunReport> {
+    pub async fn rotate(&self, mut options: RotateOptions) -> Option<RunReport> {
         self.crash.reset();
+        // A child process forked by another test of this binary at the moment a lock
+        // file is open shares that lock until it execs: wait for it rather than fail.
+        options.wait.get_or_insert(Duration::from_secs(10));
         let engine = self.engine();
         let run = engine.rotate(vec![self.credential.clone()], options);
         tokio::select! {
