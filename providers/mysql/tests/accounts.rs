@@ -238,11 +238,17 @@ async fn ed25519_accounts_are_refused_before_anything_changes() {
             assert_error(
                 &err,
                 ErrorKind::Unsupported,
-                &[&format!("'{name}'@'%' authenticates via ed25519"), "mysql_native_password"],
+                &[
+                    &format!("'{name}'@'%' authenticates via ed25519"),
+                    "mysql_native_password",
+                ],
                 &[&password],
             );
         }
-        let new = t.prepare(Some(&doc(&name, &password)), random_password(24)).await.unwrap();
+        let new = t
+            .prepare(Some(&doc(&name, &password)), random_password(24))
+            .await
+            .unwrap();
         let err = t.apply(&new, Some(&doc(&name, &password))).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert_eq!(account.json(), before, "nothing changed");
