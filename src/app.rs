@@ -141,6 +141,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             parallel,
         } => {
             let mut config = load(&cli)?;
+            check_output_paths(&config, &[junit_path.as_deref(), metrics_file.as_deref()])?;
             if let Some(n) = parallel {
                 config.defaults.parallel = usize::from(*n);
             }
@@ -431,6 +432,50 @@ fn check_stores_exist(config: &Config, chosen: &[crate::config::Credential]) -> 
     Ok(())
 }
 
+/// Where a path really points: absolute, with its directory resolved (links, `..`).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    match (
+        absolute.parent().and_then(|d| d.canonicalize().ok()),
+        absolute.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => absolute,
+    }
+}
+
+/// Report, JUnit and metrics files are written over whatever is at their path: refuse
+/// a path that is the configuration, a store file (or its lock) or the audit log, before
+/// anything changes (a report written over the store would destroy every secret).
+fn check_output_paths(config: &Config, outputs: &[Option<&Path>]) -> Result<(), Stop> {
+    let mut protected = vec![(resolved(&config.path), "the configuration file".to_owned())];
+    for (name, store) in &config.stores {
+        if let crate::config::StoreConfig::File(f) = store {
+            protected.push((resolved(&f.path), format!("store `{name}`'s file")));
+            let mut lock = f.path.clone().into_os_string();
+            lock.push(".lock");
+            protected.push((resolved(Path::new(&lock)), format!("store `{name}`'s lock file")));
+        }
+    }
+    if let Some(audit) = &config.defaults.audit_log {
+        protected.push((resolved(audit), "the audit log".to_owned()));
+    }
+    for path in outputs.iter().flatten() {
+        let target = resolved(path);
+        if let Some((_, what)) = protected.iter().find(|(p, _)| *p == target) {
+            return Err(Stop::usage(format!(
+                "{} is {what}; write the report somewhere else (nothing was changed)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates (or truncates) a report file before any work, so that a bad path stops the
 /// run before anything changes rather than losing the record after it.
 fn claim_report_file(path: &Path) -> Result<(), Stop> {
@@ -489,6 +534,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         return plan(cli, &args.selection, options).await;
     }
     let mut config = load(cli)?;
+    check_output_paths(&config, &[args.report.as_deref(), args.metrics_file.as_deref()])?;
     if let Some(n) = args.parallel {
         config.defaults.parallel = n as usize;
     }
@@ -555,6 +601,7 @@ async fn leaked(
 ) -> Result<i32, Stop> {
     let detected = std::time::SystemTime::now();
     let config = load(cli)?;
+    check_output_paths(&config, &[report])?;
     if let Some(path) = report {
         claim_report_file(path)?;
     }

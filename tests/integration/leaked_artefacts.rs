@@ -262,3 +262,24 @@ fn each_artefact_form_is_matched_and_rotated() {
         assert!(!r.stdout.contains(&leaked) && !r.stderr.contains(&leaked), "{what}");
     }
 }
+
+/// A report, JUnit or metrics path that is the store file (or the config, or the audit
+/// log) is refused before anything changes: writing it would destroy every secret.
+#[test]
+fn a_report_path_that_is_the_store_is_refused() {
+    let mut ws = Workspace::new();
+    let (role, leaked) = setup(&mut ws);
+    let store = ws.path("secrets.json");
+    let before = std::fs::read(&store).unwrap();
+    for args in [
+        vec!["rotate", "--leaked", "orders-db", "--report", "secrets.json"],
+        vec!["rotate", "orders-db", "--metrics-file", "rekey.toml"],
+        vec!["verify", "--junit", "./audit.jsonl"],
+    ] {
+        let r = ws.rekey(&args);
+        r.assert_code(2);
+        assert!(r.stderr.contains("nothing was changed"), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&store).unwrap(), before, "the store is untouched");
+    assert!(ws.can_login(&role, &leaked));
+}
