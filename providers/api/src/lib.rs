@@ -17,6 +17,7 @@ pub mod env;
 pub mod error;
 pub mod redact;
 pub mod secret;
+pub mod session_notes;
 pub mod store;
 pub mod strategy;
 pub mod target;

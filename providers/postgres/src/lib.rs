@@ -48,7 +48,7 @@ mod config;
 mod conn;
 mod dsn;
 mod error;
-mod notes;
+use rekey_api::session_notes as notes;
 mod provider;
 mod sql;
 mod target;

@@ -35,7 +35,7 @@ mod config;
 mod conn;
 mod dsn;
 mod error;
-mod notes;
+use rekey_api::session_notes as notes;
 mod provider;
 mod target;
 mod tls;

@@ -1,15 +1,16 @@
 //! Notes a revoke records about the sessions it ended (who was using the old secret),
-//! for the incident record: addresses, names, ids and times, never a secret.
+//! for the incident record ([`crate::RevokeReport::notes`]): addresses, names, ids and
+//! times, never a secret. Shared by every provider that ends sessions.
 
 /// The most sessions a revoke names one by one; the rest are counted in one more note.
-pub(crate) const MAX_SESSION_NOTES: usize = 20;
+pub const MAX_SESSION_NOTES: usize = 20;
 
 /// The longest value from the server (a client or application name) shown in a note.
 const MAX_VALUE_CHARS: usize = 64;
 
 /// `notes` capped at [`MAX_SESSION_NOTES`], plus `... and N more sessions ended` for the
 /// rest; `total` (at least `notes.len()`) is how many sessions ended in all.
-pub(crate) fn capped(mut notes: Vec<String>, total: usize) -> Vec<String> {
+pub fn capped(mut notes: Vec<String>, total: usize) -> Vec<String> {
     let total = total.max(notes.len());
     notes.truncate(MAX_SESSION_NOTES);
     if total > notes.len() {
@@ -21,7 +22,7 @@ pub(crate) fn capped(mut notes: Vec<String>, total: usize) -> Vec<String> {
 /// A value the server reported and a client chose (an application or client name), fit
 /// for a one-line note: control characters escaped, at most 64 characters, and withheld
 /// altogether if it contains one of `secrets` (a client may put anything in its name).
-pub(crate) fn shown(value: &str, secrets: &[&str]) -> String {
+pub fn shown(value: &str, secrets: &[&str]) -> String {
     if secrets.iter().any(|s| !s.is_empty() && value.contains(s)) {
         return "(name withheld: it contains a secret)".to_owned();
     }
