@@ -661,6 +661,16 @@ impl Rotation<'_> {
         if !self.target.capabilities().apply_invalidates_previous || rec.interrupt_requested() {
             return;
         }
+        // Only when verify failed for a reason other than the new secret itself: a new
+        // secret the target refuses stays pending (the next run applies it again).
+        if rec
+            .report
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == FailureKind::AuthRejected)
+        {
+            return;
+        }
         let Some(current) = current.filter(|c| c.id != version) else {
             return;
         };
