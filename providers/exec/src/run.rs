@@ -23,6 +23,17 @@ pub(crate) struct Program {
     pub timeout: Duration,
 }
 
+impl std::fmt::Debug for RunError {
+    /// Never the plugin's stderr: it may echo a secret (messages quote it masked).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Spawn(e) => f.debug_tuple("Spawn").field(e).finish(),
+            RunError::Timeout { stderr } => f.debug_struct("Timeout").field("stderr_bytes", &stderr.len()).finish(),
+            RunError::TooBig => f.write_str("TooBig"),
+        }
+    }
+}
+
 /// How the run ended.
 pub(crate) struct Output {
     /// Exit code, `None` when killed by a signal.
@@ -33,7 +44,6 @@ pub(crate) struct Output {
 }
 
 /// Why there is no output.
-#[derive(Debug)]
 pub(crate) enum RunError {
     /// The program could not be started.
     Spawn(std::io::Error),

@@ -23,12 +23,22 @@ pub struct PluginDescription {
 }
 
 /// The runner shared by one plugin's targets.
-#[derive(Debug)]
 pub(crate) struct Plugin {
     pub program: Program,
     pub settings: Map<String, Value>,
     /// Fields (besides `password`) a prepared document must not inherit from the current one.
     pub secret_fields: Vec<String>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("program", &self.program)
+            // Values may be passwords from `${ENV}`: names only.
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("secret_fields", &self.secret_fields)
+            .finish()
+    }
 }
 
 impl Plugin {
@@ -303,5 +313,32 @@ impl Target for ExecTarget {
             sessions_terminated: answer.get("sessions_terminated").and_then(Value::as_u64).unwrap_or(0),
             ..RevokeReport::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::{Program, RunError};
+
+    #[test]
+    fn debug_shows_no_setting_value_and_no_plugin_stderr() {
+        let mut settings = Map::new();
+        settings.insert("api_token".into(), Value::String("tok-hunter2-secret".into()));
+        let plugin = Plugin {
+            program: Program {
+                command: vec!["/bin/plugin".into()],
+                pass_env: Vec::new(),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            settings,
+            secret_fields: Vec::new(),
+        };
+        let shown = format!("{plugin:?}");
+        assert!(shown.contains("api_token") && !shown.contains("hunter2"), "{shown}");
+        let timeout = RunError::Timeout {
+            stderr: zeroize::Zeroizing::new(b"echoing hunter2".to_vec()),
+        };
+        assert!(!format!("{timeout:?}").contains("hunter2"));
     }
 }
