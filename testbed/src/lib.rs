@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+mod certs;
 pub mod keyapi;
 mod moto;
 mod pg;
@@ -23,8 +24,10 @@ mod process;
 mod scratch;
 mod vault;
 
+pub use certs::{openssl, CertPair, KeyType, TestCa};
 pub use moto::{MotoServer, MOTO_ENV};
 pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
+pub use scratch::free_port;
 pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};
 
 use std::fmt;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (servers retry on a collision).
-pub(crate) fn free_port() -> Result<u16, TestbedError> {
+pub fn free_port() -> Result<u16, TestbedError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| TestbedError::new(format!("cannot bind 127.0.0.1:0 to pick a port: {e}")))?;
     listener
