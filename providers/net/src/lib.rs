@@ -1,0 +1,17 @@
+//! rekey's provider toolkit: what several providers need from the network side and
+//! would otherwise each write again.
+//!
+//! - [`tls`]: trusted roots (a CA file, or the platform's plus Mozilla's, loaded once)
+//!   and rustls client configurations that verify fully, verify the chain only, or
+//!   only encrypt, with an optional client certificate.
+//! - [`error_chain`]: an error and its sources as one line.
+//! - [`percent_decode`]: percent-decoding into a buffer zeroized when dropped, for
+//!   connection strings that hold passwords.
+
+mod chain;
+mod percent;
+pub mod tls;
+mod verify;
+
+pub use chain::error_chain;
+pub use percent::percent_decode;
