@@ -22,6 +22,6 @@ mod run;
 mod target;
 
 pub use config::ExecTargetConfig;
-pub use protocol::PROTOCOL;
+pub use protocol::{parse_answer, Answer, PROTOCOL};
 pub use provider::ExecProvider;
 pub use target::{ExecTarget, PluginDescription};

@@ -20,6 +20,7 @@ pub(crate) enum Op {
     Apply,
     Login,
     Revoke,
+    Sweep,
 }
 
 impl Op {
@@ -31,6 +32,7 @@ impl Op {
             Op::Apply => "apply",
             Op::Login => "login",
             Op::Revoke => "revoke",
+            Op::Sweep => "sweep",
         }
     }
 }
@@ -44,6 +46,10 @@ pub(crate) struct Request<'a> {
     pub current: Option<&'a SecretDoc>,
     pub old: Option<&'a SecretDoc>,
     pub terminate_sessions: bool,
+    /// `sweep`: every stored version's document (sent as `"stored"`).
+    pub stored: &'a [&'a SecretDoc],
+    /// `sweep`: the newest stored version's creation, Unix seconds (sent as `"since"`).
+    pub since: Option<u64>,
 }
 
 /// A JSON value zeroized on drop.
@@ -77,6 +83,11 @@ impl Request<'_> {
         body.insert("current".into(), doc(self.current));
         body.insert("old".into(), doc(self.old));
         body.insert("terminate_sessions".into(), self.terminate_sessions.into());
+        if self.op == Op::Sweep {
+            let stored = self.stored.iter().map(|d| d.to_value()).collect();
+            body.insert("stored".into(), Value::Array(stored));
+            body.insert("since".into(), self.since.map(Value::from).unwrap_or(Value::Null));
+        }
         let value = SecretValue(Value::Object(body));
         let mut text = Zeroizing::new(serde_json::to_vec(&value.0).unwrap_or_default());
         text.push(b'\n');
@@ -91,7 +102,8 @@ impl Masks {
     /// Every string of the documents and the settings whose name says it is secret.
     pub(crate) fn of(request: &Request<'_>) -> Masks {
         let mut out = Vec::new();
-        for doc in [request.new, request.current, request.old].into_iter().flatten() {
+        let docs = [request.new, request.current, request.old].into_iter().flatten();
+        for doc in docs.chain(request.stored.iter().copied()) {
             for name in doc.field_names() {
                 if let Some(s) = doc.get_str(name) {
                     out.push(Zeroizing::new(s.to_owned()));
@@ -107,25 +119,42 @@ impl Masks {
                 out.push(Zeroizing::new(s.to_owned()));
             }
         }
+        Masks::sorted(out)
+    }
+
+    /// Masks of these secret values.
+    pub(crate) fn of_values(secrets: &[&str]) -> Masks {
+        Masks::sorted(secrets.iter().map(|s| Zeroizing::new((*s).to_owned())).collect())
+    }
+
+    fn sorted(mut out: Vec<Zeroizing<String>>) -> Masks {
         // Longest first, so that a secret containing another is masked whole.
         out.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Masks(out)
     }
 
-    /// `text` on one line, every secret of 4 characters or more replaced by `****`,
-    /// shortened to its last [`MAX_QUOTED`] characters (`tail`) or its first.
-    pub(crate) fn quote(&self, text: &str, tail: bool) -> String {
-        let mut text: String = text
-            .split(['\n', '\r'])
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" | ");
+    fn mask(&self, mut text: String) -> String {
         for secret in &self.0 {
             if secret.len() >= 4 && text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), "****");
             }
         }
+        text
+    }
+
+    /// `text` on one line, every secret of 4 characters or more replaced by `****`,
+    /// shortened to its last [`MAX_QUOTED`] characters (`tail`) or its first.
+    pub(crate) fn quote(&self, text: &str, tail: bool) -> String {
+        // Masked before and after the lines are joined: a secret spanning a line break
+        // is masked whole, and one that the joining spells is masked too.
+        let text = self.mask(text.to_owned());
+        let text: String = text
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let mut text = self.mask(text);
         let chars = text.chars().count();
         if chars > MAX_QUOTED {
             text = if tail {
@@ -156,11 +185,21 @@ fn with_stderr(message: String, output: &Output, masks: &Masks) -> String {
     }
 }
 
-/// The answer of a successful run, as a JSON object (zeroized on drop).
-pub(crate) struct Answer(pub SecretValue);
+/// A plugin's successful answer (`"protocol": 1, "ok": true`), a JSON object whose
+/// strings are zeroized on drop.
+pub struct Answer(pub(crate) SecretValue);
+
+impl std::fmt::Debug for Answer {
+    /// Field names only: the answer may hold a minted secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&String> = self.0 .0.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        f.debug_struct("Answer").field("fields", &names).finish()
+    }
+}
 
 impl Answer {
-    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+    /// A field of the answer (`"doc"`, `"strategies"`, ...).
+    pub fn get(&self, key: &str) -> Option<&Value> {
         self.0 .0.get(key)
     }
 
@@ -172,6 +211,37 @@ impl Answer {
 
 fn refused(label: &str, message: String) -> ProviderError {
     ProviderError::other(format!("{label}: {message}")).retryable(false)
+}
+
+/// Reads a plugin's answer as rekey does after a run, without running anything (the
+/// entry point of the `exec_response` fuzz target).
+///
+/// `label` starts every error message (rekey passes `exec plugin PATH: OPERATION`);
+/// `stdout` is what the plugin printed (at most 1 MiB in a real run), `exit_code` its
+/// exit status (`None`: killed by a signal), `stderr` what it printed there (its end is
+/// quoted in some errors), and every string of `secrets` (4 characters or more) is
+/// masked as `****` in whatever the plugin's own text contributes to a message.
+///
+/// `Ok` only for a JSON object with `"protocol": 1` and `"ok": true` from a plugin that
+/// exited 0; a plugin's `"ok": false` answer is its typed error; everything else is a
+/// one-line error of kind `other`, never a panic.
+pub fn parse_answer(
+    label: &str,
+    stdout: &[u8],
+    exit_code: Option<i32>,
+    stderr: &[u8],
+    secrets: &[&str],
+) -> ProviderResult<Answer> {
+    if stdout.len() > MAX_ANSWER {
+        return Err(too_big(label));
+    }
+    let output = Output {
+        code: exit_code,
+        signal: if exit_code.is_none() { Some(libc::SIGKILL) } else { None },
+        stdout: Zeroizing::new(stdout.to_vec()),
+        stderr: Zeroizing::new(stderr.to_vec()),
+    };
+    interpret(label, &output, &Masks::of_values(secrets))
 }
 
 /// Reads the plugin's answer. `label` is `exec plugin PATH: OP`.

@@ -20,6 +20,9 @@ pub struct PluginDescription {
     pub mints: bool,
     /// It can end the sessions of an old secret at `revoke`.
     pub terminates_sessions: bool,
+    /// It answers `sweep`: removes this credential's minted secrets that no stored
+    /// version holds (left by a run killed between minting and storing).
+    pub sweeps: bool,
 }
 
 /// The runner shared by one plugin's targets.
@@ -95,6 +98,8 @@ impl Plugin {
                 current: None,
                 old: None,
                 terminate_sessions: false,
+                stored: &[],
+                since: None,
             })
             .await?;
         let bad = |what: &str| ProviderError::invalid_input(format!("{label}: {what}")).retryable(false);
@@ -124,6 +129,7 @@ impl Plugin {
             strategies,
             mints: flag("mints")?,
             terminates_sessions: flag("terminates_sessions")?,
+            sweeps: flag("sweeps")?,
         })
     }
 }
@@ -141,6 +147,7 @@ pub struct ExecTarget {
     credential: String,
     plugin: Arc<Plugin>,
     capabilities: TargetCapabilities,
+    sweeps: bool,
 }
 
 impl fmt::Debug for ExecTarget {
@@ -184,6 +191,7 @@ impl ExecTarget {
                 mints_own_secret: description.mints,
                 apply_invalidates_previous: strategy == Strategy::Single,
             },
+            sweeps: description.mints && description.sweeps,
         })
     }
 
@@ -196,6 +204,8 @@ impl ExecTarget {
             current: None,
             old: None,
             terminate_sessions: false,
+            stored: &[],
+            since: None,
         }
     }
 
@@ -237,6 +247,41 @@ impl Target for ExecTarget {
             _ => lines.push("the plugin's preflight passed".to_owned()),
         }
         Ok(lines)
+    }
+
+    async fn sweep_unstored(&self, stored: &[&SecretDoc], since: rekey_api::Timestamp) -> ProviderResult<Vec<String>> {
+        if !self.sweeps {
+            return Ok(Vec::new());
+        }
+        let since = since.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
+        let answer = self
+            .plugin
+            .call(Request {
+                stored,
+                since,
+                ..self.request(Op::Sweep)
+            })
+            .await?;
+        match answer.get("removed") {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                // Ids only (the plugin's words, masked like everything it says).
+                let masks = Masks::of(&Request {
+                    stored,
+                    ..self.request(Op::Sweep)
+                });
+                Ok(items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|id| masks.quote(id, false))
+                    .collect())
+            }
+            Some(_) => Err(ProviderError::other(format!(
+                "{}: sweep: \"removed\" is not an array of strings (ids of the secrets removed)",
+                self.plugin.label()
+            ))
+            .retryable(false)),
+        }
     }
 
     async fn prepare(&self, current: Option<&SecretDoc>, password: Secret) -> ProviderResult<SecretDoc> {

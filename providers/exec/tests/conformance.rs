@@ -1,11 +1,13 @@
 //! The target conformance suite through the exec protocol: the example plugin
 //! (`examples/plugins/rabbitmq-user`, strategy `single`) against the machine's real
-//! RabbitMQ, and a minting test plugin (`tests/plugins/file-keys`, strategy `dual`).
+//! RabbitMQ, a minting test plugin (`tests/plugins/file-keys`, strategy `dual`), and the
+//! minting example plugin (`examples/plugins/keyapi-keys`, `dual`, `sweeps`) against the
+//! testbed's key API.
 
 use rekey_api::conformance::{random_password, target as suite, unique_name};
 use rekey_api::{ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
 use rekey_exec::{ExecProvider, ExecTargetConfig};
-use rekey_testbed::keyapi::RabbitMq;
+use rekey_testbed::keyapi::{KeyApi, RabbitMq};
 use serde_json::json;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/plugins/rabbitmq-user");
@@ -178,4 +180,86 @@ async fn a_create_answer_without_doc_is_a_clear_error() {
             .contains("create: its answer has no \"doc\" object; the plugin may have minted"),
         "{e}"
     );
+}
+
+const KEYAPI_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/plugins/keyapi-keys");
+
+/// The minting example plugin on a fresh testbed key API (a deleted key works 300 ms
+/// more; the plugin's revoke waits until it is refused), and the imported first key.
+fn keyapi_keys(options: rekey_testbed::keyapi::KeyApiOptions) -> (KeyApi, rekey_exec::ExecTarget, SecretDoc) {
+    let api = KeyApi::start_with(options).unwrap();
+    let first = api.mint("rekey keyapi-exec");
+    let t = ExecProvider::new()
+        .exec_target(
+            &config(json!({
+                "command": [KEYAPI_KEYS],
+                "settings": {"base_url": api.url(), "admin_token": api.admin_token()},
+                "secret_fields": ["api_key"],
+            })),
+            "keyapi-exec",
+            Strategy::Dual,
+        )
+        .unwrap();
+    (api, t, doc(json!({"key_id": first.id, "api_key": first.secret})))
+}
+
+fn live_ids(api: &KeyApi) -> Vec<String> {
+    let mut ids: Vec<String> = api.live_keys().into_iter().map(|k| k.id).collect();
+    ids.sort();
+    ids
+}
+
+/// The suite through the minting example plugin against the testbed key API (`dual`).
+mod keyapi_plugin_conformance {
+    use super::*;
+    use rekey_testbed::keyapi::KeyApiOptions;
+
+    rekey_api::target_conformance_tests! {
+        setup = async {
+            keyapi_keys(KeyApiOptions { rate_limit_every: None, ..KeyApiOptions::default() })
+        },
+        check = |api: &KeyApi, _: &rekey_exec::ExecTarget, _: &SecretDoc, after: &SecretDoc| {
+            let live = live_ids(api);
+            assert_eq!(live.len(), 1, "only the last key is alive: {live:?}");
+            assert_eq!(Some(live[0].as_str()), after.get_str("key_id"));
+            assert!(api.accepts(after.get_str("api_key").unwrap()));
+        },
+        skip = [alternating_uses_the_idle_user => "a minting plugin rotates under dual: no idle user"],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyapi_plugin_sweeps_only_its_unstored_keys() {
+    // The default server: a 429 with Retry-After now and then, a revocation delay.
+    let (api, t, first) = keyapi_keys(rekey_testbed::keyapi::KeyApiOptions::default());
+    let pending = t.prepare(Some(&first), random_password(8)).await.unwrap();
+    let orphan = api.mint("rekey keyapi-exec");
+    let other = api.mint("someone else's key");
+    let before = live_ids(&api);
+    assert_eq!(before.len(), 4, "{before:?}");
+    let removed = t
+        .sweep_unstored(&[&first, &pending], std::time::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(removed, vec![orphan.id.clone()]);
+    let mut expected = vec![
+        first.get_str("key_id").unwrap().to_owned(),
+        pending.get_str("key_id").unwrap().to_owned(),
+        other.id,
+    ];
+    expected.sort();
+    assert_eq!(live_ids(&api), expected, "stored keys and another's key are kept");
+    assert!(t
+        .sweep_unstored(&[&first, &pending], std::time::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_empty());
+    // A plugin that does not declare `sweeps` is never asked.
+    let dir = tempfile::tempdir().unwrap();
+    let (file_target, file_first) = file_keys(dir.path(), json!({}));
+    assert!(file_target
+        .sweep_unstored(&[&file_first], std::time::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_empty());
 }
