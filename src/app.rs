@@ -171,7 +171,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                 Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)),
             )
             .await?;
-            let run = engine.status(chosen).await?;
+            let mut run = engine.status(chosen).await?;
+            mark_missing_stores(&config, &mut run);
             Ok(finish(&cli, &run))
         }
         Command::Import {
@@ -430,6 +431,46 @@ fn check_stores_exist(config: &Config, chosen: &[crate::config::Credential]) -> 
         }
     }
     Ok(())
+}
+
+/// `status`: a file store whose file does not exist reads as empty; say "store missing"
+/// (a typo in its path or a missing mount) instead of "no secret".
+fn mark_missing_stores(config: &Config, run: &mut RunReport) {
+    use crate::engine::{FailureKind, Step};
+    for report in &mut run.credentials {
+        let Some(credential) = config.credential(&report.name) else {
+            continue;
+        };
+        let Some(crate::config::StoreConfig::File(f)) = config.stores.get(&credential.store) else {
+            continue;
+        };
+        let no_secret = report
+            .error
+            .as_ref()
+            .is_some_and(|e| e.step == Step::CheckCurrent && e.kind == FailureKind::NotFound);
+        if f.path.exists() || !no_secret {
+            continue;
+        }
+        let message = format!(
+            "store missing: store `{}`'s file {} does not exist; check the path (a typo or a missing mount), \
+             or create it with `rekey import {}`",
+            credential.store,
+            f.path.display(),
+            report.name
+        );
+        if let Some(error) = &mut report.error {
+            error.step = Step::Read;
+            error.message = message.clone();
+        }
+        if let Some(step) = report.steps.iter_mut().rev().find(|s| s.step == Step::CheckCurrent) {
+            step.step = Step::Read;
+            step.outcome = crate::engine::event::Outcome::Failed {
+                kind: FailureKind::NotFound,
+                message: message.clone(),
+            };
+        }
+        report.problems = vec![message];
+    }
 }
 
 /// Where a path really points: absolute, with its directory resolved (links, `..`).

@@ -3,11 +3,150 @@
 use super::event::Step;
 use super::failure::FailureKind;
 use super::recorder::{rfc3339, Recorder, StepFailed};
-use super::report::{Status, VersionSummary};
+use super::report::{CredentialReport, Status, VersionSummary};
 use super::rotation::{is_due, outstanding_revocation, read_state, RotateOptions};
 use crate::config::Credential;
-use rekey_api::{ErrorKind, KeyState, Store, Target};
+use rekey_api::{ErrorKind, KeyState, Store, Strategy, Target};
+use serde::Serialize;
+use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
+
+/// What one item of a plan is about: a check made now, or a step a rotation would take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanStep {
+    /// A read-only check made by `plan` itself (preflight).
+    Check,
+    /// Finish an unfinished rotation (a pending version).
+    Resume,
+    /// Make the new secret.
+    Generate,
+    /// Write it to the store as pending.
+    Stage,
+    /// Install it on the target.
+    Apply,
+    /// Fresh login with the new secret.
+    Verify,
+    /// Pending becomes current.
+    Promote,
+    /// Remove the previous secret (now, after grace, or a deferred one).
+    Revoke,
+    /// The previous secret must be refused.
+    ProveDead,
+    /// What applications reading the secret experience during the rotation.
+    Effect,
+    /// Nothing to do (not due).
+    None,
+    /// Anything else worth saying.
+    Note,
+}
+
+impl PlanStep {
+    /// The kebab-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStep::Check => "check",
+            PlanStep::Resume => "resume",
+            PlanStep::Generate => "generate",
+            PlanStep::Stage => "stage",
+            PlanStep::Apply => "apply",
+            PlanStep::Verify => "verify",
+            PlanStep::Promote => "promote",
+            PlanStep::Revoke => "revoke",
+            PlanStep::ProveDead => "prove-dead",
+            PlanStep::Effect => "effect",
+            PlanStep::None => "none",
+            PlanStep::Note => "note",
+        }
+    }
+}
+
+/// One item of a plan, built by the engine: human output renders it as a line
+/// ([`fmt::Display`]), `-o json` serializes it as it is (`plan_steps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanItem {
+    /// What the item is about.
+    pub step: PlanStep,
+    /// What is checked or done, one line without secrets.
+    pub action: String,
+    /// What it acts on (a target or store description), when one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `incident` for what only an incident rotation needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// Whether it is a warning (the run goes on, but someone should know).
+    pub warning: bool,
+}
+
+impl PlanItem {
+    /// An item of `step` doing `action`.
+    pub fn new(step: PlanStep, action: impl Into<String>) -> PlanItem {
+        PlanItem {
+            step,
+            action: action.into(),
+            target: None,
+            mode: None,
+            warning: false,
+        }
+    }
+
+    /// The same item acting on `target`.
+    pub fn on(mut self, target: String) -> PlanItem {
+        self.target = Some(target);
+        self
+    }
+
+    /// The same item, needed only by an incident rotation.
+    pub fn incident(mut self) -> PlanItem {
+        self.mode = Some("incident");
+        self
+    }
+
+    /// The same item, as a warning.
+    pub fn warning(mut self) -> PlanItem {
+        self.warning = true;
+        self
+    }
+}
+
+impl fmt::Display for PlanItem {
+    /// `apply: set it on the target (postgres role app@127.0.0.1:5432)`,
+    /// `warning (incident): ...`; a note is its text alone.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = if self.warning { "warning" } else { self.step.as_str() };
+        match (self.step, self.mode) {
+            (PlanStep::Note, _) if !self.warning => f.write_str(&self.action)?,
+            (_, Some(mode)) => write!(f, "{head} ({mode}): {}", self.action)?,
+            (_, None) => write!(f, "{head}: {}", self.action)?,
+        }
+        match &self.target {
+            Some(target) => write!(f, " ({target})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What applications that read the secret experience while it is rotated (issue 12):
+/// a replaced secret fails until they re-read the store; with a grace period both work.
+fn experience(strategy: Strategy, apply_invalidates_previous: bool, grace: Duration, incident: bool) -> PlanItem {
+    let text = if incident {
+        format!("{strategy}: the leaked secret stops working during this run: applications still holding it fail until they re-read the store")
+    } else if apply_invalidates_previous {
+        format!("{strategy}: applications still holding the old secret fail until they re-read it (apply replaces it)")
+    } else if grace.is_zero() {
+        format!(
+            "{strategy}: the old secret is revoked right after promote (grace 0s): applications still holding it \
+             fail until they re-read it; set a grace to avoid that"
+        )
+    } else {
+        format!(
+            "{strategy}: both secrets work for {}: applications that re-read the secret within it see no failure",
+            short_duration(grace)
+        )
+    };
+    PlanItem::new(PlanStep::Effect, text)
+}
 
 /// `plan` / `rotate --dry-run`: connect and check for real, change nothing, and list the
 /// steps a rotation would take.
@@ -20,37 +159,55 @@ pub async fn plan(
 ) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
     let now = rec.now();
-    rec.run(Step::Preflight, store.check_writable(&credential.key)).await?;
+    // One `preflight` step for every read-only check (store writable, target, incident
+    // privileges): recorded once, with what it found, or failed at its first failure.
+    rec.begin(Step::Preflight)?;
+    let started = (SystemTime::now(), Instant::now());
+    if let Err(e) = store.check_writable(&credential.key).await {
+        return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started));
+    }
     let current = state.current().map(|v| &v.doc);
-    let facts = rec.run(Step::Preflight, target.preflight(current)).await?;
-    let mut lines: Vec<String> = facts.into_iter().map(|f| format!("check: {f}")).collect();
-    lines.push(format!("check: store {} is writable", store.describe()));
+    let facts = match target.preflight(current).await {
+        Ok(facts) => facts,
+        Err(e) => return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started)),
+    };
+    let mut lines: Vec<PlanItem> = facts
+        .into_iter()
+        .map(|f| PlanItem::new(PlanStep::Check, f).on(target.describe()))
+        .collect();
+    lines.push(PlanItem::new(PlanStep::Check, "the store is writable").on(store.describe()));
+    let mut detail = None;
     if options.incident {
         // What the incident needs beyond rotation: a missing privilege does not stop the
         // rotation (a leaked secret must die), but the responder learns it now.
-        let started = (SystemTime::now(), Instant::now());
         match target.incident_preflight().await {
             Ok(facts) => {
-                lines.extend(facts.into_iter().map(|f| format!("check (incident): {f}")));
-                rec.ok_since(Step::Preflight, Some("incident privileges".into()), started);
+                lines.extend(
+                    facts
+                        .into_iter()
+                        .map(|f| PlanItem::new(PlanStep::Check, f).on(target.describe()).incident()),
+                );
+                detail = Some("incident privileges checked".to_owned());
             }
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                lines.push(format!(
-                    "warning (incident): sessions will NOT be ended: {}; the leaked secret is still replaced and proved dead",
-                    e.message()
-                ));
-                rec.ok_since(
-                    Step::Preflight,
-                    Some(format!("sessions will NOT be ended: {}", e.message())),
-                    started,
+                lines.push(
+                    PlanItem::new(
+                        PlanStep::Check,
+                        format!(
+                            "sessions will NOT be ended: {}; the leaked secret is still replaced and proved dead",
+                            e.message()
+                        ),
+                    )
+                    .on(target.describe())
+                    .incident()
+                    .warning(),
                 );
+                detail = Some(format!("sessions will NOT be ended: {}", e.message()));
             }
-            Err(e) => {
-                rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started);
-                return Err(StepFailed);
-            }
+            Err(e) => return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started)),
         }
     }
+    rec.ok_since(Step::Preflight, detail, started);
     let caps = target.capabilities();
     let grace = if options.incident {
         Duration::ZERO
@@ -58,10 +215,13 @@ pub async fn plan(
         options.grace.unwrap_or(credential.grace)
     };
     if let Some(p) = state.pending() {
-        lines.push(format!(
-            "resume pending version {} (staged {}): apply it unless the target already accepts it",
-            p.id,
-            rfc3339(p.created)
+        lines.push(PlanItem::new(
+            PlanStep::Resume,
+            format!(
+                "pending version {} (staged {}): apply it unless the target already accepts it",
+                p.id,
+                rfc3339(p.created)
+            ),
         ));
     } else if options.due_only && !is_due(&state, credential.every, now) {
         let due = state
@@ -70,62 +230,101 @@ pub async fn plan(
             .unwrap_or_default();
         if let Some((_, current)) = outstanding_revocation(&state) {
             if super::version::revoke_at(current, options.grace, credential.grace) <= now || options.incident {
-                lines.push("finish the deferred revocation of the previous secret".into());
+                lines.push(PlanItem::new(
+                    PlanStep::Revoke,
+                    "finish the deferred revocation of the previous secret",
+                ));
             }
         }
-        lines.push(format!("nothing to rotate: not due until {due}"));
+        lines.push(PlanItem::new(
+            PlanStep::None,
+            format!("nothing to rotate: not due until {due}"),
+        ));
         rec.report.next_due = Some(due);
         rec.report.plan = lines;
         return Ok(Status::Planned);
     } else {
         if outstanding_revocation(&state).is_some() {
-            lines.push("revoke the previous secret first (its revocation is outstanding)".into());
-        }
-        if caps.mints_own_secret {
-            lines.push(format!("generate: {} creates the new secret", target.describe()));
-        } else {
-            lines.push(format!(
-                "generate: a {}-character password",
-                credential.password.length()
+            lines.push(PlanItem::new(
+                PlanStep::Revoke,
+                "the previous secret first (its revocation is outstanding)",
             ));
         }
-        lines.push(format!(
-            "stage: write it as pending to {} key `{}`",
-            store.describe(),
-            credential.key
-        ));
-        lines.push(format!("apply: set it on {}", target.describe()));
+        if caps.mints_own_secret {
+            lines.push(PlanItem::new(PlanStep::Generate, "the target creates the new secret").on(target.describe()));
+        } else {
+            lines.push(PlanItem::new(
+                PlanStep::Generate,
+                format!("a {}-character password", credential.password.length()),
+            ));
+        }
+        lines.push(
+            PlanItem::new(
+                PlanStep::Stage,
+                format!("write it as pending at key `{}`", credential.key),
+            )
+            .on(store.describe()),
+        );
+        lines.push(PlanItem::new(PlanStep::Apply, "set it on the target").on(target.describe()));
     }
-    lines.push(format!(
-        "verify: a fresh login with the new secret (up to {} attempts)",
-        credential.verify_attempts
+    lines.push(PlanItem::new(
+        PlanStep::Verify,
+        format!(
+            "a fresh login with the new secret (up to {} attempts)",
+            credential.verify_attempts
+        ),
     ));
-    lines.push("promote: pending becomes current, current becomes previous".into());
+    lines.push(PlanItem::new(
+        PlanStep::Promote,
+        "pending becomes current, current becomes previous",
+    ));
     match (
         caps.apply_invalidates_previous,
         state.current().is_some() || state.pending().is_some(),
     ) {
-        (_, false) => lines.push("revoke: nothing to revoke (no previous secret stored)".into()),
+        (_, false) => lines.push(PlanItem::new(
+            PlanStep::Revoke,
+            "nothing to revoke (no previous secret stored)",
+        )),
         (true, true) => {
-            lines.push("prove-dead: the previous secret must be refused (apply replaced it)".into());
+            lines.push(PlanItem::new(
+                PlanStep::ProveDead,
+                "the previous secret must be refused (apply replaced it)",
+            ));
             if options.incident {
-                lines.push("revoke: end the sessions of the previous secret".into());
+                lines.push(PlanItem::new(
+                    PlanStep::Revoke,
+                    "end the sessions of the previous secret",
+                ));
             }
         }
         (false, true) if grace.is_zero() => {
             if options.incident {
-                lines.push(
-                    "revoke: remove the previous secret now and end its sessions, then prove it is refused".into(),
-                )
+                lines.push(PlanItem::new(
+                    PlanStep::Revoke,
+                    "remove the previous secret now and end its sessions, then prove it is refused",
+                ))
             } else {
-                lines.push("revoke: remove the previous secret now, then prove it is refused".into())
+                lines.push(PlanItem::new(
+                    PlanStep::Revoke,
+                    "remove the previous secret now, then prove it is refused",
+                ))
             }
         }
-        (false, true) => lines.push(format!(
-            "revoke: after the grace period ({}), by `rekey rotate --due`",
-            short_duration(grace)
+        (false, true) => lines.push(PlanItem::new(
+            PlanStep::Revoke,
+            format!(
+                "after the grace period ({}), by `rekey rotate --due`",
+                short_duration(grace)
+            ),
         )),
     }
+    lines.push(experience(
+        credential.strategy,
+        caps.apply_invalidates_previous,
+        grace,
+        options.incident,
+    ));
     rec.report.plan = lines;
     Ok(Status::Planned)
 }
@@ -311,8 +510,8 @@ fn problem(rec: &mut Recorder, step: Step, kind: FailureKind, message: String, s
 /// `status`: versions, ages and due dates, from the store only.
 pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Store) -> Result<Status, StepFailed> {
     let state = read_state(rec, store, &credential.key).await?;
-    rec.report.versions = summarize(&state);
     let now = rec.now();
+    rec.report.versions = summarize(&state, now);
     let name = &credential.name;
     let Some(current) = state.current() else {
         problem(
@@ -378,11 +577,14 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
         }
     }
     if rec.report.problems.is_empty() {
-        rec.report.plan.push(format!(
-            "ok: current {} for {}, due in {}",
-            short_id(&current.id),
-            short_duration(age),
-            short_duration(credential.every.saturating_sub(age))
+        rec.report.plan.push(PlanItem::new(
+            PlanStep::Note,
+            format!(
+                "ok: current {} for {}, due in {}",
+                short_id(&current.id),
+                short_duration(age),
+                short_duration(credential.every.saturating_sub(age))
+            ),
         ));
         Ok(Status::Listed)
     } else {
@@ -394,8 +596,28 @@ fn short_id(id: &str) -> String {
     super::version::short(id)
 }
 
-/// Version summaries, newest first, without values.
-pub fn summarize(state: &KeyState) -> Vec<VersionSummary> {
+/// The state `status` found a credential in, from its report: `ok`, `no secret`,
+/// `overdue`, `pending`, `stuck`, `revocation due`, `store missing`, or `unreadable`
+/// (the store could not be read). The first problem found decides (a pending rotation
+/// before age, age before a due revocation); every problem is in `problems`.
+pub fn status_state(report: &CredentialReport) -> &'static str {
+    let Some(error) = &report.error else {
+        return "ok";
+    };
+    match (error.step, error.kind) {
+        (Step::Read, FailureKind::NotFound) => "store missing",
+        (Step::Read, _) => "unreadable",
+        (Step::CheckCurrent, FailureKind::NotFound) => "no secret",
+        (Step::Resume, FailureKind::Stuck) => "stuck",
+        (Step::Resume, _) => "pending",
+        (Step::CheckAge, _) => "overdue",
+        (Step::Revoke, _) => "revocation due",
+        _ => "failed",
+    }
+}
+
+/// Version summaries, newest first, without values; ages as of `now`.
+pub fn summarize(state: &KeyState, now: SystemTime) -> Vec<VersionSummary> {
     state
         .versions
         .iter()
@@ -404,6 +626,7 @@ pub fn summarize(state: &KeyState) -> Vec<VersionSummary> {
             id: v.id.clone(),
             stages: v.stages.iter().map(|s| s.as_str()).collect(),
             created: rfc3339(v.created),
+            age_secs: now.duration_since(v.created).unwrap_or_default().as_secs(),
             revoked: v.revoked.map(rfc3339),
         })
         .collect()

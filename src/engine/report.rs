@@ -62,6 +62,8 @@ pub struct VersionSummary {
     pub stages: Vec<&'static str>,
     /// RFC 3339 creation time.
     pub created: String,
+    /// Its age in seconds when it was read (`status`).
+    pub age_secs: u64,
     /// RFC 3339 time it was proved dead, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked: Option<String>,
@@ -101,9 +103,9 @@ pub struct CredentialReport {
     /// Sessions ended while revoking.
     #[serde(skip_serializing_if = "is_zero")]
     pub sessions_terminated: u64,
-    /// Lines of the plan (plan, dry run) or of preflight facts.
+    /// Items of the plan (plan, dry run), typed; rendered as lines by reporters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub plan: Vec<String>,
+    pub plan: Vec<super::inspection::PlanItem>,
     /// Things worth knowing that are not failures (a revocation that is due), one line each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -157,6 +157,8 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
     if verbosity == Verbosity::Quiet {
         return (out, errors);
     }
+    // `status` rows carry each problem and its next step: not repeated on stderr.
+    let errors = if run.command == "status" { Vec::new() } else { errors };
     let width = run.credentials.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &run.credentials {
         let status = match status_color(c.status) {
@@ -168,38 +170,32 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
         match run.command {
             "plan" => {
                 out.push_str(&format!("{status} {name}  {}\n", c.target));
-                for line in &c.plan {
+                for item in &c.plan {
+                    let line = item.to_string();
+                    let line = if item.warning {
+                        paint(&line, YELLOW, color)
+                    } else {
+                        line
+                    };
                     out.push_str(&format!("         - {line}\n"));
                 }
             }
             "status" => {
-                let current = c.versions.iter().find(|v| v.stages.contains(&"current"));
-                let pending = c.versions.iter().find(|v| v.stages.contains(&"pending"));
-                let previous = c.versions.iter().find(|v| v.stages.contains(&"previous"));
-                let mut parts = vec![match current {
-                    Some(v) => format!("current {} since {}", short_id(&v.id), v.created),
-                    None => "no current secret".to_owned(),
-                }];
-                if let Some(p) = pending {
-                    parts.push(paint(
-                        &format!("PENDING {} since {}", short_id(&p.id), p.created),
-                        YELLOW,
-                        color,
-                    ));
+                let state = crate::engine::inspection::status_state(c);
+                let word = match state {
+                    "ok" => paint(state, GREEN, color),
+                    "pending" | "revocation due" => paint(state, YELLOW, color),
+                    _ => paint(state, RED, color),
+                };
+                let word = format!("{word:<pad$}", pad = 14 + word.len() - visible_len(&word));
+                let mut parts = ages(c);
+                parts.extend(c.problems.iter().cloned());
+                if c.problems.is_empty() {
+                    if let Some(e) = &c.error {
+                        parts.push(e.message.clone());
+                    }
                 }
-                if let Some(p) = previous {
-                    parts.push(match &p.revoked {
-                        Some(_) => "previous revoked".to_owned(),
-                        None => "previous not yet revoked".to_owned(),
-                    });
-                }
-                if let Some(due) = &c.next_due {
-                    parts.push(format!("due {due}"));
-                }
-                if c.status == Status::Failed {
-                    parts = vec![c.error.as_ref().map(|e| e.message.clone()).unwrap_or_default()];
-                }
-                out.push_str(&format!("{status} {name}  {}\n", parts.join("; ")));
+                out.push_str(&format!("{word} {name}  {}\n", parts.join("; ")));
             }
             _ => {
                 let mut parts = Vec::new();
@@ -233,6 +229,23 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
     }
     let failed = run.count(Status::Failed);
     let total = run.credentials.len();
+    if run.command == "status" {
+        let mut states: Vec<(&str, usize)> = Vec::new();
+        for c in &run.credentials {
+            let state = crate::engine::inspection::status_state(c);
+            match states.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => states.push((state, 1)),
+            }
+        }
+        let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        out.push_str(&format!(
+            "{total} credential{}: {}\n",
+            if total == 1 { "" } else { "s" },
+            parts.join(", ")
+        ));
+        return (out, errors);
+    }
     let mut summary = format!("{total} credential{}", if total == 1 { "" } else { "s" });
     let counted = [
         (Status::Rotated, "rotated"),
@@ -257,6 +270,41 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
     out.push_str(&summary);
     out.push('\n');
     (out, errors)
+}
+
+/// `status`: the ages of a credential's versions as people say them: `rotated 3d ago`,
+/// `due in 27d` (or `due 2d ago`), `pending for 12m`, `previous not yet revoked`.
+/// Computed from the ages the engine read, so the same clock decides.
+fn ages(c: &crate::engine::CredentialReport) -> Vec<String> {
+    let stage = |name: &str| c.versions.iter().find(|v| v.stages.contains(&name));
+    let mut parts = Vec::new();
+    if let Some(current) = stage("current") {
+        parts.push(format!(
+            "rotated {} ago",
+            short_duration(Duration::from_secs(current.age_secs))
+        ));
+        let due = c.next_due.as_deref().and_then(|d| humantime::parse_rfc3339(d).ok());
+        let created = humantime::parse_rfc3339(&current.created).ok();
+        if let (Some(due), Some(created)) = (due, created) {
+            let now = created + Duration::from_secs(current.age_secs);
+            parts.push(match due.duration_since(now) {
+                Ok(left) => format!("due in {}", short_duration(left)),
+                Err(past) => format!("due {} ago", short_duration(past.duration())),
+            });
+        }
+    }
+    if let Some(pending) = stage("pending") {
+        parts.push(format!(
+            "pending for {}",
+            short_duration(Duration::from_secs(pending.age_secs))
+        ));
+    }
+    if let Some(previous) = stage("previous") {
+        if previous.revoked.is_none() {
+            parts.push("previous not yet revoked".to_owned());
+        }
+    }
+    parts
 }
 
 fn visible_len(text: &str) -> usize {

@@ -92,14 +92,19 @@ fn to_text(envelope: &Envelope<'_>) -> String {
 /// A run (rotate, plan, verify, status, import) as the envelope. Keeps every field the
 /// run report always had (`run_id`, `dry_run`, `started`, `duration_ms`, per credential
 /// `status`, `error {step, kind, message}`, `steps[]`...) and adds each step's `started`
-/// and `duration_ms`, and for `plan` the structured `plan_steps`.
+/// and `duration_ms`, and for `plan` the typed `plan_steps` (the engine's plan items).
 pub fn render(run: &RunReport, exit_code: i32) -> String {
     let mut extra = Map::new();
     extra.insert("run_id".into(), run.run_id.clone().into());
     extra.insert("dry_run".into(), run.dry_run.into());
     extra.insert("started".into(), run.started.clone().into());
     extra.insert("duration_ms".into(), run.duration_ms.into());
-    let credentials = run.credentials.iter().map(credential).collect();
+    let mut credentials: Vec<Value> = run.credentials.iter().map(credential).collect();
+    if run.command == "status" {
+        for (value, report) in credentials.iter_mut().zip(&run.credentials) {
+            value["state"] = crate::engine::inspection::status_state(report).into();
+        }
+    }
     envelope(run.command, credentials, extra, exit_code)
 }
 
@@ -120,7 +125,10 @@ fn credential(report: &CredentialReport) -> Value {
     let mut value = serde_json::to_value(report).expect("a credential report serializes");
     value["steps"] = Value::Array(report.steps.iter().map(step).collect());
     if !report.plan.is_empty() {
-        value["plan_steps"] = Value::Array(report.plan.iter().map(|line| plan_step(line)).collect());
+        // `plan` stays the prose lines it always was; `plan_steps` is the engine's typed
+        // items as they are.
+        value["plan"] = report.plan.iter().map(|item| item.to_string()).collect();
+        value["plan_steps"] = serde_json::to_value(&report.plan).expect("plan items serialize");
     }
     value
 }
@@ -132,47 +140,6 @@ fn step(record: &StepRecord) -> Value {
     let ms = (record.duration.as_micros() as f64) / 1000.0;
     value["duration_ms"] = json!(ms);
     value
-}
-
-/// One line of a plan as `{step, action}`: `"apply: set it on postgres role x"` becomes
-/// `{"step": "apply", "action": "set it on postgres role x"}`. Lines without a step
-/// prefix are named by what they do (`resume`, `revoke`, `none`).
-pub fn plan_step(line: &str) -> Value {
-    const STEPS: &[&str] = &[
-        "check",
-        "warning",
-        "generate",
-        "stage",
-        "apply",
-        "verify",
-        "promote",
-        "revoke",
-        "prove-dead",
-    ];
-    if let Some((head, action)) = line.split_once(": ") {
-        // `check (incident): ...`, `warning (incident): ...`
-        let (name, qualifier) = match head.split_once(" (") {
-            Some((name, q)) => (name, Some(q.trim_end_matches(')'))),
-            None => (head, None),
-        };
-        if STEPS.contains(&name) {
-            let mut value = json!({ "step": name, "action": action });
-            if let Some(q) = qualifier {
-                value["mode"] = q.into();
-            }
-            return value;
-        }
-    }
-    let step = if line.starts_with("resume") {
-        "resume"
-    } else if line.starts_with("nothing to rotate") {
-        "none"
-    } else if line.starts_with("revoke") || line.starts_with("finish the deferred revocation") {
-        "revoke"
-    } else {
-        "note"
-    };
-    json!({ "step": step, "action": line })
 }
 
 /// `error.kind` from the exit code of an error that stopped a command.
@@ -245,22 +212,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_lines_become_steps() {
+    fn plan_items_serialize_as_they_are_and_as_lines() {
+        use crate::engine::inspection::{PlanItem, PlanStep};
+        let item = PlanItem::new(PlanStep::Apply, "set it on the target").on("postgres role x".into());
         assert_eq!(
-            plan_step("apply: set it on postgres role x"),
-            json!({"step": "apply", "action": "set it on postgres role x"})
+            serde_json::to_value(&item).unwrap(),
+            json!({"step": "apply", "action": "set it on the target", "target": "postgres role x", "warning": false})
         );
+        assert_eq!(item.to_string(), "apply: set it on the target (postgres role x)");
+        let warning = PlanItem::new(PlanStep::Check, "sessions will NOT be ended")
+            .incident()
+            .warning();
+        assert_eq!(warning.to_string(), "warning (incident): sessions will NOT be ended");
+        let value = serde_json::to_value(&warning).unwrap();
         assert_eq!(
-            plan_step("check (incident): may end sessions"),
-            json!({"step": "check", "mode": "incident", "action": "may end sessions"})
-        );
-        assert_eq!(
-            plan_step("nothing to rotate: not due until 2030-01-01T00:00:00Z")["step"],
-            "none"
-        );
-        assert_eq!(
-            plan_step("resume pending version 1 (staged x): apply it")["step"],
-            "resume"
+            (value["mode"].as_str(), value["warning"].as_bool()),
+            (Some("incident"), Some(true))
         );
     }
 
