@@ -23,6 +23,8 @@ mod ux_init;
 mod ux_json;
 mod ux_list;
 mod ux_man;
+mod ux_plan;
+mod ux_status;
 mod ux_suggest;
 mod ux_support;
 mod ux_validate;
