@@ -14,6 +14,9 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// The help heading of the options every command takes, shown after the command's own.
+const GLOBAL: &str = "Global options";
+
 /// rekey rotates credentials: it generates a new secret, makes it durable in the store,
 /// installs it on the target, proves it works, promotes it, revokes the old one and
 /// proves the old one dead.
@@ -31,6 +34,7 @@ pub struct Cli {
         short = 'c',
         long = "config",
         global = true,
+        help_heading = GLOBAL,
         value_name = "FILE",
         env = "REKEY_CONFIG"
     )]
@@ -38,19 +42,19 @@ pub struct Cli {
 
     /// Output format: human (default) or json (one JSON envelope on stdout, described by
     /// docs/output.schema.json).
-    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Human)]
+    #[arg(short = 'o', long = "output", global = true, help_heading = GLOBAL, value_enum, default_value_t = Output::Human)]
     pub output: Output,
 
     /// Say more (-v: every step; -vv: debug logs). RUST_LOG overrides the log filter.
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short = 'v', long = "verbose", global = true, help_heading = GLOBAL, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
     /// Print errors only.
-    #[arg(short = 'q', long = "quiet", global = true)]
+    #[arg(short = 'q', long = "quiet", global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
-    #[arg(long = "color", global = true, value_name = "WHEN", default_value = "auto")]
+    #[arg(long = "color", global = true, help_heading = GLOBAL, value_name = "WHEN", default_value = "auto")]
     pub color: clap::ColorChoice,
 
     /// The command to run.
@@ -142,6 +146,11 @@ pub enum Command {
     /// List the configured credentials: names, tags, stores, keys, targets.
     List(crate::commands::list::ListArgs),
     /// Show what rotate would do; connects and checks for real, changes nothing.
+    #[command(
+        after_help = "Examples:\n  rekey plan                       # every credential: checks and steps\n  \
+rekey plan --due -o json         # what a cron run would do, for a script\n  \
+rekey plan --leaked orders-db    # an incident rotation: can it end the sessions?"
+    )]
     Plan {
         #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
@@ -165,8 +174,11 @@ An unfinished rotation (a pending version in the store) is finished, never dupli
     Rotate(RotateArgs),
     /// Check that current secrets work, revoked ones are refused, none is older than
     /// policy and no rotation is half done.
-    #[command(after_help = "Exit code 1 when any check fails, so a CI job fails with it:\n  \
-rekey verify --junit rekey-verify.xml")]
+    #[command(
+        after_help = "Exit code 1 when any check fails, so a CI job fails with it.\n\nExamples:\n  \
+rekey verify --junit rekey-verify.xml\n  \
+rekey verify --tag prod --metrics-file /var/lib/node_exporter/rekey.prom"
+    )]
     Verify {
         #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
@@ -182,6 +194,12 @@ rekey verify --junit rekey-verify.xml")]
         parallel: Option<u16>,
     },
     /// Show stored versions, ages and due dates (reads the store only).
+    #[command(
+        after_help = "Each credential's state: ok, no secret, overdue, pending, stuck, revocation due or store\n\
+missing, with its age and next step; exit 1 when any is not ok.\n\nExamples:\n  \
+rekey status                     # every credential\n  \
+rekey status --tag prod -o json  # with timestamps and age_secs, for a script"
+    )]
     Status {
         #[allow(missing_docs)] // flattened: its fields carry the help
         #[command(flatten)]
@@ -206,6 +224,10 @@ rekey import --batch < secrets.jsonl     # {\"name\": \"orders-db\", \"value\": 
         force: bool,
     },
     /// Print a stored secret (JSON object, or one field) to stdout.
+    #[command(
+        after_help = "Examples:\n  rekey get orders-db --field password   # the password alone\n  \
+rekey get orders-db --stage previous   # the secret current replaced"
+    )]
     Get {
         /// The credential.
         name: String,
@@ -240,7 +262,12 @@ trufflehog git file://. --json | rekey leaked --from trufflehog --rotate"
     },
     /// Print the manual page (roff) generated from this command-line definition.
     Man(crate::commands::man::ManArgs),
-    /// Print shell completions.
+    /// Print shell completions (they complete commands, options, credential names and tags).
+    #[command(
+        after_help = "Examples:\n  rekey completions bash > ~/.local/share/bash-completion/completions/rekey\n  \
+rekey completions zsh > \"${fpath[1]}/_rekey\"\n  \
+rekey completions fish > ~/.config/fish/completions/rekey.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
