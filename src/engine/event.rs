@@ -127,6 +127,11 @@ pub enum Event {
         /// The step.
         record: StepRecord,
     },
+    /// Work on a credential began (it got its turn among the parallel ones).
+    CredentialStarted {
+        /// The credential.
+        credential: String,
+    },
     /// A credential is done.
     CredentialDone(Box<crate::engine::report::CredentialReport>),
     /// `leaked` compared one candidate value with the stored secrets (audit only).

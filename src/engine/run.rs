@@ -210,6 +210,9 @@ impl Engine {
             let work = work.clone();
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
+                reporter.event(&super::event::Event::CredentialStarted {
+                    credential: p.credential.name.clone(),
+                });
                 let endpoint = p.endpoint.clone();
                 let already_dead = endpoint
                     .as_ref()
