@@ -130,6 +130,13 @@ pub trait Store: Send + Sync {
     /// Read-only check that this process could write `key` (preflight).
     async fn check_writable(&self, key: &str) -> ProviderResult<()>;
 
+    /// Facts about `key` that `plan` shows besides its stages, one line each (such as
+    /// store-side labels a rotation moves along). Read-only; none by default.
+    async fn plan_notes(&self, key: &str) -> ProviderResult<Vec<String>> {
+        let _ = key;
+        Ok(Vec::new())
+    }
+
     /// Makes `doc` the current version of `key` outside a rotation (import). The version
     /// it replaces keeps no stage. Idempotent for the same `version_id`; a conflict when a
     /// rotation is pending.
@@ -161,5 +168,15 @@ pub trait Store: Send + Sync {
             "{}: discarding a pending version is not implemented",
             self.describe()
         )))
+    }
+
+    /// `rotate --abandon-pending` when [`Store::read`] refuses `key` because of its
+    /// pending version (one no rekey run can resume, such as a value that is not a JSON
+    /// object): takes the pending stage away from it as [`Store::discard_pending`] does
+    /// and returns its id; `Ok(None)` when no such version is pending. Stores whose reads
+    /// never refuse a pending version keep this default.
+    async fn discard_unreadable_pending(&self, key: &str) -> ProviderResult<Option<String>> {
+        let _ = key;
+        Ok(None)
     }
 }

@@ -11,24 +11,27 @@ use aws_sdk_secretsmanager::Client;
 use rekey_api::{
     ErrorKind, KeyState, ProviderError, ProviderResult, SecretDoc, Stage, Store, StoreCapabilities, StoredVersion,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 /// AWS's label for what applications read.
 pub const AWSCURRENT: &str = "AWSCURRENT";
-/// AWS's label for a version being rotated in.
+/// AWS's label for a version being rotated in. Between rotations rekey leaves it on the
+/// current version ("parked", as AWS's own rotation functions leave it): the next
+/// rotation takes it from there with `RemoveFromVersionId`, its compare-and-set.
 pub const AWSPENDING: &str = "AWSPENDING";
 /// AWS's label for the version AWSCURRENT last moved away from.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
-/// rekey's compare-and-set label: on the version rekey wrote last. Every rekey write
-/// moves it with `RemoveFromVersionId` = the version that held it, which AWS refuses
-/// when another writer moved it first.
+/// The compare-and-set label of earlier rekey releases (on the version rekey wrote
+/// last). rekey no longer writes it: the first write to such a secret claims it one
+/// last time by removing it, which AWS refuses to a racing writer.
 pub const CAS_LABEL: &str = "REKEY_CAS";
-/// A short-lived label a new version is written with, so that writing it moves no AWS
-/// label (a version needs at least one; without any, AWS would make it current).
+/// The label a new version is written with, so that writing it moves no AWS label (a
+/// version needs at least one; without any, AWS would make it current). It stays on the
+/// version rekey wrote last until the next write takes it.
 pub const WRITE_LABEL: &str = "REKEY_WRITE";
 /// Prefix of the secret tags that record revocations: `rekey:revoked:<VersionId>` =
 /// RFC 3339 time.
@@ -36,6 +39,10 @@ pub const REVOKED_TAG_PREFIX: &str = "rekey:revoked:";
 
 /// How many times a read retries when the labels move while it reads.
 const READ_ATTEMPTS: usize = 3;
+/// Revocation tags of versions that no longer hold a stage are removed once there are
+/// more than this many (one `UntagResource` every few rotations, far below AWS's limit
+/// of 50 tags per secret).
+const STALE_TAGS_KEPT: usize = 8;
 
 /// A store keeping each key as one AWS Secrets Manager secret (the key is the secret's
 /// name or ARN) whose versions carry AWS's staging labels:
@@ -47,13 +54,20 @@ const READ_ATTEMPTS: usize = 3;
 /// | `previous` | `AWSPREVIOUS` |
 ///
 /// Version ids are `ClientRequestToken`s (AWS `VersionId`s). A revocation is recorded as
-/// the secret tag `rekey:revoked:<VersionId>` holding the RFC 3339 time. See the crate's
-/// README for every call's AWS requests.
+/// the secret tag `rekey:revoked:<VersionId>` holding the RFC 3339 time. Other labels on
+/// the current version (an application's own, such as `MYAPP_LIVE`) follow `AWSCURRENT`
+/// to the new version at `promote`. See the crate's README for every call's AWS
+/// requests.
 ///
 /// Created by [`crate::AwsProvider::secrets_manager`].
 pub struct SecretsManagerStore {
     config: AwsSecretsManagerConfig,
     shared: Arc<Shared>,
+    /// Labels and tags of each key as this store last read or wrote them. A write starts
+    /// from it instead of a `DescribeSecret`; every write is conditional on it
+    /// (`RemoveFromVersionId`), so a stale snapshot costs one conflict and one fresh
+    /// `DescribeSecret`, never a wrong write.
+    snapshots: Mutex<HashMap<String, Snapshot>>,
 }
 
 impl fmt::Debug for SecretsManagerStore {
@@ -64,7 +78,9 @@ impl fmt::Debug for SecretsManagerStore {
     }
 }
 
-/// The labels and revocation tags of one secret, from one `DescribeSecret`.
+/// The labels and revocation tags of one secret, from one `DescribeSecret` (and this
+/// store's writes since).
+#[derive(Debug, Clone)]
 struct Snapshot {
     /// `VersionId` → labels.
     labels: BTreeMap<String, Vec<String>>,
@@ -94,8 +110,9 @@ impl Snapshot {
             .map(|(v, _)| v.as_str())
     }
 
-    /// The version holding AWSPENDING *and* AWSCURRENT: a finished rotation's leftover.
-    fn stale_pending(&self) -> Option<&str> {
+    /// The version holding AWSPENDING *and* AWSCURRENT: AWSPENDING parked between
+    /// rotations (rekey's), or a finished rotation's leftover (AWS's rotation functions').
+    fn parked(&self) -> Option<&str> {
         self.labels
             .iter()
             .find(|(v, _)| self.has(v, AWSPENDING) && self.has(v, AWSCURRENT))
@@ -118,10 +135,44 @@ impl Snapshot {
             .map(|l| l.iter().map(String::as_str).filter(|l| is_stage_label(l)).collect())
             .unwrap_or_default()
     }
+
+    /// Labels of `version` that are neither AWS's stage labels nor rekey's own: an
+    /// application's labels, which follow AWSCURRENT.
+    fn custom_labels(&self, version: &str) -> Vec<String> {
+        self.labels
+            .get(version)
+            .map(|l| l.iter().filter(|l| is_custom_label(l)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Mirrors a successful `UpdateSecretVersionStage`. Moving AWSCURRENT away from a
+    /// version makes it AWSPREVIOUS, as AWS does.
+    fn moved(&mut self, label: &str, to: Option<&str>, from: Option<&str>) {
+        for labels in self.labels.values_mut() {
+            labels.retain(|l| l != label);
+        }
+        if let Some(to) = to {
+            self.labels.entry(to.to_owned()).or_default().push(label.to_owned());
+        }
+        if label == AWSCURRENT {
+            if let Some(from) = from.filter(|f| Some(*f) != to) {
+                self.moved(AWSPREVIOUS, Some(from), None);
+            }
+        }
+    }
+
+    /// Mirrors a successful `PutSecretValue` with one label.
+    fn written(&mut self, version: &str, label: &str) {
+        self.moved(label, Some(version), None);
+    }
 }
 
 fn is_stage_label(label: &str) -> bool {
     matches!(label, AWSCURRENT | AWSPENDING | AWSPREVIOUS)
+}
+
+fn is_custom_label(label: &str) -> bool {
+    !is_stage_label(label) && label != WRITE_LABEL && label != CAS_LABEL
 }
 
 /// One version's value as read.
@@ -131,8 +182,8 @@ struct Fetched {
     labels: Vec<String>,
 }
 
-/// The stages a version's labels stand for (AWSPENDING on the current version is a
-/// finished rotation's leftover, not a pending one).
+/// The stages a version's labels stand for (AWSPENDING on the current version is
+/// parked, not a pending rotation).
 fn stages_of(labels: &BTreeSet<&str>) -> Vec<Stage> {
     let mut stages = Vec::new();
     if labels.contains(AWSCURRENT) {
@@ -158,9 +209,19 @@ fn parse_rfc3339(text: &str) -> Option<SystemTime> {
         .and_then(|t| SystemTime::try_from(t).ok())
 }
 
+/// A write that lost a compare-and-set (retryable conflict): worth one fresh look when
+/// it started from a remembered snapshot.
+fn lost_race(e: &ProviderError) -> bool {
+    e.kind() == ErrorKind::Conflict && e.is_retryable()
+}
+
 impl SecretsManagerStore {
     pub(crate) fn new(config: AwsSecretsManagerConfig, shared: Arc<Shared>) -> Self {
-        SecretsManagerStore { config, shared }
+        SecretsManagerStore {
+            config,
+            shared,
+            snapshots: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The configuration this store was built from.
@@ -209,6 +270,29 @@ impl SecretsManagerStore {
         }
     }
 
+    /// What `plan` should say about `key` beyond the stages: the application labels on
+    /// the current version, which a rotation moves to the new version. One
+    /// `DescribeSecret`; nothing for a secret that does not exist.
+    pub async fn plan_notes(&self, key: &str) -> ProviderResult<Vec<String>> {
+        check_key(key)?;
+        let Some(snap) = self.describe(key).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(current) = snap.holder(AWSCURRENT) else {
+            return Ok(Vec::new());
+        };
+        Ok(snap
+            .custom_labels(current)
+            .into_iter()
+            .map(|label| {
+                format!(
+                    "staging label {label} is on the current version of secret {key}: it follows AWSCURRENT to \
+                     the new version at promote"
+                )
+            })
+            .collect())
+    }
+
     fn where_(&self) -> String {
         self.shared.key.describe()
     }
@@ -229,12 +313,32 @@ impl SecretsManagerStore {
             .await
     }
 
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Snapshot>> {
+        self.snapshots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The snapshot this store last read or wrote for `key`, if any.
+    fn remembered(&self, key: &str) -> Option<Snapshot> {
+        self.snapshots().get(key).cloned()
+    }
+
+    fn remember(&self, key: &str, snap: &Snapshot) {
+        self.snapshots().insert(key.to_owned(), snap.clone());
+    }
+
+    fn forget(&self, key: &str) {
+        self.snapshots().remove(key);
+    }
+
     /// Labels and tags of `key`; `None` when the secret does not exist.
     async fn describe(&self, key: &str) -> ProviderResult<Option<Snapshot>> {
         let client = self.client(key).await?;
         let out = match client.describe_secret().secret_id(key).send().await {
             Ok(out) => out,
-            Err(e) if code(&e) == Some("ResourceNotFoundException") => return Ok(None),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => {
+                self.forget(key);
+                return Ok(None);
+            }
             Err(e) => return Err(self.unreachable_where(aws_error(&e, format_args!("describing secret {key}")))),
         };
         let labels = out
@@ -249,11 +353,22 @@ impl SecretsManagerStore {
                 Some((version.to_owned(), t.value().unwrap_or_default().to_owned()))
             })
             .collect();
-        Ok(Some(Snapshot {
+        let snap = Snapshot {
             labels,
             revoked,
             deleted: out.deleted_date().is_some(),
-        }))
+        };
+        self.remember(key, &snap);
+        Ok(Some(snap))
+    }
+
+    /// The remembered snapshot of `key`, else a fresh one (`None`: no such secret), and
+    /// whether it was remembered.
+    async fn snapshot(&self, key: &str) -> ProviderResult<Option<(Snapshot, bool)>> {
+        if let Some(snap) = self.remembered(key) {
+            return Ok(Some((snap, true)));
+        }
+        Ok(self.describe(key).await?.map(|s| (s, false)))
     }
 
     /// The value of one version; `None` when it does not exist.
@@ -291,10 +406,11 @@ impl SecretsManagerStore {
     /// Moves `label` onto `to` (or only removes it when `to` is `None`), from `from`.
     /// AWS refuses the move when `from` does not hold the label, or when `from` is
     /// `None` and another version holds it: that is the compare-and-set, reported as a
-    /// conflict.
+    /// (retryable) conflict. On success `snap` is updated to match.
     async fn move_label(
         &self,
         key: &str,
+        snap: &mut Snapshot,
         label: &str,
         to: Option<&str>,
         from: Option<&str>,
@@ -310,7 +426,10 @@ impl SecretsManagerStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                snap.moved(label, to, from);
+                Ok(())
+            }
             Err(e) if code(&e) == Some("InvalidParameterException") => {
                 let (_, text) = crate::error::classify(&e);
                 Err(ProviderError::conflict(format!(
@@ -321,36 +440,35 @@ impl SecretsManagerStore {
         }
     }
 
-    /// The compare-and-set of every write: moves [`CAS_LABEL`] onto `version` from the
-    /// version that held it when `snap` was read. The loser of a race leaves its new
-    /// version without labels (AWS deprecates it) and gets a conflict.
-    async fn claim(&self, key: &str, version: &str, snap: &Snapshot) -> ProviderResult<()> {
-        if snap.has(version, CAS_LABEL) {
-            return Ok(());
+    /// The compare-and-set that makes `version` the one being written next to the
+    /// current one: AWSPENDING moves onto it from the version holding it now (parked on
+    /// the current version). AWS lets exactly one of two racing writers do that; the
+    /// loser's new version keeps no stage (AWS deprecates it) and the loser gets a
+    /// conflict. A secret whose AWSPENDING is nowhere (written by an earlier rekey
+    /// release, or by something else) is claimed first by removing the old
+    /// [`CAS_LABEL`] when one is left, then AWSPENDING is attached (AWS refuses that too
+    /// when another version took it meanwhile).
+    async fn take_pending(&self, key: &str, version: &str, snap: &mut Snapshot, why: &str) -> ProviderResult<()> {
+        if let Some(parked) = snap.parked().map(str::to_owned) {
+            return self
+                .move_label(key, snap, AWSPENDING, Some(version), Some(&parked), why)
+                .await;
         }
-        let claimed = self
-            .move_label(
-                key,
-                CAS_LABEL,
-                Some(version),
-                snap.holder(CAS_LABEL),
-                "claiming the write",
-            )
-            .await;
-        if claimed.is_err() {
-            self.drop_write_label(key, version).await;
+        if let Some(holder) = snap.holder(CAS_LABEL).map(str::to_owned) {
+            self.move_label(key, snap, CAS_LABEL, None, Some(&holder), why).await?;
         }
-        claimed
-    }
-
-    /// Best effort: the write label is only a crutch of the write that just finished.
-    async fn drop_write_label(&self, key: &str, version: &str) {
-        let _ = self.move_label(key, WRITE_LABEL, None, Some(version), "").await;
+        self.move_label(key, snap, AWSPENDING, Some(version), None, why).await
     }
 
     /// Makes sure version `version` exists with `doc`: written now (labelled only with
     /// [`WRITE_LABEL`]) or already there with the same value.
-    async fn ensure_written(&self, key: &str, version: &str, doc: &SecretDoc, snap: &Snapshot) -> ProviderResult<()> {
+    async fn ensure_written(
+        &self,
+        key: &str,
+        version: &str,
+        doc: &SecretDoc,
+        snap: &mut Snapshot,
+    ) -> ProviderResult<()> {
         let id = version_id(version);
         if snap.labels.contains_key(version) {
             return match self.fetch(key, version).await? {
@@ -373,15 +491,18 @@ impl SecretsManagerStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                snap.written(version, WRITE_LABEL);
+                Ok(())
+            }
             Err(e) if code(&e) == Some("ResourceExistsException") => Err(version_exists_otherwise(key, &id)),
             Err(e) => Err(aws_error(&e, format_args!("writing secret {key} version {id}"))),
         }
     }
 
-    /// Creates the secret with `doc` as its first version. AWS makes a secret's first
-    /// version `AWSCURRENT`, whatever labels are asked for. `Ok(false)` when the secret
-    /// exists already (someone created it meanwhile).
+    /// Creates the secret with `doc` as its first version and parks AWSPENDING on it.
+    /// AWS makes a secret's first version `AWSCURRENT`, whatever labels are asked for.
+    /// `Ok(false)` when the secret exists already (someone created it meanwhile).
     async fn create(&self, key: &str, version: &str, doc: &SecretDoc) -> ProviderResult<bool> {
         let id = version_id(version);
         let json = doc.to_json();
@@ -406,15 +527,25 @@ impl SecretsManagerStore {
             }
             Err(e) => return Err(aws_error(&e, format_args!("creating secret {key} with version {id}"))),
         }
-        // Nobody else can hold the CAS label of a secret created just now.
-        self.move_label(key, CAS_LABEL, Some(version), None, "marking the first version")
-            .await?;
-        Ok(true)
+        let mut snap = Snapshot {
+            labels: BTreeMap::from([(version.to_owned(), vec![AWSCURRENT.to_owned()])]),
+            revoked: BTreeMap::new(),
+            deleted: false,
+        };
+        // Nobody else can hold AWSPENDING on a secret created just now.
+        let parked = self
+            .move_label(key, &mut snap, AWSPENDING, Some(version), None, "parking AWSPENDING")
+            .await;
+        match parked {
+            Ok(()) => self.remember(key, &snap),
+            Err(_) => self.forget(key),
+        }
+        parked.map(|()| true)
     }
 
-    /// Records that `version` is revoked (tag), keeping revocation tags only for
-    /// versions that still hold a stage.
-    async fn tag_revoked(&self, key: &str, version: &str, snap: &Snapshot) -> ProviderResult<()> {
+    /// Records that `version` is revoked (tag). Revocation tags of versions that no
+    /// longer hold a stage are removed once there are more than [`STALE_TAGS_KEPT`].
+    async fn tag_revoked(&self, key: &str, version: &str, snap: &mut Snapshot) -> ProviderResult<()> {
         if snap.revoked.contains_key(version) {
             return Ok(());
         }
@@ -423,20 +554,24 @@ impl SecretsManagerStore {
             .revoked
             .keys()
             .filter(|v| v.as_str() != version && snap.stage_labels(v).is_empty())
-            .map(|v| format!("{REVOKED_TAG_PREFIX}{v}"))
+            .cloned()
             .collect();
-        if !stale.is_empty() {
+        if stale.len() > STALE_TAGS_KEPT {
             client
                 .untag_resource()
                 .secret_id(key)
-                .set_tag_keys(Some(stale))
+                .set_tag_keys(Some(stale.iter().map(|v| format!("{REVOKED_TAG_PREFIX}{v}")).collect()))
                 .send()
                 .await
                 .map_err(|e| aws_error(&e, format_args!("secret {key}: removing old revocation tags")))?;
+            for v in &stale {
+                snap.revoked.remove(v);
+            }
         }
+        let now = rfc3339(SystemTime::now());
         let tag = Tag::builder()
             .key(format!("{REVOKED_TAG_PREFIX}{version}"))
-            .value(rfc3339(SystemTime::now()))
+            .value(now.clone())
             .build();
         client
             .tag_resource()
@@ -450,6 +585,7 @@ impl SecretsManagerStore {
                     format_args!("secret {key}: recording version {} as revoked", version_id(version)),
                 )
             })?;
+        snap.revoked.insert(version.to_owned(), now);
         Ok(())
     }
 
@@ -480,6 +616,8 @@ impl SecretsManagerStore {
         }
     }
 
+    /// One read: `DescribeSecret`, then one `GetSecretValue` per staged version.
+    /// `Ok(None)` when the labels moved meanwhile (read again).
     async fn read_once(&self, key: &str) -> ProviderResult<Option<KeyState>> {
         let Some(snap) = self.describe(key).await? else {
             return Err(ProviderError::not_found(format!(
@@ -490,9 +628,16 @@ impl SecretsManagerStore {
         if snap.deleted {
             return Err(scheduled_for_deletion(key));
         }
+        let pending = snap.pending();
         let mut versions = Vec::new();
         for version in snap.staged() {
-            let Some(found) = self.fetch(key, version).await? else {
+            let fetched = match self.fetch(key, version).await {
+                Err(e) if Some(version) == pending && e.kind() == ErrorKind::InvalidInput => {
+                    return Err(unusable_pending(key, version, &e))
+                }
+                other => other?,
+            };
+            let Some(found) = fetched else {
                 return Ok(None);
             };
             let labels: BTreeSet<&str> = found
@@ -525,6 +670,219 @@ impl SecretsManagerStore {
         versions.sort_by(|a, b| a.created.cmp(&b.created).then(rank(a).cmp(&rank(b))));
         Ok(Some(KeyState { versions }))
     }
+
+    /// [`Store::stage_pending`] from `snap`: write the version (`PutSecretValue`), then
+    /// take AWSPENDING for it (the compare-and-set).
+    async fn stage_from(
+        &self,
+        key: &str,
+        version: &str,
+        version_id_: &str,
+        doc: &SecretDoc,
+        mut snap: Snapshot,
+    ) -> ProviderResult<()> {
+        if snap.deleted {
+            return Err(scheduled_for_deletion(key));
+        }
+        if let Some(pending) = snap.pending() {
+            if pending != version {
+                return Err(ProviderError::conflict(format!(
+                    "secret {key} already has a pending version {} (an unfinished rotation); \
+                     finish it before staging another",
+                    version_id(pending)
+                )));
+            }
+            return match self.fetch(key, version).await? {
+                Some(found) if found.doc == *doc => Ok(()),
+                _ => Err(version_exists_otherwise(key, version_id_)),
+            };
+        }
+        if snap.has(version, AWSCURRENT) || snap.has(version, AWSPREVIOUS) {
+            // A secret this store created with its first version is current at once.
+            if snap.has(version, AWSCURRENT) {
+                if let Some(found) = self.fetch(key, version).await? {
+                    if found.doc == *doc {
+                        return Ok(());
+                    }
+                }
+            }
+            return Err(ProviderError::conflict(format!(
+                "secret {key}: version {version_id_} exists already as {}",
+                if snap.has(version, AWSCURRENT) {
+                    "the current version"
+                } else {
+                    "the previous version"
+                }
+            ))
+            .retryable(false));
+        }
+        let result = async {
+            self.ensure_written(key, version, doc, &mut snap).await?;
+            self.take_pending(key, version, &mut snap, "attaching AWSPENDING").await
+        }
+        .await;
+        self.settle(key, &snap, result)
+    }
+
+    /// [`Store::promote`] from `snap`: move AWSCURRENT (the compare-and-set; AWS makes
+    /// the old current AWSPREVIOUS), move the application's labels along, record the
+    /// old current's revocation. AWSPENDING stays on the new current (parked).
+    async fn promote_from(
+        &self,
+        key: &str,
+        version: &str,
+        version_id_: &str,
+        previous_revoked: bool,
+        mut snap: Snapshot,
+    ) -> ProviderResult<()> {
+        if snap.has(version, AWSCURRENT) {
+            // Already promoted (a retry, or a first version): finish what is left.
+            let result = async {
+                if let Some(previous) = snap.holder(AWSPREVIOUS).map(str::to_owned) {
+                    self.follow(key, version, &previous, &mut snap).await?;
+                    if previous_revoked {
+                        self.tag_revoked(key, &previous, &mut snap).await?;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            return self.settle(key, &snap, result);
+        }
+        if !snap.has(version, AWSPENDING) {
+            return Err(ProviderError::conflict(format!(
+                "secret {key}: version {version_id_} is neither pending nor current"
+            ))
+            .retryable(false));
+        }
+        let old = snap.holder(AWSCURRENT).map(str::to_owned);
+        let result = async {
+            // AWS's finishSecret: AWSCURRENT moves from the old current, which AWS makes
+            // AWSPREVIOUS (taking that label from the version before).
+            self.move_label(
+                key,
+                &mut snap,
+                AWSCURRENT,
+                Some(version),
+                old.as_deref(),
+                "moving AWSCURRENT",
+            )
+            .await?;
+            if let Some(old) = &old {
+                self.follow(key, version, old, &mut snap).await?;
+                if previous_revoked {
+                    self.tag_revoked(key, old, &mut snap).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.settle(key, &snap, result)
+    }
+
+    /// Moves the application's labels (see [`Snapshot::custom_labels`]) from `old` to
+    /// `new`, each with `RemoveFromVersionId` = `old`. A label someone else moved
+    /// meanwhile is left where it is now.
+    async fn follow(&self, key: &str, new: &str, old: &str, snap: &mut Snapshot) -> ProviderResult<()> {
+        for label in snap.custom_labels(old) {
+            let why = format!("moving staging label {label} along with AWSCURRENT");
+            match self.move_label(key, snap, &label, Some(new), Some(old), &why).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::put_current`] from `snap`.
+    async fn put_current_from(
+        &self,
+        key: &str,
+        version: &str,
+        version_id_: &str,
+        doc: &SecretDoc,
+        mut snap: Snapshot,
+    ) -> ProviderResult<()> {
+        if snap.deleted {
+            return Err(scheduled_for_deletion(key));
+        }
+        if let Some(pending) = snap.pending() {
+            return Err(ProviderError::conflict(format!(
+                "secret {key} has a rotation pending (version {}); finish it before importing",
+                version_id(pending)
+            ))
+            .retryable(false));
+        }
+        if snap.has(version, AWSCURRENT) {
+            // A retried import: the version is in place.
+            return match self.fetch(key, version).await? {
+                Some(found) if found.doc == *doc => Ok(()),
+                _ => Err(version_exists_otherwise(key, version_id_)),
+            };
+        }
+        if snap.has(version, AWSPREVIOUS) {
+            return Err(ProviderError::conflict(format!(
+                "secret {key}: version {version_id_} exists already as the previous version"
+            ))
+            .retryable(false));
+        }
+        let old = snap.holder(AWSCURRENT).map(str::to_owned);
+        let result = async {
+            self.ensure_written(key, version, doc, &mut snap).await?;
+            // The claim, as for staging: the new version holds AWSPENDING for a moment
+            // (a crash here leaves a pending version the next rotation finishes: the
+            // imported secret works at the target).
+            self.take_pending(key, version, &mut snap, "claiming the write").await?;
+            self.move_label(
+                key,
+                &mut snap,
+                AWSCURRENT,
+                Some(version),
+                old.as_deref(),
+                "moving AWSCURRENT",
+            )
+            .await?;
+            if let Some(old) = &old {
+                self.follow(key, version, old, &mut snap).await?;
+                // AWS made the replaced version AWSPREVIOUS; an import leaves it no stage.
+                match self
+                    .move_label(key, &mut snap, AWSPREVIOUS, None, Some(old), "removing AWSPREVIOUS")
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::Conflict => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.settle(key, &snap, result)
+    }
+
+    /// Keeps `snap` for the next write after a success; forgets it after a failure (the
+    /// next write looks again).
+    fn settle(&self, key: &str, snap: &Snapshot, result: ProviderResult<()>) -> ProviderResult<()> {
+        match &result {
+            Ok(()) => self.remember(key, snap),
+            Err(_) => self.forget(key),
+        }
+        result
+    }
+
+    /// The pending version of `key` when [`Store::read`] refuses it (its value is not a
+    /// JSON object rekey could resume), as (`VersionId`, reason).
+    async fn unusable(&self, key: &str, snap: &Snapshot) -> ProviderResult<Option<(String, ProviderError)>> {
+        let Some(pending) = snap.pending() else {
+            return Ok(None);
+        };
+        match self.fetch(key, pending).await {
+            Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Some((pending.to_owned(), e))),
+            Err(e) => Err(e),
+            Ok(_) => Ok(None),
+        }
+    }
 }
 
 fn check_key(key: &str) -> ProviderResult<()> {
@@ -546,6 +904,17 @@ fn version_exists_otherwise(key: &str, id: &str) -> ProviderError {
         "secret {key} already has a version {id} with another value (a version cannot change)"
     ))
     .retryable(false)
+}
+
+/// A pending version rekey cannot resume: says which, why, and the way out.
+fn unusable_pending(key: &str, version: &str, why: &ProviderError) -> ProviderError {
+    ProviderError::invalid_input(format!(
+        "secret {key}: its AWSPENDING version {} was not written by rekey and cannot be resumed ({}); \
+         if no other rotation of this secret is running, `rekey rotate <credential> --abandon-pending` \
+         takes AWSPENDING off it (the version stays in the secret's history)",
+        version_id(version),
+        why.message()
+    ))
 }
 
 #[async_trait]
@@ -577,202 +946,96 @@ impl Store for SecretsManagerStore {
         self.check_writable_report(key).await.map(|_| ())
     }
 
+    async fn plan_notes(&self, key: &str) -> ProviderResult<Vec<String>> {
+        SecretsManagerStore::plan_notes(self, key).await
+    }
+
     async fn put_current(&self, key: &str, version_id_: &str, doc: &SecretDoc) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let snap = match self.describe(key).await? {
-            Some(snap) => snap,
+        let (snap, remembered) = match self.snapshot(key).await? {
+            Some(found) => found,
             None => {
                 if self.create(key, &version, doc).await? {
                     return Ok(());
                 }
-                self.describe(key).await?.ok_or_else(|| {
+                let snap = self.describe(key).await?.ok_or_else(|| {
                     ProviderError::conflict(format!(
                         "secret {key} was created and deleted by someone else meanwhile"
                     ))
-                })?
+                })?;
+                (snap, false)
             }
         };
-        if snap.deleted {
-            return Err(scheduled_for_deletion(key));
+        match self.put_current_from(key, &version, version_id_, doc, snap).await {
+            Err(e) if remembered && lost_race(&e) => {}
+            other => return other,
         }
-        if let Some(pending) = snap.pending() {
-            return Err(ProviderError::conflict(format!(
-                "secret {key} has a rotation pending (version {}); finish it before importing",
-                version_id(pending)
-            ))
-            .retryable(false));
-        }
-        if snap.has(&version, AWSCURRENT) {
-            return match self.fetch(key, &version).await? {
-                Some(found) if found.doc == *doc => {
-                    // A retried import: finish what the first attempt may have left.
-                    if snap.has(&version, AWSPENDING) {
-                        self.move_label(key, AWSPENDING, None, Some(&version), "clearing AWSPENDING")
-                            .await?;
-                    }
-                    self.drop_write_label(key, &version).await;
-                    Ok(())
-                }
-                _ => Err(version_exists_otherwise(key, version_id_)),
-            };
-        }
-        if snap.has(&version, AWSPREVIOUS) {
-            return Err(ProviderError::conflict(format!(
-                "secret {key}: version {version_id_} exists already as the previous version"
-            ))
-            .retryable(false));
-        }
-        self.ensure_written(key, &version, doc, &snap).await?;
-        self.claim(key, &version, &snap).await?;
-        match snap.holder(AWSCURRENT) {
-            Some(old) => {
-                // AWSPENDING left on the old current would turn into a pending version.
-                if snap.has(old, AWSPENDING) {
-                    self.move_label(
-                        key,
-                        AWSPENDING,
-                        None,
-                        Some(old),
-                        "clearing a finished rotation's AWSPENDING",
-                    )
-                    .await?;
-                }
-                self.move_label(key, AWSCURRENT, Some(&version), Some(old), "moving AWSCURRENT")
-                    .await?;
-                // AWS made the replaced version AWSPREVIOUS; an import leaves it no stage.
-                match self.move_label(key, AWSPREVIOUS, None, Some(old), "").await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::Conflict => {}
-                    Err(e) => return Err(e.context(format_args!("secret {key}: removing AWSPREVIOUS"))),
-                }
-            }
-            None => {
-                self.move_label(key, AWSCURRENT, Some(&version), None, "attaching AWSCURRENT")
-                    .await?
-            }
-        }
-        self.drop_write_label(key, &version).await;
-        Ok(())
+        let snap = self
+            .describe(key)
+            .await?
+            .ok_or_else(|| ProviderError::conflict(format!("secret {key} was deleted meanwhile")))?;
+        self.put_current_from(key, &version, version_id_, doc, snap).await
     }
 
     async fn stage_pending(&self, key: &str, version_id_: &str, doc: &SecretDoc) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let snap = match self.describe(key).await? {
-            Some(snap) => snap,
+        let (snap, remembered) = match self.snapshot(key).await? {
+            Some(found) => found,
             None => {
                 // A new secret: AWS makes its first version AWSCURRENT (there is no
                 // older secret for readers to keep using).
                 if self.create(key, &version, doc).await? {
                     return Ok(());
                 }
-                self.describe(key).await?.ok_or_else(|| {
+                let snap = self.describe(key).await?.ok_or_else(|| {
                     ProviderError::conflict(format!(
                         "secret {key} was created and deleted by someone else meanwhile"
                     ))
-                })?
+                })?;
+                (snap, false)
             }
         };
-        if snap.deleted {
-            return Err(scheduled_for_deletion(key));
+        match self.stage_from(key, &version, version_id_, doc, snap).await {
+            Err(e) if remembered && lost_race(&e) => {}
+            other => return other,
         }
-        if let Some(pending) = snap.pending() {
-            if pending != version {
-                return Err(ProviderError::conflict(format!(
-                    "secret {key} already has a pending version {} (an unfinished rotation); \
-                     finish it before staging another",
-                    version_id(pending)
-                )));
-            }
-            return match self.fetch(key, &version).await? {
-                Some(found) if found.doc == *doc => {
-                    self.drop_write_label(key, &version).await;
-                    Ok(())
-                }
-                _ => Err(version_exists_otherwise(key, version_id_)),
-            };
-        }
-        if snap.has(&version, AWSCURRENT) || snap.has(&version, AWSPREVIOUS) {
-            // A secret this store created with its first version is current at once.
-            if snap.has(&version, AWSCURRENT) {
-                if let Some(found) = self.fetch(key, &version).await? {
-                    if found.doc == *doc {
-                        return Ok(());
-                    }
-                }
-            }
-            return Err(ProviderError::conflict(format!(
-                "secret {key}: version {version_id_} exists already as {}",
-                if snap.has(&version, AWSCURRENT) {
-                    "the current version"
-                } else {
-                    "the previous version"
-                }
-            ))
-            .retryable(false));
-        }
-        self.ensure_written(key, &version, doc, &snap).await?;
-        self.claim(key, &version, &snap).await?;
-        self.move_label(
-            key,
-            AWSPENDING,
-            Some(&version),
-            snap.stale_pending(),
-            "attaching AWSPENDING",
-        )
-        .await?;
-        self.drop_write_label(key, &version).await;
-        Ok(())
+        let snap = self
+            .describe(key)
+            .await?
+            .ok_or_else(|| ProviderError::conflict(format!("secret {key} was deleted meanwhile")))?;
+        self.stage_from(key, &version, version_id_, doc, snap).await
     }
 
     async fn promote(&self, key: &str, version_id_: &str, previous_revoked: bool) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let Some(snap) = self.describe(key).await? else {
-            return Err(ProviderError::conflict(format!(
+        let missing = || {
+            ProviderError::conflict(format!(
                 "secret {key} does not exist: there is no version {version_id_} to promote"
             ))
-            .retryable(false));
+            .retryable(false)
         };
-        if snap.has(&version, AWSCURRENT) {
-            // Already promoted (a retry, or a first version): finish what is left.
-            if snap.has(&version, AWSPENDING) {
-                self.move_label(key, AWSPENDING, None, Some(&version), "removing AWSPENDING")
-                    .await?;
-            }
-            if previous_revoked {
-                if let Some(previous) = snap.holder(AWSPREVIOUS) {
-                    self.tag_revoked(key, previous, &snap).await?;
-                }
-            }
-            return Ok(());
+        let Some((snap, remembered)) = self.snapshot(key).await? else {
+            return Err(missing());
+        };
+        match self
+            .promote_from(key, &version, version_id_, previous_revoked, snap)
+            .await
+        {
+            Err(e) if remembered && (lost_race(&e) || e.kind() == ErrorKind::Conflict) => {}
+            other => return other,
         }
-        if !snap.has(&version, AWSPENDING) {
-            return Err(ProviderError::conflict(format!(
-                "secret {key}: version {version_id_} is neither pending nor current"
-            ))
-            .retryable(false));
-        }
-        let old = snap.holder(AWSCURRENT);
-        // AWS's finishSecret: AWSCURRENT moves from the old current, which AWS makes
-        // AWSPREVIOUS (taking that label from the version before).
-        self.move_label(key, AWSCURRENT, Some(&version), old, "moving AWSCURRENT")
-            .await?;
-        if previous_revoked {
-            if let Some(old) = old {
-                self.tag_revoked(key, old, &snap).await?;
-            }
-        }
-        self.move_label(key, AWSPENDING, None, Some(&version), "removing AWSPENDING")
-            .await?;
-        Ok(())
+        let snap = self.describe(key).await?.ok_or_else(missing)?;
+        self.promote_from(key, &version, version_id_, previous_revoked, snap)
+            .await
     }
 
     async fn mark_revoked(&self, key: &str, version_id_: &str) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let Some(snap) = self.describe(key).await? else {
+        let Some((mut snap, _)) = self.snapshot(key).await? else {
             return Err(ProviderError::not_found(format!(
                 "secret {key} not found in Secrets Manager ({})",
                 self.where_()
@@ -786,7 +1049,8 @@ impl Store for SecretsManagerStore {
                 "secret {key} has no version {version_id_}"
             )));
         }
-        self.tag_revoked(key, &version, &snap).await
+        let result = self.tag_revoked(key, &version, &mut snap).await;
+        self.settle(key, &snap, result)
     }
 
     async fn discard_pending(&self, key: &str, version_id_: &str) -> ProviderResult<()> {
@@ -803,15 +1067,28 @@ impl Store for SecretsManagerStore {
             }
         }
     }
+
+    async fn discard_unreadable_pending(&self, key: &str) -> ProviderResult<Option<String>> {
+        check_key(key)?;
+        let Some(snap) = self.describe(key).await? else {
+            return Ok(None);
+        };
+        let Some((version, _)) = self.unusable(key, &snap).await? else {
+            return Ok(None);
+        };
+        let id = version_id(&version);
+        self.discard_pending(key, &id).await?;
+        Ok(Some(id))
+    }
 }
 
 impl SecretsManagerStore {
-    /// One attempt of [`Store::discard_pending`]: reads the labels, claims the write
-    /// ([`CAS_LABEL`]) and removes `AWSPENDING` from `version`, which AWS refuses when
-    /// the version no longer holds it. The version keeps its value (and the claim label,
-    /// until the next write moves it); AWS lists it as deprecated once it holds no label.
+    /// One attempt of [`Store::discard_pending`]: reads the labels and moves AWSPENDING
+    /// from `version` back to the current version (where it is parked between
+    /// rotations), which AWS refuses when `version` no longer holds it. The version
+    /// keeps its value; AWS lists it as deprecated once it holds no label.
     async fn discard_once(&self, key: &str, version: &str, version_id_: &str) -> ProviderResult<()> {
-        let Some(snap) = self.describe(key).await? else {
+        let Some(mut snap) = self.describe(key).await? else {
             return Err(ProviderError::not_found(format!(
                 "secret {key} not found in Secrets Manager ({})",
                 self.where_()
@@ -822,7 +1099,7 @@ impl SecretsManagerStore {
         }
         let Some(pending) = snap.pending() else {
             // Nothing pending: discarded or promoted already, or never staged. AWSPENDING
-            // left on the current version is a finished rotation's, not a pending one.
+            // on the current version is parked, not a pending rotation.
             return Ok(());
         };
         if pending != version {
@@ -832,11 +1109,18 @@ impl SecretsManagerStore {
             ))
             .retryable(false));
         }
-        self.claim(key, version, &snap).await?;
-        self.move_label(key, AWSPENDING, None, Some(version), "removing AWSPENDING")
-            .await?;
-        self.drop_write_label(key, version).await;
-        Ok(())
+        let current = snap.holder(AWSCURRENT).map(str::to_owned);
+        let result = self
+            .move_label(
+                key,
+                &mut snap,
+                AWSPENDING,
+                current.as_deref(),
+                Some(version),
+                "removing AWSPENDING",
+            )
+            .await;
+        self.settle(key, &snap, result)
     }
 }
 
@@ -856,14 +1140,27 @@ mod tests {
     }
 
     #[test]
-    fn pending_on_the_current_version_is_a_leftover() {
+    fn pending_on_the_current_version_is_parked() {
         let s = snap(&[("a", &[AWSCURRENT, AWSPENDING]), ("b", &[AWSPREVIOUS])]);
         assert_eq!(s.pending(), None);
-        assert_eq!(s.stale_pending(), Some("a"));
+        assert_eq!(s.parked(), Some("a"));
         assert_eq!(stages_of(&s.stage_labels("a")), vec![Stage::Current]);
         let s = snap(&[("a", &[AWSCURRENT]), ("b", &[AWSPENDING]), ("c", &[WRITE_LABEL])]);
         assert_eq!(s.pending(), Some("b"));
         assert_eq!(s.staged(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn moves_are_mirrored_as_aws_does_them() {
+        let mut s = snap(&[("a", &[AWSCURRENT, AWSPENDING, "MYAPP_LIVE", WRITE_LABEL]), ("z", &[AWSPREVIOUS])]);
+        assert_eq!(s.custom_labels("a"), vec!["MYAPP_LIVE".to_owned()]);
+        s.written("b", WRITE_LABEL);
+        s.moved(AWSPENDING, Some("b"), Some("a"));
+        assert_eq!(s.pending(), Some("b"));
+        s.moved(AWSCURRENT, Some("b"), Some("a"));
+        assert_eq!(s.holder(AWSPREVIOUS), Some("a"), "AWS makes the old current AWSPREVIOUS");
+        assert_eq!(s.stage_labels("z").len(), 0);
+        assert_eq!(s.parked(), Some("b"));
     }
 
     #[test]
