@@ -1,7 +1,7 @@
 //! Blocking file system work: permission checks, reading, the sidecar lock and the
 //! atomic replace. Everything here runs on a blocking thread, never on the runtime.
 
-use crate::format::StoreFile;
+use crate::model::{Journal, StoreFile};
 use rekey_api::{ProviderError, ProviderResult};
 use rustix::fs::{Access, AtFlags, FlockOperation, OFlags};
 use std::ffi::OsString;
@@ -23,6 +23,8 @@ pub(crate) struct Paths {
     pub file: PathBuf,
     /// The sidecar lock file, `<file>.lock`.
     pub lock: PathBuf,
+    /// The journal of changes since the last snapshot, `<file>.journal`.
+    pub journal: PathBuf,
     /// The directory holding both, where temp files are made.
     pub dir: PathBuf,
     /// Name prefix of this store's temp files, `.<file name>.rekey-tmp.`.
@@ -43,11 +45,14 @@ impl Paths {
         };
         let mut lock = file.as_os_str().to_owned();
         lock.push(".lock");
+        let mut journal = file.as_os_str().to_owned();
+        journal.push(".journal");
         let mut tmp_prefix = OsString::from(".");
         tmp_prefix.push(&name);
         tmp_prefix.push(".rekey-tmp.");
         Ok(Paths {
             lock: PathBuf::from(lock),
+            journal: PathBuf::from(journal),
             file,
             dir,
             tmp_prefix,
@@ -245,22 +250,34 @@ pub(crate) struct Raw {
 /// in-place change during the read makes it stale rather than wrongly current.
 pub(crate) fn read_raw(paths: &Paths) -> ProviderResult<Option<Raw>> {
     check_existing("lock file", &paths.lock)?;
-    let mut file = match OpenOptions::new().read(true).custom_flags(nofollow()).open(&paths.file) {
+    read_private("store file", &paths.file)
+}
+
+/// Reads the journal's raw contents; `None` when there is none. Read before the store
+/// file: a journal compacted away meanwhile is then stale against the newer snapshot, never
+/// missing from it.
+pub(crate) fn read_journal(paths: &Paths) -> ProviderResult<Option<Raw>> {
+    read_private("journal", &paths.journal)
+}
+
+/// Reads a private regular file (not following links); `None` when absent.
+fn read_private(what: &str, path: &Path) -> ProviderResult<Option<Raw>> {
+    let mut file = match OpenOptions::new().read(true).custom_flags(nofollow()).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(open_error("store file", &paths.file, &e)),
+        Err(e) => return Err(open_error(what, path, &e)),
     };
     let meta = file
         .metadata()
-        .map_err(|e| io_error("inspect store file", &paths.file, &e))?;
+        .map_err(|e| io_error(&format!("inspect {what}"), path, &e))?;
     if !meta.file_type().is_file() {
-        return Err(not_regular("store file", &paths.file, &meta));
+        return Err(not_regular(what, path, &meta));
     }
-    check_private("store file", &paths.file, meta.mode())?;
+    check_private(what, path, meta.mode())?;
     let len = usize::try_from(meta.len()).unwrap_or(0);
     let mut bytes = Zeroizing::new(Vec::with_capacity(len.saturating_add(1)));
     file.read_to_end(&mut bytes)
-        .map_err(|e| io_error("read store file", &paths.file, &e))?;
+        .map_err(|e| io_error(&format!("read {what}"), path, &e))?;
     Ok(Some(Raw {
         bytes,
         snapshot: Snapshot {
@@ -270,41 +287,86 @@ pub(crate) fn read_raw(paths: &Paths) -> ProviderResult<Option<Raw>> {
     }))
 }
 
-/// The store file, read and fully parsed (and validated).
-pub(crate) struct Loaded {
-    pub model: StoreFile,
-    /// Its size in bytes.
-    pub size: usize,
-    pub snapshot: Snapshot,
+/// The journal file as a writer knows it.
+pub(crate) struct JournalFile {
+    /// Its identity, with the file kept open (see [`Snapshot`]).
+    snapshot: Snapshot,
+    /// Bytes up to the end of its last valid line; a torn tail after it is cut off
+    /// before the next append.
+    valid_len: u64,
+    /// Whether it extends the current snapshot (else it is stale and is replaced).
+    live: bool,
 }
 
-/// Reads and fully parses the store file; `None` when it does not exist. The raw bytes
-/// live in a buffer zeroized on drop.
+impl JournalFile {
+    /// Its size in valid bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.valid_len
+    }
+
+    /// Whether it extends the current snapshot.
+    pub(crate) fn live(&self) -> bool {
+        self.live
+    }
+}
+
+/// The store file, read and fully parsed (and validated), with the journal applied.
+pub(crate) struct Loaded {
+    pub model: StoreFile,
+    /// The snapshot's size in bytes.
+    pub size: usize,
+    pub snapshot: Snapshot,
+    /// The journal file, when there is one.
+    pub journal: Option<JournalFile>,
+}
+
+/// Reads and fully parses the store file and its journal; `None` when the store file
+/// does not exist. The raw bytes live in buffers zeroized on drop.
 pub(crate) fn load(paths: &Paths) -> ProviderResult<Option<Loaded>> {
+    let journal_raw = read_journal(paths)?;
     let Some(raw) = read_raw(paths)? else {
         return Ok(None);
     };
-    let model = StoreFile::parse(&paths.file, &raw.bytes)?;
+    let journal = journal_raw
+        .as_ref()
+        .map(|j| Journal::parse(&paths.journal, &j.bytes))
+        .transpose()?;
+    let (model, live) = StoreFile::load(&paths.file, &raw.bytes, journal.as_ref())?;
+    let valid_len = journal.map_or(0, |j| j.valid_len);
     Ok(Some(Loaded {
         model,
         size: raw.bytes.len(),
         snapshot: raw.snapshot,
+        journal: journal_raw.map(|j| JournalFile {
+            snapshot: j.snapshot,
+            valid_len,
+            live,
+        }),
     }))
 }
 
-/// Whether the store file is still the one `snapshot` was taken of (see [`Snapshot`]).
-/// Checks the lock file and the store file's privacy like a [`load`] would; anything
-/// that is not a private regular file is "changed", so that the full [`load`] reports it.
-pub(crate) fn unchanged(paths: &Paths, snapshot: &Snapshot) -> ProviderResult<bool> {
+/// Whether the store file is still the one `snapshot` was taken of (see [`Snapshot`]),
+/// and the journal still the one `journal` describes (or still absent). Checks the lock
+/// file and the store file's privacy like a [`load`] would; anything that is not a
+/// private regular file is "changed", so that the full [`load`] reports it.
+pub(crate) fn unchanged(paths: &Paths, snapshot: &Snapshot, journal: Option<&JournalFile>) -> ProviderResult<bool> {
     check_existing("lock file", &paths.lock)?;
-    match fs::symlink_metadata(&paths.file) {
+    if !same_file("store file", &paths.file, Some(snapshot))? {
+        return Ok(false);
+    }
+    same_file("journal", &paths.journal, journal.map(|j| &j.snapshot))
+}
+
+/// Whether `path` has the identity of `snapshot` (`None`: whether it is absent).
+fn same_file(what: &str, path: &Path, snapshot: Option<&Snapshot>) -> ProviderResult<bool> {
+    match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_file() => {
-            check_private("store file", &paths.file, meta.mode())?;
-            Ok(Identity::of(&meta) == snapshot.identity)
+            check_private(what, path, meta.mode())?;
+            Ok(snapshot.is_some_and(|s| Identity::of(&meta) == s.identity))
         }
         Ok(_) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_error("inspect store file", &paths.file, &e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(snapshot.is_none()),
+        Err(e) => Err(io_error(&format!("inspect {what}"), path, &e)),
     }
 }
 
@@ -446,18 +508,23 @@ fn existing_attributes(paths: &Paths) -> ProviderResult<Option<Attributes>> {
     }
 }
 
-/// Serializes `model` and atomically replaces the store file with it: a temp file in the
-/// same directory, given the replaced file's owner, group and mode (0600 and this
-/// process's owner for a new store), written and fsynced, renamed over the store file,
-/// then the directory fsynced. Call with the lock held. Returns the new file's snapshot
-/// and size.
-pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) -> ProviderResult<(Snapshot, usize)> {
+/// Compaction: serializes `model` as the snapshot of `generation` and atomically replaces
+/// the store file with it: a temp file in the same directory, given the replaced file's
+/// owner, group and mode (0600 and this process's owner for a new store), written and
+/// fsynced, renamed over the store file, then the directory fsynced; then the journal,
+/// now stale (its generation is older), is removed. A crash before the rename leaves the
+/// old snapshot and its journal; after it, the new snapshot and a stale journal that
+/// readers ignore. Call with the lock held. Returns the new file's snapshot and size.
+pub(crate) fn persist(
+    paths: &Paths,
+    model: &mut StoreFile,
+    generation: u64,
+    size_hint: usize,
+) -> ProviderResult<(Snapshot, usize)> {
     let mut buf = SecureBuf::with_capacity(size_hint.max(4096));
     model
-        .write_pretty(&mut buf)
+        .write_snapshot(generation, &mut buf)
         .map_err(|_| ProviderError::other(format!("cannot serialize store file {}", paths.file.display())))?;
-    buf.write_all(b"\n")
-        .map_err(|e| io_error("serialize", &paths.file, &e))?;
 
     sweep_stale_temps(paths);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -491,9 +558,12 @@ pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) ->
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    File::open(&paths.dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io_error("fsync directory", &paths.dir, &e))?;
+    sync_dir(paths)?;
+    match fs::remove_file(&paths.journal) {
+        Ok(()) => sync_dir(paths)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("remove journal", &paths.journal, &e)),
+    }
     // Taken after the rename, which updates the ctime; the file stays open (see Snapshot).
     let meta = file
         .metadata()
@@ -505,6 +575,90 @@ pub(crate) fn persist(paths: &Paths, model: &mut StoreFile, size_hint: usize) ->
         },
         buf.as_slice().len(),
     ))
+}
+
+fn sync_dir(paths: &Paths) -> ProviderResult<()> {
+    File::open(&paths.dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_error("fsync directory", &paths.dir, &e))
+}
+
+/// Appends `records` (whole lines) to the journal extending snapshot `generation` and
+/// makes them durable (`fdatasync`). A missing or stale journal is replaced by a new one
+/// (created 0600, given the store file's owner, group and mode, its header first, the
+/// directory fsynced); a torn tail left by a crashed writer is cut off first. On failure
+/// the journal is cut back to its previous length (best effort: a torn tail is ignored by
+/// every reader anyway). Call with the lock held.
+pub(crate) fn append(
+    paths: &Paths,
+    journal: Option<JournalFile>,
+    generation: u64,
+    records: &[u8],
+) -> ProviderResult<JournalFile> {
+    let path = &paths.journal;
+    let (mut file, start, fresh) = match journal.filter(|j| j.live) {
+        Some(j) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .custom_flags(nofollow())
+                .open(path)
+                .map_err(|e| open_error("journal", path, &e))?;
+            let meta = file.metadata().map_err(|e| io_error("inspect journal", path, &e))?;
+            if meta.len() != j.valid_len {
+                // A torn tail after the last valid line (a writer crashed mid-append).
+                file.set_len(j.valid_len)
+                    .map_err(|e| io_error("cut the torn tail of journal", path, &e))?;
+            }
+            (file, j.valid_len, false)
+        }
+        None => {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove stale journal", path, &e)),
+            }
+            let keep = existing_attributes(paths)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nofollow())
+                .open(path)
+                .map_err(|e| io_error("create journal", path, &e))?;
+            if let Some(keep) = keep {
+                if let Err(e) = keep.apply(paths, &file, path) {
+                    let _ = fs::remove_file(path);
+                    return Err(e);
+                }
+            }
+            (file, 0, true)
+        }
+    };
+    let written = (|| -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(start))?;
+        if fresh {
+            file.write_all(&Journal::header(generation))?;
+        }
+        file.write_all(records)?;
+        file.sync_data()
+    })();
+    if let Err(e) = written {
+        let _ = file.set_len(start);
+        return Err(io_error("append to journal", path, &e));
+    }
+    if fresh {
+        sync_dir(paths)?;
+    }
+    let meta = file.metadata().map_err(|e| io_error("inspect journal", path, &e))?;
+    Ok(JournalFile {
+        valid_len: meta.len(),
+        snapshot: Snapshot {
+            identity: Identity::of(&meta),
+            _pin: file,
+        },
+        live: true,
+    })
 }
 
 /// Read-only preflight: the directory exists and accepts new files (needed for the atomic

@@ -11,8 +11,13 @@
 //! - **Ownership kept**: the file replacing the store file on every write gets the
 //!   replaced file's owner, group and mode (0600 or 0400, say); a write that cannot give
 //!   it back its owner (not running as root or as that owner) is refused.
-//! - **Atomic and durable**: every write goes to a 0600 temp file in the same directory,
-//!   is fsynced, renamed over the store file, and the directory is fsynced, all under an
+//! - **Cost of a write is what it changed**: past [`JOURNAL_FROM`] bytes, a commit appends
+//!   the changed keys' entries to `<path>.journal` (one `fdatasync`) instead of rewriting
+//!   the file; the journal is compacted into the file when it would outgrow it, and when
+//!   the handle is dropped, so between runs the store file alone is whole.
+//! - **Atomic and durable**: a compaction writes a 0600 temp file in the same directory,
+//!   fsyncs it, renames it over the store file and fsyncs the directory before dropping
+//!   the journal; an append that a crash tears is ignored by every reader. All under an
 //!   exclusive `flock` on `<path>.lock`. A call returns only once its change is durable.
 //! - **Compare-and-set**: under the lock, every write checks its precondition against
 //!   what is in the file now (re-read unless its identity shows it is still the one this
@@ -29,17 +34,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod format;
 mod fsio;
+mod model;
+mod state;
 mod writer;
 
-pub use format::HISTORY_LIMIT;
+pub use model::HISTORY_LIMIT;
 
 use async_trait::async_trait;
-use format::{Op, SecretValue, StoreFile};
 use fsio::Paths;
+use model::{Journal, SecretValue, StoreFile};
 use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Store, StoreCapabilities};
 use serde::Deserialize;
+use state::Op;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -67,8 +74,12 @@ pub struct FileStoreConfig {
 /// write whose caller stops waiting still takes effect.
 pub struct FileStore {
     shared: Arc<Shared>,
-    writer: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<(mpsc::Sender<Request>, std::thread::JoinHandle<()>)>>,
 }
+
+/// Below this snapshot size a commit rewrites the whole file (as cheap as an append);
+/// above it, commits append to the journal.
+pub const JOURNAL_FROM: u64 = 64 * 1024;
 
 impl FileStore {
     /// Opens the existing store at `path`. Fails with [`rekey_api::ErrorKind::NotFound`]
@@ -104,6 +115,7 @@ impl FileStore {
             shared: Arc::new(Shared {
                 paths,
                 create,
+                journal_from: JOURNAL_FROM,
                 stats: Default::default(),
                 cache: Mutex::new(None),
             }),
@@ -121,6 +133,16 @@ impl FileStore {
     /// else as [`FileStore::open`] does.
     pub fn from_config_with(config: &FileStoreConfig, create: bool) -> ProviderResult<FileStore> {
         FileStore::open_with(config.path.clone(), create)
+    }
+
+    /// Sets the snapshot size from which commits append to the journal instead of
+    /// rewriting the file ([`JOURNAL_FROM`] by default; 0 journals every commit after
+    /// the first). Takes effect for writes made after the call, before the first write.
+    pub fn with_journal_from(mut self, bytes: u64) -> FileStore {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.journal_from = bytes;
+        }
+        self
     }
 
     /// Whether this handle may create the store file ([`FileStore::open_or_create`]).
@@ -149,7 +171,7 @@ impl FileStore {
     /// one died.
     fn submit(&self, mut request: Request) -> ProviderResult<()> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = writer.as_ref() {
+        if let Some((tx, _)) = writer.as_ref() {
             match tx.send(request) {
                 Ok(()) => {
                     self.count_submitted();
@@ -159,9 +181,9 @@ impl FileStore {
                 Err(mpsc::SendError(back)) => request = back,
             }
         }
-        let tx = writer::spawn(self.shared.clone())?;
+        let (tx, handle) = writer::spawn(self.shared.clone())?;
         let sent = tx.send(request);
-        *writer = Some(tx);
+        *writer = Some((tx, handle));
         sent.map_err(|_| {
             ProviderError::other(format!(
                 "the writer of store file {} stopped at once",
@@ -177,6 +199,18 @@ impl FileStore {
             .stats
             .submitted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Ends the writer thread: it finishes queued writes, compacts a journal it leaves
+/// behind (so the store file alone is whole between runs), and is waited for.
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((tx, handle)) = writer {
+            drop(tx);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -233,17 +267,25 @@ impl Store for FileStore {
                 || ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()));
             // The state this handle's writer last read or wrote, if the file is still that.
             if let Some(cache) = shared.cache().as_ref() {
-                if fsio::unchanged(&shared.paths, &cache.snapshot)? {
+                if cache.unchanged(&shared.paths)? {
                     return cache.model.key_state(&key)?.ok_or_else(not_found);
                 }
             }
+            // The journal first: see `fsio::read_journal`.
+            let journal_raw = fsio::read_journal(&shared.paths)?;
             match fsio::read_raw(&shared.paths)? {
                 None if shared.create => Err(ProviderError::not_found(format!(
                     "key {key:?} not found: store file {} does not exist yet",
                     path.display()
                 ))),
                 None => Err(fsio::missing(&shared.paths).context(format_args!("key {key:?} not found"))),
-                Some(raw) => StoreFile::read_key(path, &raw.bytes, &key)?.ok_or_else(not_found),
+                Some(raw) => {
+                    let journal = journal_raw
+                        .as_ref()
+                        .map(|j| Journal::parse(&shared.paths.journal, &j.bytes))
+                        .transpose()?;
+                    StoreFile::read_key(path, &raw.bytes, journal.as_ref(), &key)?.ok_or_else(not_found)
+                }
             }
         })
         .await
@@ -267,15 +309,15 @@ impl Store for FileStore {
                     .collect())
             };
             if let Some(cache) = shared.cache().as_ref() {
-                if fsio::unchanged(&shared.paths, &cache.snapshot)? {
+                if cache.unchanged(&shared.paths)? {
                     return for_each(&cache.model);
                 }
             }
-            match fsio::read_raw(&shared.paths)? {
+            match fsio::load(&shared.paths)? {
                 None if shared.create => Ok(keys.iter().map(|key| Err(not_found(key))).collect()),
                 None => Err(fsio::missing(&shared.paths)),
-                // One parse of the file for every key.
-                Some(raw) => for_each(&StoreFile::parse(path, &raw.bytes)?),
+                // One parse of the file (and journal) for every key.
+                Some(loaded) => for_each(&loaded.model),
             }
         })
         .await;
@@ -511,7 +553,7 @@ mod tests {
         }
         assert_eq!(loads(&store), 1, "the file was not read again");
         assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 31);
-        let on_disk = format::StoreFile::parse(store.path(), &std::fs::read(store.path()).unwrap()).unwrap();
+        let on_disk = model::StoreFile::parse(store.path(), &std::fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk.key_state("k9").unwrap().unwrap().current().unwrap().id, "v2");
     }
 

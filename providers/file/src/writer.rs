@@ -1,11 +1,14 @@
 //! Group commit: one writer thread per [`crate::FileStore`] drains every queued write,
 //! takes the lock once, brings its view of the file up to date once, applies each write
-//! in arrival order (each with its own result), persists once and then answers every
-//! waiter.
+//! in arrival order (each with its own result), persists once (one journal append, or a
+//! compaction) and then answers every waiter. When the handle is dropped the writer
+//! compacts a journal it leaves behind, so the store file is whole between runs.
 
-use crate::format::{Op, StoreFile};
-use crate::fsio::{self, Paths, Snapshot};
+use crate::fsio::{self, JournalFile, Paths, SecureBuf, Snapshot};
+use crate::model::StoreFile;
+use crate::state::Op;
 use rekey_api::{ProviderError, ProviderResult};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,8 +29,10 @@ pub(crate) struct Stats {
     pub submitted: AtomicU64,
     /// Batches processed (lock taken, file checked).
     pub batches: AtomicU64,
-    /// Batches that replaced the file.
+    /// Batches that made a change durable (journal append or compaction).
     pub commits: AtomicU64,
+    /// Of those, the ones that rewrote the snapshot (compactions).
+    pub compactions: AtomicU64,
     /// Batches that read and parsed the file (the others reused the cached state).
     pub loads: AtomicU64,
 }
@@ -37,6 +42,9 @@ pub(crate) struct Shared {
     pub paths: Paths,
     /// Whether the first write may create the store file ([`crate::FileStore::open_or_create`]).
     pub create: bool,
+    /// Snapshots smaller than this are rewritten whole on every commit; the journal of a
+    /// larger one is compacted when it would outgrow the snapshot (or this, if larger).
+    pub journal_from: u64,
     pub stats: Stats,
     /// The writer's view of the file between batches; readers use it too (see [`Cache`]).
     /// Taken out by the writer for the length of a batch.
@@ -71,17 +79,27 @@ impl Shared {
 pub(crate) struct Cache {
     pub model: StoreFile,
     pub snapshot: Snapshot,
+    /// The journal as last read or appended (`None`: there was none).
+    pub journal: Option<JournalFile>,
     size: usize,
 }
 
+impl Cache {
+    /// Whether the store file and journal are still what this state was read from or
+    /// written as (see above).
+    pub(crate) fn unchanged(&self, paths: &Paths) -> ProviderResult<bool> {
+        fsio::unchanged(paths, &self.snapshot, self.journal.as_ref())
+    }
+}
+
 /// Starts a writer thread; it ends once every sender is dropped and the queue is empty.
-pub(crate) fn spawn(shared: Arc<Shared>) -> ProviderResult<mpsc::Sender<Request>> {
+pub(crate) fn spawn(shared: Arc<Shared>) -> ProviderResult<(mpsc::Sender<Request>, thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
+    let handle = thread::Builder::new()
         .name("rekey-file-writer".into())
         .spawn(move || run(&shared, &rx))
         .map_err(|e| ProviderError::other(format!("cannot start the file store writer thread: {e}")))?;
-    Ok(tx)
+    Ok((tx, handle))
 }
 
 fn run(shared: &Shared, rx: &Receiver<Request>) {
@@ -89,6 +107,31 @@ fn run(shared: &Shared, rx: &Receiver<Request>) {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         commit(shared, rx, batch);
+    }
+    compact_on_exit(shared);
+}
+
+/// The handle is gone: fold a journal this writer leaves into the snapshot, so that the
+/// store file alone is whole again. Failure changes nothing (the journal stays valid).
+fn compact_on_exit(shared: &Shared) {
+    let journal_left = shared
+        .cache()
+        .as_ref()
+        .is_some_and(|c| c.journal.as_ref().is_some_and(JournalFile::live));
+    if !journal_left {
+        return;
+    }
+    let Ok(_lock) = fsio::lock(&shared.paths) else {
+        return;
+    };
+    let cache = shared.cache().take();
+    if let Ok(Some(mut cache)) = current(shared, cache) {
+        if cache.journal.is_some() {
+            let generation = cache.model.generation + 1;
+            if fsio::persist(&shared.paths, &mut cache.model, generation, cache.size).is_ok() {
+                shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -117,7 +160,7 @@ fn commit(shared: &Shared, rx: &Receiver<Request>, mut batch: Vec<Request>) {
 /// [`Cache`]), else read and parsed. `None` when there is no file. Call with the lock held.
 fn current(shared: &Shared, cache: Option<Cache>) -> ProviderResult<Option<Cache>> {
     if let Some(cache) = cache {
-        if fsio::unchanged(&shared.paths, &cache.snapshot)? {
+        if cache.unchanged(&shared.paths)? {
             return Ok(Some(cache));
         }
     }
@@ -125,6 +168,7 @@ fn current(shared: &Shared, cache: Option<Cache>) -> ProviderResult<Option<Cache
     Ok(fsio::load(&shared.paths)?.map(|loaded| Cache {
         model: loaded.model,
         snapshot: loaded.snapshot,
+        journal: loaded.journal,
         size: loaded.size,
     }))
 }
@@ -134,7 +178,12 @@ fn current(shared: &Shared, cache: Option<Cache>) -> ProviderResult<Option<Cache
 fn apply_all(shared: &Shared, ops: Vec<Op>, cache: Option<Cache>) -> (Vec<ProviderResult<()>>, Option<Cache>) {
     let count = ops.len();
     let (mut model, old) = match current(shared, cache) {
-        Ok(Some(Cache { model, snapshot, size })) => (model, Some((snapshot, size))),
+        Ok(Some(Cache {
+            model,
+            snapshot,
+            journal,
+            size,
+        })) => (model, Some((snapshot, journal, size))),
         Ok(None) => match fsio::check_creatable(&shared.paths, shared.create) {
             Ok(()) => (StoreFile::default(), None),
             Err(e) => return (vec![Err(e); count], None),
@@ -142,21 +191,38 @@ fn apply_all(shared: &Shared, ops: Vec<Op>, cache: Option<Cache>) -> (Vec<Provid
         Err(e) => return (vec![Err(e); count], None),
     };
     let now = SystemTime::now();
-    let mut changed = false;
+    let mut changed = BTreeSet::new();
     let mut results = Vec::with_capacity(count);
     for op in ops {
-        results.push(model.apply(op, now).map(|did_change| changed |= did_change));
+        let key = op.key().to_owned();
+        results.push(model.apply(op, now).map(|did_change| {
+            if did_change {
+                changed.insert(key);
+            }
+        }));
     }
-    if !changed {
+    if changed.is_empty() {
         // A refused write leaves the model as it was: it still matches the file.
-        let cache = old.map(|(snapshot, size)| Cache { model, snapshot, size });
+        let cache = old.map(|(snapshot, journal, size)| Cache {
+            model,
+            snapshot,
+            journal,
+            size,
+        });
         return (results, cache);
     }
-    let size = old.map_or(0, |(_, size)| size);
-    match fsio::persist(&shared.paths, &mut model, size + size / 4) {
-        Ok((snapshot, size)) => {
+    match persist(shared, &mut model, &changed, old) {
+        Ok((snapshot, journal, size)) => {
             shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-            (results, Some(Cache { model, snapshot, size }))
+            (
+                results,
+                Some(Cache {
+                    model,
+                    snapshot,
+                    journal,
+                    size,
+                }),
+            )
         }
         Err(e) => {
             // Nothing of this batch is known to be durable; even a write that was
@@ -167,4 +233,48 @@ fn apply_all(shared: &Shared, ops: Vec<Op>, cache: Option<Cache>) -> (Vec<Provid
             (results, None)
         }
     }
+}
+
+type Persisted = (Snapshot, Option<JournalFile>, usize);
+
+/// Makes the changed keys durable: appends their records to the journal, or compacts
+/// (rewrites the snapshot, dropping the journal) when the store is new, in format 1,
+/// smaller than [`Shared::journal_from`], or when the journal would outgrow the snapshot.
+/// So a commit costs what changed, and compaction, amortized over the appends that
+/// filled the journal, adds at most about as much again.
+fn persist(
+    shared: &Shared,
+    model: &mut StoreFile,
+    changed: &BTreeSet<String>,
+    old: Option<(Snapshot, Option<JournalFile>, usize)>,
+) -> ProviderResult<Persisted> {
+    let paths = &shared.paths;
+    let (snapshot, journal, size) = match old {
+        Some((snapshot, journal, size)) if !model.needs_upgrade() && size as u64 >= shared.journal_from => {
+            (snapshot, journal, size)
+        }
+        old => return compact(shared, model, old.map_or(0, |(_, _, size)| size)),
+    };
+    let mut records = SecureBuf::with_capacity(2048 * changed.len());
+    for key in changed {
+        model.write_record(key, &mut records).map_err(|_| {
+            ProviderError::other(format!("cannot serialize a journal record of {}", paths.file.display()))
+        })?;
+    }
+    let journal_len = journal.as_ref().filter(|j| j.live()).map_or(0, JournalFile::len);
+    let bound = (size as u64).max(shared.journal_from);
+    if journal_len + records.as_slice().len() as u64 > bound {
+        drop(journal);
+        drop(snapshot);
+        return compact(shared, model, size);
+    }
+    let journal = fsio::append(paths, journal, model.generation, records.as_slice())?;
+    Ok((snapshot, Some(journal), size))
+}
+
+fn compact(shared: &Shared, model: &mut StoreFile, size: usize) -> ProviderResult<Persisted> {
+    let generation = model.generation + 1;
+    let (snapshot, size) = fsio::persist(&shared.paths, model, generation, size + size / 4)?;
+    shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+    Ok((snapshot, None, size))
 }
