@@ -936,9 +936,15 @@ fn finish_with(cli: &Cli, run: &RunReport, incident: impl FnOnce(i32) -> Option<
         Output::Human => {
             let (text, errors) = human::render(run, verbosity(cli));
             print!("{text}");
-            let mut err = std::io::stderr().lock();
-            for line in errors {
-                let _ = writeln!(err, "error: {line}");
+            // Each failure once: when stdout and stderr are the same screen, the rows just
+            // printed carry every failure's reason (quiet prints no rows).
+            use std::io::IsTerminal;
+            let one_screen = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+            if !one_screen || cli.quiet {
+                let mut err = std::io::stderr().lock();
+                for line in errors {
+                    let _ = write!(err, "{}", human::error_line(&line));
+                }
             }
         }
     }

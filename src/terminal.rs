@@ -1,4 +1,5 @@
-//! Terminal handling at the binary's edge: reading a secret without echoing it.
+//! Terminal handling at the binary's edge: reading a secret without echoing it, and the
+//! width of the terminal on stderr (for the live progress line).
 
 use std::io::{IsTerminal, Write};
 
@@ -45,4 +46,18 @@ impl Drop for HiddenInput {
             }
         }
     }
+}
+
+/// The width in columns of the terminal on stderr, when stderr is one.
+#[allow(unsafe_code)] // ioctl; SAFETY comment at the block
+pub fn stderr_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a properly sized, initialised winsize on fd 2.
+    let size = unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(2, libc::TIOCGWINSZ, &mut size) != 0 {
+            return None;
+        }
+        size
+    };
+    (size.ws_col > 0).then_some(usize::from(size.ws_col))
 }

@@ -5,8 +5,9 @@ use crate::engine::event::{Event, Outcome, Reporter};
 use crate::engine::inspection::short_duration;
 use crate::engine::{RunReport, Status};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,30 +89,129 @@ fn paint(text: &str, code: &str, color: bool) -> String {
     }
 }
 
-/// Live events on stderr: step lines with `-v`, a progress line per credential on a
-/// terminal, and failpoint notices (always).
+/// Live events on stderr: step lines with `-v`, failpoint notices (always), and on a
+/// terminal, for runs of several credentials, one status line redrawn in place: the
+/// credentials in flight, counts done/failed/total and the elapsed time. The line is
+/// removed when the last credential is done, before the final output; failures are not
+/// printed here (the final output prints each once, with its reason).
 pub struct Progress {
     verbosity: Verbosity,
-    total: usize,
-    done: AtomicUsize,
-    terminal: bool,
+    live: Option<Arc<Live>>,
 }
 
+/// The live status line's state, shared with the thread that redraws it every
+/// [`REDRAW`] so that the elapsed time moves while a slow credential runs.
+struct Live {
+    total: usize,
+    started: Instant,
+    state: Mutex<LiveState>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    in_flight: Vec<String>,
+    done: usize,
+    failed: usize,
+    /// Whether the line is on screen (then it must be cleared before anything else).
+    drawn: bool,
+    /// The redraw thread runs.
+    ticking: bool,
+    /// Every credential is done: the line is gone for good.
+    over: bool,
+}
+
+/// How often the status line is redrawn while nothing happens.
+const REDRAW: Duration = Duration::from_millis(500);
+/// Names shown in the status line; the rest are counted.
+const NAMES_SHOWN: usize = 3;
+
 impl Progress {
-    /// A progress reporter for `total` credentials.
+    /// A progress reporter for `total` credentials; live on a terminal stderr.
     pub fn new(verbosity: Verbosity, total: usize) -> Self {
-        Progress {
-            verbosity,
-            total,
-            done: AtomicUsize::new(0),
-            terminal: std::io::stderr().is_terminal(),
+        let live = (std::io::stderr().is_terminal() && verbosity >= Verbosity::Normal && total > 1).then(|| {
+            Arc::new(Live {
+                total,
+                started: Instant::now(),
+                state: Mutex::new(LiveState::default()),
+            })
+        });
+        Progress { verbosity, live }
+    }
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `[3/10 done, 1 failed, 12s] orders-db, billing-db, cache +2 more`, cut to the
+    /// terminal's width (a wrapped line could not be redrawn in place).
+    fn line(&self, state: &LiveState) -> String {
+        let mut text = format!("[{}/{} done", state.done, self.total);
+        if state.failed > 0 {
+            text.push_str(&format!(", {} failed", state.failed));
         }
+        text.push_str(&format!(", {}]", short_duration(self.started.elapsed())));
+        if !state.in_flight.is_empty() {
+            let shown: Vec<&str> = state.in_flight.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+            text.push(' ');
+            text.push_str(&shown.join(", "));
+            if state.in_flight.len() > NAMES_SHOWN {
+                text.push_str(&format!(" +{} more", state.in_flight.len() - NAMES_SHOWN));
+            }
+        }
+        let width = crate::terminal::stderr_width().unwrap_or(80).saturating_sub(1).max(20);
+        text.chars().take(width).collect()
+    }
+
+    /// Redraws the line in place (carriage return, clear line).
+    fn draw(&self, state: &mut LiveState, err: &mut impl Write) {
+        if state.over {
+            return;
+        }
+        let _ = write!(err, "\r\x1b[2K{}", self.line(state));
+        let _ = err.flush();
+        state.drawn = true;
+    }
+
+    /// Takes the line off the screen (before other output, and at the end).
+    fn clear(state: &mut LiveState, err: &mut impl Write) {
+        if state.drawn {
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            state.drawn = false;
+        }
+    }
+
+    /// Starts the redraw thread once; it ends when the run is over.
+    fn tick(self: &Arc<Self>, state: &mut LiveState) {
+        if state.ticking {
+            return;
+        }
+        state.ticking = true;
+        let live = Arc::downgrade(self);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(REDRAW);
+            let Some(live) = live.upgrade() else {
+                return;
+            };
+            let mut state = live.lock();
+            if state.over {
+                return;
+            }
+            live.draw(&mut state, &mut std::io::stderr().lock());
+        });
     }
 }
 
 impl Reporter for Progress {
     fn event(&self, event: &Event) {
         let mut err = std::io::stderr().lock();
+        let mut live = self.live.as_ref().map(|l| (l, l.lock()));
+        // Anything printed below goes on a clean line; the status line comes back after.
+        if let Some((_, state)) = live.as_mut() {
+            Live::clear(state, &mut err);
+        }
         match event {
             Event::Step { credential, record, .. } if self.verbosity >= Verbosity::Verbose => {
                 let (word, extra) = match &record.outcome {
@@ -127,15 +227,22 @@ impl Reporter for Progress {
                     if extra.is_empty() { "" } else { " " }
                 );
             }
+            Event::CredentialStarted { credential } => {
+                if let Some((l, state)) = live.as_mut() {
+                    state.in_flight.push(credential.clone());
+                    l.tick(state);
+                }
+            }
             Event::CredentialDone(report) => {
-                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.terminal && self.verbosity >= Verbosity::Normal && self.total > 1 {
-                    let word = report.status.as_str();
-                    let word = match status_color(report.status) {
-                        Some(code) => paint(word, code, use_color(true)),
-                        None => word.to_owned(),
-                    };
-                    let _ = writeln!(err, "[{n}/{}] {word} {}", self.total, report.name);
+                if let Some((l, state)) = live.as_mut() {
+                    state.in_flight.retain(|n| *n != report.name);
+                    state.done += 1;
+                    if report.status == Status::Failed {
+                        state.failed += 1;
+                    }
+                    if state.done >= l.total {
+                        state.over = true;
+                    }
                 }
             }
             Event::FailpointHeld { credential, name } => {
@@ -145,6 +252,11 @@ impl Reporter for Progress {
                 );
             }
             _ => {}
+        }
+        if let Some((l, state)) = live.as_mut() {
+            if state.ticking {
+                l.draw(state, &mut err);
+            }
         }
     }
 }
@@ -170,6 +282,9 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
         match run.command {
             "plan" => {
                 out.push_str(&format!("{status} {name}  {}\n", c.target));
+                if let Some(e) = &c.error {
+                    out.push_str(&format!("         - {}: {}\n", e.step.as_str(), e.message));
+                }
                 for item in &c.plan {
                     let line = item.to_string();
                     let line = if item.warning {
