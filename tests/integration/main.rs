@@ -25,6 +25,7 @@ mod ux_json;
 mod ux_list;
 mod ux_man;
 mod ux_plan;
+mod ux_progress;
 mod ux_status;
 mod ux_suggest;
 mod ux_support;
