@@ -15,9 +15,11 @@ mod admin_ref;
 mod de;
 mod env;
 mod identity;
+mod include;
 // [[notify]] webhooks (issue 8).
 pub mod notify;
 mod paths;
+mod targets;
 
 pub use identity::check_import_identity;
 
@@ -183,6 +185,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     parallel: Option<usize>,
+    /// The store of credentials that name none.
+    store: Option<String>,
     every: Option<String>,
     grace: Option<String>,
     audit_log: Option<PathBuf>,
@@ -209,7 +213,8 @@ struct RawWindow {
 #[serde(deny_unknown_fields)]
 struct RawCredential {
     name: String,
-    store: String,
+    /// Optional when `[defaults] store` names one.
+    store: Option<String>,
     key: String,
     strategy: Option<Strategy>,
     #[serde(default)]
@@ -298,6 +303,8 @@ pub struct Config {
     pub admin_refs: BTreeMap<String, String>,
     /// `[[notify]]` webhooks, in file order.
     pub notify: Vec<notify::Notify>,
+    /// The files read through `include`, in order.
+    pub included: Vec<PathBuf>,
 }
 
 /// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
@@ -329,11 +336,16 @@ impl Config {
         Self::parse(path, &text, |name| std::env::var(name).ok())
     }
 
-    /// Parses configuration text; `lookup` resolves `${NAME}` references.
+    /// Parses configuration text (and the files it includes); `lookup` resolves
+    /// `${NAME}` references.
     pub fn parse(path: &Path, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let document = toml::de::DeTable::parse(text).map_err(|e| located(&file, text, &e))?;
+        let sources = include::sources(path, text)?;
+        let at = |e: &DeError| sources.located(e.span.clone(), &e.message);
+        let document = toml::de::DeTable::parse(&sources.text).map_err(|e| sources.located(e.span(), e.message()))?;
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        include::take(&mut root);
+        targets::apply(&mut root).map_err(|e| at(&e))?;
         let admin_refs = admin_ref::take(&mut root, &file)?;
         // Pass 1: the text as written, for errors with line and key before any variable
         // is looked up. An error about a value holding `${...}` waits for pass 2, which
@@ -342,25 +354,26 @@ impl Config {
             let about_reference = e
                 .span
                 .as_ref()
-                .and_then(|span| text.get(span.clone()))
+                .and_then(|span| sources.text.get(span.clone()))
                 .is_some_and(|t| t.contains("${"));
             if !about_reference {
-                return Err(located_at(&file, text, &e));
+                return Err(at(&e));
             }
         }
+        // Each credential's file, for messages about it.
+        let origins = origins(&root, &sources);
         // Pass 2: expand ${ENV} in every string and read the result.
-        let refs = env::expand_document(&mut root, &lookup, &file)?;
+        let refs = env::expand_document(&mut root, &lookup, &sources)?;
         // No error may show a value that came from the environment (it may be a
         // password): every such value is replaced by its `${NAME}` in messages.
         let scrub = |e: ConfigError| e.scrubbed(&refs, &lookup);
-        let raw = read(&root, Pass::Expanded(&refs))
-            .map_err(|e| located_at(&file, text, &e))
-            .map_err(scrub)?;
+        let raw = read(&root, Pass::Expanded(&refs)).map_err(|e| at(&e)).map_err(scrub)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut config = resolve(path, &base_dir, raw, &lookup).map_err(scrub)?;
+        let mut config = resolve(path, &base_dir, raw, &origins, &lookup).map_err(scrub)?;
         let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
         admin_ref::check(&admin_refs, &names, &file).map_err(scrub)?;
         config.admin_refs = admin_refs;
+        config.included = sources.included();
         Ok(config)
     }
 
@@ -405,8 +418,17 @@ fn located(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     located_span(file, text, e.span(), e.message())
 }
 
-fn located_at(file: &str, text: &str, e: &DeError) -> ConfigError {
-    located_span(file, text, e.span.clone(), &e.message)
+/// Credential name -> the file that defines it.
+fn origins(root: &Node<'_>, sources: &include::Sources) -> BTreeMap<String, String> {
+    let mut origins = BTreeMap::new();
+    if let Some(items) = root.get_ref().get("credentials").and_then(|c| c.get_ref().as_array()) {
+        for item in items {
+            if let Some(name) = item.get_ref().get("name").and_then(|n| n.get_ref().as_str()) {
+                origins.insert(name.to_owned(), sources.file_at(item.span().start).to_owned());
+            }
+        }
+    }
+    origins
 }
 
 fn located_span(file: &str, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> ConfigError {
@@ -567,6 +589,15 @@ fn duration(
     Ok(value)
 }
 
+/// The defined store names, for messages.
+fn known_stores(stores: &BTreeMap<String, StoreConfig>) -> String {
+    if stores.is_empty() {
+        "none".to_owned()
+    } else {
+        stores.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -580,6 +611,7 @@ fn resolve(
     path: &Path,
     base_dir: &Path,
     raw: RawConfig,
+    origins: &BTreeMap<String, String>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
@@ -621,11 +653,20 @@ fn resolve(
         }
     }
 
+    if let Some(store) = d.store.as_deref().filter(|s| !stores.contains_key(*s)) {
+        return Err(ConfigError::new(format!(
+            "{file}: [defaults] store = \"{store}\" names no store (defined: {})",
+            known_stores(&stores)
+        )));
+    }
     let mut names = BTreeSet::new();
     let mut keys = BTreeMap::new();
     let mut credentials = Vec::with_capacity(raw.credentials.len());
     let mut targets = BTreeMap::new();
+    let main_file = file.clone();
     for (c, target) in raw.credentials {
+        // Messages about a credential name the file that defines it.
+        let file = origins.get(&c.name).cloned().unwrap_or_else(|| main_file.clone());
         let owner = format!("credential `{}`", c.name);
         if !valid_name(&c.name) {
             return Err(ConfigError::new(format!(
@@ -636,25 +677,34 @@ fn resolve(
         if !names.insert(c.name.clone()) {
             return Err(ConfigError::new(format!("{file}: {owner} is defined twice")));
         }
-        if !stores.contains_key(&c.store) {
-            let known: Vec<&str> = stores.keys().map(String::as_str).collect();
+        let store = match c.store.clone().or_else(|| d.store.clone()) {
+            Some(store) => store,
+            None => {
+                return Err(ConfigError::new(format!(
+                    "{file}: {owner}: no `store`: set `store = \"NAME\"` on the credential, or a default for \
+                     every credential with `[defaults] store = \"NAME\"` (defined stores: {})",
+                    known_stores(&stores)
+                )))
+            }
+        };
+        if !stores.contains_key(&store) {
+            let from = if c.store.is_none() {
+                " (from [defaults] store)"
+            } else {
+                ""
+            };
             return Err(ConfigError::new(format!(
-                "{file}: {owner}: unknown store `{}` (defined: {})",
-                c.store,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                "{file}: {owner}: unknown store `{store}`{from} (defined: {})",
+                known_stores(&stores)
             )));
         }
         if c.key.trim().is_empty() {
             return Err(ConfigError::new(format!("{file}: {owner}: `key` is empty")));
         }
-        if let Some(other) = keys.insert((c.store.clone(), c.key.clone()), c.name.clone()) {
+        if let Some(other) = keys.insert((store.clone(), c.key.clone()), c.name.clone()) {
             return Err(ConfigError::new(format!(
-                "{file}: {owner}: store `{}` key `{}` is already used by credential `{other}`",
-                c.store, c.key
+                "{file}: {owner}: store `{store}` key `{}` is already used by credential `{other}`",
+                c.key
             )));
         }
         let policy = c
@@ -731,7 +781,7 @@ fn resolve(
             every,
             grace,
             name: c.name,
-            store: c.store,
+            store,
             key: c.key,
             strategy,
             tags: c.tags,
@@ -746,6 +796,7 @@ fn resolve(
             jitter,
         });
     }
+    let file = main_file;
     paths::check(
         &file,
         &paths::Files {
@@ -770,6 +821,7 @@ fn resolve(
         credentials,
         admin_refs: BTreeMap::new(),
         notify,
+        included: Vec::new(),
     })
 }
 
@@ -911,3 +963,6 @@ mod example_tests {
         assert_eq!(config.credentials[0].name, "orders-db");
     }
 }
+
+#[cfg(test)]
+mod scale_tests;

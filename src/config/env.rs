@@ -11,6 +11,7 @@
 //! Values that came from the environment are never expanded again and never shown.
 
 use super::de::Node;
+use super::include::Sources;
 use super::ConfigError;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -90,9 +91,10 @@ fn secret_bearing(key: &str) -> bool {
 pub(crate) fn expand_document(
     root: &mut Node<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
-    file: &str,
+    sources: &Sources,
 ) -> Result<BTreeMap<usize, String>, ConfigError> {
     let mut refs = BTreeMap::new();
+    let main = sources.file_at(0);
     let DeValue::Table(table) = root.get_mut() else {
         return Ok(refs);
     };
@@ -107,6 +109,7 @@ pub(crate) fn expand_document(
                         .and_then(|n| n.get_ref().as_str())
                         .map(|n| format!("credential `{n}`"))
                         .unwrap_or_else(|| format!("credential #{}", index + 1));
+                    let file = sources.file_at(item.span().start);
                     walk(
                         item,
                         "",
@@ -122,6 +125,7 @@ pub(crate) fn expand_document(
             ("stores", DeValue::Table(stores)) => {
                 for (name, store) in stores.iter_mut() {
                     let owner = format!("store `{}`", name.get_ref());
+                    let file = sources.file_at(store.span().start);
                     walk(
                         store,
                         "",
@@ -142,7 +146,7 @@ pub(crate) fn expand_document(
                     &owner,
                     &mut Walk {
                         lookup,
-                        file,
+                        file: main,
                         refs: &mut refs,
                     },
                 )?;
