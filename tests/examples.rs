@@ -1542,3 +1542,73 @@ fn saas_examples_validate_offline() {
         assert_eq!(out.status.code(), Some(0), "{name}: {}", output_text(&out));
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Configurations that scale
+
+const FLEET_ENV: [(&str, &str); 3] = [
+    ("FLEET_PG_ADMIN_URL", "postgres://rotator:pw@127.0.0.1:5432/postgres"),
+    ("FLEET_MYSQL_ADMIN_URL", "mysql://rotator:pw@127.0.0.1:3306"),
+    ("FLEET_REDIS_ADMIN_URL", "redis://rotator:pw@127.0.0.1:6379"),
+];
+
+/// `examples/fleet.toml`: 50 credentials in a few dozen lines, through an included
+/// file of target blocks, a default store and one line per credential; each resolves
+/// to its block's target with its own overrides.
+#[test]
+fn fleet_example_resolves_fifty_credentials_through_blocks_default_store_and_include() {
+    use rekey::config::TargetConfig;
+    let path = Path::new(ROOT).join("examples/fleet.toml");
+    let text = read("examples/fleet.toml");
+    assert!(text.lines().count() <= 80, "a few dozen lines");
+    let config = Config::parse(&path, &text, |var| {
+        FLEET_ENV.iter().find(|(n, _)| *n == var).map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap_or_else(|e| panic!("fleet.toml: {e}"));
+    assert_eq!(config.included, [Path::new(ROOT).join("examples/conf.d/targets.toml")]);
+    assert_eq!(config.credentials.len(), 50);
+    let (mut pg, mut mysql, mut redis) = (0, 0, 0);
+    for c in &config.credentials {
+        assert_eq!(c.store, "local", "{}: the default store", c.name);
+        // Every key is `<kind>/<service>`, and the service's user is `<service>_app`.
+        let (kind, service) = c.key.split_once('/').unwrap();
+        let user = format!("{service}_app");
+        let admin_host = |admin: String| admin.contains("@127.0.0.1");
+        match &config.targets[&c.name] {
+            TargetConfig::Postgres(t) => {
+                pg += 1;
+                assert_eq!(kind, "pg");
+                assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 5432), "{}", c.name);
+                assert_eq!(t.username.as_deref(), Some(user.as_str()));
+                assert_eq!(t.dbname, service, "{}: its own dbname overrides the block's", c.name);
+                assert!(t.terminate_sessions, "{}: the block's setting", c.name);
+                assert!(t.admin.as_ref().is_some_and(|a| admin_host(a.expose().to_owned())));
+            }
+            TargetConfig::Mysql(t) => {
+                mysql += 1;
+                assert_eq!(kind, "mysql");
+                assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 3306));
+                assert_eq!(t.username.as_deref(), Some(user.as_str()));
+                assert!(t.admin.as_ref().is_some_and(|a| admin_host(a.expose().to_owned())));
+            }
+            TargetConfig::Redis(t) => {
+                redis += 1;
+                assert_eq!(kind, "redis");
+                assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 6379));
+                assert_eq!(t.username, user);
+                assert!(t.admin.as_ref().is_some_and(|a| admin_host(a.expose().to_owned())));
+            }
+            other => panic!("{}: unexpected target {}", c.name, other.type_name()),
+        }
+    }
+    assert_eq!((pg, mysql, redis), (30, 10, 10));
+
+    // The binary agrees, offline.
+    let out = Command::new(BIN)
+        .args(["-c", path.to_str().unwrap(), "validate"])
+        .envs(FLEET_ENV)
+        .env_remove("REKEY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
