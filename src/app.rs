@@ -118,10 +118,10 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         Command::List(args) => crate::commands::list::run(&cli, args).map_err(Stop::usage),
         Command::Man(args) => Ok(crate::commands::man::run(args)),
         Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "rekey", &mut std::io::stdout());
+            print!("{}", crate::commands::complete::script(*shell));
             Ok(exit::SUCCESS)
         }
+        Command::Complete { what } => Ok(crate::commands::complete::run(&cli, *what)),
         Command::Plan { selection, due, leaked } => {
             if *leaked {
                 require_selection(selection, "plan --leaked")?;

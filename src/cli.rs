@@ -272,6 +272,13 @@ rekey completions fish > ~/.config/fish/completions/rekey.fish"
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// For the completion scripts: the configured credential names or tags, one a line.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// What to list.
+        #[arg(value_enum)]
+        what: crate::commands::complete::Candidates,
+    },
 }
 
 impl Command {
@@ -290,6 +297,7 @@ impl Command {
             Command::List(_) => "list",
             Command::Man(_) => "man",
             Command::Completions { .. } => "completions",
+            Command::Complete { .. } => "__complete",
         }
     }
 }
