@@ -19,6 +19,7 @@ mod redis;
 mod rotate;
 mod util;
 mod ux_color;
+mod ux_completions;
 mod ux_help;
 mod ux_init;
 mod ux_json;
