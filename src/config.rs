@@ -19,6 +19,7 @@ mod include;
 // [[notify]] webhooks (issue 8).
 pub mod notify;
 mod paths;
+mod secret_fields;
 mod targets;
 
 pub use identity::check_import_identity;
@@ -346,6 +347,7 @@ impl Config {
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
         include::take(&mut root);
         targets::apply(&mut root).map_err(|e| at(&e))?;
+        secret_fields::hoist(&mut root).map_err(|e| at(&e))?;
         let admin_refs = admin_ref::take(&mut root, &file)?;
         // Pass 1: the text as written, for errors with line and key before any variable
         // is looked up. An error about a value holding `${...}` waits for pass 2, which
@@ -623,7 +625,11 @@ fn resolve(
         )));
     }
     let default_every = duration(d.every.as_deref(), DEFAULT_EVERY, "every", &file, "[defaults]")?;
-    let default_grace = duration(d.grace.as_deref(), Duration::ZERO, "grace", &file, "[defaults]")?;
+    // `None`: not configured.
+    let configured_grace = match d.grace.as_deref() {
+        Some(text) => Some(duration(Some(text), Duration::ZERO, "grace", &file, "[defaults]")?),
+        None => None,
+    };
     let default_password = d.password.unwrap_or_default();
     default_password
         .resolve()
@@ -725,7 +731,12 @@ fn resolve(
             )));
         }
         let every = duration(c.every.as_deref(), default_every, "every", &file, &owner)?;
-        let grace = duration(c.grace.as_deref(), default_grace, "grace", &file, &owner)?;
+        let strategy = c.strategy.unwrap_or_else(|| target.default_strategy());
+        let grace = match (c.grace.as_deref(), configured_grace) {
+            (Some(text), _) => duration(Some(text), Duration::ZERO, "grace", &file, &owner)?,
+            (None, Some(grace)) => grace,
+            (None, None) => Duration::ZERO,
+        };
         if !grace.is_zero() && grace >= every {
             return Err(ConfigError::new(format!(
                 "{file}: {owner}: grace ({}) must be shorter than every ({}): the next rotation would revoke a \
@@ -734,7 +745,6 @@ fn resolve(
                 crate::engine::inspection::short_duration(every)
             )));
         }
-        let strategy = c.strategy.unwrap_or_else(|| target.default_strategy());
         let on_rotate = c.on_rotate.clone().or_else(|| d.on_rotate.clone()).unwrap_or_default();
         for argv in on_rotate.iter().chain(c.check_command.iter()) {
             if argv.first().is_none_or(|p| p.trim().is_empty()) {

@@ -303,3 +303,69 @@ fn a_name_defined_in_two_files_is_an_error_naming_both() {
         "{e}"
     );
 }
+
+/// Issue 14's configuration as written: `secret_fields` on the credential.
+const BILLING: &str = r#"
+[stores.local]
+type = "file"
+path = "secrets.json"
+
+[[credentials]]
+name = "billing-api"
+store = "local"
+key = "billing/api"
+strategy = "dual"
+secret_fields = ["api_key"]
+target = { type = "http", base_url = "https://billing.example.com", timeout_secs = 10,
+  headers = { Authorization = "Bearer x" },
+  create = { method = "POST", path = "/v1/keys", json = { name = "rekey {{credential}}" }, ok = [200, 201],
+             fields = { api_key = "/data/secret", key_id = "/data/id" } },
+  login  = { method = "GET", path = "/v1/me", headers = { Authorization = "Bearer {{api_key}}" }, ok = [200], rejected = [401, 403] },
+  revoke = { method = "DELETE", path = "/v1/keys/{{key_id}}", ok = [200, 204, 404] } }
+"#;
+
+#[test]
+fn secret_fields_on_the_credential_reach_its_target() {
+    let config = parse(BILLING).unwrap();
+    let TargetConfig::Http(http) = &config.targets["billing-api"] else {
+        panic!("an http target")
+    };
+    assert_eq!(http.secret_fields, ["api_key"]);
+    // The older place still works.
+    let old = BILLING.replace("secret_fields = [\"api_key\"]\n", "").replace(
+        "timeout_secs = 10,",
+        "timeout_secs = 10, secret_fields = [\"api_key\"],",
+    );
+    let TargetConfig::Http(http) = &parse(&old).unwrap().targets["billing-api"] else {
+        panic!("an http target")
+    };
+    assert_eq!(http.secret_fields, ["api_key"]);
+    // exec reads it too.
+    let exec =
+        "[stores.local]\ntype = \"file\"\npath = \"s.json\"\n\n[[credentials]]\nname = \"p\"\nstore = \"local\"\n\
+                key = \"p\"\nsecret_fields = [\"token\"]\ntarget = { type = \"exec\", command = [\"/bin/true\"] }\n";
+    let TargetConfig::Exec(e) = &parse(exec).unwrap().targets["p"] else {
+        panic!("an exec target")
+    };
+    assert_eq!(e.secret_fields, ["token"]);
+}
+
+#[test]
+fn secret_fields_twice_or_on_a_password_target_are_refused() {
+    let both = BILLING.replace("timeout_secs = 10,", "timeout_secs = 10, secret_fields = [\"key_id\"],");
+    let e = parse(&both).unwrap_err();
+    assert!(
+        e.contains("credential `billing-api`: `secret_fields` is set twice")
+            && e.starts_with("/etc/rekey/rekey.toml:12:"),
+        "{e}"
+    );
+    let text = format!(
+        "{STORES}[[credentials]]\nname = \"a\"\nstore = \"local\"\nkey = \"k\"\nsecret_fields = [\"password\"]\n\
+         target = {{ type = \"postgres\", host = \"h\", username = \"a\" }}\n"
+    );
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.contains("a `postgres` target's only secret is `password`") && e.contains(":13:"),
+        "{e}"
+    );
+}
