@@ -91,6 +91,10 @@ pub enum Fault {
     Redirect(String),
     /// Wait this long, then process the request normally (a slow service).
     Delay(Duration),
+    /// Process the request at once (`POST /v1/keys` mints its key), then hold the answer
+    /// this long before sending it: a client killed meanwhile never learns what was
+    /// minted (crash tests).
+    HoldAnswer(Duration),
 }
 
 /// A key as the server holds it.
@@ -474,6 +478,11 @@ fn handle(request: &Request, shared: &Shared) -> Answer {
             route(request, shared, None)
         }
         Some(f @ (Fault::MintWithoutSecret | Fault::MintNotJson)) => route(request, shared, Some(f)),
+        Some(Fault::HoldAnswer(d)) => {
+            let answer = route(request, shared, None);
+            thread::sleep(d);
+            answer
+        }
         None => match shared.options.rate_limit_every {
             Some(every) if every > 0 && n.is_multiple_of(every) => {
                 let mut a = Answer::error(429, "rate limited, slow down");

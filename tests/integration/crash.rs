@@ -163,3 +163,268 @@ fn sigkill_after_promote_leaves_a_finished_rotation() {
     assert!(!ws.can_login(&role, &initial));
     ws.rekey(&["verify", "app-db"]).assert_code(0);
 }
+
+// Minted keys: the `http` target and the `exec` target (examples/plugins/keyapi-keys)
+// against the testbed's key API. A run is SIGKILLed after the service minted a key (its
+// answer held back, so the key is alive and stored nowhere) or after the minted key was
+// stored as pending; the next run must leave alive only the stored current key (and the
+// previous one within its grace), never a key no store holds, and the current must work.
+
+mod minted {
+    use crate::http_target::{live_ids, minting_config, rekey};
+    use rekey_testbed::keyapi::{ApiKey, Fault, KeyApi, KeyApiOptions};
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const TOKEN_ENV: &str = "BILLING_ADMIN_TOKEN";
+    const NAME: &str = "billing-api";
+    const KEYAPI_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins/keyapi-keys");
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Via {
+        Http,
+        Exec,
+    }
+
+    struct Bed {
+        api: KeyApi,
+        dir: tempfile::TempDir,
+        token: String,
+        /// The imported key (named as this credential's keys are).
+        first: ApiKey,
+        /// Someone else's key on the same service: never touched.
+        other: ApiKey,
+    }
+
+    impl Bed {
+        fn new(via: Via, grace: &str) -> Bed {
+            let api = KeyApi::start_with(KeyApiOptions::quiet()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let config = match via {
+                Via::Http => minting_config(&api),
+                Via::Exec => format!(
+                    r#"
+[defaults]
+audit_log = "rekey-audit.jsonl"
+
+[stores.local]
+type = "file"
+path = "secrets.json"
+
+[[credentials]]
+name = "{NAME}"
+store = "local"
+key = "billing/api"
+strategy = "dual"
+target = {{ type = "exec", command = ["{KEYAPI_KEYS}"], timeout_secs = 30, secret_fields = ["api_key"],
+  settings = {{ base_url = "{url}", admin_token = "${{{TOKEN_ENV}}}" }} }}
+"#,
+                    url = api.url()
+                ),
+            };
+            let config = config.replace(
+                "audit_log = \"rekey-audit.jsonl\"",
+                &format!("audit_log = \"rekey-audit.jsonl\"\ngrace = \"{grace}\""),
+            );
+            std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+            let token = api.admin_token().to_owned();
+            let first = api.mint(&format!("rekey {NAME}"));
+            let other = api.mint("someone else's key");
+            let bed = Bed {
+                api,
+                dir,
+                token,
+                first,
+                other,
+            };
+            bed.rekey(
+                &["import", NAME],
+                &format!(r#"{{"api_key": "{}", "key_id": "{}"}}"#, bed.first.secret, bed.first.id),
+            )
+            .assert_code(0);
+            bed
+        }
+
+        fn d(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn rekey(&self, args: &[&str], stdin: &str) -> crate::util::Run {
+            rekey(self.d(), &[(TOKEN_ENV, &self.token)], args, stdin)
+        }
+
+        fn stored(&self, stage: &str, field: &str) -> String {
+            let got = self.rekey(&["get", NAME, "--stage", stage, "--field", field], "");
+            got.assert_code(0);
+            got.stdout.trim().to_owned()
+        }
+
+        fn versions(&self) -> usize {
+            let r = self.rekey(&["-o", "json", "status", NAME], "");
+            let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("status json");
+            doc["credentials"][0]["versions"].as_array().unwrap().len()
+        }
+
+        fn command(&self) -> Command {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+            cmd.current_dir(self.d())
+                .env_remove("REKEY_CONFIG")
+                .env_remove("REKEY_FAILPOINT")
+                .env(TOKEN_ENV, &self.token)
+                .args(["-c", "rekey.toml"]);
+            cmd
+        }
+
+        /// `rekey ARGS` held at `failpoint` (as [`crate::util::Held`], for this bed).
+        fn held(&self, args: &[&str], failpoint: &str) -> std::process::Child {
+            let mut child = self
+                .command()
+                .args(args)
+                .env("REKEY_FAILPOINT", failpoint)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = child.stderr.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            let mut seen = Vec::new();
+            loop {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(line) if line.contains(&format!("failpoint {failpoint} reached")) => return child,
+                    Ok(line) => seen.push(line),
+                    Err(_) => {
+                        let _ = child.kill();
+                        panic!("rekey never reached failpoint {failpoint}; stderr: {seen:?}");
+                    }
+                }
+            }
+        }
+
+        /// The ids alive at the service, besides someone else's key (checked kept).
+        fn live_mine(&self) -> Vec<String> {
+            let live = live_ids(&self.api);
+            assert!(live.contains(&self.other.id), "someone else's key was removed");
+            live.into_iter().filter(|id| *id != self.other.id).collect()
+        }
+
+        /// The stored current key works; the stored previous and `dead` keys are refused.
+        fn assert_current_works(&self, dead: &[&str]) {
+            let current = self.stored("current", "api_key");
+            assert!(self.api.accepts(&current), "the stored current key works");
+            for secret in dead {
+                assert!(!self.api.accepts(secret), "a revoked key still works");
+            }
+            self.rekey(&["verify", NAME], "").assert_code(0);
+        }
+    }
+
+    /// SIGKILL while the service holds back its answer to `create` (the key is minted
+    /// and alive; rekey never learned it), then rerun.
+    fn killed_after_the_mint(via: Via) {
+        let bed = Bed::new(via, "0s");
+        bed.api
+            .fail_next("POST", "/v1/keys", Fault::HoldAnswer(Duration::from_secs(20)), 1);
+        let mut child = bed
+            .command()
+            .args(["rotate", NAME])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let orphan = loop {
+            if let Some(k) = bed
+                .api
+                .live_keys()
+                .into_iter()
+                .find(|k| k.id != bed.first.id && k.id != bed.other.id)
+            {
+                break k;
+            }
+            assert!(Instant::now() < deadline, "the service never minted a key");
+            assert!(child.try_wait().unwrap().is_none(), "rekey ended before the mint");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        assert!(bed.api.accepts(&orphan.secret), "the minted key is alive");
+        assert_eq!(
+            bed.versions(),
+            1,
+            "nothing was stored: the minted key is stored nowhere"
+        );
+
+        let rerun = bed.rekey(&["rotate", NAME], "");
+        rerun.assert_code(0);
+        let current = bed.stored("current", "key_id");
+        assert_ne!(current, orphan.id, "the unstored key is never adopted");
+        assert_eq!(
+            bed.live_mine(),
+            vec![current],
+            "only the new current key is alive: the orphan {} and the old key {} are gone",
+            orphan.id,
+            bed.first.id
+        );
+        let audit = std::fs::read_to_string(bed.d().join("rekey-audit.jsonl")).unwrap();
+        assert!(audit.contains(&orphan.id), "the sweep is recorded with the key's id");
+        assert!(!audit.contains(&orphan.secret) && !audit.contains(&bed.token));
+        bed.assert_current_works(&[&orphan.secret, &bed.first.secret]);
+    }
+
+    /// SIGKILL right after the minted key was stored as pending, then rerun: the pending
+    /// key is finished (not minted again); with grace the old key lives until it ends.
+    fn killed_after_the_store(via: Via, grace: &str) {
+        let bed = Bed::new(via, grace);
+        let mut child = bed.held(&["rotate", NAME], "after-stage");
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        let pending = bed.stored("pending", "key_id");
+        let mut alive = vec![bed.first.id.clone(), pending.clone()];
+        alive.sort();
+        assert_eq!(bed.live_mine(), alive, "the old key and the stored pending one");
+
+        let rerun = bed.rekey(&["rotate", NAME], "");
+        rerun.assert_code(0);
+        assert!(rerun.stdout.contains("finished a pending rotation"), "{}", rerun.stdout);
+        assert_eq!(bed.stored("current", "key_id"), pending, "the pending key was finished");
+        assert_eq!(bed.versions(), 2);
+        if grace == "0s" {
+            assert_eq!(bed.live_mine(), vec![pending]);
+            bed.assert_current_works(&[&bed.first.secret]);
+        } else {
+            assert_eq!(bed.live_mine(), alive, "the previous key lives through its grace");
+            assert_eq!(bed.stored("previous", "key_id"), bed.first.id);
+            assert!(bed.api.accepts(&bed.first.secret));
+            bed.assert_current_works(&[]);
+        }
+    }
+
+    #[test]
+    fn http_sigkill_after_the_mint_is_swept_by_the_next_run() {
+        killed_after_the_mint(Via::Http);
+    }
+
+    #[test]
+    fn http_sigkill_after_the_store_is_finished_by_the_next_run() {
+        killed_after_the_store(Via::Http, "0s");
+    }
+
+    #[test]
+    fn exec_sigkill_after_the_mint_is_swept_by_the_next_run() {
+        killed_after_the_mint(Via::Exec);
+    }
+
+    #[test]
+    fn exec_sigkill_after_the_store_is_finished_by_the_next_run_within_grace() {
+        killed_after_the_store(Via::Exec, "1h");
+    }
+}
