@@ -559,6 +559,23 @@ fn read_target(node: &Node<'_>, pass: Pass<'_>) -> Result<TargetConfig, DeError>
 
 /// The rotation period when none is configured.
 const DEFAULT_EVERY: Duration = Duration::from_secs(30 * 86_400);
+/// The grace period of a `dual` or `alternating` credential that configures none, when
+/// its rotation period is long enough (see [`default_grace`]).
+pub const ZERO_DOWNTIME_GRACE: Duration = Duration::from_secs(3600);
+
+/// The grace period of a credential that configures none (neither on the credential
+/// nor in `[defaults]`): `single` has none (the old password dies at apply anyway);
+/// `dual` and `alternating` keep the previous secret valid for [`ZERO_DOWNTIME_GRACE`]
+/// (one hour: time for applications that re-read the store on an authentication
+/// failure, or reload on a hook or a timer), or a quarter of `every` when that is
+/// shorter, so that it always ends well before the next rotation.
+pub fn default_grace(strategy: Strategy, every: Duration) -> Duration {
+    match strategy {
+        Strategy::Single => Duration::ZERO,
+        _ => ZERO_DOWNTIME_GRACE.min(every / 4),
+    }
+}
+
 /// The shortest rotation period.
 pub const MIN_EVERY: Duration = Duration::from_secs(1);
 /// The longest rotation period or grace period: 100 years of 365.25 days (what
@@ -625,7 +642,7 @@ fn resolve(
         )));
     }
     let default_every = duration(d.every.as_deref(), DEFAULT_EVERY, "every", &file, "[defaults]")?;
-    // `None`: not configured.
+    // `None`: each credential gets its strategy's default ([`default_grace`]).
     let configured_grace = match d.grace.as_deref() {
         Some(text) => Some(duration(Some(text), Duration::ZERO, "grace", &file, "[defaults]")?),
         None => None,
@@ -735,7 +752,7 @@ fn resolve(
         let grace = match (c.grace.as_deref(), configured_grace) {
             (Some(text), _) => duration(Some(text), Duration::ZERO, "grace", &file, &owner)?,
             (None, Some(grace)) => grace,
-            (None, None) => Duration::ZERO,
+            (None, None) => default_grace(strategy, every),
         };
         if !grace.is_zero() && grace >= every {
             return Err(ConfigError::new(format!(

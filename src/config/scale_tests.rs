@@ -304,6 +304,49 @@ fn a_name_defined_in_two_files_is_an_error_naming_both() {
     );
 }
 
+#[test]
+fn dual_and_alternating_get_a_zero_downtime_grace_by_default() {
+    let hour = Duration::from_secs(3600);
+    let graces = |defaults: &str, extra: &str| {
+        let text = format!(
+            "[defaults]\nstore = \"local\"\n{defaults}\n[stores.local]\ntype = \"file\"\npath = \"s.json\"\n\n\
+             [[credentials]]\nname = \"single\"\nkey = \"a\"\n{extra}\
+             target = {{ type = \"postgres\", host = \"h\", username = \"a\" }}\n\n\
+             [[credentials]]\nname = \"alternating\"\nkey = \"b\"\n{extra}\
+             target = {{ type = \"postgres\", host = \"h\", usernames = [\"b1\", \"b2\"] }}\n\n\
+             [[credentials]]\nname = \"dual\"\nkey = \"c\"\n{extra}\
+             target = {{ type = \"redis\", host = \"h\", username = \"c\" }}\n"
+        );
+        let config = parse(&text).unwrap();
+        ["single", "alternating", "dual"].map(|n| config.credential(n).unwrap().grace)
+    };
+    // Nothing configured: single none, the zero-downtime strategies an hour.
+    assert_eq!(graces("", ""), [Duration::ZERO, hour, hour]);
+    // A short `every` caps it at a quarter of the period.
+    assert_eq!(
+        graces("every = \"20s\"\n", ""),
+        [Duration::ZERO, Duration::from_secs(5), Duration::from_secs(5)]
+    );
+    assert_eq!(graces("every = \"2h\"\n", "")[2], Duration::from_secs(1800));
+    // [defaults] grace, also "0s", applies to every strategy ...
+    assert_eq!(graces("grace = \"0s\"\n", ""), [Duration::ZERO; 3]);
+    assert_eq!(graces("grace = \"10m\"\n", ""), [Duration::from_secs(600); 3]);
+    // ... and the credential's own wins over both.
+    assert_eq!(
+        graces("grace = \"10m\"\n", "grace = \"2m\"\n"),
+        [Duration::from_secs(120); 3]
+    );
+    assert_eq!(graces("", "grace = \"0s\"\n"), [Duration::ZERO; 3]);
+    assert_eq!(
+        default_grace(Strategy::Dual, Duration::from_secs(1)),
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        default_grace(Strategy::Single, Duration::from_secs(30 * 86_400)),
+        Duration::ZERO
+    );
+}
+
 /// Issue 14's configuration as written: `secret_fields` on the credential.
 const BILLING: &str = r#"
 [stores.local]

@@ -68,7 +68,7 @@ fn iam_key_rotation_with_the_secrets_manager_store() {
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.aws]\ntype = \"aws-secretsmanager\"\nregion = \"{region}\"\n\
              endpoint_url = \"{endpoint}\"\n[[credentials]]\nname = \"deployer-key\"\nstore = \"aws\"\nkey = \"{secret_id}\"\n\
-             strategy = \"dual\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{region}\", endpoint_url = \"{endpoint}\" }}\n",
+             strategy = \"dual\"\ngrace = \"0s\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{region}\", endpoint_url = \"{endpoint}\" }}\n",
             region = moto.region(),
             endpoint = moto.endpoint()
         ),
@@ -190,7 +190,7 @@ fn a_second_inactive_key_needs_delete_inactive() {
         dir.path().join("rekey.toml"),
         format!(
             "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n[[credentials]]\nname = \"k\"\nstore = \"local\"\nkey = \"k\"\n\
-             strategy = \"dual\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{}\", endpoint_url = \"{}\" }}\n",
+             strategy = \"dual\"\ngrace = \"0s\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{}\", endpoint_url = \"{}\" }}\n",
             moto.region(),
             moto.endpoint()
         ),

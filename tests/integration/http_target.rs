@@ -111,6 +111,7 @@ name = "billing-api"
 store = "local"
 key = "billing/api"
 strategy = "dual"
+grace = "0s"
 target = { type = "http", base_url = "${BILLING_URL}", timeout_secs = 10,
   headers = { Authorization = "Bearer ${BILLING_ADMIN_TOKEN}" },
   secret_fields = ["api_key"],

@@ -84,7 +84,7 @@ fn alternating_users_on_mariadb() {
         dir.path().join("rekey.toml"),
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
-             [[credentials]]\nname = \"shop-db\"\nstore = \"local\"\nkey = \"shop/db\"\nstrategy = \"alternating\"\n\
+             [[credentials]]\nname = \"shop-db\"\nstore = \"local\"\nkey = \"shop/db\"\nstrategy = \"alternating\"\ngrace = \"0s\"\n\
              target = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, usernames = [\"{a}\", \"{b}\"], \
              admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
         ),

@@ -61,7 +61,7 @@ fn approle_secret_id_rotation_with_the_vault_kv_store() {
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n\n[stores.vault]\ntype = \"vault-kv\"\naddress = \"{addr}\"\nmount = \"secret\"\n\
              kv_version = 1\ntoken = \"${{REKEY_TEST_VAULT_TOKEN}}\"\n\n[[credentials]]\nname = \"ci-deploy\"\nstore = \"vault\"\n\
-             key = \"{key}\"\nstrategy = \"dual\"\ntarget = {{ type = \"vault-approle\", address = \"{addr}\", mount = \"{mount}\", \
+             key = \"{key}\"\nstrategy = \"dual\"\ngrace = \"0s\"\ntarget = {{ type = \"vault-approle\", address = \"{addr}\", mount = \"{mount}\", \
              role = \"{role}\", token = \"${{REKEY_TEST_VAULT_TOKEN}}\" }}\n",
             addr = vault.address()
         ),
