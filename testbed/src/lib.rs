@@ -25,7 +25,7 @@ mod scratch;
 mod vault;
 
 pub use certs::{openssl, CertPair, KeyType, TestCa};
-pub use moto::{MotoServer, MOTO_ENV};
+pub use moto::{CountingProxy, MotoServer, MOTO_ENV};
 pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
 pub use scratch::free_port;
 pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};

@@ -398,6 +398,119 @@ fn form_encode(value: &str) -> String {
     out
 }
 
+/// A TCP proxy in front of a server (moto) that counts the AWS API calls passing
+/// through it: one entry per request, named by its `X-Amz-Target` header
+/// (`secretsmanager.GetSecretValue`; JSON-protocol services such as Secrets Manager), or
+/// `?` for a request without one (query-protocol services such as IAM and STS). Point a
+/// client's endpoint URL at [`CountingProxy::endpoint`] to count its calls, whatever
+/// the client (the Rust SDK, boto3). Forwarding stops when it is dropped.
+#[derive(Debug)]
+pub struct CountingProxy {
+    port: u16,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CountingProxy {
+    /// Starts a proxy on a free port of `127.0.0.1` forwarding to `127.0.0.1:upstream`.
+    pub fn start(upstream: u16) -> Result<CountingProxy, TestbedError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| TestbedError::new(format!("counting proxy: cannot listen: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| TestbedError::new(format!("counting proxy: {e}")))?
+            .port();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (calls2, stop2) = (calls.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream)) else {
+                    continue;
+                };
+                let calls = calls2.clone();
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || count_requests(client, server, &calls));
+                std::thread::spawn(move || copy_until_closed(server2, client2));
+            }
+        });
+        Ok(CountingProxy { port, calls, stop })
+    }
+
+    /// `http://127.0.0.1:PORT`: the endpoint URL to give clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The calls counted so far, in order, and clears the record.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The calls counted so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+    }
+}
+
+/// Copies the client's bytes to the server, recording each request's `X-Amz-Target`
+/// (header lines are scanned as they pass; a request line starts a new entry).
+fn count_requests(mut client: TcpStream, mut server: TcpStream, calls: &std::sync::Mutex<Vec<String>>) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            if byte != b'\n' {
+                if line.len() < 512 {
+                    line.push(byte);
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            line.clear();
+            let lower = text.to_ascii_lowercase();
+            let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+            if lower.ends_with(" http/1.1") && (lower.starts_with("post ") || lower.starts_with("get ")) {
+                calls.push("?".to_owned());
+            } else if let Some(target) = lower.strip_prefix("x-amz-target:") {
+                let original = text[text.len() - target.len()..].trim().to_owned();
+                if let Some(last) = calls.last_mut().filter(|l| *l == "?") {
+                    *last = original;
+                }
+            }
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Write);
+}
+
+fn copy_until_closed(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
 /// The text of the first `<tag>...</tag>` element.
 fn xml_text(xml: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");

@@ -650,3 +650,146 @@ fn config_refuses_unknown_keys_and_debug_is_safe() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_label_follows_awscurrent() {
+    let server = moto();
+    let store = store();
+    let key = unique_name("custom-label");
+    let (v1, v2) = (uuid(), uuid());
+    store.put_current(&key, &v1, &db_doc("one")).await.unwrap();
+    raw_sm(server)
+        .await
+        .update_secret_version_stage()
+        .secret_id(&key)
+        .version_stage("MYAPP_LIVE")
+        .move_to_version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    // Precondition: the label is on the current version, and plan says what will happen.
+    assert!(labels_of(server, &key, &v1).await.contains(&"MYAPP_LIVE".to_owned()));
+    let notes = Store::plan_notes(&store, &key).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("MYAPP_LIVE") && notes[0].contains("follows AWSCURRENT"),
+        "{notes:?}"
+    );
+
+    store.read(&key).await.unwrap();
+    store.stage_pending(&key, &v2, &db_doc("two")).await.unwrap();
+    assert!(
+        labels_of(server, &key, &v1).await.contains(&"MYAPP_LIVE".to_owned()),
+        "staging moves nothing applications read"
+    );
+    store.promote(&key, &v2, true).await.unwrap();
+    let (id, value) = raw_value(server, &key, "MYAPP_LIVE").await;
+    assert_eq!(id, v2, "the label moved with AWSCURRENT");
+    assert_eq!(value["password"], "two");
+    assert_eq!(labels_of(server, &key, &v1).await, vec!["AWSPREVIOUS"]);
+    // A secret without such labels has nothing to note.
+    let plain = unique_name("plain");
+    store.put_current(&plain, &uuid(), &db_doc("x")).await.unwrap();
+    assert!(Store::plan_notes(&store, &plain).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_version_that_is_not_json_is_refused_with_the_way_out() {
+    let server = moto();
+    let store = store();
+    let sm = raw_sm(server).await;
+    for (name, bad) in [("not-json", Some("hunter2 not json")), ("array", Some("[1,2]")), ("binary", None)] {
+        let key = unique_name(&format!("foreign-{name}"));
+        let v1 = uuid();
+        store.put_current(&key, &v1, &db_doc("good")).await.unwrap();
+        let put = sm
+            .put_secret_value()
+            .secret_id(&key)
+            .client_request_token(uuid())
+            .version_stages("AWSPENDING");
+        let put = match bad {
+            Some(text) => put.secret_string(text),
+            None => put.secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![0u8, 159, 146])),
+        };
+        put.send().await.unwrap();
+        // Precondition: AWSPENDING is on a version that is not current.
+        assert!(!labels_of(server, &key, &v1).await.contains(&"AWSPENDING".to_owned()));
+
+        let err = store.read(&key).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&key) && text.contains("AWSPENDING") && text.contains("--abandon-pending"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "never the value: {text}");
+
+        let discarded = store.discard_unreadable_pending(&key).await.unwrap();
+        assert!(discarded.is_some());
+        assert!(
+            store.discard_unreadable_pending(&key).await.unwrap().is_none(),
+            "nothing left to discard"
+        );
+        let state = store.read(&key).await.unwrap();
+        assert!(state.pending().is_none());
+        assert_eq!(state.current().unwrap().id, v1);
+        let v2 = uuid();
+        store.stage_pending(&key, &v2, &db_doc("next")).await.unwrap();
+        store.promote(&key, &v2, true).await.unwrap();
+        assert_eq!(store.read(&key).await.unwrap().current().unwrap().id, v2);
+    }
+    // A readable pending version is not "unreadable": nothing is discarded.
+    let key = unique_name("foreign-ok");
+    store.put_current(&key, &uuid(), &db_doc("good")).await.unwrap();
+    store.stage_pending(&key, &uuid(), &db_doc("pending")).await.unwrap();
+    assert!(store.discard_unreadable_pending(&key).await.unwrap().is_none());
+    assert!(store.read(&key).await.unwrap().pending().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_written_by_the_previous_format_rotate_and_race_safely() {
+    // Earlier releases left REKEY_CAS on the version they wrote last and removed
+    // AWSPENDING after each rotation. Written here with the raw SDK as they were.
+    let server = moto();
+    let sm = raw_sm(server).await;
+    for round in 0..3 {
+        let key = unique_name(&format!("legacy{round}"));
+        let v1 = uuid();
+        sm.create_secret()
+            .name(&key)
+            .client_request_token(&v1)
+            .secret_string(db_doc("legacy").to_json().as_str())
+            .send()
+            .await
+            .unwrap();
+        sm.update_secret_version_stage()
+            .secret_id(&key)
+            .version_stage(CAS_LABEL)
+            .move_to_version_id(&v1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(labels_of(server, &key, &v1).await, vec!["AWSCURRENT", CAS_LABEL]);
+        let (a, b) = (store(), store());
+        let state = a.read(&key).await.unwrap();
+        assert!(state.current().unwrap().doc == db_doc("legacy"), "readable as it is");
+        let (va, vb) = (uuid(), uuid());
+        let (da, db) = (db_doc("from-a"), db_doc("from-b"));
+        let (ra, rb) = tokio::join!(a.stage_pending(&key, &va, &da), b.stage_pending(&key, &vb, &db));
+        assert!(ra.is_ok() != rb.is_ok(), "exactly one wins: {ra:?} {rb:?}");
+        let winner = if ra.is_ok() { &va } else { &vb };
+        let store = if ra.is_ok() { &a } else { &b };
+        store.promote(&key, winner, true).await.unwrap();
+        let all = labels(server, &key).await;
+        assert!(
+            all.iter().all(|(_, l)| !l.iter().any(|x| x == CAS_LABEL)),
+            "the old claim label is gone: {all:?}"
+        );
+        let won = labels_of(server, &key, winner).await;
+        assert_eq!(won[..2], ["AWSCURRENT", "AWSPENDING"], "{won:?}");
+        assert_eq!(labels_of(server, &key, &v1).await, vec!["AWSPREVIOUS"]);
+        let loser = if ra.is_ok() { &vb } else { &va };
+        let lost = labels_of(server, &key, loser).await;
+        assert!(lost.iter().all(|l| l == WRITE_LABEL), "{lost:?}");
+    }
+}
