@@ -1152,13 +1152,20 @@ mod tests {
 
     #[test]
     fn moves_are_mirrored_as_aws_does_them() {
-        let mut s = snap(&[("a", &[AWSCURRENT, AWSPENDING, "MYAPP_LIVE", WRITE_LABEL]), ("z", &[AWSPREVIOUS])]);
+        let mut s = snap(&[
+            ("a", &[AWSCURRENT, AWSPENDING, "MYAPP_LIVE", WRITE_LABEL]),
+            ("z", &[AWSPREVIOUS]),
+        ]);
         assert_eq!(s.custom_labels("a"), vec!["MYAPP_LIVE".to_owned()]);
         s.written("b", WRITE_LABEL);
         s.moved(AWSPENDING, Some("b"), Some("a"));
         assert_eq!(s.pending(), Some("b"));
         s.moved(AWSCURRENT, Some("b"), Some("a"));
-        assert_eq!(s.holder(AWSPREVIOUS), Some("a"), "AWS makes the old current AWSPREVIOUS");
+        assert_eq!(
+            s.holder(AWSPREVIOUS),
+            Some("a"),
+            "AWS makes the old current AWSPREVIOUS"
+        );
         assert_eq!(s.stage_labels("z").len(), 0);
         assert_eq!(s.parked(), Some("b"));
     }

@@ -81,7 +81,10 @@ async fn rekey_writes_the_aws_rotation_shape_and_labels() {
 
     store.stage_pending(&key, &v3, &db_doc("third-password")).await.unwrap();
     store.promote(&key, &v3, true).await.unwrap();
-    assert_eq!(labels_of(server, &key, &v3).await, vec!["AWSCURRENT", "AWSPENDING", WRITE_LABEL]);
+    assert_eq!(
+        labels_of(server, &key, &v3).await,
+        vec!["AWSCURRENT", "AWSPENDING", WRITE_LABEL]
+    );
     assert_eq!(labels_of(server, &key, &v2).await, vec!["AWSPREVIOUS"]);
     assert!(
         labels_of(server, &key, &v1).await.is_empty(),
@@ -89,9 +92,9 @@ async fn rekey_writes_the_aws_rotation_shape_and_labels() {
     );
     let all = labels(server, &key).await;
     assert!(
-        all.iter()
-            .filter(|(v, _)| v != &v3)
-            .all(|(_, l)| !l.iter().any(|x| x == "AWSPENDING" || x == WRITE_LABEL || x == CAS_LABEL)),
+        all.iter().filter(|(v, _)| v != &v3).all(|(_, l)| !l
+            .iter()
+            .any(|x| x == "AWSPENDING" || x == WRITE_LABEL || x == CAS_LABEL)),
         "AWSPENDING and the write label only on the current version: {all:?}"
     );
 
@@ -518,7 +521,11 @@ async fn a_hung_store_between_stage_and_promote() {
     // already current; either way the retry finishes.
     let state = store.read(&key).await.unwrap();
     let v2_state = state.version(&v2).expect("the staged version is still there");
-    assert!(v2_state.has(Stage::Pending) || v2_state.has(Stage::Current), "{:?}", v2_state.stages);
+    assert!(
+        v2_state.has(Stage::Pending) || v2_state.has(Stage::Current),
+        "{:?}",
+        v2_state.stages
+    );
     store.promote(&key, &v2, false).await.unwrap();
     let state = store.read(&key).await.unwrap();
     assert_eq!(state.current().unwrap().id, v2);
@@ -698,7 +705,11 @@ async fn a_pending_version_that_is_not_json_is_refused_with_the_way_out() {
     let server = moto();
     let store = store();
     let sm = raw_sm(server).await;
-    for (name, bad) in [("not-json", Some("hunter2 not json")), ("array", Some("[1,2]")), ("binary", None)] {
+    for (name, bad) in [
+        ("not-json", Some("hunter2 not json")),
+        ("array", Some("[1,2]")),
+        ("binary", None),
+    ] {
         let key = unique_name(&format!("foreign-{name}"));
         let v1 = uuid();
         store.put_current(&key, &v1, &db_doc("good")).await.unwrap();
