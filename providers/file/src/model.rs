@@ -37,6 +37,7 @@
 //! Versions are kept oldest first. Every message built here names keys, version ids and
 //! stages only, never a value.
 
+use crate::fsio::SecureBuf;
 use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Stage, StoredVersion};
 use serde::de::{self, Deserializer};
 use serde::ser::{self, Serializer};
@@ -47,7 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The format number this crate writes.
 pub(crate) const FORMAT: u32 = 2;
@@ -369,35 +370,62 @@ impl KeyEntry {
     }
 }
 
-/// A secret JSON object held by the model: zeroized on drop, never printed.
-pub(crate) struct SecretValue(Value);
+/// A secret JSON object held by the model as its compact JSON text (one allocation of
+/// about the text's size, where a parsed value takes several times that), zeroized on
+/// drop, never printed. Parsed only when a reader asks for the version.
+pub(crate) struct SecretValue(Zeroizing<String>);
 
 impl SecretValue {
     /// A copy of the document for storing.
     pub(crate) fn from_doc(doc: &SecretDoc) -> SecretValue {
-        SecretValue(doc.to_value())
+        SecretValue(doc.to_json())
+    }
+
+    /// The compact text of `value` (an object), in an allocation of exactly its size
+    /// (serialized through a buffer that zeroizes what it outgrows); `value` is zeroized.
+    fn from_value(mut value: Value) -> SecretValue {
+        let mut buf = SecureBuf::with_capacity(256);
+        let written = serde_json::to_writer(&mut buf, &value);
+        zeroize_value(&mut value);
+        let text = written
+            .ok()
+            .and_then(|()| std::str::from_utf8(buf.as_slice()).ok())
+            .map_or_else(String::new, str::to_owned);
+        SecretValue(Zeroizing::new(text))
     }
 
     fn to_doc(&self) -> ProviderResult<SecretDoc> {
-        SecretDoc::from_value(self.0.clone())
+        SecretDoc::from_json(&self.0)
+    }
+
+    fn to_value(&self) -> Option<Value> {
+        serde_json::from_str(&self.0).ok()
     }
 }
 
+/// Equal as JSON values (not as texts, whose key order may differ).
 impl PartialEq for SecretValue {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl Drop for SecretValue {
-    fn drop(&mut self) {
-        zeroize_value(&mut self.0);
+        if self.0 == other.0 {
+            return true;
+        }
+        match (self.to_value(), other.to_value()) {
+            (Some(mut a), Some(mut b)) => {
+                let same = a == b;
+                zeroize_value(&mut a);
+                zeroize_value(&mut b);
+                same
+            }
+            _ => false,
+        }
     }
 }
 
 impl Serialize for SecretValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        let raw: &RawValue =
+            serde_json::from_str(&self.0).map_err(|_| ser::Error::custom("stored value is not JSON"))?;
+        raw.serialize(serializer)
     }
 }
 
@@ -405,7 +433,7 @@ impl<'de> Deserialize<'de> for SecretValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut value = Value::deserialize(deserializer)?;
         if value.is_object() {
-            Ok(SecretValue(value))
+            Ok(SecretValue::from_value(value))
         } else {
             zeroize_value(&mut value);
             Err(de::Error::custom("a version's value must be a JSON object"))

@@ -188,7 +188,8 @@ async fn a_journal_cut_anywhere_loses_only_the_cut_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
     let store = FileStore::open_or_create(&path).unwrap().with_journal_from(0);
-    for i in 0..4 {
+    // A snapshot large enough that four records do not outgrow it (no compaction).
+    for i in 0..40 {
         store.put_current(&key(i), "v1", &doc("one")).await.unwrap();
     }
     // Compacted into the snapshot, then one journal record per write.
