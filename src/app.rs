@@ -72,7 +72,7 @@ fn verbosity(cli: &Cli) -> human::Verbosity {
 }
 
 fn load(cli: &Cli) -> Result<Config, Stop> {
-    Config::load(&config_path(cli.config.as_deref())).map_err(|e| Stop::usage(e.to_string()))
+    Config::load_per_credential(&config_path(cli.config.as_deref())).map_err(|e| Stop::usage(e.to_string()))
 }
 
 /// The audit log of this process's command, kept so that [`finish`] can fail a run

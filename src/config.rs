@@ -21,8 +21,10 @@ pub mod notify;
 mod paths;
 mod secret_fields;
 mod targets;
+mod unresolved;
 
 pub use identity::check_import_identity;
+pub use unresolved::UnresolvedTarget;
 
 use crate::password::{PasswordPolicy, PasswordPolicyConfig};
 use de::{DeError, Node, NodeDe, Pass, Slot};
@@ -306,6 +308,10 @@ pub struct Config {
     pub notify: Vec<notify::Notify>,
     /// The files read through `include`, in order.
     pub included: Vec<PathBuf>,
+    /// Credentials whose target uses an environment variable that is not set (only
+    /// with [`Config::load_per_credential`]): name -> the one-line error. They have no
+    /// entry in [`Config::targets`].
+    pub unresolved: BTreeMap<String, String>,
 }
 
 /// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
@@ -322,24 +328,42 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
 impl Config {
     /// Reads, expands and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                " (pass -c FILE or set REKEY_CONFIG)"
-            } else {
-                ""
-            };
-            ConfigError::new(format!(
-                "cannot read config {}: {}{hint}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })?;
+        let text = read_config_text(path)?;
         Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`], except that a variable missing in a credential's target
+    /// fails only that credential: it is loaded without a target and its error is in
+    /// [`Config::unresolved`], so commands on the other credentials work.
+    pub fn load_per_credential(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_config_text(path)?;
+        Self::parse_per_credential(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with [`Config::load_per_credential`]'s handling of missing
+    /// variables.
+    pub fn parse_per_credential(
+        path: &Path,
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse_with(path, text, &lookup, false)
     }
 
     /// Parses configuration text (and the files it includes); `lookup` resolves
     /// `${NAME}` references.
     pub fn parse(path: &Path, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Self::parse_with(path, text, &lookup, true)
+    }
+
+    /// Parses; with `strict`, a missing variable anywhere is an error, else one in a
+    /// credential's target fails only that credential ([`Config::unresolved`]).
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        strict: bool,
+    ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let sources = include::sources(path, text)?;
         let at = |e: &DeError| sources.located(e.span.clone(), &e.message);
@@ -352,7 +376,7 @@ impl Config {
         // Pass 1: the text as written, for errors with line and key before any variable
         // is looked up. An error about a value holding `${...}` waits for pass 2, which
         // knows the value.
-        if let Err(e) = read(&root, Pass::Raw) {
+        if let Err(e) = read(&root, Pass::Raw, &BTreeSet::new()) {
             let about_reference = e
                 .span
                 .as_ref()
@@ -365,17 +389,32 @@ impl Config {
         // Each credential's file, for messages about it.
         let origins = origins(&root, &sources);
         // Pass 2: expand ${ENV} in every string and read the result.
-        let refs = env::expand_document(&mut root, &lookup, &sources)?;
+        let env::Expansion { refs, deferred } = env::expand_document(&mut root, lookup, &sources)?;
+        let deferred = if strict {
+            // The first missing variable in file order, as for any other error.
+            if let Some((_, (_, e))) = deferred.into_iter().next() {
+                return Err(e);
+            }
+            BTreeMap::new()
+        } else {
+            deferred
+        };
         // No error may show a value that came from the environment (it may be a
         // password): every such value is replaced by its `${NAME}` in messages.
-        let scrub = |e: ConfigError| e.scrubbed(&refs, &lookup);
-        let raw = read(&root, Pass::Expanded(&refs)).map_err(|e| at(&e)).map_err(scrub)?;
+        let scrub = |e: ConfigError| e.scrubbed(&refs, lookup);
+        let indices: BTreeSet<usize> = deferred.keys().copied().collect();
+        let raw = read(&root, Pass::Expanded(&refs), &indices)
+            .map_err(|e| at(&e))
+            .map_err(scrub)?;
+        let unresolved: BTreeMap<String, String> =
+            deferred.into_values().map(|(name, e)| (name, e.to_string())).collect();
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut config = resolve(path, &base_dir, raw, &origins, &lookup).map_err(scrub)?;
+        let mut config = resolve(path, &base_dir, raw, &origins, &unresolved, lookup).map_err(scrub)?;
         let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
         admin_ref::check(&admin_refs, &names, &file).map_err(scrub)?;
         config.admin_refs = admin_refs;
         config.included = sources.included();
+        config.unresolved = unresolved;
         Ok(config)
     }
 
@@ -409,6 +448,22 @@ impl Config {
             .cloned()
             .collect())
     }
+}
+
+/// The configuration file's text, or an error saying how to name another file.
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (pass -c FILE or set REKEY_CONFIG)"
+        } else {
+            ""
+        };
+        ConfigError::new(format!(
+            "cannot read config {}: {}{hint}",
+            path.display(),
+            io_reason(&e)
+        ))
+    })
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -472,7 +527,9 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
 }
 
 /// Reads the document: its shape, then each `type`-tagged store and target.
-fn read(root: &Node<'_>, pass: Pass<'_>) -> Result<RawConfig, DeError> {
+/// Reads the document; the targets of the credentials at `as_written` (by index) are
+/// read as in the first pass (their variables are not all set).
+fn read(root: &Node<'_>, pass: Pass<'_>, as_written: &BTreeSet<usize>) -> Result<RawConfig, DeError> {
     let document = RawDocument::deserialize(NodeDe::new(root, pass))?;
     let section = |name: &str| root.get_ref().as_table().and_then(|t| t.get(name));
     let mut stores = BTreeMap::new();
@@ -485,14 +542,16 @@ fn read(root: &Node<'_>, pass: Pass<'_>) -> Result<RawConfig, DeError> {
     }
     let nodes = section("credentials").and_then(|n| n.get_ref().as_array());
     let mut credentials = Vec::with_capacity(document.credentials.len());
-    for (raw, node) in document
+    for (index, (raw, node)) in document
         .credentials
         .into_iter()
         .zip(nodes.into_iter().flat_map(|a| a.iter()))
+        .enumerate()
     {
         let Some(target) = node.get_ref().get("target") else {
             return Err(DeError::at(node.span(), "missing field `target`"));
         };
+        let pass = if as_written.contains(&index) { Pass::Raw } else { pass };
         let config = read_target(target, pass).map_err(|e| in_section(e, target, "`target`"))?;
         credentials.push((raw, config));
     }
@@ -631,6 +690,7 @@ fn resolve(
     base_dir: &Path,
     raw: RawConfig,
     origins: &BTreeMap<String, String>,
+    unresolved: &BTreeMap<String, String>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
@@ -803,7 +863,11 @@ fn resolve(
             &file,
             "[defaults]",
         )?;
-        targets.insert(c.name.clone(), target);
+        // A target with a variable that is not set is not configured: asking for it
+        // gives the credential's error (`unresolved`).
+        if !unresolved.contains_key(&c.name) {
+            targets.insert(c.name.clone(), target);
+        }
         credentials.push(Credential {
             every,
             grace,
@@ -849,6 +913,7 @@ fn resolve(
         admin_refs: BTreeMap::new(),
         notify,
         included: Vec::new(),
+        unresolved: BTreeMap::new(),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct ConfiguredBackends {
     stores: BTreeMap<String, StoreConfig>,
     targets: BTreeMap<String, TargetConfig>,
     admin_errors: BTreeMap<String, String>,
+    /// Credentials whose target uses an unset variable: their configuration error.
+    unresolved: BTreeMap<String, String>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     options: ProviderOptions,
     aws: rekey_aws::AwsProvider,
@@ -48,6 +50,7 @@ impl ConfiguredBackends {
             stores: config.stores.clone(),
             targets: config.targets.clone(),
             admin_errors: BTreeMap::new(),
+            unresolved: config.unresolved.clone(),
             options,
             opened: Mutex::new(BTreeMap::new()),
             aws: rekey_aws::AwsProvider::new(),
@@ -180,6 +183,9 @@ impl Backends for ConfiguredBackends {
     fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
         if let Some(message) = self.admin_errors.get(&credential.name) {
             return Err(ProviderError::invalid_input(message.clone()));
+        }
+        if let Some(message) = self.unresolved.get(&credential.name) {
+            return Ok(Arc::new(crate::config::UnresolvedTarget::new(message.clone(), credential.strategy)));
         }
         let Some(config) = self.targets.get(&credential.name) else {
             return Err(ProviderError::invalid_input(format!(

@@ -86,40 +86,86 @@ fn secret_bearing(key: &str) -> bool {
             .any(|k| key.contains(k))
 }
 
-/// Expands every string of the document in place. Returns, for each string that held a
-/// reference, its span start and its text as written.
+/// What [`expand_document`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Expansion {
+    /// For each string that held a reference: its span start and its text as written.
+    pub refs: BTreeMap<usize, String>,
+    /// Credentials (by index in `credentials`) whose target references a variable that
+    /// is not set: the credential's name and the error. Their target is left as
+    /// written; everything else is expanded.
+    pub deferred: BTreeMap<usize, (String, ConfigError)>,
+}
+
+/// Expands every string of the document in place. A variable missing in a credential's
+/// target is deferred (only that credential fails); any other problem is an error.
 pub(crate) fn expand_document(
     root: &mut Node<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
     sources: &Sources,
-) -> Result<BTreeMap<usize, String>, ConfigError> {
-    let mut refs = BTreeMap::new();
+) -> Result<Expansion, ConfigError> {
+    let mut out = Expansion::default();
+    let refs = &mut out.refs;
     let main = sources.file_at(0);
     let DeValue::Table(table) = root.get_mut() else {
-        return Ok(refs);
+        return Ok(out);
     };
     for (section, value) in table.iter_mut() {
         let section: &str = section.get_ref();
         match (section, value.get_mut()) {
             ("credentials", DeValue::Array(items)) => {
                 for (index, item) in items.iter_mut().enumerate() {
-                    let owner = item
+                    let name = item
                         .get_ref()
                         .get("name")
                         .and_then(|n| n.get_ref().as_str())
+                        .map(str::to_owned);
+                    let owner = name
+                        .as_ref()
                         .map(|n| format!("credential `{n}`"))
                         .unwrap_or_else(|| format!("credential #{}", index + 1));
                     let file = sources.file_at(item.span().start);
-                    walk(
-                        item,
-                        "",
-                        &owner,
-                        &mut Walk {
+                    let DeValue::Table(fields) = item.get_mut() else {
+                        continue;
+                    };
+                    for (key, field) in fields.iter_mut() {
+                        let key: &str = key.get_ref();
+                        if key != "target" {
+                            walk(
+                                field,
+                                key,
+                                &owner,
+                                &mut Walk {
+                                    lookup,
+                                    file,
+                                    refs: &mut *refs,
+                                    missing: None,
+                                },
+                            )?;
+                            continue;
+                        }
+                        // The target is expanded on a copy: when a variable it uses is
+                        // missing, it stays as written and only this credential fails.
+                        let mut copy = field.clone();
+                        let mut found = BTreeMap::new();
+                        let mut w = Walk {
                             lookup,
                             file,
-                            refs: &mut refs,
-                        },
-                    )?;
+                            refs: &mut found,
+                            missing: None,
+                        };
+                        let result = walk(&mut copy, "target", &owner, &mut w);
+                        match (result, w.missing.is_some(), &name) {
+                            (Ok(()), _, _) => {
+                                *field = copy;
+                                refs.extend(found);
+                            }
+                            (Err(e), true, Some(name)) => {
+                                out.deferred.insert(index, (name.clone(), e));
+                            }
+                            (Err(e), _, _) => return Err(e),
+                        }
+                    }
                 }
             }
             ("stores", DeValue::Table(stores)) => {
@@ -133,7 +179,8 @@ pub(crate) fn expand_document(
                         &mut Walk {
                             lookup,
                             file,
-                            refs: &mut refs,
+                            refs: &mut *refs,
+                            missing: None,
                         },
                     )?;
                 }
@@ -147,19 +194,22 @@ pub(crate) fn expand_document(
                     &mut Walk {
                         lookup,
                         file: main,
-                        refs: &mut refs,
+                        refs: &mut *refs,
+                        missing: None,
                     },
                 )?;
             }
         }
     }
-    Ok(refs)
+    Ok(out)
 }
 
 struct Walk<'w> {
     lookup: &'w dyn Fn(&str) -> Option<String>,
     file: &'w str,
     refs: &'w mut BTreeMap<usize, String>,
+    /// The variable whose absence stopped the walk.
+    missing: Option<String>,
 }
 
 fn walk(node: &mut Node<'_>, path: &str, owner: &str, w: &mut Walk<'_>) -> Result<(), ConfigError> {
@@ -184,9 +234,9 @@ fn walk(node: &mut Node<'_>, path: &str, owner: &str, w: &mut Walk<'_>) -> Resul
                     *s = Cow::Owned(expanded);
                 }
                 Err(EnvError::Missing(name)) => {
-                    return Err(ConfigError::new(format!(
-                        "{file}: {owner}: environment variable `{name}` is not set"
-                    )))
+                    let e = ConfigError::new(format!("{file}: {owner}: environment variable `{name}` is not set"));
+                    w.missing = Some(name);
+                    return Err(e);
                 }
                 Err(EnvError::Bare(_)) if secret_bearing(leaf) => {
                     return Err(ConfigError::new(format!(

@@ -378,6 +378,9 @@ impl<'t> Expected<'t> {
 /// secret), for the caller to prefix with the credential and step, e.g. `NAME: import:`.
 pub fn check_import_identity(config: &Config, credential: &Credential, doc: &SecretDoc) -> Result<(), String> {
     let Some(target) = config.targets.get(&credential.name) else {
+        if let Some(message) = config.unresolved.get(&credential.name) {
+            return Err(message.clone());
+        }
         return Err(format!("credential `{}` has no target configured", credential.name));
     };
     let Expected {

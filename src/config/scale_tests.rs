@@ -412,3 +412,46 @@ fn secret_fields_twice_or_on_a_password_target_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_missing_variable_fails_only_the_credentials_whose_target_uses_it() {
+    let text = format!(
+        "{STORES}{}{}[[credentials]]\nname = \"c\"\nstore = \"local\"\nkey = \"c\"\n\
+         target = {{ type = \"postgres\", host = \"h\", port = \"${{NO_SUCH_PORT}}\", username = \"c\", admin = \"${{ADMIN_URL}}\" }}\n",
+        pg_credential("a", Some("local")).replace("${ADMIN_URL}", "${NO_SUCH_ADMIN}"),
+        pg_credential("b", Some("local")),
+    );
+    // Strict loading (validate, and every caller of `parse`): the first one, in file order.
+    let e = parse(&text).unwrap_err();
+    assert_eq!(
+        e,
+        "/etc/rekey/rekey.toml: credential `a`: environment variable `NO_SUCH_ADMIN` is not set"
+    );
+    // Per credential: the others load; the failed ones have no target and their error.
+    let config = Config::parse_per_credential(Path::new("/etc/rekey/rekey.toml"), &text, env).unwrap();
+    assert_eq!(config.credentials.len(), 3);
+    assert_eq!(config.targets.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(user_of(&config, "b").0, "127.0.0.1");
+    assert_eq!(
+        config.unresolved,
+        BTreeMap::from([
+            (
+                "a".to_owned(),
+                "/etc/rekey/rekey.toml: credential `a`: environment variable `NO_SUCH_ADMIN` is not set".to_owned()
+            ),
+            (
+                "c".to_owned(),
+                "/etc/rekey/rekey.toml: credential `c`: environment variable `NO_SUCH_PORT` is not set".to_owned()
+            ),
+        ])
+    );
+    assert_eq!(config.credential("c").unwrap().store, "local");
+    // Outside a target (here a store), a missing variable is still an error for all.
+    let text = text.replace("path = \"other.json\"", "path = \"${NO_SUCH_DIR}/other.json\"");
+    let e = Config::parse_per_credential(Path::new("/etc/rekey/rekey.toml"), &text, env).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("store `other`: environment variable `NO_SUCH_DIR`"),
+        "{e}"
+    );
+}

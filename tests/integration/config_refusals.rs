@@ -319,3 +319,79 @@ fn imported_fields_that_contradict_the_target_are_refused() {
     rekey(&ws, &["import", "app-db"], &doc.to_string()).assert_code(0);
     assert_eq!(ws.stored_password("app-db", "current"), password);
 }
+
+/// Issue 9: one missing variable (another credential's admin URL) fails only the
+/// credentials whose target uses it, with exit 1 naming the variable; commands on the
+/// other credentials work; `validate` still refuses the file.
+#[test]
+fn a_missing_variable_fails_only_the_credentials_that_use_it() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_envok");
+    let (other_role, other_password) = ws.role("rk_envmissing");
+    let broken = ws
+        .credential("other-db", &other_role)
+        .replace(&format!("${{{ADMIN_ENV}}}"), "${REKEY_TEST_NEVER_SET_ADMIN}");
+    ws.write_config(&[ws.credential("app-db", &role), broken]);
+    let run = |args: &[&str], stdin: &str| {
+        let mut cmd = ws.command();
+        cmd.env_remove("REKEY_TEST_NEVER_SET_ADMIN").args(args);
+        run_bounded(cmd, stdin, LIMIT)
+    };
+    run(&["import", "app-db"], &password).assert_code(0);
+    run(&["status", "app-db"], "").assert_code(0);
+    run(&["verify", "app-db"], "").assert_code(0);
+    run(&["rotate", "app-db"], "").assert_code(0);
+    let new = run(&["get", "app-db", "--field", "password"], "");
+    new.assert_code(0);
+    assert!(ws.can_login(&role, new.stdout.trim_end()));
+
+    // Importing into it needs its target (the document is checked against it): refused,
+    // naming the variable. Imported while the variable is set.
+    let r = run(&["import", "other-db"], &other_password);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("REKEY_TEST_NEVER_SET_ADMIN"), "{}", r.stderr);
+    let mut cmd = ws.command();
+    cmd.env("REKEY_TEST_NEVER_SET_ADMIN", ws.pg.admin_url())
+        .args(["import", "other-db"]);
+    run_bounded(cmd, &other_password, LIMIT).assert_code(0);
+
+    // Runs that select it fail it (exit 1), naming the variable, before anything of it
+    // changes; the other credential is rotated in the same run.
+    let before = ws.store_bytes();
+    for args in [
+        &["rotate", "other-db"][..],
+        &["verify", "other-db"],
+        &["plan", "other-db"],
+    ] {
+        let r = run(args, "");
+        r.assert_code(1);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("other-db") && all.contains("REKEY_TEST_NEVER_SET_ADMIN"),
+            "{all}"
+        );
+    }
+    assert_eq!(ws.store_bytes(), before, "nothing of it changed in the store");
+    assert!(ws.can_login(&other_role, &other_password), "its password is unchanged");
+    let r = run(&["rotate"], "");
+    r.assert_code(1);
+    let newer = run(&["get", "app-db", "--field", "password"], "");
+    newer.assert_code(0);
+    assert_ne!(newer.stdout, new.stdout, "app-db was rotated in the same run");
+    assert!(ws.can_login(&role, newer.stdout.trim_end()));
+    assert!(ws.can_login(&other_role, &other_password));
+    // Read-only commands over all credentials work.
+    let r = run(&["status"], "");
+    assert!(
+        r.stdout.contains("app-db") && r.stdout.contains("other-db"),
+        "{} {}{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+
+    // `validate` checks the whole file: the variable is an error there.
+    let r = run(&["validate"], "");
+    r.assert_code(2);
+    r.assert_one_error(&["credential `other-db`", "REKEY_TEST_NEVER_SET_ADMIN", "not set"]);
+}
