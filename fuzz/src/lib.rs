@@ -20,13 +20,12 @@
 //! | `config_structured` | the same on valid configurations with random mutations |
 //! | `leaked_extract` | [`rekey::leaked::extract`] with every [`rekey::leaked::Source`] |
 //! | `file_store` | [`rekey_file::FileStore::open`], `read` and one write on a store file holding the input |
-//!
-//! The exec plugin's response parser has no target yet (it is not public):
-//! `fuzz/todo/exec_response.rs` says what to add when it is.
+//! | `exec_response` | [`rekey_exec::parse_answer`] on the input as a plugin's stdout, stderr and exit status |
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod exec;
 pub mod file_store;
 pub mod harness;
 pub mod leaked;
@@ -59,6 +58,12 @@ pub const PLANS: &[harness::Plan] = &[
         target: file_store::file_store,
         dictionary: file_store::DICTIONARY,
         generate: Some(file_store::generate),
+    },
+    harness::Plan {
+        name: "exec_response",
+        target: exec::exec_response,
+        dictionary: exec::DICTIONARY,
+        generate: Some(exec::generate),
     },
 ];
 

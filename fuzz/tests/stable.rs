@@ -36,6 +36,11 @@ fn file_store() {
     run("file_store");
 }
 
+#[test]
+fn exec_response() {
+    run("exec_response");
+}
+
 /// Every template is accepted as written (the structured target also checks this for
 /// inputs without mutations).
 #[test]
