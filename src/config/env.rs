@@ -320,3 +320,56 @@ mod tests {
         assert_eq!(expand("cost $5", &lookup).unwrap().0, "cost $5");
     }
 }
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+    use std::path::Path;
+    use toml::Spanned;
+
+    fn lookup(name: &str) -> Option<String> {
+        (name == "PORT").then(|| "6543".to_owned())
+    }
+
+    /// A variable missing in a credential's target is deferred to that credential (its
+    /// target left as written); elsewhere it is an error.
+    #[test]
+    fn a_missing_variable_in_a_target_is_deferred_to_its_credential() {
+        let text = "[[credentials]]\nname = \"a\"\ndescription = \"port ${PORT:-1}\"\n\
+                    target = { port = \"${PORT}\", admin = \"${MISSING}\" }\n\n\
+                    [[credentials]]\nname = \"b\"\ntarget = { port = \"${PORT}\" }\n";
+        let sources = crate::config::include::sources(Path::new("r.toml"), text).unwrap();
+        let document = toml::de::DeTable::parse(&sources.text).unwrap();
+        let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        let expansion = expand_document(&mut root, &lookup, &sources).unwrap();
+        let (name, e) = &expansion.deferred[&0];
+        assert_eq!(name, "a");
+        assert_eq!(
+            e.to_string(),
+            "r.toml: credential `a`: environment variable `MISSING` is not set"
+        );
+        assert_eq!(expansion.deferred.len(), 1);
+        let credentials = root.get_ref().get("credentials").unwrap().get_ref().as_array().unwrap();
+        let field = |i: usize, path: &[&str]| {
+            let mut node = &credentials[i];
+            for key in path {
+                node = node.get_ref().get(*key).unwrap();
+            }
+            node.get_ref().as_str().unwrap().to_owned()
+        };
+        // The deferred target is as written, the rest of its credential expanded.
+        assert_eq!(field(0, &["target", "port"]), "${PORT}");
+        assert_eq!(field(0, &["description"]), "port 6543");
+        assert_eq!(field(1, &["target", "port"]), "6543");
+        // Outside a target: an error for the whole file.
+        let text = "[stores.s]\npath = \"${MISSING}\"\n";
+        let sources = crate::config::include::sources(Path::new("r.toml"), text).unwrap();
+        let document = toml::de::DeTable::parse(&sources.text).unwrap();
+        let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        let e = expand_document(&mut root, &lookup, &sources).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.toml: store `s`: environment variable `MISSING` is not set"
+        );
+    }
+}
