@@ -352,17 +352,20 @@ impl Rekey<'_> {
 fn one_size(cluster: &PgCluster, options: &Options, n: usize) -> Result<Row> {
     eprintln!("rekey-bench-scale: N = {n}: creating roles");
     let passwords: Vec<String> = (0..n).map(|_| new_password()).collect();
-    let mut sql = String::from("SET log_statement = 'none';\nBEGIN;\n");
-    for (i, password) in passwords.iter().enumerate() {
-        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-        sql.push_str(&format!(
-            "CREATE ROLE {} LOGIN PASSWORD {};\n",
-            quote_ident(&role_name(i)),
-            quote_literal(&verifier)
-        ));
+    // In chunks: each psql call of the test bed has a time limit.
+    for (chunk, passwords) in passwords.chunks(500).enumerate() {
+        let mut sql = String::from("SET log_statement = 'none';\nBEGIN;\n");
+        for (j, password) in passwords.iter().enumerate() {
+            let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+            sql.push_str(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {};\n",
+                quote_ident(&role_name(chunk * 500 + j)),
+                quote_literal(&verifier)
+            ));
+        }
+        sql.push_str("COMMIT;\n");
+        cluster.try_psql(&sql)?;
     }
-    sql.push_str("COMMIT;\n");
-    cluster.try_psql(&sql)?;
 
     let workdir = tempfile::Builder::new().prefix("rekey-scale-").tempdir()?;
     let dir = workdir.path();
