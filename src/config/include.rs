@@ -2,9 +2,10 @@
 //! files.
 //!
 //! - `include` is a top-level key of the main file: a list of paths relative to that
-//!   file's directory. The last component may hold `*` and `?` (sorted by name; a
-//!   pattern matching nothing adds nothing; `*` does not match a leading `.`); a path
-//!   without a wildcard must exist.
+//!   file's directory, taken as written (no `${NAME}`). The last component may hold
+//!   `*` and `?` (sorted by name; `*` does not match a leading `.`; a pattern matching
+//!   nothing in an existing directory adds nothing, a missing directory is an error); a
+//!   path without a wildcard must exist.
 //! - An included file holds only `[[credentials]]`, `[stores.NAME]` and
 //!   `[targets.NAME]` tables. No `[defaults]`, no `include` of its own (one level only,
 //!   so there is no cycle to detect).
@@ -145,6 +146,10 @@ fn patterns(include: &Spanned<DeValue<'_>>) -> Result<Vec<Pattern>, (Range<usize
     items
         .iter()
         .map(|item| match item.get_ref().as_str() {
+            Some(p) if p.contains('$') => Err((
+                item.span(),
+                "`include` paths are taken as written: `$` and `${NAME}` are not expanded".to_owned(),
+            )),
             Some(p) if !p.trim().is_empty() => Ok((p.to_owned(), item.span())),
             _ => Err(wrong()),
         })
@@ -172,7 +177,12 @@ fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     }
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "include `{pattern}`: directory {} does not exist (a typo or a missing mount?)",
+                dir.display()
+            ))
+        }
         Err(e) => {
             return Err(format!(
                 "include `{pattern}`: cannot list {}: {}",

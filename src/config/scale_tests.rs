@@ -209,9 +209,21 @@ fn include_adds_credentials_stores_and_target_blocks() {
     };
     assert_eq!(f.path, dir.path().join("billing.json"), "relative to the main file");
     assert_eq!(config.included.len(), 3);
-    // A pattern matching nothing adds nothing.
-    let (_dir, main) = site(&MAIN.replace("conf.d/*.toml", "none.d/*.toml"), &[]);
+    // A pattern matching nothing in an existing directory adds nothing ...
+    let (_dir, main) = site(
+        &MAIN.replace("conf.d/*.toml", "conf.d/*.conf"),
+        &[("conf.d/notes.txt", "")],
+    );
     assert!(load(&main).unwrap().credentials.is_empty());
+    // ... a missing directory is a mistake, and so is a `$` (no expansion here).
+    let (_dir, main) = site(&MAIN.replace("conf.d/*.toml", "confd/*.toml"), &[]);
+    let e = load(&main).unwrap_err();
+    assert!(
+        e.contains("rekey.toml:1:") && e.contains("confd") && e.contains("does not exist"),
+        "{e}"
+    );
+    let (_dir, main) = site(&MAIN.replace("conf.d/*.toml", "${CONF}/*.toml"), &[]);
+    assert!(load(&main).unwrap_err().contains("not expanded"));
 }
 
 #[test]
