@@ -3,12 +3,11 @@
 //! with a size bound.
 
 use rekey_api::{ProviderError, ProviderResult};
+use rekey_net::error_chain;
+use rekey_net::rustls;
+use rekey_net::tls::{rustls_error, ClientTls, Roots};
 use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::RootCertStore;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -80,17 +79,17 @@ pub(crate) struct RetryPolicy {
 /// host and port. Without `tls` (an `http://` base URL, which a redirect cannot leave)
 /// no roots are loaded: reading the platform's takes a good part of a second.
 pub(crate) fn build_client(ca_cert: Option<&Path>, tls: bool) -> ProviderResult<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match ca_cert {
-        Some(path) => load_roots(path)?,
-        None if tls => system_roots().clone(),
-        None => RootCertStore::empty(),
+        Some(path) => Roots::CaFile {
+            path,
+            setting: "ca_cert",
+        },
+        None if tls => Roots::System,
+        None => Roots::Empty,
     };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProviderError::invalid_input(format!("http target: TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = ClientTls::verified(roots)
+        .build()
+        .map_err(|e| ProviderError::invalid_input(format!("http target: {e}")))?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
@@ -140,60 +139,30 @@ impl std::fmt::Display for RedirectRefused {
 
 impl std::error::Error for RedirectRefused {}
 
-fn load_roots(path: &Path) -> ProviderResult<RootCertStore> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ProviderError::invalid_input(format!("http target: ca_cert {}: {e}", path.display())))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ProviderError::invalid_input(format!(
-            "http target: ca_cert {}: no usable certificate in the file",
-            path.display()
-        )));
-    }
-    Ok(roots)
-}
-
-/// The platform's roots plus Mozilla's, loaded once per process.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        roots
-    })
-}
-
-/// An error and its sources, one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
+/// The first error of type `T` along `e`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
-        source = s.source();
+        next = e.source();
     }
-    text
+    None
 }
 
 /// No answer: refused connection, DNS, TLS, timeout, a refused redirect, a cut answer.
 /// `label` is `step METHOD base/path-template`; the URL itself is never shown.
 fn transport_error(label: &str, timeout: Duration, e: reqwest::Error) -> ProviderError {
     let (redirect, timed_out, connect) = (e.is_redirect(), e.is_timeout(), e.is_connect());
-    let detail = error_chain(&e.without_url());
-    if redirect || detail.contains("redirect") && detail.contains("refused") {
-        let cause = detail
-            .split(": ")
-            .find(|part| part.contains("refused"))
-            .unwrap_or(&detail)
-            .to_owned();
-        return ProviderError::other(format!("{label}: {cause}")).retryable(false);
+    let e = e.without_url();
+    let detail = error_chain(&e);
+    // Classified by the error's type along its source chain, never by its text.
+    if let Some(refused) = find_source::<RedirectRefused>(&e) {
+        return ProviderError::other(format!("{label}: {refused}")).retryable(false);
+    }
+    if redirect {
+        return ProviderError::other(format!("{label}: {detail}")).retryable(false);
     }
     if timed_out {
         return ProviderError::unreachable(format!(
@@ -201,9 +170,8 @@ fn transport_error(label: &str, timeout: Duration, e: reqwest::Error) -> Provide
             timeout.as_secs()
         ));
     }
-    let tls = ["certificate", "tls", "handshake", "CertificateRequired"]
-        .iter()
-        .any(|w| detail.to_ascii_lowercase().contains(&w.to_ascii_lowercase()));
+    let tls_error = rustls_error(&e);
+    let tls = tls_error.is_some();
     let what = if tls {
         "TLS failure"
     } else if connect {
@@ -211,7 +179,12 @@ fn transport_error(label: &str, timeout: Duration, e: reqwest::Error) -> Provide
     } else {
         "request failed"
     };
-    let hint = if detail.contains("UnknownIssuer") {
+    let hint = if matches!(
+        tls_error,
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+    ) {
         " (a private CA? set `ca_cert`)"
     } else {
         ""

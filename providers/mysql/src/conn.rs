@@ -6,9 +6,10 @@ use crate::config::TlsMode;
 use crate::error::mysql_error;
 use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
 use rekey_api::{ProviderError, ProviderResult};
+use rekey_net::tls;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Client-side packet limit; rekey's statements are small.
@@ -46,25 +47,27 @@ pub(crate) struct TlsSetup {
 impl TlsSetup {
     /// Builds the options for `mode`, checking that `ca` (PEM) is readable.
     pub(crate) fn new(mode: TlsMode, ca: Option<&Path>) -> ProviderResult<TlsSetup> {
-        install_crypto_provider();
+        // mysql_async builds its own rustls configuration from the default provider.
+        tls::install_default_provider();
         let roots = match ca {
-            Some(path) => Some(load_ca(path)?),
+            Some(path) => Some(tls::load_ca_certificates(path, "tls_ca")?),
             None => None,
         };
         let ssl_opts = match (mode, roots) {
             (TlsMode::Disable, _) => None,
             (TlsMode::VerifyFull, Some(roots)) => Some(
                 SslOpts::default()
-                    .with_root_certs(roots.into_iter().map(Into::into).collect())
+                    .with_root_certs(roots.into_iter().map(|c| c.to_vec().into()).collect())
                     .with_disable_built_in_roots(true),
             ),
             // Mozilla's roots (built in) plus the system's.
-            (TlsMode::VerifyFull, None) => {
-                Some(SslOpts::default().with_root_certs(system_roots().iter().cloned().map(Into::into).collect()))
-            }
+            (TlsMode::VerifyFull, None) => Some(
+                SslOpts::default()
+                    .with_root_certs(tls::native_certificates().iter().map(|c| c.to_vec().into()).collect()),
+            ),
             (_, Some(roots)) => Some(
                 SslOpts::default()
-                    .with_root_certs(roots.into_iter().map(Into::into).collect())
+                    .with_root_certs(roots.into_iter().map(|c| c.to_vec().into()).collect())
                     .with_disable_built_in_roots(true)
                     .with_danger_skip_domain_validation(true),
             ),
@@ -76,51 +79,6 @@ impl TlsSetup {
             server_lacks_tls: Arc::new(AtomicBool::new(false)),
         })
     }
-}
-
-/// rustls needs one process-wide crypto provider when more than one is compiled in;
-/// ring is what this crate enables. Installing fails harmlessly if one is set.
-fn install_crypto_provider() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// The usable certificates (DER) of a PEM file.
-fn load_ca(path: &Path) -> ProviderResult<Vec<Vec<u8>>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ProviderError::invalid_input(format!("tls_ca {}: {e}", path.display())))?;
-    let mut usable = Vec::new();
-    for cert in certs {
-        let mut probe = rustls::RootCertStore::empty();
-        if probe.add(cert.clone()).is_ok() {
-            usable.push(cert.to_vec());
-        }
-    }
-    if usable.is_empty() {
-        return Err(ProviderError::invalid_input(format!(
-            "tls_ca {}: no usable certificate in the file",
-            path.display()
-        )));
-    }
-    Ok(usable)
-}
-
-/// The platform's trusted roots (DER), those rustls can use; loaded once per process.
-fn system_roots() -> &'static [Vec<u8>] {
-    static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        rustls_native_certs::load_native_certs()
-            .certs
-            .into_iter()
-            .filter(|cert| rustls::RootCertStore::empty().add(cert.clone()).is_ok())
-            .map(|cert| cert.to_vec())
-            .collect()
-    })
 }
 
 /// Who connects, and how.

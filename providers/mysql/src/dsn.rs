@@ -3,6 +3,7 @@
 
 use crate::config::TlsMode;
 use rekey_api::{ProviderError, ProviderResult};
+use rekey_net::percent_decode;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -22,6 +23,11 @@ pub(crate) struct AdminDsn {
 
 fn invalid(what: &str) -> ProviderError {
     ProviderError::invalid_input(format!("admin URL: {what} (expected mysql://user:password@host:port/)"))
+}
+
+/// Percent-decodes one part of the URL (into a zeroized buffer: it may be the password).
+fn decode(part: &str, what: &str) -> ProviderResult<Zeroizing<String>> {
+    percent_decode(part).ok_or_else(|| invalid(&format!("malformed percent-encoding in {what}")))
 }
 
 /// Parses `url`.
@@ -47,20 +53,18 @@ pub(crate) fn parse_admin_dsn(url: &str) -> ProviderResult<AdminDsn> {
         Some((u, p)) => (u, Some(p)),
         None => (userinfo, None),
     };
-    let user = percent_decode(user).ok_or_else(|| invalid("malformed percent-encoding in the user name"))?;
+    let user = decode(user, "the user name")?.to_string();
     if user.is_empty() {
         return Err(invalid("no user name"));
     }
     let password = match password {
         None => None,
-        Some(p) => Some(Zeroizing::new(
-            percent_decode(p).ok_or_else(|| invalid("malformed percent-encoding in the password"))?,
-        )),
+        Some(p) => Some(decode(p, "the password")?),
     };
     let (host, port) = split_host_port(hostport)?;
     let db = match path.trim_end_matches('/') {
         "" => None,
-        db => Some(percent_decode(db).ok_or_else(|| invalid("malformed percent-encoding in the database"))?),
+        db => Some(decode(db, "the database")?.to_string()),
     };
     let mut dsn = AdminDsn {
         user,
@@ -74,7 +78,7 @@ pub(crate) fn parse_admin_dsn(url: &str) -> ProviderResult<AdminDsn> {
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).ok_or_else(|| invalid("malformed percent-encoding in a parameter"))?;
+        let value = decode(value, "a parameter")?;
         match key {
             "tls" | "ssl-mode" | "sslmode" => {
                 dsn.tls = Some(
@@ -82,8 +86,8 @@ pub(crate) fn parse_admin_dsn(url: &str) -> ProviderResult<AdminDsn> {
                         .ok_or_else(|| invalid("unsupported tls mode (use disable, prefer, require or verify-full)"))?,
                 )
             }
-            "tls_ca" | "ssl-ca" | "sslrootcert" => dsn.tls_ca = Some(PathBuf::from(value)),
-            "socket" => dsn.socket = Some(value),
+            "tls_ca" | "ssl-ca" | "sslrootcert" => dsn.tls_ca = Some(PathBuf::from(value.as_str())),
+            "socket" => dsn.socket = Some(value.to_string()),
             other => {
                 let shown: String = other
                     .chars()
@@ -128,28 +132,10 @@ fn split_host_port(hostport: &str) -> ProviderResult<(Option<String>, Option<u16
                 .ok_or_else(|| invalid("malformed port"))?,
         ),
     };
-    let host = percent_decode(host).ok_or_else(|| invalid("malformed host"))?;
+    let host = percent_decode(host)
+        .ok_or_else(|| invalid("malformed host"))?
+        .to_string();
     Ok(((!host.is_empty()).then_some(host), port))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out.to_vec()).ok()
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ pub(crate) fn classify(err: &Error) -> (ErrorKind, String) {
 /// The rustls error inside an I/O error (tokio-rustls reports handshake failures,
 /// such as an untrusted certificate, that way).
 fn tls_failure(e: &std::io::Error) -> Option<&rustls::Error> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    rekey_net::tls::rustls_error(e)
 }
 
 /// Whether the error means the connection itself is gone (worth one reconnect).

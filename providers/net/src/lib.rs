@@ -13,5 +13,8 @@ mod percent;
 pub mod tls;
 mod verify;
 
+/// The rustls the configurations are built with, for matching its error types.
+pub use rustls;
+
 pub use chain::error_chain;
 pub use percent::percent_decode;

@@ -251,6 +251,32 @@ pub fn system_roots() -> &'static RootCertStore {
     })
 }
 
+/// The rustls error behind a client library's error, if the failure was TLS's (an
+/// untrusted certificate, a failed handshake): searched along the `source()` chain and
+/// inside I/O errors, where tokio-rustls puts handshake failures. For classifying by
+/// type rather than by message text.
+pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(tls) = inside_io_errors(e) {
+            return Some(tls);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `e` as a rustls error, or the rustls error wrapped in it by (possibly nested) I/O
+/// errors: `io::Error::source` skips the wrapped error itself, so it is not on the chain.
+fn inside_io_errors<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
 fn read_certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
@@ -434,6 +460,34 @@ mod tests {
         let other = pki.ca.issue_client("other").unwrap();
         let e = with(&client.cert, &other.key).build().unwrap_err();
         assert!(matches!(e, TlsError::ClientAuth(_)), "{e:?}");
+    }
+
+    #[test]
+    fn rustls_errors_are_found_by_type() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("request failed")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = Wrapper(std::io::Error::new(std::io::ErrorKind::InvalidData, tls.clone()));
+        assert_eq!(rustls_error(&wrapped), Some(&tls));
+        assert_eq!(rustls_error(&tls), Some(&tls));
+        // hyper-rustls wraps tokio-rustls's I/O error in another one.
+        let nested = Wrapper(std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        )));
+        assert_eq!(rustls_error(&nested), Some(&tls));
+        let plain = Wrapper(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(rustls_error(&plain), None);
     }
 
     #[test]

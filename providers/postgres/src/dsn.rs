@@ -6,6 +6,7 @@
 
 use crate::config::SslMode;
 use rekey_api::{ProviderError, ProviderResult};
+use rekey_net::percent_decode;
 use std::path::PathBuf;
 use std::str::FromStr;
 use zeroize::Zeroizing;
@@ -88,26 +89,6 @@ fn split_url(url: &str) -> ProviderResult<(Zeroizing<String>, TlsParams)> {
         format!("{base}?{}", kept.join("&"))
     };
     Ok((Zeroizing::new(rest), tls))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Splits libpq key=value conninfo (values plain with `\` escapes, or single-quoted),

@@ -17,16 +17,7 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
         return (kind_of_sqlstate(code), text);
     }
     let top = err.to_string();
-    let mut text = top.clone();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
+    let text = rekey_net::error_chain(err);
     let kind = if err.is_closed() {
         ErrorKind::Unreachable
     } else {

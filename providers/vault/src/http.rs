@@ -6,14 +6,12 @@
 //! response bodies travel in buffers zeroized when dropped.
 
 use crate::config::Endpoint;
-use rekey_api::{ErrorKind, ProviderError, ProviderResult, Secret};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::RootCertStore;
+use rekey_api::{ErrorCode, ErrorKind, ProviderError, ProviderResult, Secret};
+use rekey_net::error_chain;
+use rekey_net::tls::{ClientIdentity, ClientTls, Roots, TlsError, Verify};
 use serde_json::Value;
 use std::fmt;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -148,37 +146,25 @@ impl fmt::Debug for Conn {
 }
 
 /// Builds the reqwest client for an endpoint: rustls with ring; the CA file's
-/// certificates as the only roots when given, else the platform's and Mozilla's.
+/// certificates as the only roots when given, else the platform's and Mozilla's; the
+/// client certificate when configured.
 pub(crate) fn build_client(endpoint: &Endpoint) -> ProviderResult<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = match &endpoint.ca_cert {
-        Some(path) => load_roots(path)?,
-        None => system_roots().clone(),
+    let identity = match (&endpoint.client_cert, &endpoint.client_key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity { cert, key }),
+        _ => None,
     };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProviderError::invalid_input(format!("vault {}: TLS setup failed: {e}", endpoint.address)))?
-        .with_root_certificates(roots);
-    let tls = match (&endpoint.client_cert, &endpoint.client_key) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| ProviderError::invalid_input(format!("client_cert {}: {e}", cert.display())))?;
-            if certs.is_empty() {
-                return Err(ProviderError::invalid_input(format!(
-                    "client_cert {}: no certificate in the file",
-                    cert.display()
-                )));
-            }
-            // The key's own error text never includes key material.
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| ProviderError::invalid_input(format!("client_key {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| ProviderError::invalid_input(format!("client_cert/client_key: {e}")))?
+    let tls = ClientTls {
+        roots: Roots::ca_file_or_system(endpoint.ca_cert.as_deref(), "ca_cert"),
+        verify: Verify::Full,
+        identity,
+    }
+    .build()
+    .map_err(|e| match e {
+        TlsError::Setup(_) | TlsError::Verifier(_) => {
+            ProviderError::invalid_input(format!("vault {}: {e}", endpoint.address))
         }
-        _ => builder.with_no_client_auth(),
-    };
+        other => other.into(),
+    })?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -195,34 +181,6 @@ pub(crate) fn build_client(endpoint: &Endpoint) -> ProviderResult<reqwest::Clien
                 error_chain(&e)
             ))
         })
-}
-
-fn load_roots(path: &Path) -> ProviderResult<RootCertStore> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ProviderError::invalid_input(format!("ca_cert {}: {e}", path.display())))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ProviderError::invalid_input(format!(
-            "ca_cert {}: no usable certificate in the file",
-            path.display()
-        )));
-    }
-    Ok(roots)
-}
-
-/// The platform's roots plus Mozilla's, loaded once per process.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        roots
-    })
 }
 
 impl Conn {
@@ -384,20 +342,6 @@ fn mask(text: &str, secrets: &[&str]) -> String {
     text
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// No answer: refused connection, DNS, TLS, timeout, a connection cut mid-answer.
 fn transport_error(address: &str, method: Method, path: &str, e: reqwest::Error) -> ProviderError {
     let what = if e.is_timeout() {
@@ -434,10 +378,12 @@ pub(crate) fn status_error(conn: &Conn, method: Method, path: &str, reply: &Repl
         format!(": {text}")
     };
     let (kind, what) = match status {
+        // Vault gives no finer code than the status: its `errors` text is all there is.
         503 if reply.error_mentions("sealed") || text.is_empty() => {
             return ProviderError::unreachable(format!(
                 "vault {address}: Vault is sealed (HTTP 503 on {method} {path}); unseal it and retry"
             ))
+            .with_code(ErrorCode::Http(status))
         }
         503 => (ErrorKind::Unreachable, "Vault is unavailable"),
         400 | 401 | 403 if context == Context::Login => (ErrorKind::AuthRejected, "login refused"),
@@ -455,6 +401,7 @@ pub(crate) fn status_error(conn: &Conn, method: Method, path: &str, reply: &Repl
         kind,
         format!("vault {address}: {method} {path}: {what} (HTTP {status}){detail}"),
     )
+    .with_code(ErrorCode::Http(status))
 }
 
 #[cfg(test)]
@@ -531,6 +478,13 @@ mod tests {
             ErrorKind::Conflict
         );
         assert_eq!(kind(500, &["boom"], Context::Managed), ErrorKind::Other);
+        let code = |status| {
+            status_error(&conn, Method::Get, "p", &reply(status, &[]), Context::Managed)
+                .code()
+                .cloned()
+        };
+        assert_eq!(code(503), Some(ErrorCode::Http(503)));
+        assert_eq!(code(403), Some(ErrorCode::Http(403)));
         let e = status_error(
             &conn,
             Method::Put,
