@@ -3,7 +3,7 @@
 //! and a few users with unique names and deletes them at the end.
 //!
 //! ```sh
-//! cargo run --release -p rekey-redis --example redis_measure
+//! cargo run --release -p rekey-bench --bin rekey-bench-redis
 //! ```
 
 use rekey_api::conformance::{random_password, unique_name};

@@ -2,7 +2,7 @@
 //! (users created as root through the `mysql` client over the socket, dropped at the end):
 //!
 //! ```text
-//! cargo run --release -p rekey-mysql --example measure [ITERATIONS]
+//! cargo run --release -p rekey-bench --bin rekey-bench-mysql [ITERATIONS]
 //! ```
 //!
 //! Prints the mean time of one mysql_native_password hash, one login (fresh TCP

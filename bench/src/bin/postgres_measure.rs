@@ -1,7 +1,7 @@
 //! Times the PostgreSQL target's building blocks against a throwaway cluster:
 //!
 //! ```text
-//! cargo run --release -p rekey-postgres --example measure [ITERATIONS]
+//! cargo run --release -p rekey-bench --bin rekey-bench-postgres [ITERATIONS]
 //! ```
 //!
 //! Prints the mean time of one `preflight` and one `precheck` (with an admin), one SCRAM
