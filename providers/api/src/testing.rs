@@ -7,6 +7,8 @@
 //! - [`ScriptedTarget`]: a fake [`crate::Target`] that really checks secrets (a wrong
 //!   password is [`ErrorKind::AuthRejected`]) under each strategy (it passes
 //!   [`crate::conformance::target`]).
+//! - [`assert_error`] and [`assert_error_hiding`]: the providers' tests' check of an
+//!   error's kind, words, single line and absence of secrets (and their hashes).
 //!
 //! Both take one-shot [`Fault`]s per operation ([`StoreOp`], [`TargetOp`]), queued
 //! first in, first out, so a harness can break any step boundary of a rotation: fail
@@ -40,12 +42,14 @@
 //! Timestamps come from a [`Clock`]: the system clock by default, or a [`ManualClock`]
 //! the test moves by hand.
 
+mod assertions;
 mod memory_store;
 mod plan;
 mod scripted_target;
 #[cfg(test)]
 mod tests;
 
+pub use assertions::{assert_error, assert_error_hiding};
 pub use memory_store::MemoryStore;
 pub use scripted_target::{ScriptedTarget, ScriptedTargetConfig, ACCESS_KEY_ID, FAKE_ENGINE};
 

@@ -360,7 +360,7 @@ async fn admin_without_acl_permission_is_permission_denied() {
 
 #[tokio::test]
 async fn closed_port_is_unreachable() {
-    let port = free_port();
+    let port = rekey_testbed::free_port().expect("a free port");
     let mut c = config(
         port,
         "nobody",

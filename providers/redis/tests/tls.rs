@@ -12,7 +12,9 @@ use rekey_redis::{acl_password_hash, RedisProvider};
 #[tokio::test]
 async fn conformance_over_tls() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key, ca) = make_certificates(certs.path());
+    let test_ca = rekey_testbed::TestCa::new(certs.path(), "ca", rekey_testbed::KeyType::EcP256).unwrap();
+    let server_cert = test_ca.issue_server("server").unwrap();
+    let (cert, key, ca) = (server_cert.cert, server_cert.key, test_ca.cert());
     let server = Server::start(ServerOptions {
         tls: Some((cert, key, ca.clone())),
         ..Default::default()

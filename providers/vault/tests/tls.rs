@@ -1,7 +1,7 @@
 //! TLS: `ca_cert`, `client_cert`/`client_key`, and what a certificate problem looks
 //! like, against the KV v2 **fake** (`fake_kv2`) served over rustls. rvault can serve
 //! TLS, but the test harness speaks plain HTTP to initialize it, so the fake stands in.
-//! Certificates are made with the `openssl` command.
+//! Certificates are made with the `openssl` command (rekey-testbed's `TestCa`).
 
 mod fake_kv2;
 
@@ -12,7 +12,6 @@ use rekey_vault::{ConfigSecret, VaultKvConfig, VaultProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, signed by it.
@@ -23,71 +22,9 @@ struct Certs {
 impl Certs {
     fn make() -> Certs {
         let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rekey test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ]);
-        run(&ca);
-        std::fs::write(
-            dir.path().join("server.ext"),
-            "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("client.ext"),
-            "basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n",
-        )
-        .unwrap();
-        for name in ["server", "client"] {
-            let (key, csr, crt, ext) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.crt"),
-                format!("{name}.ext"),
-            );
-            let mut req = vec!["req"];
-            req.extend(ec);
-            req.extend(["-subj", "/CN=rekey test", "-keyout", &key, "-out", &csr]);
-            run(&req);
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &crt,
-            ]);
-        }
+        let ca = rekey_testbed::TestCa::new(dir.path(), "ca", rekey_testbed::KeyType::EcP256).unwrap();
+        ca.issue_server("server").unwrap();
+        ca.issue_client("client").unwrap();
         Certs { dir }
     }
 
@@ -97,14 +34,14 @@ impl Certs {
 
     fn server_config(&self, require_client_cert: bool) -> rustls::ServerConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = load_certs(&self.path("server.crt"));
+        let certs = load_certs(&self.path("server.pem"));
         let key = PrivateKeyDer::from_pem_file(self.path("server.key")).unwrap();
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap();
         let builder = if require_client_cert {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(load_certs(&self.path("ca.crt")));
+            roots.add_parsable_certificates(load_certs(&self.path("ca.pem")));
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .unwrap();
@@ -142,7 +79,7 @@ async fn ca_cert_is_trusted_and_nothing_else() {
     assert!(fake.address().starts_with("https://"));
 
     let mut trusted = config(&fake);
-    trusted.ca_cert = Some(certs.path("ca.crt"));
+    trusted.ca_cert = Some(certs.path("ca.pem"));
     let store = VaultProvider::new().kv_store(&trusted).unwrap();
     let key = unique_name("tls");
     store.put_current(&key, "v1", &doc()).await.unwrap();
@@ -157,7 +94,7 @@ async fn ca_cert_is_trusted_and_nothing_else() {
     // A CA that did not sign the server's certificate.
     let other = Certs::make();
     let mut wrong = config(&fake);
-    wrong.ca_cert = Some(other.path("ca.crt"));
+    wrong.ca_cert = Some(other.path("ca.pem"));
     let err = VaultProvider::new()
         .kv_store(&wrong)
         .unwrap()
@@ -172,7 +109,7 @@ async fn client_certificate_when_the_server_requires_one() {
     let certs = Certs::make();
     let fake = FakeKv2::start_tls(certs.server_config(true)).await;
     let mut without = config(&fake);
-    without.ca_cert = Some(certs.path("ca.crt"));
+    without.ca_cert = Some(certs.path("ca.pem"));
     let key = unique_name("mtls");
     let err = VaultProvider::new()
         .kv_store(&without)
@@ -183,7 +120,7 @@ async fn client_certificate_when_the_server_requires_one() {
     assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
 
     let mut with = without.clone();
-    with.client_cert = Some(certs.path("client.crt"));
+    with.client_cert = Some(certs.path("client.pem"));
     with.client_key = Some(certs.path("client.key"));
     let store: Arc<dyn Store> = VaultProvider::new().kv_store(&with).unwrap();
     store.put_current(&key, "v1", &doc()).await.unwrap();
@@ -205,12 +142,12 @@ async fn unusable_tls_files_are_invalid_input() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     config.ca_cert = None;
-    config.client_cert = Some(certs.path("client.crt"));
+    config.client_cert = Some(certs.path("client.pem"));
     let err = VaultProvider::new().kv_store(&config).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.message().contains("client_key"), "{err}");
 
-    config.client_key = Some(certs.path("client.crt"));
+    config.client_key = Some(certs.path("client.pem"));
     let err = VaultProvider::new().kv_store(&config).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.message().contains("client_key"), "{err}");

@@ -175,3 +175,11 @@ pub fn closed_port() -> u16 {
     drop(listener);
     port
 }
+
+/// Asserts the error's kind, that its text holds `needles`, one line, and no secret or
+/// mysql_native_password hash of one.
+pub fn assert_error(err: &rekey_api::ProviderError, kind: rekey_api::ErrorKind, needles: &[&str], secrets: &[&Secret]) {
+    rekey_api::testing::assert_error_hiding(err, kind, needles, secrets, |s| {
+        Some(rekey_mysql::native_password_hash(s)[1..].to_owned())
+    });
+}

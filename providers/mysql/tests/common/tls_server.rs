@@ -1,10 +1,11 @@
 //! A throwaway MariaDB server with TLS, for the certificate checks the machine's server
 //! (without TLS) cannot show: a fresh data directory (`mariadb-install-db`), a CA and a
-//! server certificate for 127.0.0.1/localhost made with `openssl`, `mariadbd` on a free
+//! server certificate for 127.0.0.1/localhost made with `openssl` (rekey-testbed's `TestCa`), `mariadbd` on a free
 //! port. Dropping it stops the server and removes the directory; a watchdog does the same
 //! if the test process dies first.
 
-use std::path::{Path, PathBuf};
+use rekey_testbed::{KeyType, TestCa};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,6 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args), "openssl");
-}
-
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -46,67 +43,10 @@ impl TlsServer {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         // The server runs as `mysql` and must reach its files.
         run(Command::new("chmod").arg("755").arg(&dir), "chmod");
-        for ca in ["ca", "wrong-ca"] {
-            openssl(
-                &dir,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{ca}.key"),
-                    "-out",
-                    &format!("{ca}.pem"),
-                    "-days",
-                    "2",
-                    "-subj",
-                    &format!("/CN=rekey test {ca}"),
-                ],
-            );
-        }
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
+        // RSA: what every MariaDB TLS library build accepts.
+        let ca = TestCa::new(&dir, "ca", KeyType::Rsa2048).unwrap();
+        TestCa::new(&dir, "wrong-ca", KeyType::Rsa2048).unwrap();
+        ca.issue_server("server").unwrap();
         let root = is_root();
         if root {
             run(Command::new("chown").args(["-R", "mysql:mysql"]).arg(&dir), "chown");

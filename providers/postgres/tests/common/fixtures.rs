@@ -1,9 +1,13 @@
-//! Roles on a test cluster, documents, configurations and error assertions.
+//! Roles on a test cluster, documents and configurations; the error assertion is the
+//! contract crate's.
 
 use rekey_api::conformance::{random_password, unique_name};
-use rekey_api::{ErrorKind, ProviderError, RedactedDsn, Secret, SecretDoc, Strategy};
+use rekey_api::{RedactedDsn, Secret, SecretDoc, Strategy};
 use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig};
 use rekey_testbed::PgCluster;
+
+#[allow(unused_imports)] // not every test file asserts on errors
+pub use rekey_api::testing::assert_error;
 
 /// A login role on a test cluster, dropped (sessions ended) when the test ends.
 pub struct TestRole<'a> {
@@ -78,19 +82,6 @@ pub fn config(pg: &PgCluster, role: &str, admin: bool) -> PostgresTargetConfig {
 /// The target for `config` with `strategy`.
 pub fn target_with(provider: &PostgresProvider, config: &PostgresTargetConfig, strategy: Strategy) -> PostgresTarget {
     provider.postgres_target(config, strategy).expect("target builds")
-}
-
-/// Asserts the error's kind, that its text holds `needles`, no secret, and one line.
-pub fn assert_error(err: &ProviderError, kind: ErrorKind, needles: &[&str], secrets: &[&Secret]) {
-    let text = err.to_string();
-    assert_eq!(err.kind(), kind, "unexpected kind: {text}");
-    for needle in needles {
-        assert!(text.contains(needle), "`{text}` should mention `{needle}`");
-    }
-    for secret in secrets {
-        assert!(!text.contains(secret.expose()), "`{text}` leaks a secret");
-    }
-    assert!(!text.contains('\n'), "one line: {text}");
 }
 
 /// A port on 127.0.0.1 where nothing listens.

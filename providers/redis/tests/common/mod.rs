@@ -9,7 +9,7 @@ use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, Secret, SecretDoc, Strategy};
 use rekey_redis::{acl_password_hash, RedisProvider, RedisTarget, RedisTargetConfig};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ impl Server {
     /// A throwaway `redis-server` on free ports of 127.0.0.1, killed on drop.
     pub fn start(options: ServerOptions) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let port = rekey_testbed::free_port().expect("a free port");
         let mut cmd = Command::new(std::env::var("REKEY_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()));
         cmd.arg("--port")
             .arg(port.to_string())
@@ -82,7 +82,7 @@ impl Server {
         }
         let mut tls_port = None;
         if let Some((cert, key, ca)) = &options.tls {
-            let p = free_port();
+            let p = rekey_testbed::free_port().expect("a free port");
             tls_port = Some(p);
             cmd.arg("--tls-port")
                 .arg(p.to_string())
@@ -229,12 +229,6 @@ fn ping(port: u16) -> bool {
     redis::cmd("PING").query::<String>(&mut conn).is_ok()
 }
 
-/// A port on 127.0.0.1 where nothing listens (just now).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Text of a reply.
 pub fn as_text(value: &Value) -> String {
     match value {
@@ -328,19 +322,7 @@ pub fn target(provider: &RedisProvider, config: &RedisTargetConfig, strategy: St
 
 /// Asserts the error's kind and that its text holds `needles` and no secret.
 pub fn assert_error(err: &rekey_api::ProviderError, kind: rekey_api::ErrorKind, needles: &[&str], secrets: &[&Secret]) {
-    let text = err.to_string();
-    assert_eq!(err.kind(), kind, "unexpected kind: {text}");
-    for needle in needles {
-        assert!(text.contains(needle), "`{text}` should mention `{needle}`");
-    }
-    for secret in secrets {
-        assert!(!text.contains(secret.expose()), "`{text}` leaks a secret");
-        assert!(
-            !text.contains(&acl_password_hash(secret)),
-            "`{text}` leaks a password hash"
-        );
-    }
-    assert!(!text.contains('\n'), "one line: {text}");
+    rekey_api::testing::assert_error_hiding(err, kind, needles, secrets, |s| Some(acl_password_hash(s)));
 }
 
 /// The bytes one proxied client sent.
@@ -481,72 +463,4 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Number of (possibly overlapping) occurrences of `needle` in `haystack`.
 pub fn count(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).filter(|w| *w == needle).count()
-}
-
-/// Runs `openssl` with `args` in `dir`, which must succeed.
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed for the TLS tests");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 and localhost in `dir`: returns
-/// (server cert, server key, CA cert) paths.
-pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend_from_slice(&ec);
-    ca.extend_from_slice(&[
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rekey test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend_from_slice(&ec);
-    csr.extend_from_slice(&["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-    // redis-server runs as whoever runs the tests; the key only needs to be readable.
-    (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"))
 }
