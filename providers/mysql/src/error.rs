@@ -3,7 +3,7 @@
 
 use crate::sql::scrub_hashes;
 use mysql_async::{DriverError, Error, IoError};
-use rekey_api::{ErrorKind, ProviderError};
+use rekey_api::{ErrorCode, ErrorKind, ProviderError};
 
 /// The kind of a server error code (the `ER_*` numbers of MySQL and MariaDB).
 pub(crate) fn kind_of_code(code: u16) -> ErrorKind {
@@ -123,7 +123,12 @@ pub(crate) fn mysql_error(err: &Error, action: impl std::fmt::Display) -> Provid
         Error::Io(IoError::Io(e)) if tls_failure(e).is_some() => false,
         _ => kind.default_retryable(),
     };
-    ProviderError::new(kind, format!("{action}: {text}")).retryable(retryable)
+    let error = ProviderError::new(kind, format!("{action}: {text}")).retryable(retryable);
+    match err {
+        // The server's own error number, so callers classify by code, never by text.
+        Error::Server(e) => error.with_code(ErrorCode::Mysql(e.code)),
+        _ => error,
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +160,9 @@ mod tests {
         let e = mysql_error(&err, "ALTER USER 'a'@'%'");
         assert!(!e.to_string().contains("2470C0"), "{e}");
         assert!(e.to_string().contains("error 1064"), "{e}");
+        assert_eq!(e.code(), Some(&ErrorCode::Mysql(1064)));
+        let closed = mysql_error(&Error::Driver(DriverError::ConnectionClosed), "connecting");
+        assert_eq!(closed.code(), None);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use rand::RngCore;
 use rekey_api::{
-    ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
-    TargetCapabilities,
+    ErrorCode, ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy,
+    Target, TargetCapabilities,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -421,7 +421,7 @@ impl MysqlTarget {
                 "the admin may not alter {} (it needs the global CREATE USER privilege)",
                 self.account(user)
             )),
-            ErrorKind::Unsupported if e.message().contains("error 1524") => {
+            ErrorKind::Unsupported if e.code() == Some(&ErrorCode::Mysql(1524)) => {
                 e.context("mysql_native_password is disabled on this server (MySQL 8.4+: mysql_native_password=ON)")
             }
             _ => e,

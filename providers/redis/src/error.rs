@@ -1,7 +1,7 @@
 //! Mapping redis-rs errors and Redis error replies to [`ProviderError`] kinds, with
 //! messages built from error codes, the server's words and names, never from a password.
 
-use rekey_api::{ErrorKind, ProviderError};
+use rekey_api::{ErrorCode, ErrorKind, ProviderError};
 
 /// The kind and a one-line description of a redis-rs error.
 pub(crate) fn classify(err: &redis::RedisError) -> (ErrorKind, String) {
@@ -55,7 +55,13 @@ pub(crate) fn redis_error(err: &redis::RedisError, action: impl std::fmt::Displa
     for s in scrub.iter().filter(|s| !s.is_empty()) {
         text = text.replace(s, "<hash>");
     }
-    ProviderError::new(kind, format!("{action}: {text}"))
+    let error = ProviderError::new(kind, format!("{action}: {text}"));
+    // The reply's code (`WRONGPASS`, `NOPERM`, `ERR`), so callers classify by code. A
+    // generic `ERR` has no finer code: its detail text is all the protocol gives.
+    match err.code() {
+        Some(code) => error.with_code(ErrorCode::Redis(code.to_owned())),
+        None => error,
+    }
 }
 
 /// Whether the error means the connection itself is gone (worth one reconnect).
@@ -105,5 +111,17 @@ mod tests {
         let e = redis_error(&err, "ACL SETUSER", &["abcdef"]);
         assert!(!e.to_string().contains("abcdef"), "{e}");
         assert!(e.to_string().contains("<hash>"), "{e}");
+    }
+
+    #[test]
+    fn reply_codes_are_attached() {
+        let err = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+            "NOPERM",
+            "this user has no permissions".to_owned(),
+        ));
+        let e = redis_error(&err, "ACL SETUSER", &[]);
+        assert_eq!(e.code(), Some(&ErrorCode::Redis("NOPERM".to_owned())), "{e}");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     }
 }

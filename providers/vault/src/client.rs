@@ -3,7 +3,7 @@
 
 use crate::config::{AppRoleLogin, TokenSource};
 use crate::http::{status_error, Conn, Context, Method, Reply};
-use rekey_api::{ProviderError, ProviderResult, Secret};
+use rekey_api::{ErrorCode, ProviderError, ProviderResult, Secret};
 use serde_json::{json, Value};
 use std::fmt;
 use tokio::sync::Mutex;
@@ -180,7 +180,8 @@ impl Client {
                     } else {
                         format!(": {text}")
                     }
-                )));
+                ))
+                .with_code(ErrorCode::Http(reply.status)));
             }
             return Err(self.error(Method::Get, path, &reply));
         }

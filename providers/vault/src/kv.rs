@@ -14,7 +14,7 @@ use crate::client::{check_capabilities, Client};
 use crate::http::{Method, Reply, SecretJson};
 use crate::model::{self, Live, Op, Versions};
 use async_trait::async_trait;
-use rekey_api::{KeyState, ProviderError, ProviderResult, SecretDoc, Store, StoreCapabilities};
+use rekey_api::{ErrorCode, KeyState, ProviderError, ProviderResult, SecretDoc, Store, StoreCapabilities};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -238,7 +238,8 @@ impl VaultKvStore {
             self.client.conn().address(),
             self.mount,
             reply.error_text()
-        )))
+        ))
+        .with_code(ErrorCode::Http(404)))
     }
 
     /// Writes one KV path; on KV v2 only if its version is still `cas`.
