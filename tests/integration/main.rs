@@ -32,3 +32,4 @@ mod ux_suggest;
 mod ux_support;
 mod ux_validate;
 mod vault;
+mod zero_downtime;

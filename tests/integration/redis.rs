@@ -5,9 +5,9 @@
 use crate::util::{run, unique, Run};
 use std::process::Command;
 
-const REDIS: (&str, u16) = ("127.0.0.1", 6379);
+pub(crate) const REDIS: (&str, u16) = ("127.0.0.1", 6379);
 
-fn redis_cli(args: &[&str]) -> String {
+pub(crate) fn redis_cli(args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-h", REDIS.0, "-p", &REDIS.1.to_string()])
         .args(args)
@@ -24,7 +24,7 @@ fn redis_cli(args: &[&str]) -> String {
 /// Whether `user` authenticates with `password` (checked with ACL WHOAMI, since a failed
 /// AUTH would leave redis-cli as the default user). The password goes through the
 /// environment, not argv.
-fn redis_login(user: &str, password: &str) -> bool {
+pub(crate) fn redis_login(user: &str, password: &str) -> bool {
     let out = Command::new("redis-cli")
         .args([
             "-h",
@@ -43,7 +43,7 @@ fn redis_login(user: &str, password: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == user
 }
 
-struct RedisUser(String);
+pub(crate) struct RedisUser(pub(crate) String);
 
 impl Drop for RedisUser {
     fn drop(&mut self) {
