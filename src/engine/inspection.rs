@@ -176,6 +176,14 @@ pub async fn plan(
         .map(|f| PlanItem::new(PlanStep::Check, f).on(target.describe()))
         .collect();
     lines.push(PlanItem::new(PlanStep::Check, "the store is writable").on(store.describe()));
+    match store.plan_notes(&credential.key).await {
+        Ok(notes) => lines.extend(
+            notes
+                .into_iter()
+                .map(|n| PlanItem::new(PlanStep::Check, n).on(store.describe())),
+        ),
+        Err(e) => return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started)),
+    }
     let mut detail = None;
     if options.incident {
         // What the incident needs beyond rotation: a missing privilege does not stop the

@@ -47,6 +47,9 @@ impl Store for Prefetched {
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {
         self.inner.check_writable(key).await
     }
+    async fn plan_notes(&self, key: &str) -> ProviderResult<Vec<String>> {
+        self.inner.plan_notes(key).await
+    }
     async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
         self.inner.put_current(key, version_id, doc).await
     }
@@ -61,5 +64,8 @@ impl Store for Prefetched {
     }
     async fn discard_pending(&self, key: &str, version_id: &str) -> ProviderResult<()> {
         self.inner.discard_pending(key, version_id).await
+    }
+    async fn discard_unreadable_pending(&self, key: &str) -> ProviderResult<Option<String>> {
+        self.inner.discard_unreadable_pending(key).await
     }
 }

@@ -116,6 +116,9 @@ impl Rotation<'_> {
         if self.options.incident {
             self.incident_preflight(rec).await;
         }
+        if self.options.abandon_pending {
+            self.abandon_unreadable(rec).await?;
+        }
         let mut state = read_state(rec, self.store.as_ref(), key).await?;
         let now = rec.now();
 
@@ -401,9 +404,18 @@ impl Rotation<'_> {
                     Step::Resume,
                     e.kind().into(),
                     format!(
-                        "cannot tell whether pending version {} was applied: {}",
+                        "cannot tell whether pending version {} was applied: {}{}",
                         pending.id,
-                        e.message()
+                        e.message(),
+                        if e.kind() == ErrorKind::InvalidInput {
+                            format!(
+                                "; if it was not staged for this credential, `rekey rotate {} --abandon-pending` \
+                                 drops it",
+                                self.credential.name
+                            )
+                        } else {
+                            String::new()
+                        }
                     ),
                     started,
                 ))
@@ -696,6 +708,35 @@ impl Rotation<'_> {
                 Step::Promote,
                 "the previous secret is not proved dead: the new one stays pending",
             ),
+        }
+    }
+
+    /// `--abandon-pending` on a pending version the store refuses to read (one no rekey
+    /// run can resume, such as a value that is not a JSON object): take it out of the
+    /// store before reading. The target never saw it.
+    async fn abandon_unreadable(&self, rec: &mut Recorder) -> Result<(), StepFailed> {
+        let started = (SystemTime::now(), Instant::now());
+        match self.store.discard_unreadable_pending(&self.credential.key).await {
+            Ok(None) => Ok(()),
+            Ok(Some(id)) => {
+                rec.ok_since(
+                    Step::Abandon,
+                    Some(format!(
+                        "pending version {id} (unreadable, not rekey's) abandoned; kept in the store's history"
+                    )),
+                    started,
+                );
+                Ok(())
+            }
+            Err(e) => Err(rec.fail_since(
+                Step::Abandon,
+                store_failure(&e),
+                format!(
+                    "could not take the unreadable pending version out of the store: {}",
+                    e.message()
+                ),
+                started,
+            )),
         }
     }
 

@@ -220,3 +220,174 @@ fn a_second_inactive_key_needs_delete_inactive() {
     );
     rekey(moto, dir.path(), &["verify"], "").assert_code(0);
 }
+
+/// An IAM user with one access key, a `rekey.toml` whose credential `key` keeps it in
+/// Secrets Manager (the store's endpoint is `store_endpoint`: moto itself or a counting
+/// proxy in front of it), and the key imported. Returns (user, secret id).
+fn imported_iam_credential(moto: &MotoServer, dir: &std::path::Path, store_endpoint: &str) -> (String, String) {
+    let user = unique("sm");
+    let secret_id = format!("ci/{}", unique("sm"));
+    let created = boto3(
+        moto,
+        &format!(
+            "iam = client('iam')\niam.create_user(UserName='{user}')\n\
+             k = iam.create_access_key(UserName='{user}')['AccessKey']\n\
+             print(json.dumps({{'username': '{user}', 'access_key_id': k['AccessKeyId'], 'secret_access_key': k['SecretAccessKey']}}))"
+        ),
+    );
+    std::fs::write(
+        dir.join("rekey.toml"),
+        format!(
+            "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.aws]\ntype = \"aws-secretsmanager\"\nregion = \"{region}\"\n\
+             endpoint_url = \"{store_endpoint}\"\n[[credentials]]\nname = \"key\"\nstore = \"aws\"\nkey = \"{secret_id}\"\n\
+             strategy = \"dual\"\ngrace = \"0s\"\ntarget = {{ type = \"aws-iam\", user = \"{user}\", region = \"{region}\", endpoint_url = \"{endpoint}\" }}\n",
+            region = moto.region(),
+            endpoint = moto.endpoint()
+        ),
+    )
+    .unwrap();
+    rekey(moto, dir, &["import", "key"], &created).assert_code(0);
+    (user, secret_id)
+}
+
+/// The `VersionId` and `access_key_id` of the version holding `stage`.
+fn version_at(moto: &MotoServer, secret_id: &str, stage: &str) -> (String, String) {
+    let out = boto3(
+        moto,
+        &format!(
+            "v = client('secretsmanager').get_secret_value(SecretId='{secret_id}', VersionStage='{stage}')\n\
+             try:\n    k = json.loads(v['SecretString']).get('access_key_id', '')\n\
+             except ValueError:\n    k = ''\n\
+             print(v['VersionId'] + ' ' + k)"
+        ),
+    );
+    let (id, key) = out.split_once(' ').unwrap_or((out.as_str(), ""));
+    (id.to_owned(), key.to_owned())
+}
+
+#[test]
+fn a_pending_version_that_is_not_json_is_reported_by_every_command_and_abandoned() {
+    let moto = MotoServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, secret_id) = imported_iam_credential(moto, dir.path(), &moto.endpoint());
+    let (current, _) = version_at(moto, &secret_id, "AWSCURRENT");
+    // Something else left a rotation: AWSPENDING on a version whose value is not JSON.
+    let foreign = boto3(
+        moto,
+        &format!(
+            "print(client('secretsmanager').put_secret_value(SecretId='{secret_id}', SecretString='not json at all', \
+             VersionStages=['AWSPENDING'])['VersionId'])"
+        ),
+    );
+    assert_ne!(version_at(moto, &secret_id, "AWSPENDING").0, current, "precondition");
+    for args in [&["status"][..], &["plan"], &["rotate", "key"], &["verify"]] {
+        let r = rekey(moto, dir.path(), args, "");
+        assert_ne!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for part in [secret_id.as_str(), foreign.as_str(), "AWSPENDING", "--abandon-pending"] {
+            assert!(all.contains(part), "{args:?} does not say {part}: {all}");
+        }
+        assert!(!all.contains("not json at all"), "{all}");
+    }
+    assert_eq!(version_at(moto, &secret_id, "AWSCURRENT").0, current, "nothing changed");
+
+    let r = rekey(moto, dir.path(), &["rotate", "key", "--abandon-pending"], "");
+    r.assert_code(0);
+    let (now, new_key) = version_at(moto, &secret_id, "AWSCURRENT");
+    assert_ne!(now, current, "rotated");
+    assert_ne!(now, foreign);
+    assert!(!new_key.is_empty(), "the new current is a JSON document with a key");
+    let labels = boto3(
+        moto,
+        &format!(
+            "print(json.dumps(client('secretsmanager').describe_secret(SecretId='{secret_id}')['VersionIdsToStages'].get('{foreign}', [])))"
+        ),
+    );
+    assert!(
+        !labels.contains("AWSPENDING"),
+        "the foreign version is no longer pending: {labels}"
+    );
+    rekey(moto, dir.path(), &["verify"], "").assert_code(0);
+    rekey(moto, dir.path(), &["status"], "").assert_code(0);
+}
+
+#[test]
+fn an_application_label_on_the_current_version_follows_it() {
+    let moto = MotoServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, secret_id) = imported_iam_credential(moto, dir.path(), &moto.endpoint());
+    let (current, old_key) = version_at(moto, &secret_id, "AWSCURRENT");
+    boto3(
+        moto,
+        &format!(
+            "client('secretsmanager').update_secret_version_stage(SecretId='{secret_id}', VersionStage='MYAPP_LIVE', \
+             MoveToVersionId='{current}')"
+        ),
+    );
+    assert_eq!(
+        version_at(moto, &secret_id, "MYAPP_LIVE"),
+        (current.clone(), old_key.clone()),
+        "precondition"
+    );
+    let plan = rekey(moto, dir.path(), &["plan"], "");
+    plan.assert_code(0);
+    assert!(
+        plan.stdout.contains("MYAPP_LIVE") && plan.stdout.contains("follows AWSCURRENT"),
+        "{}",
+        plan.stdout
+    );
+    rekey(moto, dir.path(), &["rotate", "key"], "").assert_code(0);
+    let (now, new_key) = version_at(moto, &secret_id, "AWSCURRENT");
+    assert_ne!(now, current);
+    assert_eq!(
+        version_at(moto, &secret_id, "MYAPP_LIVE"),
+        (now, new_key.clone()),
+        "the label names the new current, not the revoked key"
+    );
+    assert_ne!(new_key, old_key);
+    rekey(moto, dir.path(), &["verify"], "").assert_code(0);
+}
+
+#[test]
+fn secrets_manager_calls_of_a_rotation_through_the_cli() {
+    let moto = MotoServer::shared();
+    let proxy = rekey_testbed::CountingProxy::start(moto.port()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    imported_iam_credential(moto, dir.path(), &proxy.endpoint());
+    let ops = |calls: Vec<String>| -> Vec<String> {
+        calls
+            .into_iter()
+            .map(|c| c.trim_start_matches("secretsmanager.").to_owned())
+            .collect()
+    };
+    proxy.take();
+    rekey(moto, dir.path(), &["rotate", "key"], "").assert_code(0);
+    assert_eq!(
+        ops(proxy.take()),
+        [
+            "DescribeSecret",
+            "GetSecretValue",
+            "PutSecretValue",
+            "UpdateSecretVersionStage",
+            "UpdateSecretVersionStage",
+            "TagResource"
+        ],
+        "first rotation: no previous version yet"
+    );
+    rekey(moto, dir.path(), &["rotate", "key"], "").assert_code(0);
+    let second = ops(proxy.take());
+    assert_eq!(
+        second,
+        [
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetSecretValue",
+            "PutSecretValue",
+            "UpdateSecretVersionStage",
+            "UpdateSecretVersionStage",
+            "TagResource"
+        ],
+        "later rotations also read the previous version"
+    );
+    rekey(moto, dir.path(), &["verify"], "").assert_code(0);
+}
