@@ -12,20 +12,27 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
 
-cargo build --release --quiet -p rekey -p rekey-testbed
-REKEY="$PWD/target/release/rekey"
+# Never a pager: the last psql must not wait for a key on a terminal.
+export PAGER=cat PSQL_PAGER=cat
+# Cargo's own output directory: CARGO_TARGET_DIR when set (relative to this checkout).
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+echo "building rekey (release; a few minutes the first time) into $target_dir ..." >&2
+cargo build --release -p rekey -p rekey-testbed
+REKEY="$target_dir/release/rekey"
+TESTBED="$target_dir/release/rekey-testbed"
 work=$(mktemp -d)
 chmod 711 "$work"   # the throwaway cluster runs as the postgres user and must traverse it
 started_pg=""
 cleanup() {
-  if [ -n "$started_pg" ]; then target/release/rekey-testbed pg-stop --dir "$work/pg" >/dev/null 2>&1 || true; fi
+  if [ -n "$started_pg" ]; then "$TESTBED" pg-stop --dir "$work/pg" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 if [ -z "${REKEY_PG_ADMIN_URL:-}" ]; then
   echo "starting a throwaway PostgreSQL cluster (scram-sha-256) ..." >&2
-  eval "$(target/release/rekey-testbed pg-start --dir "$work/pg")"
+  eval "$("$TESTBED" pg-start --dir "$work/pg")"
   started_pg=1
 fi
 export REKEY_PG_ADMIN_URL
@@ -33,7 +40,7 @@ export REKEY_PG_ADMIN_URL
 # The role the application uses, with a password that is about to "leak".
 role="orders_app_$$"
 initial="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
-psql "$REKEY_PG_ADMIN_URL" -q -v ON_ERROR_STOP=1 \
+psql "$REKEY_PG_ADMIN_URL" -X -q -v ON_ERROR_STOP=1 \
   -c "SET log_statement = 'none'" -c "CREATE ROLE \"$role\" LOGIN PASSWORD '$initial'" >/dev/null
 trap 'psql "$REKEY_PG_ADMIN_URL" -q -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true; cleanup' EXIT
 
@@ -77,5 +84,5 @@ step "check: the old password is refused, the new one works"
 if PGPASSWORD="$initial" psql -h "$host" -p "$port" -U "$role" -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
   echo "FAIL: the old password still works" >&2; exit 1
 fi
-PGPASSWORD="$new" psql -h "$host" -p "$port" -U "$role" -d postgres -w -Atc "select 'new password works for ' || current_user"
+PGPASSWORD="$new" psql -X -P pager=off -h "$host" -p "$port" -U "$role" -d postgres -w -Atc "select 'new password works for ' || current_user"
 echo "old password refused; audit log: $(wc -l < rekey-audit.jsonl) lines, no secret values" >&2
