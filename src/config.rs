@@ -414,6 +414,21 @@ impl Config {
         admin_ref::check(&admin_refs, &names, &file).map_err(scrub)?;
         config.admin_refs = admin_refs;
         config.included = sources.included();
+        // An included file is a configuration file too: no store, lock or audit log on it.
+        let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
+        for included in &config.included {
+            paths::check(
+                &included.display().to_string(),
+                &paths::Files {
+                    config: included,
+                    audit_log: config.defaults.audit_log.as_deref(),
+                    lock_dir: &config.defaults.lock_dir,
+                    stores: &config.stores,
+                    credentials: names.clone(),
+                },
+            )
+            .map_err(scrub)?;
+        }
         config.unresolved = unresolved;
         Ok(config)
     }

@@ -467,3 +467,17 @@ fn a_missing_variable_fails_only_the_credentials_whose_target_uses_it() {
         "{e}"
     );
 }
+
+#[test]
+fn an_included_file_is_protected_like_the_main_file() {
+    let (dir, main) = site(
+        &MAIN.replace("[defaults]\n", "[defaults]\naudit_log = \"conf.d/a.toml\"\n"),
+        &[("conf.d/a.toml", "[stores.x]\ntype = \"file\"\npath = \"x.json\"\n")],
+    );
+    let e = load(&main).unwrap_err();
+    let file = dir.path().join("conf.d/a.toml").display().to_string();
+    assert!(
+        e.starts_with(&file) && e.contains("audit_log") && e.contains("configuration file"),
+        "{e}"
+    );
+}
