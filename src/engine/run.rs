@@ -14,7 +14,6 @@ use crate::config::Credential;
 use rekey_api::{ProviderError, SecretDoc, Stage, Store, Target};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Why a run could not start; nothing was changed.
@@ -180,7 +179,6 @@ impl Engine {
             read_ahead(&mut prepared).await;
         }
         let parallel = self.settings.parallel.max(1);
-        let semaphore = Arc::new(Semaphore::new(parallel));
         let mut tasks = JoinSet::new();
         let count = prepared.len();
         let names: Vec<(String, String, String, String)> = prepared
@@ -199,8 +197,62 @@ impl Engine {
             })
             .collect();
         let dead: DeadEndpoints = Arc::default();
-        for (index, p) in prepared.into_iter().enumerate() {
-            let semaphore = semaphore.clone();
+        let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
+        let mut panicked = 0;
+        // At most `parallel` tasks exist at once, started in order as others finish: a
+        // task (its future, with the credential's whole protocol state) is only built
+        // when it can run, so memory does not grow with the number of credentials.
+        let mut waiting = prepared.into_iter().enumerate();
+        loop {
+            while tasks.len() < parallel {
+                let Some((index, p)) = waiting.next() else {
+                    break;
+                };
+                self.spawn_one(&mut tasks, &dead, &work, index, p);
+            }
+            match tasks.join_next().await {
+                Some(Ok((index, report))) => results[index] = Some(report),
+                Some(Err(_)) => panicked += 1,
+                None => break,
+            }
+        }
+        // A task that panicked left its slot empty: report it as failed, keep the others.
+        let credentials = results
+            .into_iter()
+            .zip(names)
+            .map(|(report, (name, target, store, key))| {
+                report.unwrap_or_else(|| {
+                    let mut rec = Recorder::new(&self.run_id, self.reporter.clone(), &name, target, store, &key);
+                    let failed = rec.fail(
+                        Step::Read,
+                        FailureKind::Other,
+                        "internal error: the rotation task panicked; re-run it",
+                    );
+                    rec.finish(Err(failed))
+                })
+            })
+            .collect();
+        debug_assert!(panicked == 0, "a credential task panicked");
+        RunReport {
+            run_id: self.run_id.clone(),
+            command,
+            dry_run,
+            started: rfc3339(started.0),
+            duration_ms: started.1.elapsed().as_millis() as u64,
+            credentials,
+        }
+    }
+
+    /// Starts the task working on credential `index`.
+    fn spawn_one(
+        &self,
+        tasks: &mut JoinSet<(usize, CredentialReport)>,
+        dead: &DeadEndpoints,
+        work: &Work,
+        index: usize,
+        p: Prepared,
+    ) {
+        {
             let dead = dead.clone();
             let reporter = self.reporter.clone();
             let run_id = self.run_id.clone();
@@ -209,7 +261,6 @@ impl Engine {
             let clock = self.clock.clone();
             let work = work.clone();
             tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
                 reporter.event(&super::event::Event::CredentialStarted {
                     credential: p.credential.name.clone(),
                 });
@@ -242,39 +293,6 @@ impl Engine {
                 }
                 (index, report)
             });
-        }
-        let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
-        let mut panicked = 0;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((index, report)) => results[index] = Some(report),
-                Err(_) => panicked += 1,
-            }
-        }
-        // A task that panicked left its slot empty: report it as failed, keep the others.
-        let credentials = results
-            .into_iter()
-            .zip(names)
-            .map(|(report, (name, target, store, key))| {
-                report.unwrap_or_else(|| {
-                    let mut rec = Recorder::new(&self.run_id, self.reporter.clone(), &name, target, store, &key);
-                    let failed = rec.fail(
-                        Step::Read,
-                        FailureKind::Other,
-                        "internal error: the rotation task panicked; re-run it",
-                    );
-                    rec.finish(Err(failed))
-                })
-            })
-            .collect();
-        debug_assert!(panicked == 0, "a credential task panicked");
-        RunReport {
-            run_id: self.run_id.clone(),
-            command,
-            dry_run,
-            started: rfc3339(started.0),
-            duration_ms: started.1.elapsed().as_millis() as u64,
-            credentials,
         }
     }
 
@@ -326,22 +344,27 @@ impl Engine {
             lock::LockError::Busy { .. } => RunError::Busy(e.to_string()),
             lock::LockError::Io { .. } => RunError::Lock(e.to_string()),
         })?;
-        let semaphore = Arc::new(Semaphore::new(self.settings.parallel.max(1)));
+        let parallel = self.settings.parallel.max(1);
         let mut tasks = JoinSet::new();
         let count = prepared.len();
-        for (index, (p, doc)) in prepared.into_iter().zip(docs).enumerate() {
-            let semaphore = semaphore.clone();
-            let mut rec = self.recorder(&p);
-            tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await.expect("semaphore never closed");
-                let status = import_one(&mut rec, &p, doc, options).await;
-                (index, rec.finish(status))
-            });
-        }
         let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((index, report)) = joined {
-                results[index] = Some(report);
+        // At most `parallel` tasks at once, as in `run`.
+        let mut waiting = prepared.into_iter().zip(docs).enumerate();
+        loop {
+            while tasks.len() < parallel {
+                let Some((index, (p, doc))) = waiting.next() else {
+                    break;
+                };
+                let mut rec = self.recorder(&p);
+                tasks.spawn(async move {
+                    let status = import_one(&mut rec, &p, doc, options).await;
+                    (index, rec.finish(status))
+                });
+            }
+            match tasks.join_next().await {
+                Some(Ok((index, report))) => results[index] = Some(report),
+                Some(Err(_)) => {}
+                None => break,
             }
         }
         let credentials = results
