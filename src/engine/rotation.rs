@@ -240,7 +240,17 @@ impl Rotation<'_> {
             // Before precheck: an orphan counts against limits such as IAM's two keys.
             self.sweep(rec, state).await?;
         }
-        rec.run(Step::Preflight, self.target.precheck(current)).await?;
+        if self.options.incident {
+            // The incident preflight already recorded this run's `preflight` step: the
+            // precheck adds a record only when it fails (not a second `preflight`).
+            rec.begin(Step::Preflight)?;
+            let started = (SystemTime::now(), Instant::now());
+            if let Err(e) = self.target.precheck(current).await {
+                return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started));
+            }
+        } else {
+            rec.run(Step::Preflight, self.target.precheck(current)).await?;
+        }
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;
         let version = version::new_id(self.options.incident, self.options.grace);

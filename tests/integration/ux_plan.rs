@@ -31,6 +31,11 @@ fn preflight_is_recorded_once_per_credential() {
         let credential = &doc["credentials"][0];
         assert_eq!(count_steps(credential, "preflight"), 1, "{args:?}: {}", r.stdout);
     }
+    // An incident rotation: its incident checks and the target's precheck, one step.
+    let r = ws.rekey(&["-o", "json", "rotate", "--leaked", "app-db"]);
+    r.assert_code(0);
+    let doc = assert_envelope("rotate --leaked", &r.stdout);
+    assert_eq!(count_steps(&doc["credentials"][0], "preflight"), 1, "{}", r.stdout);
     // -v prints each step as it ends: preflight once.
     let r = ws.rekey(&["-v", "plan", "app-db"]);
     r.assert_code(0);
