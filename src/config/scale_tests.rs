@@ -481,3 +481,17 @@ fn an_included_file_is_protected_like_the_main_file() {
         "{e}"
     );
 }
+
+#[test]
+fn a_typo_in_an_included_block_is_reported_at_its_file_and_line() {
+    let block = &BLOCK[BLOCK.find("[targets").unwrap()..];
+    let (dir, main) = site(
+        &format!(
+            "{MAIN}\n[[credentials]]\nname = \"orders\"\nkey = \"o\"\ntarget = {{ use = \"pg-prod\", username = \"orders_app\" }}\n"
+        ),
+        &[("conf.d/targets.toml", &block.replace("dbname =", "dbnmae ="))],
+    );
+    let e = load(&main).unwrap_err();
+    let file = dir.path().join("conf.d/targets.toml").display().to_string();
+    assert!(e.starts_with(&format!("{file}:5:1:")) && e.contains("dbnmae"), "{e}");
+}
