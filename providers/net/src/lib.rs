@@ -7,9 +7,12 @@
 //! - [`error_chain`]: an error and its sources as one line.
 //! - [`percent_decode`]: percent-decoding into a buffer zeroized when dropped, for
 //!   connection strings that hold passwords.
+//! - [`Reopening`]: a connection opened on first use, shared by concurrent callers and
+//!   reopened once when an operation finds it lost (the admin connections).
 
 mod chain;
 mod percent;
+mod reopen;
 pub mod tls;
 mod verify;
 
@@ -18,3 +21,4 @@ pub use rustls;
 
 pub use chain::error_chain;
 pub use percent::percent_decode;
+pub use reopen::Reopening;

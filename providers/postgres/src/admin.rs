@@ -7,13 +7,13 @@ use crate::error::{is_connection_lost, pg_error};
 use crate::sql::quote_ident;
 use crate::tls::TlsSetup;
 use rekey_api::ProviderResult;
+use rekey_net::Reopening;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// Settings applied to every admin session: never wait forever on a lock or a query.
 const SESSION_SETUP: &str = "SET lock_timeout = '10s'; SET statement_timeout = '60s'";
@@ -38,7 +38,7 @@ pub(crate) struct AdminPool {
     timeout: Duration,
     user: String,
     endpoint: String,
-    conn: Mutex<Option<Arc<Session>>>,
+    conn: Reopening<Session>,
     opened: Arc<AtomicU64>,
 }
 
@@ -70,7 +70,7 @@ impl AdminPool {
             timeout,
             user,
             endpoint,
-            conn: Mutex::new(None),
+            conn: Reopening::new(),
             opened,
         }
     }
@@ -119,15 +119,8 @@ impl AdminPool {
         format!("admin {} on {}", quote_ident(&self.user), self.endpoint)
     }
 
-    /// The open connection, opening it if there is none or it was closed. Concurrent
-    /// callers wait for one connect rather than opening several.
-    async fn session(&self) -> ProviderResult<Arc<Session>> {
-        let mut slot = self.conn.lock().await;
-        if let Some(session) = slot.as_ref() {
-            if !session.client.is_closed() {
-                return Ok(session.clone());
-            }
-        }
+    /// Opens the shared connection and sets its session up.
+    async fn open_shared(&self) -> ProviderResult<Session> {
         let session = connect(&self.config, &self.tls, self.timeout, &self.label()).await?;
         session
             .client
@@ -135,39 +128,27 @@ impl AdminPool {
             .await
             .map_err(|e| pg_error(&e, format_args!("setting up the session of {}", self.label())))?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(session);
-        *slot = Some(session.clone());
         Ok(session)
     }
 
-    /// Forgets `lost` if it is still the cached connection.
-    async fn forget(&self, lost: &Arc<Session>) {
-        let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, lost)) {
-            *slot = None;
-        }
-    }
-
-    /// Runs `op` on the admin connection. If the connection turns out to be lost
-    /// (closed, server restarted, backend terminated), reconnects once and runs `op`
-    /// again: every admin operation rekey runs is idempotent. `action` describes the
-    /// operation for error messages.
+    /// Runs `op` on the admin connection (opened on first use, or again if it was
+    /// closed; concurrent callers wait for one connect). If the connection turns out to
+    /// be lost (closed, server restarted, backend terminated), reconnects once and runs
+    /// `op` again: every admin operation rekey runs is idempotent. `action` describes
+    /// the operation for error messages.
     pub(crate) async fn run<T, F, Fut>(&self, action: &str, op: F) -> ProviderResult<T>
     where
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let session = self.session().await?;
-        match op(session.clone()).await {
-            Ok(value) => Ok(value),
-            Err(e) if is_connection_lost(&e) => {
-                self.forget(&session).await;
-                let session = self.session().await?;
-                op(session)
-                    .await
-                    .map_err(|e| pg_error(&e, format_args!("{action} as {}", self.label())))
-            }
-            Err(e) => Err(pg_error(&e, format_args!("{action} as {}", self.label()))),
-        }
+        self.conn
+            .run(
+                |s: &Session| !s.client.is_closed(),
+                || self.open_shared(),
+                op,
+                is_connection_lost,
+            )
+            .await?
+            .map_err(|e| pg_error(&e, format_args!("{action} as {}", self.label())))
     }
 }

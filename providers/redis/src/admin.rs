@@ -7,11 +7,12 @@ use crate::conn::{open_authenticated, Endpoint, Session};
 use crate::error::{is_connection_lost, redis_error};
 use redis::Value;
 use rekey_api::{ProviderResult, Secret};
+use rekey_net::Reopening;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
 /// How long an admin command may take before the connection is considered lost
 /// (`ACL SAVE` writes a file; `CLIENT KILL` walks every client).
@@ -36,7 +37,7 @@ pub(crate) struct AdminPool {
     user: Option<String>,
     password: Option<Secret>,
     timeout: Duration,
-    conn: Mutex<Option<Arc<Session>>>,
+    conn: Reopening<Session>,
     opened: Arc<AtomicU64>,
     acl_file: OnceCell<AclFile>,
 }
@@ -65,7 +66,7 @@ impl AdminPool {
             user,
             password,
             timeout,
-            conn: Mutex::new(None),
+            conn: Reopening::new(),
             opened,
             acl_file: OnceCell::new(),
         }
@@ -91,13 +92,8 @@ impl AdminPool {
         )
     }
 
-    /// The open connection, opening it if there is none. Concurrent callers wait for one
-    /// connect rather than opening several.
-    async fn session(&self) -> ProviderResult<Arc<Session>> {
-        let mut slot = self.conn.lock().await;
-        if let Some(session) = slot.as_ref() {
-            return Ok(session.clone());
-        }
+    /// Opens the shared connection, authenticated, and names it.
+    async fn open_shared(&self) -> ProviderResult<Session> {
         let label = self.label();
         // A password without a user name authenticates the `default` user.
         let (session, _) = open_authenticated(
@@ -115,43 +111,30 @@ impl AdminPool {
             .query(redis::cmd("CLIENT").arg("SETNAME").arg("rekey-admin"))
             .await;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(session);
-        *slot = Some(session.clone());
         Ok(session)
     }
 
     /// Opens the connection now (if it is not open), so that connection and
     /// authentication errors surface.
     pub(crate) async fn ensure_connected(&self) -> ProviderResult<()> {
-        self.session().await.map(drop)
+        self.conn.get(|_| true, || self.open_shared()).await.map(drop)
     }
 
-    /// Forgets `lost` if it is still the cached connection.
-    async fn forget(&self, lost: &Arc<Session>) {
-        let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, lost)) {
-            *slot = None;
-        }
-    }
-
-    /// Runs `cmd` on the admin connection. If the connection turns out to be lost
-    /// (closed, server restarted, client killed), reconnects once and runs it again:
-    /// every command rekey sends is idempotent or checked first. `action` describes the
-    /// command for messages; `scrub` lists strings (hashes) kept out of them.
+    /// Runs `cmd` on the admin connection (opened on first use; concurrent callers wait
+    /// for one connect). If the connection turns out to be lost (closed, server
+    /// restarted, client killed), reconnects once and runs it again: every command
+    /// rekey sends is idempotent or checked first. `action` describes the command for
+    /// messages; `scrub` lists strings (hashes) kept out of them.
     pub(crate) async fn query(&self, action: &str, cmd: &redis::Cmd, scrub: &[&str]) -> ProviderResult<Value> {
-        let session = self.session().await?;
-        match session.query(cmd).await {
-            Ok(value) => Ok(value),
-            Err(e) if is_connection_lost(&e) => {
-                self.forget(&session).await;
-                let session = self.session().await?;
-                session
-                    .query(cmd)
-                    .await
-                    .map_err(|e| redis_error(&e, format_args!("{action} as {}", self.label()), scrub))
-            }
-            Err(e) => Err(redis_error(&e, format_args!("{action} as {}", self.label()), scrub)),
-        }
+        self.conn
+            .run(
+                |_| true,
+                || self.open_shared(),
+                |session: Arc<Session>| async move { session.query(cmd).await },
+                is_connection_lost,
+            )
+            .await?
+            .map_err(|e| redis_error(&e, format_args!("{action} as {}", self.label()), scrub))
     }
 }
 
