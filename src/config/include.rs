@@ -91,6 +91,10 @@ pub(crate) fn sources(path: &Path, text: &str) -> Result<Sources, ConfigError> {
     };
     let patterns = patterns(include).map_err(|(span, m)| sources.located(Some(span), &m))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let inline_credentials = main
+        .get_ref()
+        .get_key_value("credentials")
+        .is_some_and(|(key, _)| text[key.span().end..].trim_start().starts_with('='));
     // Where each name was defined first: (kind, name) -> place.
     let mut defined: BTreeMap<(&'static str, String), String> = BTreeMap::new();
     note_definitions(main.get_ref(), &file, text, &mut defined)?;
@@ -109,6 +113,20 @@ pub(crate) fn sources(path: &Path, text: &str) -> Result<Sources, ConfigError> {
             })?;
             let parsed = DeTable::parse(&body).map_err(|e| super::located(&name, &body, &e))?;
             check_included(parsed.get_ref(), &name, &body)?;
+            if let Some((key, _)) = parsed
+                .get_ref()
+                .get_key_value("credentials")
+                .filter(|_| inline_credentials)
+            {
+                return Err(super::located_span(
+                    &name,
+                    &body,
+                    Some(key.span()),
+                    &format!(
+                        "[[credentials]] cannot add to the inline `credentials = [...]` list of {file}: write                          the credentials there as [[credentials]] tables, or move them to an included file"
+                    ),
+                ));
+            }
             note_definitions(parsed.get_ref(), &name, &body, &mut defined)?;
             let start = sources.text.len();
             sources.text.push_str(&body);

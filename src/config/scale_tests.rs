@@ -495,3 +495,27 @@ fn a_typo_in_an_included_block_is_reported_at_its_file_and_line() {
     let file = dir.path().join("conf.d/targets.toml").display().to_string();
     assert!(e.starts_with(&format!("{file}:5:1:")) && e.contains("dbnmae"), "{e}");
 }
+
+#[test]
+fn an_inline_credentials_list_and_included_credentials_do_not_mix() {
+    let main = format!(
+        "include = [\"conf.d/*.toml\"]\ncredentials = [\n  {{ name = \"a\", key = \"a\", target = {{ type = \"redis\", host = \"h\", username = \"a\" }} }},\n]\n\n{}",
+        &MAIN[MAIN.find("[defaults]").unwrap()..]
+    );
+    let included =
+        "[[credentials]]\nname = \"b\"\nkey = \"b\"\ntarget = { type = \"redis\", host = \"h\", username = \"b\" }\n";
+    let (dir, path) = site(&main, &[("conf.d/b.toml", included)]);
+    let e = load(&path).unwrap_err();
+    let file = dir.path().join("conf.d/b.toml").display().to_string();
+    assert!(
+        e.starts_with(&format!("{file}:1:3:")) && e.contains("inline `credentials = [...]`"),
+        "{e}"
+    );
+    // Blocks and stores from included files are fine with an inline list.
+    std::fs::write(
+        dir.path().join("conf.d/b.toml"),
+        "[stores.b]\ntype = \"file\"\npath = \"b.json\"\n",
+    )
+    .unwrap();
+    assert_eq!(load(&path).unwrap().credentials.len(), 1);
+}
