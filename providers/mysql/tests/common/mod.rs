@@ -168,12 +168,9 @@ pub async fn raw_session(user: &str, password: &Secret) -> mysql_async::Conn {
     mysql_async::Conn::new(opts).await.expect("raw session connects")
 }
 
-/// A port on 127.0.0.1 where nothing listens.
+/// A port on 127.0.0.1 where nothing listens (testbed's free port).
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
+    rekey_testbed::free_port().expect("a free port on 127.0.0.1")
 }
 
 /// Asserts the error's kind, that its text holds `needles`, one line, and no secret or

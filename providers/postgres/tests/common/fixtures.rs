@@ -84,10 +84,7 @@ pub fn target_with(provider: &PostgresProvider, config: &PostgresTargetConfig, s
     provider.postgres_target(config, strategy).expect("target builds")
 }
 
-/// A port on 127.0.0.1 where nothing listens.
+/// A port on 127.0.0.1 where nothing listens (testbed's free port).
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
+    rekey_testbed::free_port().expect("a free port on 127.0.0.1")
 }
