@@ -34,9 +34,11 @@ parallel = 4
 # Rotation period: `rekey rotate --due` rotates what is older; `rekey verify` fails a
 # credential older than this.
 every = "30d"
-# How long the previous secret keeps working after a rotation ("0s": revoke at once).
-# A later `rekey rotate --due` finishes deferred revocations.
-grace = "0s"
+# How long the previous secret keeps working after a rotation. Unset, "single" revokes
+# it at once (0s) and "dual"/"alternating" keep it 1h (or a quarter of `every` when
+# shorter), so applications that re-read the store see no failure. A later
+# `rekey rotate --due` finishes deferred revocations.
+# grace = "1h"
 # Audit log: one JSON line per step, never a secret value. Relative paths are read
 # from this file's directory.
 audit_log = "rekey-audit.jsonl"
