@@ -137,8 +137,11 @@ fn compact_on_exit(shared: &Shared) {
 
 fn commit(shared: &Shared, rx: &Receiver<Request>, mut batch: Vec<Request>) {
     let lock = fsio::lock(&shared.paths);
-    // Readers fall back to the file while the batch runs.
-    let cache = shared.cache().take();
+    // This handle's readers wait for the batch (one commit) and then answer from its
+    // state, rather than each reading and parsing the files meanwhile (at 16 parallel
+    // reads of a 5 MB store, 160 MB of buffers).
+    let mut held = shared.cache();
+    let cache = held.take();
     // Writes queued while this thread waited for the lock join the same batch.
     batch.extend(rx.try_iter());
     shared.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +150,8 @@ fn commit(shared: &Shared, rx: &Receiver<Request>, mut batch: Vec<Request>) {
         Ok(_) => apply_all(shared, ops, cache),
         Err(e) => (vec![Err(e.clone()); ops.len()], None),
     };
-    *shared.cache() = cache;
+    *held = cache;
+    drop(held);
     // Release the lock before answering: the change is durable already.
     drop(lock);
     for (reply, result) in replies.into_iter().zip(results) {
