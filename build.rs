@@ -51,5 +51,11 @@ fn main() {
         for path in watched.iter().filter(|p| p.exists()) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
+    } else if manifest_dir().join(".git").exists() {
+        // A checkout where git failed this time (not installed yet, a lock, an
+        // environment that hid the repository): try again when the repository changes,
+        // rather than keeping `unknown` for good.
+        println!("cargo:rerun-if-changed={}", manifest_dir().join(".git").display());
     }
+    println!("cargo:rerun-if-env-changed=GIT_DIR");
 }

@@ -185,7 +185,10 @@ impl Backends for ConfiguredBackends {
             return Err(ProviderError::invalid_input(message.clone()));
         }
         if let Some(message) = self.unresolved.get(&credential.name) {
-            return Ok(Arc::new(crate::config::UnresolvedTarget::new(message.clone(), credential.strategy)));
+            return Ok(Arc::new(crate::config::UnresolvedTarget::new(
+                message.clone(),
+                credential.strategy,
+            )));
         }
         let Some(config) = self.targets.get(&credential.name) else {
             return Err(ProviderError::invalid_input(format!(

@@ -210,21 +210,9 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// A user name, percent-decoded (`None` for a malformed escape or non-UTF-8).
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    rekey_net::percent_decode(text).map(|user| user.as_str().to_owned())
 }
 
 fn strip_scheme<'t>(text: &'t str, schemes: &[&str]) -> Option<&'t str> {

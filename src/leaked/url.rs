@@ -102,7 +102,8 @@ fn emit_decoded(raw: &str, origin: Origin, weight: Weight, query: bool, out: &mu
 }
 
 /// `%XX` escapes decoded; `None` when there are none or the result is not UTF-8 (it could
-/// not equal a stored string).
+/// not equal a stored string). Lenient, unlike `rekey_net::percent_decode`: text pasted as
+/// found may hold a stray `%` next to valid escapes, and each valid one still counts.
 pub(super) fn percent_decode(raw: &str) -> Option<Zeroizing<String>> {
     if !raw.contains('%') {
         return None;

@@ -22,6 +22,8 @@ use crate::config::notify::{Notify, NotifyOn};
 use crate::engine::event::Outcome;
 use crate::engine::failure::FailureKind;
 use crate::engine::{CredentialReport, RunReport, Status};
+use rekey_net::error_chain;
+use rekey_net::tls::{ClientTls, Roots};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -276,37 +278,15 @@ pub struct Delivery {
 /// redirects (a webhook that redirects is misconfigured, and the event must not follow
 /// it elsewhere).
 fn client() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = ClientTls::verified(Roots::System)
+        .build()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e.without_url())))
-}
-
-/// An error and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e.without_url())))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -350,7 +330,7 @@ pub async fn deliver(client: &reqwest::Client, entry: &Notify, body: Arc<Vec<u8>
                     crate::engine::inspection::short_duration(entry.timeout)
                 ),
             ),
-            Err(e) => (true, chain(&e.without_url())),
+            Err(e) => (true, error_chain(&e.without_url())),
         };
         if !retryable || attempts > entry.retries {
             return Delivery {

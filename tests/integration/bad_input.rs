@@ -85,15 +85,22 @@ fn unknown_credential_name() {
     f.assert_unchanged();
 }
 
+/// A variable missing in a credential's target fails that credential (exit 1, naming
+/// it) before anything of it changes; `validate` still calls the config invalid (exit 2).
 #[test]
 fn missing_environment_variable() {
     let f = Fixture::new();
     let mut cmd = f.ws.command();
     cmd.env_remove(ADMIN_ENV).arg("rotate");
     let r = crate::util::run(cmd, "");
+    r.assert_code(1);
+    r.assert_one_error(&["app-db: preflight:", "credential `app-db`", ADMIN_ENV, "not set"]);
+    f.assert_unchanged();
+    let mut cmd = f.ws.command();
+    cmd.env_remove(ADMIN_ENV).arg("validate");
+    let r = crate::util::run(cmd, "");
     r.assert_code(2);
     r.assert_one_error(&["credential `app-db`", ADMIN_ENV, "not set"]);
-    f.assert_unchanged();
 }
 
 #[test]
