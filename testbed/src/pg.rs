@@ -626,58 +626,19 @@ impl PgCluster {
     }
 
     fn make_certificates(&mut self) -> Result<(), TestbedError> {
-        let d = &self.dir;
-        let ext = d.join("server.ext");
-        fs::write(
-            &ext,
-            "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n",
-        )
-        .map_err(|e| TestbedError::new(format!("cannot write {}: {e}", ext.display())))?;
-        self.tools.chown(&ext)?;
-        let openssl = Path::new("openssl");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-days",
-            "3",
-            "-subj",
-            "/CN=rekey-testbed CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ]);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend(["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-        let sign = vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "3",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ];
-        let steps = [ca, csr, sign];
-        for args in steps {
-            let mut cmd = self.tools.cmd_program(openssl, d);
-            cmd.args(&args);
-            run_ok(&mut cmd, None, SLOW_STEP).map_err(TestbedError::new)?;
+        let ca = crate::certs::TestCa::new(&self.dir, "ca", crate::certs::KeyType::EcP256)?;
+        let server = ca.issue_server("server")?;
+        // The names the server configuration uses; the server (the postgres user when run
+        // as root) must own its key, 0600.
+        for (from, to) in [(&server.cert, "server.crt"), (&server.key, "server.key")] {
+            let to = self.dir.join(to);
+            fs::rename(from, &to).map_err(|e| TestbedError::new(format!("cannot rename {}: {e}", from.display())))?;
+            self.tools.chown(&to)?;
         }
-        let key = d.join("server.key");
+        let key = self.dir.join("server.key");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
             .map_err(|e| TestbedError::new(format!("chmod {}: {e}", key.display())))?;
-        self.tls_root_cert = Some(d.join("ca.crt"));
+        self.tls_root_cert = Some(ca.cert());
         Ok(())
     }
 
