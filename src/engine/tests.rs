@@ -4,3 +4,4 @@
 mod harness;
 mod regression;
 mod simulation;
+mod status;

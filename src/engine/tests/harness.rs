@@ -113,6 +113,14 @@ impl Harness {
             .expect("the run starts")
     }
 
+    /// One `status` run.
+    pub async fn status(&self) -> RunReport {
+        self.engine()
+            .status(vec![self.credential.clone()])
+            .await
+            .expect("the run starts")
+    }
+
     /// The stored state of the key (without faults).
     pub fn state(&self) -> KeyState {
         self.store.snapshot(KEY).unwrap_or_default()
