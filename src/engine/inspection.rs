@@ -538,8 +538,8 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
             (
                 FailureKind::Stuck,
                 format!(
-                    "stuck: version {} pending for {}; `rekey rotate {name}` finishes it, \
-                     `rekey rotate --abandon-pending {name}` drops it",
+                    "stuck: version {} pending for {}; `rekey rotate {name}` finishes it \
+                     (`--abandon-pending` drops it if it can never be applied)",
                     short_id(&p.id),
                     short_duration(age)
                 ),

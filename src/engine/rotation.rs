@@ -24,8 +24,9 @@ pub struct RotateOptions {
     pub grace: Option<Duration>,
     /// `--wait`: wait this long for another run's locks instead of exiting 3 at once.
     pub wait: Option<Duration>,
-    /// `--abandon-pending`: a pending version is revoked at the target (best effort) and
-    /// taken out of the store instead of being resumed; then a fresh rotation starts.
+    /// `--abandon-pending`: a pending version is revoked at the target and taken out of
+    /// the store instead of being resumed; then a fresh rotation starts. Refused when the
+    /// pending secret may be the live one (the current is refused, or revoking it failed).
     pub abandon_pending: bool,
 }
 
@@ -410,6 +411,15 @@ impl Rotation<'_> {
                 rec.run(Step::Apply, self.target.apply(&pending.doc, current)).await?;
             }
             Err(e) => {
+                // `--abandon-pending` is the way out only when the pending document itself
+                // is the problem (staged for another user, say): the current secret, checked
+                // the same way, passes. A configuration or connection problem fails both,
+                // and dropping the pending version would not fix it.
+                let pending_is_the_problem = e.kind() == ErrorKind::InvalidInput
+                    && match current {
+                        Some(current) => self.target.login(current).await.is_ok(),
+                        None => false,
+                    };
                 return Err(rec.fail_since(
                     Step::Resume,
                     e.kind().into(),
@@ -417,7 +427,7 @@ impl Rotation<'_> {
                         "cannot tell whether pending version {} was applied: {}{}",
                         pending.id,
                         e.message(),
-                        if e.kind() == ErrorKind::InvalidInput {
+                        if pending_is_the_problem {
                             format!(
                                 "; if it was not staged for this credential, `rekey rotate {} --abandon-pending` \
                                  drops it",
@@ -428,7 +438,7 @@ impl Rotation<'_> {
                         }
                     ),
                     started,
-                ))
+                ));
             }
         }
         if let Err(failed) = self.verify_new(rec, &pending.doc).await {
@@ -757,6 +767,27 @@ impl Rotation<'_> {
         let started = (SystemTime::now(), Instant::now());
         let caps = self.target.capabilities();
         let current = state.current();
+        // Never trade a pending secret that may be the live one for a dead current: the
+        // target must be reachable and configured, and where one password replaces the
+        // other, must accept the current secret.
+        let refuse = |reason: String| {
+            format!(
+                "not abandoning pending version {}: {reason}; `rekey rotate {}` finishes it once the target answers",
+                pending.id, self.credential.name
+            )
+        };
+        if caps.apply_invalidates_previous {
+            if let Some(current) = current {
+                if let Err(e) = self.target.login(&current.doc).await {
+                    let reason = if e.kind() == ErrorKind::AuthRejected {
+                        "the target refuses the current secret, so the pending one may be the live password".to_owned()
+                    } else {
+                        format!("the current secret cannot be checked ({})", e.message())
+                    };
+                    return Err(rec.fail_since(Step::Abandon, e.kind().into(), refuse(reason), started));
+                }
+            }
+        }
         let target_note = if caps.apply_invalidates_previous {
             // One user, one password: the fresh rotation that follows replaces whatever
             // the pending secret set.
@@ -769,7 +800,17 @@ impl Rotation<'_> {
                     .await
                 {
                     Ok(_) => "revoked at the target".to_owned(),
-                    Err(e) => format!("could not revoke it at the target ({}); check by hand", e.message()),
+                    // Gone already (deleted by hand, never created) or refused as a login:
+                    // nothing of it lives at the target.
+                    Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AuthRejected) => {
+                        format!("already gone at the target ({})", e.message())
+                    }
+                    // It may still live at the target: dropping it from the store would
+                    // forget a working secret.
+                    Err(e) => {
+                        let reason = format!("it could not be revoked at the target ({})", e.message());
+                        return Err(rec.fail_since(Step::Abandon, e.kind().into(), refuse(reason), started));
+                    }
                 },
                 None => "no current secret to revoke it with; check the target by hand".to_owned(),
             }

@@ -131,6 +131,67 @@ async fn abandon_pending_gets_out_of_a_stuck_rotation() {
     assert!(h.target.accepts(&state.current().unwrap().doc));
 }
 
+/// Issue (review): `--abandon-pending` on a `single` credential whose pending password
+/// had been applied (the current one is dead) took the pending version out of the store:
+/// the store's current was then a password the target refuses. Now refused, unchanged.
+#[tokio::test(start_paused = true)]
+async fn abandon_pending_never_leaves_a_dead_current() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    // A crash after apply: the target holds the pending password, the current is dead.
+    let applied = h.target.seed_new();
+    h.store.stage_pending(KEY, "applied", &applied).await.unwrap();
+    assert!(!h.target.accepts(&old) && h.target.accepts(&applied));
+
+    let options = RotateOptions {
+        abandon_pending: true,
+        ..Default::default()
+    };
+    let run = h.rotate(options).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    let message = &run.credentials[0].error.as_ref().unwrap().message;
+    assert!(
+        message.contains("not abandoning") && message.contains("refuses the current"),
+        "{message}"
+    );
+    assert_eq!(
+        h.state().pending().map(|p| p.id.as_str()),
+        Some("applied"),
+        "still pending"
+    );
+    // The plain rerun the message names finishes it.
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert!(h.target.accepts(&h.state().current().unwrap().doc));
+}
+
+/// Issue (review): `--abandon-pending` dropped a pending secret it could not revoke (the
+/// target unreachable, or its configuration broken): a live secret no store version
+/// held. Now refused; a secret already gone at the target is still abandoned.
+#[tokio::test(start_paused = true)]
+async fn abandon_pending_keeps_a_secret_it_could_not_revoke() {
+    let (h, _) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    let live = h.target.seed_new();
+    h.store.stage_pending(KEY, "live", &live).await.unwrap();
+    h.target.fault(TargetOp::Revoke, Fault::Fail(ErrorKind::Unreachable));
+    let options = || RotateOptions {
+        abandon_pending: true,
+        ..Default::default()
+    };
+    let run = h.rotate(options()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    assert!(h.target.accepts(&live));
+    assert_eq!(
+        h.state().pending().map(|p| p.id.as_str()),
+        Some("live"),
+        "still pending"
+    );
+    // Once the target answers, abandoning revokes it and rotates.
+    let run = h.rotate(options()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert!(!h.target.accepts(&live), "revoked at the target");
+    assert!(h.state().version("live").is_some_and(|v| v.stages.is_empty()));
+}
+
 /// Signals stop at a step boundary: nothing starts once a stop is asked for.
 #[tokio::test(start_paused = true)]
 async fn interrupted_run_starts_no_step_and_exits_130() {
