@@ -90,7 +90,11 @@ pub(crate) fn sources(path: &Path, text: &str) -> Result<Sources, ConfigError> {
         return Ok(sources);
     };
     let patterns = patterns(include).map_err(|(span, m)| sources.located(Some(span), &m))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // `-c rekey.toml` has an empty parent: the current directory.
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let inline_credentials = main
         .get_ref()
         .get_key_value("credentials")
@@ -181,7 +185,10 @@ fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = full
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     if dir.to_string_lossy().contains(['*', '?']) {
         return Err(format!(
             "include `{pattern}`: wildcards are allowed in the file name only, not in directories"
@@ -265,6 +272,20 @@ fn check_included(table: &DeTable<'_>, file: &str, text: &str) -> Result<(), Con
                 ),
             };
             return Err(super::located_span(file, text, Some(key.span()), &why));
+        }
+    }
+    // `[credentials.window]` (or `[credentials]`) with no `[[credentials]]` before it
+    // would, once the files are read together, add to the including file's last
+    // credential: an included file's credentials are `[[credentials]]` tables only.
+    if let Some((key, value)) = table.get_key_value("credentials") {
+        if !matches!(value.get_ref(), DeValue::Array(_)) {
+            return Err(super::located_span(
+                file,
+                text,
+                Some(key.span()),
+                "an included file defines credentials as [[credentials]] tables; a [credentials.KEY] table \
+                 before them would change the including file's last credential",
+            ));
         }
     }
     let mut offset = 0;

@@ -283,6 +283,9 @@ fn included_files_hold_only_tables_and_include_nothing() {
         "starts with a table header",
     );
     refused("[notify]\nurl = \"x\"\n", "not `notify`");
+    // Read together with the including file, these would change its last credential.
+    refused("[credentials.password]\nlength = 4\n", "[[credentials]] tables");
+    refused("[credentials.window]\nhours = \"19-20\"\n", "[[credentials]] tables");
 }
 
 #[test]

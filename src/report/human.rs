@@ -195,17 +195,21 @@ impl Live {
             let Some(live) = live.upgrade() else {
                 return;
             };
+            // stderr before the state, in the same order as `event`: the other order can
+            // deadlock with a worker that holds stderr and waits for the state.
+            let mut err = std::io::stderr().lock();
             let mut state = live.lock();
             if state.over {
                 return;
             }
-            live.draw(&mut state, &mut std::io::stderr().lock());
+            live.draw(&mut state, &mut err);
         });
     }
 }
 
 impl Reporter for Progress {
     fn event(&self, event: &Event) {
+        // Lock order: stderr, then the live state (the redraw thread takes them alike).
         let mut err = std::io::stderr().lock();
         let mut live = self.live.as_ref().map(|l| (l, l.lock()));
         // Anything printed below goes on a clean line; the status line comes back after.

@@ -107,3 +107,20 @@ fn validate_json_lists_credentials_and_stores() {
     assert_eq!(doc["credentials"][0]["name"], "orders-db");
     assert_eq!(doc["credentials"][0]["status"], "valid");
 }
+
+/// Review: `include` with a wildcard failed ("directory  does not exist") when the config
+/// path has no directory part: the default `rekey.toml`, or `-c rekey.toml`.
+#[test]
+fn include_works_with_a_bare_config_file_name() {
+    let d = Dir::with_config(&format!("include = [\"*.inc.toml\"]\n{OFFLINE_CONFIG}"));
+    d.write(
+        "extra.inc.toml",
+        "[[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\n\
+         target = { type = \"redis\", host = \"127.0.0.1\", port = 9, username = \"app\" }\n",
+    );
+    for args in [&["validate"][..], &["-c", "rekey.toml", "validate"][..]] {
+        let r = d.rekey(args);
+        r.assert_code(0);
+        assert_eq!(r.stdout, "ok: 3 credentials, 1 store\n", "{args:?}");
+    }
+}
