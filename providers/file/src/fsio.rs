@@ -661,10 +661,10 @@ pub(crate) fn append(
     })
 }
 
-/// Read-only preflight: the directory exists and accepts new files (needed for the atomic
-/// replace), the lock file is usable, and the store file is private and parses; without
-/// `create` it must exist.
-pub(crate) fn check_writable(paths: &Paths, create: bool) -> ProviderResult<()> {
+/// Read-only preflight, the part about paths: the directory exists and accepts new files
+/// (needed for the atomic replace) and the lock file is usable. The caller then checks
+/// that the store file (and journal) are private and parse ([`load`]).
+pub(crate) fn check_writable_paths(paths: &Paths) -> ProviderResult<()> {
     check_dir(paths)?;
     rustix::fs::accessat(
         rustix::fs::CWD,
@@ -682,8 +682,5 @@ pub(crate) fn check_writable(paths: &Paths, create: bool) -> ProviderResult<()> 
         )
         .map_err(|e| io_error("open lock file", &paths.lock, &e.into()))?;
     }
-    match load(paths)? {
-        None if !create => Err(missing_file(paths)),
-        _ => Ok(()),
-    }
+    Ok(())
 }

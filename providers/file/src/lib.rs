@@ -316,8 +316,16 @@ impl Store for FileStore {
             match fsio::load(&shared.paths)? {
                 None if shared.create => Ok(keys.iter().map(|key| Err(not_found(key))).collect()),
                 None => Err(fsio::missing(&shared.paths)),
-                // One parse of the file (and journal) for every key.
-                Some(loaded) => for_each(&loaded.model),
+                // One parse of the file (and journal) for every key, kept for the next
+                // reads and writes when this handle has no state yet.
+                Some(loaded) => {
+                    let answers = for_each(&loaded.model);
+                    let mut cache = shared.cache();
+                    if cache.is_none() {
+                        *cache = Some(writer::Cache::loaded(loaded));
+                    }
+                    answers
+                }
             }
         })
         .await;
@@ -330,7 +338,28 @@ impl Store for FileStore {
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {
         check_key(key)?;
         let shared = self.shared.clone();
-        blocking(move || fsio::check_writable(&shared.paths, shared.create)).await
+        blocking(move || {
+            fsio::check_writable_paths(&shared.paths)?;
+            // The store parses: known when the writer's state is still the files'; else
+            // loaded once, under the state's mutex, and kept as that state, so that a
+            // plan over many credentials parses the store once, not once per credential.
+            let mut cache = shared.cache();
+            if let Some(state) = cache.as_ref() {
+                if state.unchanged(&shared.paths)? {
+                    return Ok(());
+                }
+            }
+            shared.stats.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match fsio::load(&shared.paths)? {
+                None if !shared.create => Err(fsio::missing_file(&shared.paths)),
+                None => Ok(()),
+                Some(loaded) => {
+                    *cache = Some(writer::Cache::loaded(loaded));
+                    Ok(())
+                }
+            }
+        })
+        .await
     }
 
     async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
@@ -555,6 +584,37 @@ mod tests {
         assert_eq!(store.shared.stats.commits.load(Ordering::Relaxed), 31);
         let on_disk = model::StoreFile::parse(store.path(), &std::fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk.key_state("k9").unwrap().unwrap().current().unwrap().id, "v2");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn preflight_of_many_keys_parses_the_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let writer = FileStore::open_or_create(&path).unwrap();
+        for i in 0..20 {
+            writer.put_current(&format!("k{i}"), "v1", &doc("one")).await.unwrap();
+        }
+        let store = Arc::new(FileStore::open(&path).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(
+                async move { store.check_writable(&format!("k{i}")).await },
+            ));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(loads(&store), 1, "one parse for 20 preflights");
+        // A change by another handle is seen: the next preflight parses again, and a
+        // file that no longer parses is reported.
+        writer.put_current("k0", "v2", &doc("two")).await.unwrap();
+        store.check_writable("k0").await.unwrap();
+        assert_eq!(loads(&store), 2);
+        drop(writer);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = store.check_writable("k0").await.unwrap_err();
+        assert_eq!(err.kind(), rekey_api::ErrorKind::InvalidInput, "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

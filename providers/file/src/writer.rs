@@ -85,6 +85,16 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
+    /// The state of files just read (identities taken before reading, see [`fsio::load`]).
+    pub(crate) fn loaded(loaded: fsio::Loaded) -> Cache {
+        Cache {
+            model: loaded.model,
+            snapshot: loaded.snapshot,
+            journal: loaded.journal,
+            size: loaded.size,
+        }
+    }
+
     /// Whether the store file and journal are still what this state was read from or
     /// written as (see above).
     pub(crate) fn unchanged(&self, paths: &Paths) -> ProviderResult<bool> {
@@ -169,12 +179,7 @@ fn current(shared: &Shared, cache: Option<Cache>) -> ProviderResult<Option<Cache
         }
     }
     shared.stats.loads.fetch_add(1, Ordering::Relaxed);
-    Ok(fsio::load(&shared.paths)?.map(|loaded| Cache {
-        model: loaded.model,
-        snapshot: loaded.snapshot,
-        journal: loaded.journal,
-        size: loaded.size,
-    }))
+    Ok(fsio::load(&shared.paths)?.map(Cache::loaded))
 }
 
 /// With the lock held: bring the state up to date, apply every op in order, persist once
