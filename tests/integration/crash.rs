@@ -204,25 +204,12 @@ mod minted {
             let dir = tempfile::tempdir().unwrap();
             let config = match via {
                 Via::Http => minting_config(&api),
-                Via::Exec => format!(
-                    r#"
-[defaults]
-audit_log = "rekey-audit.jsonl"
-
-[stores.local]
-type = "file"
-path = "secrets.json"
-
-[[credentials]]
-name = "{NAME}"
-store = "local"
-key = "billing/api"
-strategy = "dual"
-target = {{ type = "exec", command = ["{KEYAPI_KEYS}"], timeout_secs = 30, secret_fields = ["api_key"],
-  settings = {{ base_url = "{url}", admin_token = "${{{TOKEN_ENV}}}" }} }}
-"#,
-                    url = api.url()
-                ),
+                // The shipped example, with the plugin's absolute path.
+                Via::Exec => std::fs::read_to_string(format!("{KEYAPI_KEYS}.toml"))
+                    .unwrap()
+                    .replace("\"examples/plugins/keyapi-keys\"", &format!("\"{KEYAPI_KEYS}\""))
+                    .replace("${KEYAPI_URL}", &api.url())
+                    .replace("KEYAPI_ADMIN_TOKEN", TOKEN_ENV),
             };
             let config = config.replace(
                 "audit_log = \"rekey-audit.jsonl\"",
