@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo build --release --bin rekey
-//! cargo run --release -p rekey-http --example keyapi_bench [-- ROUNDS]
+//! cargo run --release -p rekey-bench --bin rekey-bench-keyapi [-- ROUNDS]
 //! ```
 //! `REKEY_BIN` names the binary (default `target/release/rekey`).
 
@@ -21,8 +21,9 @@ const CREDENTIALS: usize = 100;
 const PARALLEL: usize = 8;
 
 fn config(api: &KeyApi) -> String {
-    let mut text =
-        String::from("[defaults]\nparallel = 8\n\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n");
+    let mut text = String::from(
+        "[defaults]\nparallel = 8\ngrace = \"0s\"\n\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n",
+    );
     for i in 0..CREDENTIALS {
         text.push_str(&format!(
             r#"
@@ -177,7 +178,7 @@ async fn in_process(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, 
 async fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let bin = std::env::var("REKEY_BIN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/rekey").to_owned());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/rekey").to_owned());
     let api = KeyApi::start_with(KeyApiOptions::quiet()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rekey.toml"), config(&api)).unwrap();
@@ -213,7 +214,13 @@ async fn main() {
     let (mut ours, mut floor, mut targets) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let before = api.request_count();
-        let t = rekey(&bin, dir.path(), &api, &["rotate", "--parallel", "8"], "");
+        let t = rekey(
+            &bin,
+            dir.path(),
+            &api,
+            &["rotate", "--parallel", "8", "--grace", "0s"],
+            "",
+        );
         let requests = api.request_count() - before;
         let before = api.request_count();
         let (m, next) = minimal(&api, std::mem::take(&mut minimal_keys)).await;

@@ -1,7 +1,7 @@
 //! Measures the exec target's overhead per operation (spawn, request, answer) with a
 //! trivial plugin: `/bin/sh -c 'cat >/dev/null; echo {"protocol":1,"ok":true}'`, and
 //! with `/bin/true`-like programs for comparison. Run with
-//! `cargo run --release -p rekey-exec --example exec_measure`.
+//! `cargo run --release -p rekey-bench --bin rekey-bench-exec`.
 
 use rekey_api::{SecretDoc, Strategy, Target};
 use rekey_exec::{ExecProvider, ExecTargetConfig};
