@@ -173,6 +173,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             .await?;
             let mut run = engine.status(chosen).await?;
             mark_missing_stores(&config, &mut run);
+            mark_unresolved(&config, &mut run);
             Ok(finish(&cli, &run))
         }
         Command::Import {
@@ -470,6 +471,28 @@ fn mark_missing_stores(config: &Config, run: &mut RunReport) {
             };
         }
         report.problems = vec![message];
+    }
+}
+
+/// `status` of a credential whose target cannot be configured (a variable it uses is not
+/// set): the store may look fine, but no run can rotate or verify it, so it is not ok.
+fn mark_unresolved(config: &Config, run: &mut RunReport) {
+    use crate::engine::report::Failure;
+    use crate::engine::{FailureKind, Status, Step};
+    for report in &mut run.credentials {
+        let Some(message) = config.unresolved.get(&report.name) else {
+            continue;
+        };
+        let message = format!("misconfigured: {message}; set it, then `rekey verify {}`", report.name);
+        if report.error.is_none() {
+            report.status = Status::Failed;
+            report.error = Some(Failure {
+                step: Step::Preflight,
+                kind: FailureKind::InvalidInput,
+                message: message.clone(),
+            });
+        }
+        report.problems.insert(0, message);
     }
 }
 

@@ -60,7 +60,9 @@ fn row(config: &Config, backends: &ConfiguredBackends, c: &Credential) -> Row {
 
 /// Runs `list`; `Err` is a one-line usage or configuration error (exit 2).
 pub fn run(cli: &Cli, args: &ListArgs) -> Result<i32, String> {
-    let config = Config::load(&config_path(cli.config.as_deref())).map_err(|e| e.to_string())?;
+    // A variable missing in one credential's target must not hide the others: that one
+    // is listed as not configured (`validate` names the variable).
+    let config = Config::load_per_credential(&config_path(cli.config.as_deref())).map_err(|e| e.to_string())?;
     let chosen = super::suggest::select(&config, &[], &args.tags)?;
     let backends = ConfiguredBackends::new(&config, ProviderOptions::default());
     let rows: Vec<Row> = chosen.iter().map(|c| row(&config, &backends, c)).collect();

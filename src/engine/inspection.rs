@@ -605,7 +605,8 @@ fn short_id(id: &str) -> String {
 }
 
 /// The state `status` found a credential in, from its report: `ok`, `no secret`,
-/// `overdue`, `pending`, `stuck`, `revocation due`, `store missing`, or `unreadable`
+/// `overdue`, `pending`, `stuck`, `revocation due`, `store missing`, `misconfigured` (its
+/// target cannot be configured: a variable is not set), or `unreadable`
 /// (the store could not be read). The first problem found decides (a pending rotation
 /// before age, age before a due revocation); every problem is in `problems`.
 pub fn status_state(report: &CredentialReport) -> &'static str {
@@ -619,6 +620,7 @@ pub fn status_state(report: &CredentialReport) -> &'static str {
         (Step::Resume, FailureKind::Stuck) => "stuck",
         (Step::Resume, _) => "pending",
         (Step::CheckAge, _) => "overdue",
+        (Step::Preflight, FailureKind::InvalidInput) => "misconfigured",
         (Step::Revoke, _) => "revocation due",
         _ => "failed",
     }

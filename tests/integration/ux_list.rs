@@ -66,3 +66,40 @@ fn list_with_a_mistyped_tag_is_exit_2_with_a_suggestion() {
     r.assert_code(2);
     r.assert_one_error(&["no credential has tag `prdo`", "did you mean `prod`?"]);
 }
+
+/// Review: one credential's unset variable made `list` exit 2 for all, and `status` say
+/// `ok` for a credential no run can rotate. Now `list` shows every credential and
+/// `status` calls that one `misconfigured` (exit 1), naming the variable.
+#[test]
+fn an_unset_variable_hides_nothing_and_is_not_ok() {
+    let config = format!(
+        "{OFFLINE_CONFIG}\n[[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\n\
+         target = {{ type = \"redis\", host = \"${{REKEY_UX_CACHE_HOST}}\", port = 9, username = \"app\" }}\n"
+    );
+    let d = Dir::with_config(&config);
+    let mut import = d.command();
+    import
+        .env("REKEY_UX_CACHE_HOST", "127.0.0.1")
+        .args(["import", "cache", "--no-verify"]);
+    crate::util::run(import, "a-stored-password-0123456789").assert_code(0);
+
+    let r = d.rekey(&["list"]);
+    r.assert_code(0);
+    for name in ["orders-db", "billing-db", "cache"] {
+        assert!(r.stdout.contains(name), "{name}: {}", r.stdout);
+    }
+    assert!(r.stdout.contains("not configured"), "{}", r.stdout);
+
+    let r = d.rekey(&["-o", "json", "status", "cache"]);
+    r.assert_code(1);
+    let doc = assert_envelope("status", &r.stdout);
+    let cache = &doc["credentials"][0];
+    assert_eq!(cache["state"], "misconfigured", "{cache}");
+    assert!(
+        cache["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("REKEY_UX_CACHE_HOST"),
+        "{cache}"
+    );
+}
