@@ -16,6 +16,12 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
         text.push_str(&format!(" (SQLSTATE {code})"));
         return (kind_of_sqlstate(code), text);
     }
+    // Not from the server: tokio-postgres exposes no kind accessor, and its top-level
+    // text is a fixed string per kind (its `Kind` enum's Display), so that string is the
+    // kind here. Only the server's SQLSTATE (above) says a password was refused: a
+    // client-side "authentication error" (a method the client does not speak, a SCRAM
+    // server signature that does not verify, a password missing) proves nothing about the
+    // password, so it must never count as a refusal (prove-dead would pass on it).
     let top = err.to_string();
     let text = rekey_net::error_chain(err);
     let kind = if err.is_closed() {
@@ -27,7 +33,7 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
             | "timeout waiting for server"
             | "error performing TLS handshake"
             | "connection closed" => ErrorKind::Unreachable,
-            "authentication error" => ErrorKind::AuthRejected,
+            "authentication error" => ErrorKind::Unsupported,
             "invalid configuration" | "invalid connection string" => ErrorKind::InvalidInput,
             _ => ErrorKind::Other,
         }
@@ -89,5 +95,43 @@ mod tests {
         assert_eq!(kind_of_sqlstate("08006"), ErrorKind::Unreachable);
         assert_eq!(kind_of_sqlstate("53300"), ErrorKind::Unreachable);
         assert_eq!(kind_of_sqlstate("42601"), ErrorKind::Other);
+    }
+
+    /// A client-side authentication error (here: a server offering only a SASL mechanism
+    /// the client does not speak) is not a refused password: prove-dead must not pass on
+    /// it. The peer is a fake: a TCP listener that answers any startup with that offer.
+    #[tokio::test]
+    async fn a_client_side_authentication_error_is_not_a_refusal() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut startup = [0u8; 512];
+            let _ = socket.read(&mut startup).await.unwrap();
+            // AuthenticationSASL (R, code 10) offering "FOO" only.
+            let mut answer = vec![b'R'];
+            answer.extend_from_slice(&13u32.to_be_bytes());
+            answer.extend_from_slice(&10u32.to_be_bytes());
+            answer.extend_from_slice(b"FOO\0\0");
+            socket.write_all(&answer).await.unwrap();
+            let _ = socket.read(&mut startup).await;
+        });
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("app")
+            .password("a-password")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let err = match config.connect(tokio_postgres::NoTls).await {
+            Ok(_) => panic!("the fake server accepts nothing"),
+            Err(e) => e,
+        };
+        assert!(err.as_db_error().is_none(), "not the server's refusal: {err}");
+        let (kind, text) = classify(&err);
+        assert_ne!(kind, ErrorKind::AuthRejected, "{text}");
+        assert_eq!(kind, ErrorKind::Unsupported, "{text}");
+        server.abort();
     }
 }

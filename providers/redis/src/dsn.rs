@@ -1,7 +1,6 @@
 //! Parsing the admin URL (`redis://user:pass@host:port`, `rediss://...`). Errors never
 //! quote the URL.
 
-use percent_encoding::percent_decode_str;
 use rekey_api::{ProviderError, ProviderResult, RedactedDsn, Secret};
 
 /// An admin URL, parsed.
@@ -42,19 +41,19 @@ pub(crate) fn parse_admin_dsn(dsn: &RedactedDsn) -> ProviderResult<AdminDsn> {
             "fragments such as #insecure are not supported (certificates are always checked; use tls_ca)".into(),
         ));
     }
-    let decode = |s: &str| -> ProviderResult<String> {
-        percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| bad("user name or password is not valid UTF-8 after percent-decoding".into()))
+    // The decoded buffers are zeroized (rekey-net); a malformed escape is refused.
+    let decode = |s: &str| {
+        rekey_net::percent_decode(s).ok_or_else(|| {
+            bad("user name or password has a malformed %-escape or is not valid UTF-8 after percent-decoding".into())
+        })
     };
     let user = match url.username() {
         "" => None,
-        u => Some(decode(u)?),
+        u => Some(decode(u)?.as_str().to_owned()),
     };
     let password = match url.password() {
         None => None,
-        Some(p) => Some(Secret::new(decode(p)?)),
+        Some(p) => Some(Secret::new(std::mem::take(&mut *decode(p)?))),
     };
     if let Some(user) = &user {
         crate::acl::validate_username(user).map_err(|why| bad(format!("the user name is not valid: {why}")))?;
@@ -104,6 +103,8 @@ mod tests {
             "unix:///tmp/s3cret",
             "redis://admin:s3cret@",
             "redis://a%20b:s3cret@h",
+            // A malformed escape is refused, not kept literally.
+            "redis://admin:s3cret%zz@h",
         ] {
             let err = match parse(bad) {
                 Ok(_) => panic!("{bad} parsed"),
