@@ -37,8 +37,11 @@ pub const WRITE_LABEL: &str = "REKEY_WRITE";
 /// RFC 3339 time.
 pub const REVOKED_TAG_PREFIX: &str = "rekey:revoked:";
 
-/// How many times a read retries when the labels move while it reads.
-const READ_ATTEMPTS: usize = 3;
+/// How many times a read tries when the labels move while it reads (another runner's
+/// rotation moves them three times in well under a second), with a pause doubling from
+/// [`READ_RETRY_PAUSE_MS`] between attempts (about 0.8 s in all).
+const READ_ATTEMPTS: usize = 6;
+const READ_RETRY_PAUSE_MS: u64 = 25;
 /// Revocation tags of versions that no longer hold a stage are removed once there are
 /// more than this many (one `UntagResource` every few rotations, far below AWS's limit
 /// of 50 tags per secret).
@@ -932,7 +935,11 @@ impl Store for SecretsManagerStore {
 
     async fn read(&self, key: &str) -> ProviderResult<KeyState> {
         check_key(key)?;
-        for _ in 0..READ_ATTEMPTS {
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 0 {
+                let pause = READ_RETRY_PAUSE_MS << (attempt - 1);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             if let Some(state) = self.read_once(key).await? {
                 return Ok(state);
             }
