@@ -128,7 +128,15 @@ fn credential(report: &CredentialReport) -> Value {
         // `plan` stays the prose lines it always was; `plan_steps` is the engine's typed
         // items as they are.
         value["plan"] = report.plan.iter().map(|item| item.to_string()).collect();
-        value["plan_steps"] = serde_json::to_value(&report.plan).expect("plan items serialize");
+        let mut items = serde_json::to_value(&report.plan).expect("plan items serialize");
+        // Schema version 1 named a warning's step `warning`; it still does (with
+        // `warning: true`), so scripts that select `step == "warning"` keep working.
+        for item in items.as_array_mut().into_iter().flatten() {
+            if item["warning"] == true {
+                item["step"] = "warning".into();
+            }
+        }
+        value["plan_steps"] = items;
     }
     value
 }
@@ -229,6 +237,16 @@ mod tests {
             (value["mode"].as_str(), value["warning"].as_bool()),
             (Some("incident"), Some(true))
         );
+        // In the report, a warning's step is `warning`, as schema version 1 always had it.
+        let reporter: std::sync::Arc<dyn crate::engine::Reporter> =
+            std::sync::Arc::new(crate::engine::event::Fanout(Vec::new()));
+        let recorder = crate::engine::recorder::Recorder::new("run", reporter, "x", "t".into(), "s".into(), "k");
+        let mut report = recorder.finish(Ok(crate::engine::Status::Planned));
+        report.plan = vec![item, warning];
+        let value = credential(&report);
+        assert_eq!(value["plan_steps"][0]["step"], "apply");
+        assert_eq!(value["plan_steps"][1]["step"], "warning");
+        assert_eq!(value["plan_steps"][1]["warning"], true);
     }
 
     #[test]
