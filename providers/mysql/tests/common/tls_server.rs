@@ -41,6 +41,9 @@ impl TlsServer {
     pub fn start() -> TlsServer {
         let dir = std::env::temp_dir().join(rekey_api::conformance::unique_name("rekey_mysql_tls"));
         std::fs::create_dir_all(dir.join("data")).unwrap();
+        // Its own temporary directory: a starting server removes every `#sql*` file in
+        // its tmpdir, so two servers bootstrapping at once in /tmp break each other.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         // The server runs as `mysql` and must reach its files.
         run(Command::new("chmod").arg("755").arg(&dir), "chmod");
         // RSA: what every MariaDB TLS library build accepts.
@@ -55,6 +58,7 @@ impl TlsServer {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if root {
             install.arg("--user=mysql");
@@ -67,6 +71,7 @@ impl TlsServer {
         server
             .arg("--no-defaults")
             .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--tmpdir={}", path("tmp")))
             .arg(format!("--socket={}", path("sock")))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
