@@ -197,6 +197,14 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         } => {
             let config = load(&cli)?;
             let credential = one(&config, name)?;
+            // A variable its target needs is not set: this credential fails (exit 1), as
+            // in every other command, before its secret is read.
+            if let Some(message) = config.unresolved.get(name) {
+                return Err(Stop {
+                    code: exit::CREDENTIAL_FAILED,
+                    message: format!("{name}: import: {message}"),
+                });
+            }
             let checked = credential.clone();
             let read_doc = || {
                 let value =

@@ -77,6 +77,11 @@ fn an_unset_variable_hides_nothing_and_is_not_ok() {
          target = {{ type = \"redis\", host = \"${{REKEY_UX_CACHE_HOST}}\", port = 9, username = \"app\" }}\n"
     );
     let d = Dir::with_config(&config);
+    // Without the variable, import of that credential fails as the credential's failure
+    // (exit 1, naming it), not as a usage error.
+    let r = d.rekey_stdin(&["import", "cache", "--no-verify"], "a-stored-password-0123456789");
+    r.assert_code(1);
+    r.assert_one_error(&["cache: import:", "REKEY_UX_CACHE_HOST"]);
     let mut import = d.command();
     import
         .env("REKEY_UX_CACHE_HOST", "127.0.0.1")
