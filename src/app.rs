@@ -528,9 +528,11 @@ fn check_output_paths(config: &Config, outputs: &[Option<&Path>]) -> Result<(), 
     for (name, store) in &config.stores {
         if let crate::config::StoreConfig::File(f) = store {
             protected.push((resolved(&f.path), format!("store `{name}`'s file")));
-            let mut lock = f.path.clone().into_os_string();
-            lock.push(".lock");
-            protected.push((resolved(Path::new(&lock)), format!("store `{name}`'s lock file")));
+            for (suffix, what) in [(".lock", "lock file"), (".journal", "journal")] {
+                let mut sidecar = f.path.clone().into_os_string();
+                sidecar.push(suffix);
+                protected.push((resolved(Path::new(&sidecar)), format!("store `{name}`'s {what}")));
+            }
         }
     }
     if let Some(audit) = &config.defaults.audit_log {

@@ -1,5 +1,5 @@
 //! Files that must stay apart: the configuration file, each file store's file and its
-//! sidecar lock `<path>.lock`, the audit log, the lock directory and each credential's
+//! sidecar lock `<path>.lock` and journal `<path>.journal`, the audit log, the lock directory and each credential's
 //! lock file. Two of them being one file corrupts a store, appends audit lines to the
 //! configuration, or makes rekey wait on its own lock.
 //!
@@ -72,24 +72,30 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
     let lock_dir = identity(f.lock_dir);
     let shown = |p: &Path| p.display().to_string();
 
-    // name, store file, sidecar lock
-    let mut stores: Vec<(&str, &Path, PathBuf, PathBuf)> = Vec::new();
+    // name, store file, its sidecars (the lock file and the journal)
+    let mut stores: Vec<(&str, &Path, PathBuf, Vec<PathBuf>)> = Vec::new();
     for (name, store) in f.stores {
         let StoreConfig::File(c) = store else { continue };
         let path = identity(&c.path);
-        let mut sidecar = path.clone().into_os_string();
-        sidecar.push(".lock");
-        stores.push((name, &c.path, path, PathBuf::from(sidecar)));
+        let sidecars = [".lock", ".journal"]
+            .iter()
+            .map(|suffix| {
+                let mut sidecar = path.clone().into_os_string();
+                sidecar.push(suffix);
+                PathBuf::from(sidecar)
+            })
+            .collect();
+        stores.push((name, &c.path, path, sidecars));
     }
 
-    for (i, (name, written, path, sidecar)) in stores.iter().enumerate() {
+    for (i, (name, written, path, sidecars)) in stores.iter().enumerate() {
         if within(path, &config) || within(&config, path) {
             return fail(format!(
                 "store `{name}`: `path` {} is the configuration file",
                 shown(written)
             ));
         }
-        for (other, _, other_path, other_sidecar) in &stores[..i] {
+        for (other, _, other_path, other_sidecars) in &stores[..i] {
             if path == other_path {
                 return fail(format!(
                     "store `{name}`: `path` {} is also the file of store `{other}`: two stores in one file \
@@ -97,16 +103,16 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
                     shown(written)
                 ));
             }
-            if path == other_sidecar || sidecar == other_path {
+            if other_sidecars.contains(path) || sidecars.contains(other_path) {
                 return fail(format!(
                     "store `{name}`: `path` {} collides with store `{other}`'s file or its lock file",
                     shown(written)
                 ));
             }
         }
-        if within(&lock_dir, path) || within(&lock_dir, sidecar) {
+        if within(&lock_dir, path) || sidecars.iter().any(|s| within(&lock_dir, s)) {
             return fail(format!(
-                "[defaults] lock_dir {} is store `{name}`'s file {} (or its lock file)",
+                "[defaults] lock_dir {} is store `{name}`'s file {} (or its lock file or journal)",
                 shown(f.lock_dir),
                 shown(written)
             ));
@@ -139,10 +145,10 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
                 shown(written)
             ));
         }
-        for (name, store_written, path, sidecar) in &stores {
-            if within(&audit, path) || &audit == sidecar {
+        for (name, store_written, path, sidecars) in &stores {
+            if within(&audit, path) || sidecars.contains(&audit) {
                 return fail(format!(
-                    "[defaults] audit_log {} is store `{name}`'s file {} (or its lock file): audit lines \
+                    "[defaults] audit_log {} is store `{name}`'s file {} (or its lock file or journal): audit lines \
                      would corrupt the store",
                     shown(written),
                     shown(store_written)
@@ -170,10 +176,10 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
                 lock.display()
             ));
         }
-        for (name, written, path, sidecar) in &stores {
-            if &lock == path || &lock == sidecar {
+        for (name, written, path, sidecars) in &stores {
+            if &lock == path || sidecars.contains(&lock) {
                 return fail(format!(
-                    "credential `{credential}`: its lock file {} is store `{name}`'s file {} (or its lock file)",
+                    "credential `{credential}`: its lock file {} is store `{name}`'s file {} (or its lock file or journal)",
                     lock.display(),
                     shown(written)
                 ));

@@ -220,6 +220,11 @@ fn files_that_coincide_are_refused() {
         &text.replace("audit_log = \"audit.jsonl\"", "audit_log = \"secrets.json.lock\""),
         &["[defaults] audit_log", "store `local`"],
     );
+    // The file store's journal (a large store's recent writes) is the store's too.
+    refused(
+        &text.replace("audit_log = \"audit.jsonl\"", "audit_log = \"secrets.json.journal\""),
+        &["[defaults] audit_log", "store `local`", "journal"],
+    );
     refused(
         &text.replace("audit_log = \"audit.jsonl\"", "audit_log = \"rekey.toml\""),
         &["[defaults] audit_log", "configuration file"],
