@@ -81,6 +81,11 @@ pub struct FileStore {
 /// above it, commits append to the journal.
 pub const JOURNAL_FROM: u64 = 64 * 1024;
 
+/// How long writes may stay in the journal only: the first commit after this folds them
+/// into the snapshot, so a program that reads the JSON file directly is never more than
+/// about this far behind during a run (and sees everything once the run ends).
+pub const FOLD_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl FileStore {
     /// Opens the existing store at `path`. Fails with [`rekey_api::ErrorKind::NotFound`]
     /// when the file does not exist (a typo in the path, or a file system that is not
@@ -116,6 +121,8 @@ impl FileStore {
                 paths,
                 create,
                 journal_from: JOURNAL_FROM,
+                journal_since: Mutex::new(None),
+                fold_after: FOLD_AFTER,
                 stats: Default::default(),
                 cache: Mutex::new(None),
             }),
@@ -141,6 +148,15 @@ impl FileStore {
     pub fn with_journal_from(mut self, bytes: u64) -> FileStore {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.journal_from = bytes;
+        }
+        self
+    }
+
+    /// Sets how long writes may stay in the journal only ([`FOLD_AFTER`] by default).
+    /// Takes effect before the first write, like [`FileStore::with_journal_from`].
+    pub fn with_fold_after(mut self, after: std::time::Duration) -> FileStore {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.fold_after = after;
         }
         self
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// One queued write and where to send its result.
@@ -45,6 +45,12 @@ pub(crate) struct Shared {
     /// Snapshots smaller than this are rewritten whole on every commit; the journal of a
     /// larger one is compacted when it would outgrow the snapshot (or this, if larger).
     pub journal_from: u64,
+    /// When this writer first appended to the live journal (none since the last
+    /// compaction): past `fold_after` the next commit compacts, so a program reading the
+    /// snapshot directly is never more than about that far behind during a run.
+    pub journal_since: Mutex<Option<Instant>>,
+    /// [`crate::FOLD_AFTER`] unless a test says otherwise.
+    pub fold_after: Duration,
     pub stats: Stats,
     /// The writer's view of the file between batches; readers use it too (see [`Cache`]).
     /// Taken out by the writer for the length of a batch.
@@ -272,12 +278,19 @@ fn persist(
     }
     let journal_len = journal.as_ref().filter(|j| j.live()).map_or(0, JournalFile::len);
     let bound = (size as u64).max(shared.journal_from);
-    if journal_len + records.as_slice().len() as u64 > bound {
+    let since = *shared.journal_since.lock().unwrap_or_else(PoisonError::into_inner);
+    let stale = since.is_some_and(|t| t.elapsed() >= shared.fold_after);
+    if journal_len + records.as_slice().len() as u64 > bound || stale {
         drop(journal);
         drop(snapshot);
         return compact(shared, model, size);
     }
     let journal = fsio::append(paths, journal, model.generation, records.as_slice())?;
+    shared
+        .journal_since
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(Instant::now);
     Ok((snapshot, Some(journal), size))
 }
 
@@ -285,5 +298,6 @@ fn compact(shared: &Shared, model: &mut StoreFile, size: usize) -> ProviderResul
     let generation = model.generation + 1;
     let (snapshot, size) = fsio::persist(&shared.paths, model, generation, size + size / 4)?;
     shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+    *shared.journal_since.lock().unwrap_or_else(PoisonError::into_inner) = None;
     Ok((snapshot, None, size))
 }

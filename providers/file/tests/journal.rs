@@ -25,6 +25,9 @@ fn doc(password: &str) -> SecretDoc {
     d
 }
 
+/// A fold-after long enough never to be reached by a test.
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn journal_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.journal", path.display()))
 }
@@ -187,7 +190,10 @@ fn write_private(path: &Path, bytes: &[u8]) {
 async fn a_journal_cut_anywhere_loses_only_the_cut_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open_or_create(&path).unwrap().with_journal_from(0);
+    let store = FileStore::open_or_create(&path)
+        .unwrap()
+        .with_journal_from(0)
+        .with_fold_after(HOUR);
     // A snapshot large enough that four records do not outgrow it (no compaction).
     for i in 0..40 {
         store.put_current(&key(i), "v1", &doc("one")).await.unwrap();
@@ -253,7 +259,8 @@ async fn a_journal_cut_anywhere_loses_only_the_cut_record() {
 async fn writes_to_a_large_store_append_and_leave_the_snapshot_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open_or_create(&path).unwrap();
+    // No fold by age here: on a slow machine the 20 writes may take longer than it.
+    let store = FileStore::open_or_create(&path).unwrap().with_fold_after(HOUR);
     for i in 0..400 {
         store.put_current(&format!("k{i}"), "v1", &doc("one")).await.unwrap();
     }
@@ -297,7 +304,10 @@ fn mode(path: &Path) -> u32 {
 async fn a_group_readable_journal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let store = FileStore::open_or_create(&path).unwrap().with_journal_from(0);
+    let store = FileStore::open_or_create(&path)
+        .unwrap()
+        .with_journal_from(0)
+        .with_fold_after(HOUR);
     store.put_current("k", "v1", &doc("one")).await.unwrap();
     store.stage_pending("k", "v2", &doc("two")).await.unwrap();
     let journal = journal_path(&path);
@@ -372,4 +382,30 @@ async fn a_format_1_store_is_read_and_upgraded_by_the_first_write() {
     let state = other.read("orders/db").await.unwrap();
     assert_eq!(state.current().unwrap().doc.get_str("password"), Some("new-pw"));
     assert_eq!(state.previous().unwrap().doc.get_str("password"), Some("current-pw"));
+}
+
+/// A program reading the snapshot directly is never far behind during a run: writes
+/// stay in the journal only for `fold_after` (2 s by default); the first commit after it
+/// folds them into the snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn journaled_writes_reach_the_snapshot_after_fold_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.json");
+    let fold = std::time::Duration::from_millis(300);
+    let store = FileStore::open_or_create(&path)
+        .unwrap()
+        .with_journal_from(0)
+        .with_fold_after(fold);
+    let on_disk = |key: &str| -> serde_json::Value {
+        let file: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        file["keys"][key].clone()
+    };
+    store.put_current("a", "v1", &doc("one")).await.unwrap();
+    store.put_current("b", "v1", &doc("one")).await.unwrap();
+    assert!(on_disk("b").is_null(), "journaled, not yet in the snapshot");
+    assert!(journal_path(&path).exists());
+    std::thread::sleep(fold + std::time::Duration::from_millis(50));
+    store.put_current("c", "v1", &doc("one")).await.unwrap();
+    assert_eq!(on_disk("b")["versions"][0]["id"], "v1", "folded in");
+    assert_eq!(on_disk("c")["versions"][0]["id"], "v1", "folded in");
 }
