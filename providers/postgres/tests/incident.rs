@@ -85,6 +85,19 @@ async fn backend_pid(session: &tokio_postgres::Client) -> i32 {
 }
 
 /// The one note naming backend `pid`.
+/// Waits (bounded) until no session of `role` named `rekey` (rekey's own logins) is left.
+fn wait_for_no_rekey_session(pg: &PgCluster, role: &str) {
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = {} AND application_name = 'rekey'",
+        rekey_testbed::quote_literal(role)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.psql(&query).trim() != "0" {
+        assert!(Instant::now() < deadline, "rekey's own session of {role} did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn note_of(notes: &[String], pid: i32) -> String {
     let needle = format!("session pid {pid} ");
     let found: Vec<&String> = notes.iter().filter(|n| n.starts_with(&needle)).collect();
@@ -337,6 +350,9 @@ async fn revoke_notes_name_the_sessions_it_ended() {
     let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
     t.apply(&new, Some(&current)).await.unwrap();
     t.verify(&new).await.unwrap();
+    // verify's own login has closed, but on a busy machine its server process may still
+    // be ending: wait until it is gone, so that only the two sessions above remain.
+    wait_for_no_rekey_session(pg, &role.name);
 
     let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
     assert_eq!(report.sessions_terminated, 2, "{report:?}");
@@ -392,6 +408,8 @@ async fn without_admin_the_notes_show_the_roles_own_sessions() {
     let current = role.doc();
     let new = t.prepare(Some(&current), random_password(32)).await.unwrap();
     t.apply(&new, Some(&current)).await.unwrap();
+    // apply logged in as the role itself: wait until that session has ended.
+    wait_for_no_rekey_session(pg, &role.name);
     let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
     assert_eq!(report.sessions_terminated, 1, "{report:?}");
     let note = note_of(&report.notes, pid);
