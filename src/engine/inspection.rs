@@ -231,6 +231,30 @@ pub async fn plan(
                 rfc3339(p.created)
             ),
         ));
+        // A pending document the target cannot use for this credential (staged for another
+        // user, by something else) while the current one passes the same check: the
+        // rotation will stop there; say so now, with the way out.
+        if let Err(e) = target.login(&p.doc).await {
+            let current_passes = match current {
+                Some(current) => target.login(current).await.is_ok(),
+                None => false,
+            };
+            if e.kind() == ErrorKind::InvalidInput && current_passes {
+                lines.push(
+                    PlanItem::new(
+                        PlanStep::Resume,
+                        format!(
+                            "pending version {} cannot be used for this credential ({}); if it was not staged \
+                             for it, `rekey rotate {} --abandon-pending` drops it",
+                            p.id,
+                            e.message(),
+                            credential.name
+                        ),
+                    )
+                    .warning(),
+                );
+            }
+        }
     } else if options.due_only && !is_due(&state, credential.every, now) {
         let due = state
             .current()

@@ -113,6 +113,14 @@ impl Harness {
             .expect("the run starts")
     }
 
+    /// One `plan` run.
+    pub async fn plan(&self) -> RunReport {
+        self.engine()
+            .plan(vec![self.credential.clone()], RotateOptions::default())
+            .await
+            .expect("the run starts")
+    }
+
     /// One `status` run.
     pub async fn status(&self) -> RunReport {
         self.engine()

@@ -192,6 +192,41 @@ async fn abandon_pending_keeps_a_secret_it_could_not_revoke() {
     assert!(h.state().version("live").is_some_and(|v| v.stages.is_empty()));
 }
 
+/// Issue 12: a leftover pending version the target cannot use for this credential (an
+/// AWSPENDING staged for another user) made `rotate` fail with the way out, but `plan`
+/// said only "apply it". Now plan warns, naming `--abandon-pending`; a pending version
+/// that is merely not applied yet gets no warning.
+#[tokio::test(start_paused = true)]
+async fn plan_names_abandon_pending_for_a_pending_version_of_another_credential() {
+    let (h, _) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    let mut foreign = SecretDoc::new();
+    foreign.set("username", "someone-else");
+    foreign.set("password", "not-for-this-credential-0123");
+    h.store.stage_pending(KEY, "foreign", &foreign).await.unwrap();
+    h.target.fault(TargetOp::Login, Fault::Fail(ErrorKind::InvalidInput));
+    let report = h.plan().await;
+    let warnings: Vec<String> = report.credentials[0]
+        .plan
+        .iter()
+        .filter(|item| item.warning)
+        .map(|item| item.to_string())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", report.credentials[0].plan);
+    assert!(
+        warnings[0].contains("--abandon-pending") && warnings[0].contains("foreign"),
+        "{warnings:?}"
+    );
+
+    // A pending version not applied yet (refused as a login): no warning.
+    h.target.clear_faults();
+    let report = h.plan().await;
+    assert!(
+        report.credentials[0].plan.iter().all(|item| !item.warning),
+        "{:?}",
+        report.credentials[0].plan
+    );
+}
+
 /// Signals stop at a step boundary: nothing starts once a stop is asked for.
 #[tokio::test(start_paused = true)]
 async fn interrupted_run_starts_no_step_and_exits_130() {
