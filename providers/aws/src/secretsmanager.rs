@@ -506,6 +506,29 @@ impl SecretsManagerStore {
     /// Creates the secret with `doc` as its first version and parks AWSPENDING on it.
     /// AWS makes a secret's first version `AWSCURRENT`, whatever labels are asked for.
     /// `Ok(false)` when the secret exists already (someone created it meanwhile).
+    /// The secret's labels for a write ([`Self::snapshot`]), or `None` when the secret did
+    /// not exist and this call created it with `doc` as its first version (AWS makes the
+    /// first version AWSCURRENT: there is no older secret for readers to keep using).
+    async fn snapshot_or_create(
+        &self,
+        key: &str,
+        version: &str,
+        doc: &SecretDoc,
+    ) -> ProviderResult<Option<(Snapshot, bool)>> {
+        if let Some(found) = self.snapshot(key).await? {
+            return Ok(Some(found));
+        }
+        if self.create(key, version, doc).await? {
+            return Ok(None);
+        }
+        let snap = self.describe(key).await?.ok_or_else(|| {
+            ProviderError::conflict(format!(
+                "secret {key} was created and deleted by someone else meanwhile"
+            ))
+        })?;
+        Ok(Some((snap, false)))
+    }
+
     async fn create(&self, key: &str, version: &str, doc: &SecretDoc) -> ProviderResult<bool> {
         let id = version_id(version);
         let json = doc.to_json();
@@ -960,19 +983,8 @@ impl Store for SecretsManagerStore {
     async fn put_current(&self, key: &str, version_id_: &str, doc: &SecretDoc) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let (snap, remembered) = match self.snapshot(key).await? {
-            Some(found) => found,
-            None => {
-                if self.create(key, &version, doc).await? {
-                    return Ok(());
-                }
-                let snap = self.describe(key).await?.ok_or_else(|| {
-                    ProviderError::conflict(format!(
-                        "secret {key} was created and deleted by someone else meanwhile"
-                    ))
-                })?;
-                (snap, false)
-            }
+        let Some((snap, remembered)) = self.snapshot_or_create(key, &version, doc).await? else {
+            return Ok(());
         };
         match self.put_current_from(key, &version, version_id_, doc, snap).await {
             Err(e) if remembered && lost_race(&e) => {}
@@ -988,21 +1000,8 @@ impl Store for SecretsManagerStore {
     async fn stage_pending(&self, key: &str, version_id_: &str, doc: &SecretDoc) -> ProviderResult<()> {
         check_key(key)?;
         let version = token(version_id_).map_err(|e| e.context(format_args!("secret {key}")))?;
-        let (snap, remembered) = match self.snapshot(key).await? {
-            Some(found) => found,
-            None => {
-                // A new secret: AWS makes its first version AWSCURRENT (there is no
-                // older secret for readers to keep using).
-                if self.create(key, &version, doc).await? {
-                    return Ok(());
-                }
-                let snap = self.describe(key).await?.ok_or_else(|| {
-                    ProviderError::conflict(format!(
-                        "secret {key} was created and deleted by someone else meanwhile"
-                    ))
-                })?;
-                (snap, false)
-            }
+        let Some((snap, remembered)) = self.snapshot_or_create(key, &version, doc).await? else {
+            return Ok(());
         };
         match self.stage_from(key, &version, version_id_, doc, snap).await {
             Err(e) if remembered && lost_race(&e) => {}
