@@ -22,7 +22,8 @@
 //! Admin requests need `Authorization: Bearer ADMIN` (`401` otherwise; an API key gets
 //! `403`). A deleted key keeps working for [`KeyApiOptions::revoke_delay`] (default
 //! 300 ms). Every [`KeyApiOptions::rate_limit_every`]th request (default every 9th) is
-//! answered `429` with `Retry-After: 1` and not processed.
+//! answered `429` with `Retry-After: 1` and not processed. [`KeyApiOptions::latency`]
+//! (default zero) delays every answer, as a service across a network would.
 
 mod client;
 mod rabbitmq;
@@ -48,6 +49,11 @@ pub struct KeyApiOptions {
     pub rate_limit_every: Option<u64>,
     /// The `Retry-After` seconds of those answers (default 1).
     pub retry_after_secs: u64,
+    /// How long every request waits before it is processed and answered (default zero):
+    /// the round trip and processing time of a service across a network. Connections
+    /// are served in parallel, so this adds to each request's time, not to the server's
+    /// throughput.
+    pub latency: Duration,
 }
 
 impl Default for KeyApiOptions {
@@ -56,6 +62,7 @@ impl Default for KeyApiOptions {
             revoke_delay: Duration::from_millis(300),
             rate_limit_every: Some(9),
             retry_after_secs: 1,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -67,7 +74,14 @@ impl KeyApiOptions {
             revoke_delay: Duration::ZERO,
             rate_limit_every: None,
             retry_after_secs: 1,
+            latency: Duration::ZERO,
         }
+    }
+
+    /// These options with every request answered after `latency` (see
+    /// [`KeyApiOptions::latency`]).
+    pub fn with_latency(self, latency: Duration) -> Self {
+        KeyApiOptions { latency, ..self }
     }
 }
 
@@ -341,6 +355,9 @@ fn serve(stream: TcpStream, shared: &Shared) {
                     .headers
                     .get("connection")
                     .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                if !shared.options.latency.is_zero() {
+                    thread::sleep(shared.options.latency);
+                }
                 let answer = handle(&request, shared);
                 let mut head = format!(
                     "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
@@ -770,5 +787,29 @@ mod tests {
             api.log().iter().map(|l| l.status).collect::<Vec<_>>(),
             vec![401, 429, 500]
         );
+    }
+
+    #[test]
+    fn latency_delays_every_answer() {
+        let latency = Duration::from_millis(40);
+        let api = KeyApi::start_with(KeyApiOptions::quiet().with_latency(latency)).unwrap();
+        let key = api.mint("t");
+        for (secret, status) in [(key.secret.as_str(), 200), ("sk_wrong", 401)] {
+            let started = Instant::now();
+            let reply = request(
+                "GET",
+                &format!("{}/v1/me", api.url()),
+                &[("Authorization", &format!("Bearer {secret}"))],
+                None,
+            )
+            .unwrap();
+            assert_eq!(reply.status, status);
+            let took = started.elapsed();
+            assert!(
+                took >= latency,
+                "answered after {took:?}, before the latency {latency:?}"
+            );
+        }
+        assert_eq!(api.request_count(), 2);
     }
 }
