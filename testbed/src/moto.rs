@@ -9,8 +9,8 @@
 //! every request must be signed with a key moto knows, and moto's IAM policy evaluation
 //! decides what it may do.
 
-use crate::process::run;
-use crate::scratch::{self, free_port, shell_quote};
+use crate::process::{self, run};
+use crate::scratch::{self, free_port};
 use crate::TestbedError;
 use std::fmt;
 use std::fs;
@@ -294,33 +294,17 @@ impl MotoServer {
         }
     }
 
-    /// A shell loop that kills the server if the test process dies without dropping it
+    /// A watchdog that kills the server if the test process dies without dropping it
     /// (or exits, for [`MotoServer::shared`]). Drop removes the directory first, which
-    /// ends the loop without a kill, so a reused pid is never signalled.
+    /// ends the watchdog without a kill, so a reused pid is never signalled.
     fn spawn_watchdog(&self) -> Result<(), TestbedError> {
-        let dir = shell_quote(&self.dir.to_string_lossy());
-        let script = format!(
-            "while kill -0 {me} 2>/dev/null && [ -d {dir} ]; do sleep 1; done; \
-             if [ -d {dir} ]; then kill -CONT {moto}; kill {moto}; sleep 1; kill -9 {moto}; rm -rf {dir}; fi",
-            me = std::process::id(),
-            moto = self.pid(),
-        );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let status = run(&mut cmd, None, Duration::from_secs(10))
-            .map_err(TestbedError::new)?
-            .status;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(TestbedError::new(format!("cannot start the moto watchdog: {status}")))
-        }
+        process::spawn_watchdog(
+            &self.dir,
+            &format!(
+                "kill -CONT {moto}; kill {moto}; sleep 1; kill -9 {moto}",
+                moto = self.pid()
+            ),
+        )
     }
 }
 

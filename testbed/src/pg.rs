@@ -1,14 +1,14 @@
 //! A throwaway PostgreSQL cluster with password (SCRAM-SHA-256) authentication enforced
 //! on TCP, started from the server binaries installed on the machine.
 
-use crate::process::{run, run_ok};
-use crate::scratch::{free_port, fresh_dir, shell_quote};
+use crate::process::{self, run, run_ok};
+use crate::scratch::{effective_uid, free_port, fresh_dir, lookup_user, shell_quote};
 use crate::TestbedError;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -194,26 +194,6 @@ impl Tools {
             program
         }
     }
-}
-
-fn effective_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
-}
-
-/// `(uid, gid)` of a user from /etc/passwd.
-fn lookup_user(name: &str) -> Option<(u32, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some((uid, gid))
-    })
 }
 
 /// `$REKEY_PG_BIN`, else the newest `/usr/lib/postgresql/<major>/bin` holding `initdb`,
@@ -649,38 +629,12 @@ impl PgCluster {
             .map_err(|e| TestbedError::new(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// A detached shell that waits for this process to exit, then stops the server and
-    /// removes the directory. It exits by itself once the directory is gone (normal drop).
+    /// A watchdog that stops the server and removes the directory if this process exits
+    /// without dropping the cluster.
     fn spawn_watchdog(&self) -> Result<(), TestbedError> {
-        let dir = shell_quote(&self.dir.to_string_lossy());
         let data = shell_quote(&self.data_dir().to_string_lossy());
         let pg_ctl = self.tools.shell_prefix("pg_ctl");
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null && [ -d {dir} ]; do sleep 1; done; \
-             if [ -d {dir} ]; then {pg_ctl} -D {data} stop -m immediate -w -t 30; rm -rf {dir}; fi",
-            pid = std::process::id()
-        );
-        // The outer shell backgrounds the loop and exits at once, so the loop is
-        // re-parented and outlives us; its own process group keeps a Ctrl-C aimed at the
-        // test run from killing it before it has cleaned up.
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let status = run(&mut cmd, None, Duration::from_secs(10))
-            .map_err(TestbedError::new)?
-            .status;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(TestbedError::new(format!(
-                "cannot start the cleanup watchdog: {status}"
-            )))
-        }
+        process::spawn_watchdog(&self.dir, &format!("{pg_ctl} -D {data} stop -m immediate -w -t 30"))
     }
 }
 

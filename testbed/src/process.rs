@@ -1,6 +1,10 @@
-//! Running helper programs with a deadline.
+//! Running helper programs with a deadline, and the watchdog that cleans up after a
+//! test process that died without dropping its servers.
 
+use crate::scratch::shell_quote;
+use crate::TestbedError;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -88,4 +92,38 @@ pub(crate) fn describe(cmd: &Command) -> String {
         s.push_str(&arg.to_string_lossy());
     }
     s
+}
+
+/// Starts a detached shell that waits for this process to exit, then runs `cleanup`
+/// (stopping the server) and removes `dir`. Every server's `Drop` removes `dir` itself,
+/// which ends the watchdog without running `cleanup`, so a reused pid is never signalled.
+///
+/// The outer shell backgrounds the loop and exits at once, so the loop is re-parented
+/// and outlives this process; its own process group keeps a Ctrl-C aimed at the test run
+/// from killing it before it has cleaned up.
+pub(crate) fn spawn_watchdog(dir: &Path, cleanup: &str) -> Result<(), TestbedError> {
+    let dir = shell_quote(&dir.to_string_lossy());
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null && [ -d {dir} ]; do sleep 1; done; \
+         if [ -d {dir} ]; then {cleanup}; rm -rf {dir}; fi",
+        me = std::process::id()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let status = run(&mut cmd, None, Duration::from_secs(10))
+        .map_err(|e| TestbedError::new(format!("cannot start the cleanup watchdog: {e}")))?
+        .status;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(TestbedError::new(format!(
+            "cannot start the cleanup watchdog: {status}"
+        )))
+    }
 }

@@ -1,5 +1,6 @@
-//! What every throwaway server needs: a free loopback port, a fresh directory, and
-//! shell quoting for the watchdog scripts.
+//! What every throwaway server needs: a free loopback port, a fresh directory, shell
+//! quoting for the watchdog scripts, and who runs the tests (servers that refuse to run
+//! as root run as their own user).
 
 use crate::TestbedError;
 use std::fs;
@@ -40,4 +41,25 @@ pub(crate) fn fresh_dir(base: &Path, prefix: &str, mode: u32) -> Result<PathBuf,
 /// `s` quoted for a POSIX shell.
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The effective user id (the owner of `/proc/self`).
+pub(crate) fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// `(uid, gid)` of a user from /etc/passwd.
+pub(crate) fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
 }

@@ -3,6 +3,7 @@
 //!
 //! The harness speaks HTTP/1.1 over a plain `TcpStream` (no HTTP client dependency).
 
+use crate::process;
 use crate::scratch::{self, free_port, shell_quote};
 use crate::TestbedError;
 use std::fmt;
@@ -331,35 +332,14 @@ impl VaultServer {
         }
     }
 
-    /// A detached shell that waits for this process to exit, then kills the server and
-    /// removes the directory. It exits by itself once the directory is gone (normal drop).
+    /// A watchdog that kills the server (by the pid file it writes) and removes the
+    /// directory if this process exits without dropping it.
     fn spawn_watchdog(&self) -> Result<(), TestbedError> {
-        let dir = shell_quote(&self.dir.to_string_lossy());
         let pid_file = shell_quote(&self.dir.join("server.pid").to_string_lossy());
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null && [ -d {dir} ]; do sleep 1; done; \
-             if [ -d {dir} ]; then p=$(cat {pid_file} 2>/dev/null); \
-             [ -n \"$p\" ] && kill -9 \"$p\" 2>/dev/null; rm -rf {dir}; fi",
-            pid = std::process::id()
-        );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let status = cmd
-            .status()
-            .map_err(|e| TestbedError::new(format!("cannot start the cleanup watchdog: {e}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(TestbedError::new(format!(
-                "cannot start the cleanup watchdog: {status}"
-            )))
-        }
+        process::spawn_watchdog(
+            &self.dir,
+            &format!("p=$(cat {pid_file} 2>/dev/null); [ -n \"$p\" ] && kill -9 \"$p\" 2>/dev/null"),
+        )
     }
 }
 
