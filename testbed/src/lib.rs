@@ -13,20 +13,31 @@
 //! # let _ = url;
 //! pg.drop_role("app_1");
 //! ```
+//!
+//! The other servers: [`VaultServer`] (rvault), [`MotoServer`] (AWS IAM and Secrets
+//! Manager), [`RedisServer`] (the machine's Redis or a throwaway `redis-server`, with an
+//! ACL file or TLS), [`MariaDb`] (root's client on the machine's MariaDB/MySQL) and
+//! [`MariaDbServer`] (a throwaway MariaDB with TLS); [`TestCa`] makes certificates.
 
 #![warn(missing_docs)]
 
 mod certs;
 pub mod keyapi;
+mod mariadb;
 mod moto;
 mod pg;
 mod process;
+mod redis;
+mod resp;
 mod scratch;
 mod vault;
 
 pub use certs::{openssl, CertPair, KeyType, TestCa};
+pub use mariadb::{MariaDb, MariaDbServer, MYSQL_CLIENT_ENV, MYSQL_HOST_ENV, MYSQL_PORT_ENV, MYSQL_SOCKET_ENV};
 pub use moto::{CountingProxy, MotoServer, MOTO_ENV};
 pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
+pub use redis::{RedisOptions, RedisServer, RedisTls, REDIS_PORT_ENV, REDIS_SERVER_ENV};
+pub use resp::RespValue;
 pub use scratch::free_port;
 pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};
 

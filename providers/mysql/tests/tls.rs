@@ -1,24 +1,24 @@
-//! TLS modes against a throwaway MariaDB server with TLS (tests/common/tls_server.rs):
+//! TLS modes against a throwaway MariaDB server with TLS (rekey-testbed's `MariaDbServer`):
 //! the users require TLS (`REQUIRE SSL`), so a successful login proves TLS was used.
 
 mod common;
 
-use common::tls_server::TlsServer;
 use common::{doc, lit};
 use rekey_api::conformance::{random_password, target::run_all};
 use rekey_api::{ErrorKind, RedactedDsn, Secret, SecretDoc, Strategy};
 use rekey_mysql::{MysqlProvider, MysqlTargetConfig, TlsMode};
+use rekey_testbed::MariaDbServer;
 use std::path::PathBuf;
 
 struct Setup {
-    server: TlsServer,
+    server: MariaDbServer,
     admin: (String, Secret),
     user: (String, Secret),
 }
 
 impl Setup {
     fn new() -> Setup {
-        let server = TlsServer::start();
+        let server = MariaDbServer::start().unwrap_or_else(|e| panic!("cannot start the MariaDB TLS server: {e}"));
         let admin = ("rekey_admin".to_owned(), random_password(24));
         let user = ("app_tls".to_owned(), random_password(24));
         server.root_sql(&format!(

@@ -8,9 +8,10 @@ use common::*;
 use rekey_api::conformance::{random_password, target::run_all, unique_name};
 use rekey_api::{ErrorKind, RevokeOptions, Secret, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider};
+use rekey_testbed::{RedisOptions, RedisServer};
 
 struct Fixture {
-    server: Server,
+    server: RedisServer,
     admin: (String, Secret),
     /// May run ACL commands but not CONFIG GET: cannot tell whether there is a file.
     acl_only: (String, Secret),
@@ -29,10 +30,11 @@ fn start() -> Fixture {
         line(&acl_only, "~* resetchannels -@all +acl"),
         line(&app, "~* &* +@all"),
     );
-    let server = Server::start(ServerOptions {
+    let server = RedisServer::start(RedisOptions {
         acl_file: Some(file),
         ..Default::default()
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     Fixture {
         server,
         admin,
@@ -46,7 +48,7 @@ fn url((name, pw): &(String, Secret), port: u16) -> rekey_api::RedactedDsn {
 }
 
 /// The hashes on the app user's line of the ACL file.
-fn file_hashes(server: &Server, user: &str) -> Vec<String> {
+fn file_hashes(server: &RedisServer, user: &str) -> Vec<String> {
     let file = server.acl_file();
     let line = file
         .lines()
@@ -134,7 +136,7 @@ async fn an_admin_that_cannot_read_the_config_still_saves() {
 #[tokio::test]
 async fn without_an_acl_file_save_is_skipped_or_tolerated() {
     // The machine's server (no ACL file): ACL SAVE fails there, rotations must not.
-    let server = Server::machine();
+    let server = RedisServer::machine();
     assert!(server.try_cmd(&["ACL", "SAVE"]).is_err(), "this server has an ACL file");
     let user = TestUser::app(&server, "rk_nofile");
     // One admin that reads the config (ACL SAVE skipped), one that cannot (tried, the

@@ -9,12 +9,13 @@ use common::*;
 use rekey_api::conformance::random_password;
 use rekey_api::{ErrorKind, RevokeOptions, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider, RedisTarget};
+use rekey_testbed::RedisServer;
 
 const TERMINATE: RevokeOptions = RevokeOptions {
     terminate_sessions: true,
 };
 
-fn administered(server: &Server, user: &TestUser, admin: Option<&TestUser>, strategy: Strategy) -> RedisTarget {
+fn administered(server: &RedisServer, user: &TestUser, admin: Option<&TestUser>, strategy: Strategy) -> RedisTarget {
     target(
         &RedisProvider::new(),
         &config(server.port(), &user.name, admin.map(|a| a.url(server.port()))),
@@ -23,7 +24,7 @@ fn administered(server: &Server, user: &TestUser, admin: Option<&TestUser>, stra
 }
 
 /// A connection authenticated as `user`, answering a command.
-fn session(server: &Server, user: &TestUser) -> redis::Connection {
+fn session(server: &RedisServer, user: &TestUser) -> redis::Connection {
     let url = format!(
         "redis://{}:{}@127.0.0.1:{}",
         user.name,
@@ -41,7 +42,7 @@ fn alive(conn: &mut redis::Connection) -> bool {
 
 #[tokio::test]
 async fn admin_that_may_run_client_kill() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_ip_ok");
     let t = administered(&server, &user, Some(&admin), Strategy::Dual);
@@ -63,7 +64,7 @@ async fn admin_that_may_run_client_kill() {
 
 #[tokio::test]
 async fn dual_with_an_admin_without_client_kill_until_allowed() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::new(&server, "rk_nokill", &["~*", "&*", "+@all", "-client|kill"]);
     let user = TestUser::app(&server, "rk_ip_dual");
     let t = administered(&server, &user, Some(&admin), Strategy::Dual);
@@ -117,7 +118,7 @@ async fn dual_with_an_admin_without_client_kill_until_allowed() {
 
 #[tokio::test]
 async fn without_acl_dryrun_a_kill_that_matches_nothing_answers() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::app(&server, "rk_ip_probe");
     let mut bystander = session(&server, &user);
     // May change users and kill, may not ACL DRYRUN.
@@ -151,7 +152,7 @@ async fn without_acl_dryrun_a_kill_that_matches_nothing_answers() {
 
 #[tokio::test]
 async fn without_admin_it_is_said_what_is_needed() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::app(&server, "rk_ip_self");
     let t = administered(&server, &user, None, Strategy::Single);
     let lines = t.incident_preflight().await.unwrap();
@@ -161,7 +162,7 @@ async fn without_admin_it_is_said_what_is_needed() {
 
 #[tokio::test]
 async fn user_without_client_kill_ending_its_own_connections() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::new(&server, "rk_ip_ownkill", &["~*", "&*", "+@all", "-client|kill"]);
     let t = administered(&server, &user, None, Strategy::Single);
     let mut open = session(&server, &user);
@@ -185,7 +186,7 @@ async fn user_without_client_kill_ending_its_own_connections() {
 
 #[tokio::test]
 async fn preflight_with_terminate_sessions_needs_client_kill() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::new(&server, "rk_nokill_cfg", &["~*", "&*", "+@all", "-client|kill"]);
     let user = TestUser::app(&server, "rk_ip_cfg");
     let mut c = config(server.port(), &user.name, Some(admin.url(server.port())));
@@ -201,7 +202,7 @@ async fn preflight_with_terminate_sessions_needs_client_kill() {
 }
 
 /// A connection as `user` named `name` (`CLIENT SETNAME`); its server id.
-fn named_session(server: &Server, user: &TestUser, name: &str) -> (redis::Connection, i64) {
+fn named_session(server: &RedisServer, user: &TestUser, name: &str) -> (redis::Connection, i64) {
     let mut conn = session(server, user);
     redis::cmd("CLIENT")
         .arg("SETNAME")
@@ -229,7 +230,7 @@ fn note_of(notes: &[String], id: i64, secrets: &[&rekey_api::Secret]) -> String 
 
 #[tokio::test]
 async fn revoke_notes_name_the_connections_it_ended() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_ip_notes");
     let t = administered(&server, &user, Some(&admin), Strategy::Dual);
@@ -257,7 +258,7 @@ async fn revoke_notes_name_the_connections_it_ended() {
 
 #[tokio::test]
 async fn revoke_notes_stop_at_twenty_connections() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_ip_many");
     let t = administered(&server, &user, Some(&admin), Strategy::Single);
@@ -277,7 +278,7 @@ async fn revoke_notes_stop_at_twenty_connections() {
 
 #[tokio::test]
 async fn without_admin_the_notes_leave_out_the_asking_connection() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::app(&server, "rk_ip_self_notes");
     let t = administered(&server, &user, None, Strategy::Single);
     let (mut open, id) = named_session(&server, &user, "cron-job");
@@ -294,7 +295,7 @@ async fn without_admin_the_notes_leave_out_the_asking_connection() {
 
 #[tokio::test]
 async fn an_admin_that_may_not_list_clients_still_ends_them_and_says_so() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::new(&server, "rk_nolist", &["~*", "&*", "+@all", "-client|list"]);
     let user = TestUser::app(&server, "rk_ip_nolist");
     let t = administered(&server, &user, Some(&admin), Strategy::Single);

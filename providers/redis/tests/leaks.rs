@@ -9,6 +9,7 @@ use common::*;
 use rekey_api::conformance::random_password;
 use rekey_api::{RevokeOptions, Secret, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider};
+use rekey_testbed::RedisServer;
 
 /// What was wrong with the captured traffic for `password` (empty when all is well):
 /// the plaintext may appear only as the password argument of an `AUTH <user> <pw>`.
@@ -57,7 +58,7 @@ fn audit(connections: &[Vec<u8>], user: &str, password: &Secret) -> (Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_hashes_leave_rekey() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let proxy = RecordingProxy::start(server.port()).await;
 

@@ -14,8 +14,9 @@ use common::*;
 use rekey_api::conformance::random_password;
 use rekey_api::{ErrorKind, RevokeOptions, Secret, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider, RedisTarget};
+use rekey_testbed::RedisServer;
 
-fn administered(server: &Server, user: &TestUser, admin: &TestUser, strategy: Strategy) -> RedisTarget {
+fn administered(server: &RedisServer, user: &TestUser, admin: &TestUser, strategy: Strategy) -> RedisTarget {
     target(
         &RedisProvider::new(),
         &config(server.port(), &user.name, Some(admin.url(server.port()))),
@@ -24,7 +25,7 @@ fn administered(server: &Server, user: &TestUser, admin: &TestUser, strategy: St
 }
 
 /// Adds `n` random passwords to `user` (outside rekey), returning them.
-fn add_extras(server: &Server, user: &TestUser, n: usize) -> Vec<Secret> {
+fn add_extras(server: &RedisServer, user: &TestUser, n: usize) -> Vec<Secret> {
     (0..n)
         .map(|_| {
             let extra = random_password(24);
@@ -47,7 +48,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[tokio::test]
 async fn plan_counts_the_extra_passwords() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_multi_plan");
     add_extras(&server, &user, 2);
@@ -73,7 +74,7 @@ async fn plan_counts_the_extra_passwords() {
 
 #[tokio::test]
 async fn dual_keeps_at_most_the_current_and_the_new_password() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_multi_dual");
     let extras = add_extras(&server, &user, 2);
@@ -121,7 +122,7 @@ async fn dual_keeps_at_most_the_current_and_the_new_password() {
 
 #[tokio::test]
 async fn incident_revoke_leaves_only_the_new_password() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_multi_leak");
     let extras = add_extras(&server, &user, 2);
@@ -159,7 +160,7 @@ async fn incident_revoke_leaves_only_the_new_password() {
 
 #[tokio::test]
 async fn revoke_refuses_when_the_new_password_is_missing() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_multi_guard");
     add_extras(&server, &user, 1);

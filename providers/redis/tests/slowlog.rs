@@ -7,24 +7,24 @@
 mod common;
 
 use common::*;
-use redis::Value;
 use rekey_api::conformance::random_password;
 use rekey_api::{RevokeOptions, Strategy, Target};
 use rekey_redis::RedisProvider;
+use rekey_testbed::{RedisServer, RespValue};
 
 /// Sets `slowlog-log-slower-than` to 0 and `slowlog-max-len` to 10000, restoring both
 /// when dropped.
 struct LogEverything<'a> {
-    server: &'a Server,
+    server: &'a RedisServer,
     saved: Vec<(String, String)>,
 }
 
 impl<'a> LogEverything<'a> {
-    fn new(server: &'a Server) -> Self {
+    fn new(server: &'a RedisServer) -> Self {
         let mut saved = Vec::new();
         for name in ["slowlog-log-slower-than", "slowlog-max-len"] {
-            if let Value::Array(kv) = server.cmd(&["CONFIG", "GET", name]) {
-                saved.push((name.to_owned(), as_text(&kv[1])));
+            if let RespValue::Array(kv) = server.cmd(&["CONFIG", "GET", name]) {
+                saved.push((name.to_owned(), kv[1].text()));
             }
         }
         server.cmd(&["CONFIG", "SET", "slowlog-max-len", "10000"]);
@@ -35,14 +35,14 @@ impl<'a> LogEverything<'a> {
 
     /// Every argument of every entry, as text.
     fn entries(&self) -> Vec<String> {
-        let Value::Array(entries) = self.server.cmd(&["SLOWLOG", "GET", "-1"]) else {
+        let RespValue::Array(entries) = self.server.cmd(&["SLOWLOG", "GET", "-1"]) else {
             return Vec::new();
         };
         entries
             .iter()
             .map(|e| match e {
-                Value::Array(fields) => match fields.get(3) {
-                    Some(Value::Array(args)) => args.iter().map(as_text).collect::<Vec<_>>().join(" "),
+                RespValue::Array(fields) => match fields.get(3) {
+                    Some(RespValue::Array(args)) => args.iter().map(RespValue::text).collect::<Vec<_>>().join(" "),
                     _ => String::new(),
                 },
                 _ => String::new(),
@@ -62,7 +62,7 @@ impl Drop for LogEverything<'_> {
 
 #[tokio::test]
 async fn slowlog_never_holds_the_new_password() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_slow");
     let log = LogEverything::new(&server);

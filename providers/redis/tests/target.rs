@@ -9,6 +9,7 @@ use common::*;
 use rekey_api::conformance::{random_password, target::run_all, unique_name};
 use rekey_api::{ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider};
+use rekey_testbed::RedisServer;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 /// A server and the users of one conformance test, deleted when the test ends (an owned
 /// counterpart of `TestUser`, which borrows its server).
 struct Fixture {
-    server: Server,
+    server: RedisServer,
     provider: RedisProvider,
     users: Vec<String>,
 }
@@ -24,7 +25,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         Fixture {
-            server: Server::machine(),
+            server: RedisServer::machine(),
             provider: RedisProvider::new(),
             users: Vec::new(),
         }
@@ -130,7 +131,7 @@ mod conformance_single_without_admin {
 
 #[tokio::test]
 async fn single_apply_leaves_only_the_new_password() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let provider = RedisProvider::new();
 
@@ -177,7 +178,7 @@ async fn single_apply_leaves_only_the_new_password() {
 
 #[tokio::test]
 async fn wrong_password_is_auth_rejected_and_whoami_matters() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::app(&server, "rk_wrong");
     let t = target(
         &RedisProvider::new(),
@@ -213,7 +214,7 @@ async fn wrong_password_is_auth_rejected_and_whoami_matters() {
 async fn restricted_user_logs_in_without_acl_whoami() {
     // An application user that may only GET: ACL WHOAMI is NOPERM for it, yet its login
     // is proven by the AUTH reply.
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::new(&server, "rk_getonly", &["~app:*", "+get"]);
     let mut raw = redis::Client::open(format!(
@@ -247,7 +248,7 @@ async fn restricted_user_logs_in_without_acl_whoami() {
 
 #[tokio::test]
 async fn odd_user_names() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     // Quotes, a semicolon and non-ASCII: Redis accepts them as one argument.
     let user = TestUser::app(&server, "q\"';ü日");
@@ -278,7 +279,7 @@ async fn odd_user_names() {
 
 #[tokio::test]
 async fn missing_user_is_not_found_and_not_created() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let name = unique_name("rk_ghost");
     let t = target(
@@ -308,7 +309,7 @@ async fn missing_user_is_not_found_and_not_created() {
 
 #[tokio::test]
 async fn admin_without_acl_permission_is_permission_denied() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let user = TestUser::app(&server, "rk_guarded");
     let before = user.passwords();
     let provider = RedisProvider::new();
@@ -390,7 +391,7 @@ async fn closed_port_is_unreachable() {
 
 #[tokio::test]
 async fn tls_against_a_plain_server_is_a_clear_unreachable() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_tls");
     let mut c = config(server.port(), &user.name, Some(admin.url(server.port())));
@@ -464,7 +465,7 @@ async fn a_server_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn one_admin_connection_per_host_and_reconnect() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let a = TestUser::app(&server, "rk_share_a");
     let b = TestUser::app(&server, "rk_share_b");
@@ -522,7 +523,7 @@ async fn one_admin_connection_per_host_and_reconnect() {
 
 #[tokio::test]
 async fn incident_revoke_ends_the_users_connections() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     for (strategy, by_config) in [(Strategy::Dual, false), (Strategy::Single, true)] {
         let user = TestUser::app(&server, "rk_leaked");
@@ -573,7 +574,7 @@ async fn incident_revoke_ends_the_users_connections() {
 
 #[tokio::test]
 async fn revoke_without_the_new_password_in_place_is_refused() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_guard");
     let t = target(
@@ -601,7 +602,7 @@ async fn revoke_without_the_new_password_in_place_is_refused() {
 
 #[tokio::test]
 async fn preflight_reports_what_it_checked() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_pf");
     let provider = RedisProvider::new();
@@ -660,7 +661,7 @@ async fn preflight_reports_what_it_checked() {
 
 #[tokio::test]
 async fn shape_of_the_target() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let provider = RedisProvider::new();
     let c = config(server.port(), "orders_app", None);
     let err = provider.redis_target(&c, Strategy::Alternating).unwrap_err();
@@ -716,7 +717,7 @@ async fn shape_of_the_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_rotation_has_zero_downtime() {
     const WORKERS: usize = 2;
-    let server = Server::machine();
+    let server = RedisServer::machine();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_live");
     let provider = RedisProvider::new();
@@ -814,7 +815,7 @@ async fn dual_rotation_has_zero_downtime() {
 
 #[tokio::test]
 async fn the_documented_minimal_admin_suffices() {
-    let server = Server::machine();
+    let server = RedisServer::machine();
     // The README's example: -@all +acl +client|kill +config|get +info.
     let admin = TestUser::new(
         &server,

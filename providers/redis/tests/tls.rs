@@ -8,17 +8,21 @@ use common::*;
 use rekey_api::conformance::target::run_all;
 use rekey_api::{ErrorKind, RedactedDsn, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider};
+use rekey_testbed::{RedisOptions, RedisServer, RedisTls};
 
 #[tokio::test]
 async fn conformance_over_tls() {
     let certs = tempfile::tempdir().unwrap();
     let test_ca = rekey_testbed::TestCa::new(certs.path(), "ca", rekey_testbed::KeyType::EcP256).unwrap();
-    let server_cert = test_ca.issue_server("server").unwrap();
-    let (cert, key, ca) = (server_cert.cert, server_cert.key, test_ca.cert());
-    let server = Server::start(ServerOptions {
-        tls: Some((cert, key, ca.clone())),
+    let ca = test_ca.cert();
+    let server = RedisServer::start(RedisOptions {
+        tls: Some(RedisTls {
+            server: test_ca.issue_server("server").unwrap(),
+            ca: ca.clone(),
+        }),
         ..Default::default()
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let tls_port = server.tls_port().unwrap();
     let admin = TestUser::admin(&server);
     let user = TestUser::app(&server, "rk_tls");

@@ -1,6 +1,7 @@
-//! Fixtures against the machine's MariaDB/MySQL server: users and admins created as
-//! root through the `mysql` client over the Unix socket, dropped when the test ends.
-//! Logins by the code under test go over TCP, where passwords are really checked.
+//! Fixtures against the machine's MariaDB/MySQL server (rekey-testbed's `MariaDb`):
+//! users and admins created as root through the `mysql` client over the Unix socket,
+//! dropped when the test ends. Logins by the code under test go over TCP, where
+//! passwords are really checked.
 //!
 //! Environment: `REKEY_MYSQL_HOST` (default 127.0.0.1), `REKEY_MYSQL_PORT` (3306),
 //! `REKEY_MYSQL_CLIENT` (the `mysql` command), `REKEY_MYSQL_SOCKET` (root's socket, if
@@ -8,53 +9,34 @@
 
 #![allow(dead_code)]
 
-pub mod tls_server;
-
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, Secret, SecretDoc};
-use std::process::Command;
+use rekey_testbed::{MariaDb, TestbedError};
 
 /// Where the code under test connects.
 pub fn host() -> String {
-    std::env::var("REKEY_MYSQL_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned())
+    MariaDb::machine().host().to_owned()
 }
 
 /// The TCP port.
 pub fn port() -> u16 {
-    std::env::var("REKEY_MYSQL_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3306)
+    MariaDb::machine().port()
 }
 
 /// `host:port`, as messages name it.
 pub fn endpoint() -> String {
-    format!("{}:{}", host(), port())
+    MariaDb::machine().endpoint()
 }
 
 /// Runs `sql` as root over the socket; returns the output (tab-separated, no headers).
 /// Panics with the client's error.
 pub fn root_sql(sql: &str) -> String {
-    try_root_sql(sql).unwrap_or_else(|e| panic!("root SQL failed: {e}\nSQL: {sql}"))
+    MariaDb::machine().root_sql(sql)
 }
 
 /// [`root_sql`] returning the client's error.
-pub fn try_root_sql(sql: &str) -> Result<String, String> {
-    let client = std::env::var("REKEY_MYSQL_CLIENT").unwrap_or_else(|_| "mysql".to_owned());
-    let mut cmd = Command::new(&client);
-    cmd.args(["-uroot", "--batch", "--skip-column-names", "--raw"]);
-    if let Ok(socket) = std::env::var("REKEY_MYSQL_SOCKET") {
-        cmd.arg(format!("--socket={socket}"));
-    }
-    cmd.arg("-e").arg(sql);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run `{client}` (is the MariaDB/MySQL client installed?): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+pub fn try_root_sql(sql: &str) -> Result<String, TestbedError> {
+    MariaDb::machine().try_root_sql(sql)
 }
 
 /// An SQL string literal, written independently of the crate under test.

@@ -1,257 +1,35 @@
-//! Test fixtures shared by the integration tests: a Redis server (the machine's on
-//! 127.0.0.1:6379, or a throwaway `redis-server`), ACL users removed on drop, a
-//! recording TCP proxy and a RESP frame parser.
+//! Test fixtures shared by the integration tests: ACL users removed on drop on a
+//! rekey-testbed `RedisServer` (the machine's on 127.0.0.1:6379, or a throwaway
+//! `redis-server`), a recording TCP proxy and a RESP frame parser.
 
 #![allow(dead_code)]
 
-use redis::Value;
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, Secret, SecretDoc, Strategy};
 use rekey_redis::{acl_password_hash, RedisProvider, RedisTarget, RedisTargetConfig};
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use rekey_testbed::RedisServer;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-/// A Redis server whose `default` user has no password, reachable over plain TCP on
-/// `port()` (used to create and delete the test users).
-pub struct Server {
-    port: u16,
-    process: Option<Child>,
-    dir: Option<tempfile::TempDir>,
-    tls_port: Option<u16>,
-}
-
-/// Options of a throwaway server.
-#[derive(Default)]
-pub struct ServerOptions {
-    /// Lines of the ACL file the server starts with (`--aclfile`), if any.
-    pub acl_file: Option<String>,
-    /// Also listen with TLS, using these PEM files: (cert, key, ca).
-    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
-}
-
-impl Server {
-    /// The machine's Redis on 127.0.0.1:6379 (or `REKEY_REDIS_PORT`), default user
-    /// without password; when nothing answers there, a throwaway server for this test.
-    pub fn machine() -> Server {
-        let port = std::env::var("REKEY_REDIS_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(6379);
-        if ping(port) {
-            return Server {
-                port,
-                process: None,
-                dir: None,
-                tls_port: None,
-            };
-        }
-        Server::start(ServerOptions::default())
-    }
-
-    /// A throwaway `redis-server` on free ports of 127.0.0.1, killed on drop.
-    pub fn start(options: ServerOptions) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = rekey_testbed::free_port().expect("a free port");
-        let mut cmd = Command::new(std::env::var("REKEY_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()));
-        cmd.arg("--port")
-            .arg(port.to_string())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(dir.path().join("redis.log"));
-        if let Some(lines) = &options.acl_file {
-            let path = dir.path().join("users.acl");
-            std::fs::write(&path, lines).expect("write ACL file");
-            cmd.arg("--aclfile").arg(&path);
-        }
-        let mut tls_port = None;
-        if let Some((cert, key, ca)) = &options.tls {
-            let p = rekey_testbed::free_port().expect("a free port");
-            tls_port = Some(p);
-            cmd.arg("--tls-port")
-                .arg(p.to_string())
-                .arg("--tls-cert-file")
-                .arg(cert)
-                .arg("--tls-key-file")
-                .arg(key)
-                .arg("--tls-ca-cert-file")
-                .arg(ca)
-                .args(["--tls-auth-clients", "no"]);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .expect("redis-server must be installed to start a throwaway server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let log = dir.path().join("redis.log");
-        loop {
-            let ready = ping(port)
-                && (tls_port.is_none()
-                    || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Ready to accept connections")));
-            if ready {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("redis-server exited ({status}): {err} {log}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("redis-server did not start within 10s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            port,
-            process: Some(child),
-            dir: Some(dir),
-            tls_port,
-        }
-    }
-
-    /// The plain TCP port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The TLS port of a server started with TLS.
-    pub fn tls_port(&self) -> Option<u16> {
-        self.tls_port
-    }
-
-    /// The ACL file of a server started with one.
-    pub fn acl_file_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.path().join("users.acl"))
-    }
-
-    /// The ACL file's contents.
-    pub fn acl_file(&self) -> String {
-        std::fs::read_to_string(self.acl_file_path().expect("a throwaway server")).unwrap_or_default()
-    }
-
-    /// Runs a command as the `default` user.
-    pub fn cmd(&self, args: &[&str]) -> Value {
-        self.try_cmd(args)
-            .unwrap_or_else(|e| panic!("{:?} failed: {e}", args.first()))
-    }
-
-    /// Runs a command as the `default` user, returning Redis's error.
-    pub fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<Value> {
-        let mut conn = connect_sync(self.port)?;
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query::<Value>(&mut conn)
-    }
-
-    /// The SHA-256 hashes of a user's passwords (`None` when the user does not exist).
-    pub fn passwords(&self, user: &str) -> Option<Vec<String>> {
-        let reply = self.cmd(&["ACL", "GETUSER", user]);
-        let Value::Array(items) = reply else { return None };
-        let mut it = items.iter();
-        while let Some(key) = it.next() {
-            let value = it.next()?;
-            if as_text(key) == "passwords" {
-                return Some(match value {
-                    Value::Array(p) => p.iter().map(as_text).collect(),
-                    _ => Vec::new(),
-                });
-            }
-        }
-        Some(Vec::new())
-    }
-
-    /// Client-list lines of connections authenticated as `user`.
-    pub fn clients_of(&self, user: &str) -> Vec<String> {
-        let list = as_text(&self.cmd(&["CLIENT", "LIST"]));
-        let needle = format!(" user={user} ");
-        list.lines()
-            .filter(|l| l.contains(&needle))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Waits (at most 5 s) until exactly `n` connections of `user` are open.
-    pub fn wait_for_clients(&self, user: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let got = self.clients_of(user).len();
-            if got == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} connections of {user}, saw {got}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A synchronous connection as the `default` user (5 s timeout).
 pub fn connect_sync(port: u16) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection_with_timeout(Duration::from_secs(5))
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut conn) = connect_sync(port) else { return false };
-    redis::cmd("PING").query::<String>(&mut conn).is_ok()
-}
-
-/// Text of a reply.
-pub fn as_text(value: &Value) -> String {
-    match value {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Okay => "OK".into(),
-        Value::Int(n) => n.to_string(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// An ACL user created for a test with a random password (installed by hash), deleted
 /// (and its connections closed) on drop.
 pub struct TestUser<'a> {
-    pub server: &'a Server,
+    pub server: &'a RedisServer,
     pub name: String,
     pub password: Secret,
 }
 
 impl<'a> TestUser<'a> {
     /// `ACL SETUSER <unique name> on #<hash> <rules...>`.
-    pub fn new(server: &'a Server, prefix: &str, rules: &[&str]) -> Self {
+    pub fn new(server: &'a RedisServer, prefix: &str, rules: &[&str]) -> Self {
         let name = unique_name(prefix);
         let password = random_password(24);
         let hash = format!("#{}", acl_password_hash(&password));
@@ -262,12 +40,12 @@ impl<'a> TestUser<'a> {
     }
 
     /// An application user: `on ~* &* +@all`.
-    pub fn app(server: &'a Server, prefix: &str) -> Self {
+    pub fn app(server: &'a RedisServer, prefix: &str) -> Self {
         Self::new(server, prefix, &["~*", "&*", "+@all"])
     }
 
     /// An administrator: `+@all ~* &*`.
-    pub fn admin(server: &'a Server) -> Self {
+    pub fn admin(server: &'a RedisServer) -> Self {
         Self::new(server, "rk_admin", &["~*", "&*", "+@all"])
     }
 
