@@ -1,5 +1,7 @@
 //! The shared admin connection: one per (host, port, admin URL, TLS setting) per run,
-//! opened on first use, reopened once if it was lost.
+//! opened on first use, reopened once if it was lost (rekey-net's `Reopening`, as for
+//! postgres and redis; the connection itself sits behind a lock because mysql_async
+//! needs it exclusively for each statement).
 
 use crate::conn::{connect, ConnectSpec, Endpoint, TlsSetup};
 use crate::error::{is_connection_lost, mysql_error};
@@ -7,6 +9,7 @@ use crate::sql::{quote_literal, ServerInfo, SESSION_SETUP};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use rekey_api::{ProviderError, ProviderResult, Secret};
+use rekey_net::Reopening;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,8 +30,10 @@ pub(crate) struct AdminInfo {
     pub(crate) current_user: String,
 }
 
+/// An open admin connection and what was read when it was opened.
 struct Open {
-    conn: Conn,
+    /// Held by one statement at a time.
+    conn: Mutex<Conn>,
     info: AdminInfo,
 }
 
@@ -42,7 +47,7 @@ pub(crate) struct AdminPool {
     db: Option<String>,
     tls: TlsSetup,
     timeout: Duration,
-    slot: Mutex<Option<Open>>,
+    conn: Reopening<Open>,
     opened: Arc<AtomicU64>,
 }
 
@@ -74,7 +79,7 @@ impl AdminPool {
             db,
             tls,
             timeout,
-            slot: Mutex::new(None),
+            conn: Reopening::new(),
             opened,
         }
     }
@@ -110,7 +115,7 @@ impl AdminPool {
             row.ok_or_else(|| ProviderError::other(format!("{label}: SELECT VERSION() returned no row")))?;
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Open {
-            conn,
+            conn: Mutex::new(conn),
             info: AdminInfo {
                 server: ServerInfo::from_version(&version),
                 current_user,
@@ -120,42 +125,30 @@ impl AdminPool {
 
     /// The facts of the open connection, opening it if needed.
     pub(crate) async fn info(&self) -> ProviderResult<AdminInfo> {
-        let mut slot = self.slot.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.open().await?);
-        }
-        Ok(slot.as_ref().map(|o| o.info.clone()).expect("opened above"))
+        Ok(self.conn.get(|_| true, || self.open()).await?.info.clone())
     }
 
-    /// Runs `op` on the admin connection, opening it if needed. If the connection turns
-    /// out to be lost (server restarted, session killed, idle timeout), reconnects once
-    /// and runs `op` again: every admin operation rekey runs is idempotent. `action`
+    /// Runs `op` on the admin connection, opening it if needed (concurrent callers wait
+    /// for one open, then take turns on the connection). If the connection turns out to
+    /// be lost (server restarted, session killed, idle timeout), reconnects once and
+    /// runs `op` again: every admin operation rekey runs is idempotent. `action`
     /// describes the operation for error messages.
     pub(crate) async fn run<T, F>(&self, action: &str, op: F) -> ProviderResult<T>
     where
         F: for<'c> Fn(&'c mut Conn) -> OpFuture<'c, T>,
     {
-        let mut slot = self.slot.lock().await;
-        let mut reopened = false;
-        if slot.is_none() {
-            *slot = Some(self.open().await?);
-            reopened = true;
-        }
-        loop {
-            let open = slot.as_mut().expect("opened above");
-            match op(&mut open.conn).await {
-                Ok(value) => return Ok(value),
-                Err(e) if is_connection_lost(&e) => {
-                    // Dropping the lost connection closes what is left of it.
-                    *slot = None;
-                    if reopened {
-                        return Err(mysql_error(&e, format_args!("{action} as {}", self.label())));
-                    }
-                    *slot = Some(self.open().await?);
-                    reopened = true;
-                }
-                Err(e) => return Err(mysql_error(&e, format_args!("{action} as {}", self.label()))),
-            }
-        }
+        let op = &op;
+        self.conn
+            .run(
+                |_| true,
+                || self.open(),
+                |open: Arc<Open>| async move {
+                    let mut conn = open.conn.lock().await;
+                    op(&mut conn).await
+                },
+                is_connection_lost,
+            )
+            .await?
+            .map_err(|e| mysql_error(&e, format_args!("{action} as {}", self.label())))
     }
 }

@@ -1,6 +1,8 @@
 //! A connection opened on first use, shared by concurrent callers, and reopened once
-//! when an operation finds it lost: the shape of the postgres and redis admin
-//! connections (one per admin endpoint per run).
+//! when an operation finds it lost: the shape of the postgres, redis and mysql admin
+//! connections (one per admin endpoint per run). A connection that must be used
+//! exclusively (mysql_async's takes `&mut`) sits behind a lock inside `C`; each
+//! operation holds that lock while it runs.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -134,6 +136,53 @@ mod tests {
                 )
                 .await
         }
+    }
+
+    /// An exclusive fake connection (used through `&mut`, like mysql_async's): its
+    /// number, and whether it still works, behind the lock an operation holds.
+    type Exclusive = (usize, tokio::sync::Mutex<bool>);
+
+    async fn open_exclusive(opened: &AtomicUsize) -> Result<Exclusive, &'static str> {
+        let n = opened.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::task::yield_now().await;
+        Ok((n, tokio::sync::Mutex::new(true)))
+    }
+
+    /// The connection's number, holding its lock across an await as a statement does.
+    async fn exclusive_number(
+        conn: &Reopening<Exclusive>,
+        opened: &AtomicUsize,
+    ) -> Result<Result<usize, OpError>, &'static str> {
+        conn.run(
+            |_| true,
+            || open_exclusive(opened),
+            |c: Arc<Exclusive>| async move {
+                let works = c.1.lock().await;
+                tokio::task::yield_now().await;
+                if *works {
+                    Ok(c.0)
+                } else {
+                    Err(OpError::Lost)
+                }
+            },
+            |e| *e == OpError::Lost,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn exclusive_connections_take_turns_and_are_reopened_once() {
+        let (conn, opened) = (Reopening::new(), AtomicUsize::new(0));
+        let both = tokio::join!(exclusive_number(&conn, &opened), exclusive_number(&conn, &opened));
+        assert_eq!(both, (Ok(Ok(1)), Ok(Ok(1))));
+        assert_eq!(opened.load(Ordering::SeqCst), 1);
+        // Lost while both callers hold it: the first to notice reopens, the other
+        // finds the new connection instead of opening a third.
+        let first = conn.get(|_| true, || open_exclusive(&opened)).await.unwrap();
+        *first.1.lock().await = false;
+        let both = tokio::join!(exclusive_number(&conn, &opened), exclusive_number(&conn, &opened));
+        assert_eq!(both, (Ok(Ok(2)), Ok(Ok(2))));
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
