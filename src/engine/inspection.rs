@@ -234,9 +234,11 @@ pub async fn plan(
         // A pending document the target cannot use for this credential (staged for another
         // user, by something else) while the current one passes the same check: the
         // rotation will stop there; say so now, with the way out.
-        if let Err(e) = target.login(&p.doc).await {
+        // `verify`, not just `login`: a key of another account logs in, and only the
+        // target's own check (IAM's caller identity, say) tells it is not this one's.
+        if let Err(e) = target.verify(&p.doc).await {
             let current_passes = match current {
-                Some(current) => target.login(current).await.is_ok(),
+                Some(current) => target.verify(current).await.is_ok(),
                 None => false,
             };
             if e.kind() == ErrorKind::InvalidInput && current_passes {

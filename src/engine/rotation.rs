@@ -13,6 +13,14 @@ use rekey_api::{ErrorKind, KeyState, ProviderError, RevokeOptions, SecretDoc, St
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How a secret is checked against the target: a bare login, or the login plus the
+/// target's own check (which tells, for example, an IAM key of another user apart).
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    Login,
+    Verify,
+}
+
 /// How to rotate.
 #[derive(Debug, Clone, Default)]
 pub struct RotateOptions {
@@ -274,7 +282,7 @@ impl Rotation<'_> {
         self.hold_if(rec, "after-stage").await;
         rec.run(Step::Apply, self.target.apply(&new, current)).await?;
         self.hold_if(rec, "after-apply").await;
-        if let Err(failed) = self.verify_new(rec, &new).await {
+        if let Err(failed) = self.verify_new(rec, &new, None).await {
             self.promote_unverified(rec, state.current(), &version).await;
             return Err(failed);
         }
@@ -411,15 +419,6 @@ impl Rotation<'_> {
                 rec.run(Step::Apply, self.target.apply(&pending.doc, current)).await?;
             }
             Err(e) => {
-                // `--abandon-pending` is the way out only when the pending document itself
-                // is the problem (staged for another user, say): the current secret, checked
-                // the same way, passes. A configuration or connection problem fails both,
-                // and dropping the pending version would not fix it.
-                let pending_is_the_problem = e.kind() == ErrorKind::InvalidInput
-                    && match current {
-                        Some(current) => self.target.login(current).await.is_ok(),
-                        None => false,
-                    };
                 return Err(rec.fail_since(
                     Step::Resume,
                     e.kind().into(),
@@ -427,21 +426,13 @@ impl Rotation<'_> {
                         "cannot tell whether pending version {} was applied: {}{}",
                         pending.id,
                         e.message(),
-                        if pending_is_the_problem {
-                            format!(
-                                "; if it was not staged for this credential, `rekey rotate {} --abandon-pending` \
-                                 drops it",
-                                self.credential.name
-                            )
-                        } else {
-                            String::new()
-                        }
+                        self.abandon_pending_hint(&e, current, Check::Login).await
                     ),
                     started,
                 ));
             }
         }
-        if let Err(failed) = self.verify_new(rec, &pending.doc).await {
+        if let Err(failed) = self.verify_new(rec, &pending.doc, Some((&pending.id, current))).await {
             self.promote_unverified(rec, state.current(), &pending.id).await;
             return Err(failed);
         }
@@ -450,8 +441,38 @@ impl Rotation<'_> {
         Ok(Status::Rotated)
     }
 
-    /// Fresh logins with the new secret, retried with backoff for propagation delay.
-    async fn verify_new(&self, rec: &mut Recorder, new: &SecretDoc) -> Result<(), StepFailed> {
+    /// The way out when a pending version is itself the problem (staged for another
+    /// user, by something else): `e` says the document is not valid for this credential
+    /// while the current secret, checked the same way, passes. A configuration or
+    /// connection problem fails both, and dropping the pending version would not fix it.
+    async fn abandon_pending_hint(&self, e: &ProviderError, current: Option<&SecretDoc>, check: Check) -> String {
+        if e.kind() != ErrorKind::InvalidInput {
+            return String::new();
+        }
+        let current_passes = match (current, check) {
+            (Some(current), Check::Login) => self.target.login(current).await.is_ok(),
+            (Some(current), Check::Verify) => self.target.verify(current).await.is_ok(),
+            (None, _) => false,
+        };
+        if !current_passes {
+            return String::new();
+        }
+        format!(
+            "; if it was not staged for this credential, `rekey rotate {} --abandon-pending` drops it",
+            self.credential.name
+        )
+    }
+
+    /// Fresh logins with the new secret, retried with backoff for propagation delay. When
+    /// `resumed` is set, `new` is a pending version found in the store (its id, and the
+    /// current secret): a failure names `--abandon-pending` when the pending document is
+    /// the problem.
+    async fn verify_new(
+        &self,
+        rec: &mut Recorder,
+        new: &SecretDoc,
+        resumed: Option<(&str, Option<&SecretDoc>)>,
+    ) -> Result<(), StepFailed> {
         rec.begin(Step::Verify)?;
         let started = (SystemTime::now(), Instant::now());
         let attempts = self.credential.verify_attempts;
@@ -476,15 +497,20 @@ impl Rotation<'_> {
             }
         }
         let e = last.expect("at least one attempt");
-        Err(rec.fail_since(
-            Step::Verify,
-            e.kind().into(),
-            format!(
+        let hint = match resumed {
+            Some((_, current)) => self.abandon_pending_hint(&e, current, Check::Verify).await,
+            None => String::new(),
+        };
+        let message = match resumed {
+            Some((id, _)) if !hint.is_empty() => {
+                format!("pending version {id} cannot be used ({}){hint}", e.message())
+            }
+            _ => format!(
                 "the new secret does not work ({}); the next run finishes the rotation",
                 e.message()
             ),
-            started,
-        ))
+        };
+        Err(rec.fail_since(Step::Verify, e.kind().into(), message, started))
     }
 
     /// Promote, revoke and prove dead, in the order the target's capabilities allow.

@@ -311,6 +311,76 @@ fn a_pending_version_that_is_not_json_is_reported_by_every_command_and_abandoned
     rekey(moto, dir.path(), &["status"], "").assert_code(0);
 }
 
+/// Issue 12: a leftover AWSPENDING holding another IAM user's key (a document copied
+/// from another secret) logs in fine, so only the target's own check (whose key is it?)
+/// tells it apart. `plan` warns and `rotate` fails, both naming `--abandon-pending`,
+/// with nothing changed; `rotate --abandon-pending` drops it without touching the other
+/// user's key.
+#[test]
+fn a_pending_version_of_another_iam_user_is_reported_and_abandoned() {
+    let moto = MotoServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, secret_id) = imported_iam_credential(moto, dir.path(), &moto.endpoint());
+    let (current, current_key) = version_at(moto, &secret_id, "AWSCURRENT");
+    let other = unique("other");
+    let foreign = boto3(
+        moto,
+        &format!(
+            "iam = client('iam')\niam.create_user(UserName='{other}')\n\
+             k = iam.create_access_key(UserName='{other}')['AccessKey']\n\
+             doc = json.dumps({{'username': '{other}', 'access_key_id': k['AccessKeyId'], \
+             'secret_access_key': k['SecretAccessKey']}})\n\
+             print(client('secretsmanager').put_secret_value(SecretId='{secret_id}', SecretString=doc, \
+             VersionStages=['AWSPENDING'])['VersionId'])"
+        ),
+    );
+    let (pending, other_key) = version_at(moto, &secret_id, "AWSPENDING");
+    assert_eq!(pending, foreign, "precondition: the other user's key is pending");
+    let other_keys = || {
+        boto3(
+            moto,
+            &format!(
+                "print(' '.join(k['AccessKeyId'] + ':' + k['Status'] for k in \
+                 client('iam').list_access_keys(UserName='{other}')['AccessKeyMetadata']))"
+            ),
+        )
+    };
+    assert_eq!(other_keys(), format!("{other_key}:Active"), "precondition");
+
+    let plan = rekey(moto, dir.path(), &["plan", "key"], "");
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    for part in [foreign.as_str(), "--abandon-pending", other.as_str()] {
+        assert!(all.contains(part), "plan does not say {part}: {all}");
+    }
+    let r = rekey(moto, dir.path(), &["rotate", "key"], "");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    for part in [foreign.as_str(), "--abandon-pending", other.as_str()] {
+        assert!(all.contains(part), "rotate does not say {part}: {all}");
+    }
+    assert_eq!(
+        version_at(moto, &secret_id, "AWSCURRENT"),
+        (current.clone(), current_key.clone()),
+        "nothing changed"
+    );
+    assert_eq!(version_at(moto, &secret_id, "AWSPENDING").0, foreign, "nothing changed");
+
+    rekey(moto, dir.path(), &["rotate", "key", "--abandon-pending"], "").assert_code(0);
+    let (now, new_key) = version_at(moto, &secret_id, "AWSCURRENT");
+    assert_ne!(now, current, "rotated");
+    assert_ne!(now, foreign);
+    assert!(
+        !new_key.is_empty() && new_key != current_key && new_key != other_key,
+        "{new_key}"
+    );
+    assert_eq!(
+        other_keys(),
+        format!("{other_key}:Active"),
+        "the other user's key is untouched"
+    );
+    rekey(moto, dir.path(), &["verify"], "").assert_code(0);
+}
+
 #[test]
 fn an_application_label_on_the_current_version_follows_it() {
     let moto = MotoServer::shared();

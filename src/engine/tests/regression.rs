@@ -203,7 +203,8 @@ async fn plan_names_abandon_pending_for_a_pending_version_of_another_credential(
     foreign.set("username", "someone-else");
     foreign.set("password", "not-for-this-credential-0123");
     h.store.stage_pending(KEY, "foreign", &foreign).await.unwrap();
-    h.target.fault(TargetOp::Login, Fault::Fail(ErrorKind::InvalidInput));
+    // A key of another account logs in; the target's verify check is what refuses it.
+    h.target.fault(TargetOp::Verify, Fault::Fail(ErrorKind::InvalidInput));
     let report = h.plan().await;
     let warnings: Vec<String> = report.credentials[0]
         .plan
@@ -225,6 +226,28 @@ async fn plan_names_abandon_pending_for_a_pending_version_of_another_credential(
         "{:?}",
         report.credentials[0].plan
     );
+}
+
+/// Issue 12: `rotate` resuming a pending version that logs in but fails the target's own
+/// check (an IAM key of another user, left in AWSPENDING) said "the next run finishes the
+/// rotation", which no run would. Now it names `--abandon-pending`; nothing is promoted.
+#[tokio::test(start_paused = true)]
+async fn resume_of_a_pending_version_of_another_credential_names_abandon_pending() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    let foreign = h.target.seed_new();
+    h.store.stage_pending(KEY, "foreign", &foreign).await.unwrap();
+    h.target.fault(TargetOp::Verify, Fault::Fail(ErrorKind::InvalidInput));
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    let message = &run.credentials[0].error.as_ref().unwrap().message;
+    assert!(
+        message.contains("--abandon-pending")
+            && message.contains("foreign")
+            && !message.contains("the next run finishes"),
+        "{message}"
+    );
+    assert_eq!(h.state().current().map(|c| &c.doc), Some(&old), "nothing promoted");
+    assert_eq!(h.state().pending().map(|p| p.id.as_str()), Some("foreign"));
 }
 
 /// Signals stop at a step boundary: nothing starts once a stop is asked for.
