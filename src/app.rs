@@ -4,6 +4,7 @@
 use crate::cli::{Cli, Command, Output, RotateArgs, Selection, StageArg};
 use crate::config::{config_path, Config};
 use crate::engine::event::Fanout;
+use crate::engine::report::Retain;
 use crate::engine::{Engine, EngineSettings, ImportOptions, Interrupt, Reporter, RotateOptions, RunError, RunReport};
 use crate::exit;
 use crate::providers::{ConfiguredBackends, ProviderOptions};
@@ -79,8 +80,34 @@ fn load(cli: &Cli) -> Result<Config, Stop> {
 /// whose audit records could not all be written. One process runs one command.
 static AUDIT: std::sync::Mutex<Option<Arc<AuditLog>>> = std::sync::Mutex::new(None);
 
-fn reporter(cli: &Cli, config: &Config, command: &'static str, total: usize) -> Result<Arc<dyn Reporter>, Stop> {
+/// The `-o json` document's part of each credential, rendered by a reporter as the
+/// credential finishes, when the run prints or writes that document: the engine then
+/// keeps only a summary of each credential (see [`retain`]).
+fn json_parts(wanted: bool) -> Option<Arc<json::Collector>> {
+    wanted.then(Arc::default)
+}
+
+/// What the engine keeps of each finished credential: a summary (no step records) unless
+/// an output made after the run lists steps: `[[notify]]` events and incident records.
+fn retain(config: &Config, incident: bool) -> Retain {
+    if incident || !config.notify.is_empty() {
+        Retain::Everything
+    } else {
+        Retain::Summary
+    }
+}
+
+fn reporter(
+    cli: &Cli,
+    config: &Config,
+    command: &'static str,
+    total: usize,
+    json_parts: Option<&Arc<json::Collector>>,
+) -> Result<Arc<dyn Reporter>, Stop> {
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(human::Progress::new(verbosity(cli), total))];
+    if let Some(parts) = json_parts {
+        reporters.push(Box::new(parts.clone()));
+    }
     if let Some(path) = &config.defaults.audit_log {
         let log = Arc::new(AuditLog::open(path, command).map_err(|e| Stop::usage(e.to_string()))?);
         *AUDIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(log.clone());
@@ -146,14 +173,16 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                 config.defaults.parallel = usize::from(*n);
             }
             let chosen = choose(&config, selection)?;
+            let parts = json_parts(cli.output == Output::Json);
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
-                reporter(&cli, &config, "verify", chosen.len())?,
+                reporter(&cli, &config, "verify", chosen.len(), parts.as_ref())?,
             )
-            .await?;
+            .await?
+            .with_retain(retain(&config, false));
             let run = engine.verify(chosen).await?;
-            let code = finish(&cli, &run);
+            let code = finish(&cli, &run, parts.as_deref());
             // [[notify]] (issue 8): never changes the exit code.
             crate::report::notify::after_run(&config.notify, &run, code, false).await;
             write_metrics(metrics_file.as_deref(), &run)?;
@@ -174,7 +203,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let mut run = engine.status(chosen).await?;
             mark_missing_stores(&config, &mut run);
             mark_unresolved(&config, &mut run);
-            Ok(finish(&cli, &run))
+            Ok(finish(&cli, &run, None))
         }
         Command::Import {
             name: None,
@@ -224,11 +253,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                     create_store: true,
                     ..Default::default()
                 },
-                reporter(&cli, &config, "import", 1)?,
+                reporter(&cli, &config, "import", 1, None)?,
             )
             .await?;
             let run = engine.import(credential, read_doc, options).await?;
-            Ok(finish(&cli, &run))
+            Ok(finish(&cli, &run, None))
         }
         Command::Get { name, stage, field } => {
             let config = load(&cli)?;
@@ -312,17 +341,19 @@ async fn import_batch(cli: &Cli, config: &Config, options: ImportOptions) -> Res
     if items.is_empty() {
         return Err(Stop::usage("import --batch: no lines on stdin"));
     }
+    let parts = json_parts(cli.output == Output::Json);
     let engine = engine_for(
         config,
         ProviderOptions {
             create_store: true,
             ..Default::default()
         },
-        reporter(cli, config, "import", items.len())?,
+        reporter(cli, config, "import", items.len(), parts.as_ref())?,
     )
-    .await?;
+    .await?
+    .with_retain(retain(config, false));
     let run = engine.import_batch(items, options).await?;
-    Ok(finish(cli, &run))
+    Ok(finish(cli, &run, parts.as_deref()))
 }
 
 /// The engine over the providers this configuration names.
@@ -347,27 +378,40 @@ async fn rotate_in_order(
     options: RotateOptions,
     provider_options: ProviderOptions,
     reporter: Arc<dyn Reporter>,
+    retain: Retain,
 ) -> Result<RunReport, Stop> {
-    let is_admin_of_chosen = |name: &str| {
-        chosen
-            .iter()
-            .any(|c| config.admin_refs.get(&c.name).is_some_and(|a| a == name))
-    };
-    let (first, then): (Vec<_>, Vec<_>) = chosen.iter().cloned().partition(|c| is_admin_of_chosen(&c.name));
-    if first.is_empty() {
-        let engine = engine_for(config, provider_options, reporter).await?;
+    let admins: std::collections::HashSet<&str> = chosen
+        .iter()
+        .filter_map(|c| config.admin_refs.get(&c.name))
+        .map(String::as_str)
+        .collect();
+    let first_names: std::collections::HashSet<String> = chosen
+        .iter()
+        .filter(|c| admins.contains(c.name.as_str()))
+        .map(|c| c.name.clone())
+        .collect();
+    if first_names.is_empty() {
+        let engine = engine_for(config, provider_options, reporter)
+            .await?
+            .with_retain(retain);
         return Ok(engine.rotate(chosen, options).await?);
     }
-    let engine = engine_for(config, provider_options, reporter.clone()).await?;
+    let order: std::collections::HashMap<String, usize> =
+        chosen.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+    let (first, then): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|c| first_names.contains(&c.name));
+    let engine = engine_for(config, provider_options, reporter.clone())
+        .await?
+        .with_retain(retain);
     let mut run = engine.rotate(first, options.clone()).await?;
     if !then.is_empty() {
-        let engine = engine_for(config, provider_options, reporter).await?;
+        let engine = engine_for(config, provider_options, reporter)
+            .await?
+            .with_retain(retain);
         let rest = engine.rotate(then, options).await?;
         run.duration_ms += rest.duration_ms;
         run.credentials.extend(rest.credentials);
-        let order: Vec<&str> = chosen.iter().map(|c| c.name.as_str()).collect();
         run.credentials
-            .sort_by_key(|c| order.iter().position(|n| *n == c.name).unwrap_or(usize::MAX));
+            .sort_by_key(|c| order.get(&c.name).copied().unwrap_or(usize::MAX));
     }
     Ok(run)
 }
@@ -577,14 +621,16 @@ fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
 async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
     let config = load(cli)?;
     let chosen = choose(&config, selection)?;
+    let parts = json_parts(cli.output == Output::Json);
     let engine = engine_for(
         &config,
         ProviderOptions::default(),
-        reporter(cli, &config, "plan", chosen.len())?,
+        reporter(cli, &config, "plan", chosen.len(), parts.as_ref())?,
     )
-    .await?;
+    .await?
+    .with_retain(retain(&config, false));
     let run = engine.plan(chosen, options).await?;
-    Ok(finish(cli, &run))
+    Ok(finish(cli, &run, parts.as_deref()))
 }
 
 async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
@@ -624,9 +670,13 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         delete_inactive: args.delete_inactive,
         create_store: args.create_store,
     };
-    let reporter = reporter(cli, &config, "rotate", chosen.len())?;
-    let run = rotate_in_order(&config, chosen, options, provider_options, reporter).await?;
-    let code = finish_with(cli, &run, |code| {
+    // The JSON document is printed (`-o json`) or written (`--report`, but for an
+    // incident the record, made from the reports).
+    let parts = json_parts(!args.leaked && (cli.output == Output::Json || args.report.is_some()));
+    let reporter = reporter(cli, &config, "rotate", chosen.len(), parts.as_ref())?;
+    let retain = retain(&config, args.leaked);
+    let run = rotate_in_order(&config, chosen, options, provider_options, reporter, retain).await?;
+    let code = finish_with(cli, &run, parts.as_deref(), |code| {
         args.leaked.then(|| {
             crate::incident::record::IncidentRecord {
                 incident_id: run.run_id.clone(),
@@ -654,7 +704,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
             };
             write_record(path, &record).map(|()| code)
         }
-        Some(path) => write_file(path, &json::render(&run, code)).map(|()| code),
+        Some(path) => write_file_with(path, |out| json::write(out, &run, code, parts.as_deref())).map(|()| code),
         None => Ok(code),
     }
 }
@@ -685,7 +735,7 @@ async fn leaked(
     if candidates.is_empty() {
         return Err(Stop::usage("found nothing in the input that could be a secret"));
     }
-    let audit = reporter(cli, &config, "leaked", 0)?;
+    let audit = reporter(cli, &config, "leaked", 0, None)?;
     let engine = Arc::new(engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new()))).await?);
     let mut lookup = look_up(&engine, &config, &candidates).await;
     drop(candidates);
@@ -788,13 +838,21 @@ async fn leaked(
     }
     let chosen = config.select(&live, &[]).map_err(|e| Stop::usage(e.to_string()))?;
     check_stores_exist(&config, &chosen)?;
-    let reporter = reporter(cli, &config, "rotate", chosen.len())?;
+    let reporter = reporter(cli, &config, "rotate", chosen.len(), None)?;
     let options = RotateOptions {
         incident: true,
         ..Default::default()
     };
-    let run = rotate_in_order(&config, chosen, options, ProviderOptions::default(), reporter).await?;
-    let code = finish_with(cli, &run, |code| {
+    let run = rotate_in_order(
+        &config,
+        chosen,
+        options,
+        ProviderOptions::default(),
+        reporter,
+        retain(&config, true),
+    )
+    .await?;
+    let code = finish_with(cli, &run, None, |code| {
         Some(
             crate::incident::record::IncidentRecord {
                 incident_id: run.run_id.clone(),
@@ -953,18 +1011,31 @@ fn exit_code(run: &RunReport) -> i32 {
     run.exit_code()
 }
 
-fn finish(cli: &Cli, run: &RunReport) -> i32 {
-    finish_with(cli, run, |_| None)
+/// Prints the run's results (`json_parts`: the `-o json` parts collected while it ran)
+/// and returns its exit code.
+fn finish(cli: &Cli, run: &RunReport, json_parts: Option<&json::Collector>) -> i32 {
+    finish_with(cli, run, json_parts, |_| None)
 }
 
 /// [`finish`]; for incident runs `incident` gives the record (as JSON, from the exit
 /// code) that `-o json` includes.
-fn finish_with(cli: &Cli, run: &RunReport, incident: impl FnOnce(i32) -> Option<serde_json::Value>) -> i32 {
+fn finish_with(
+    cli: &Cli,
+    run: &RunReport,
+    json_parts: Option<&json::Collector>,
+    incident: impl FnOnce(i32) -> Option<serde_json::Value>,
+) -> i32 {
     let code = audit_verdict(exit_code(run));
     match cli.output {
         Output::Json => match incident(code) {
             Some(record) => println!("{}", json::render_incident(run, code, record)),
-            None => println!("{}", json::render(run, code)),
+            None => {
+                // Written as it is made: the document of a large run is never one string.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let _ = json::write(&mut out, run, code, json_parts)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush());
+            }
         },
         Output::Human => {
             let (text, errors) = human::render(run, verbosity(cli));
@@ -1001,6 +1072,11 @@ fn write_metrics(path: Option<&Path>, run: &RunReport) -> Result<(), Stop> {
 
 /// Writes a report file readable by its owner only (mode 0600, also when it existed).
 fn write_file(path: &Path, text: &str) -> Result<(), Stop> {
+    write_file_with(path, |out| out.write_all(text.as_bytes()))
+}
+
+/// [`write_file`] with the content written by `write` as it is made.
+fn write_file_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Stop> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let written = std::fs::OpenOptions::new()
         .write(true)
@@ -1008,9 +1084,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), Stop> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut f| {
+        .and_then(|f| {
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(text.as_bytes())
+            let mut out = std::io::BufWriter::new(f);
+            write(&mut out)?;
+            out.flush()
         });
     written.map_err(|e| Stop {
         code: exit::CREDENTIAL_FAILED,

@@ -142,6 +142,20 @@ impl CredentialReport {
             .map(|f| format!("{}: {}: {}: {}", self.name, f.step.as_str(), f.kind.label(), f.message))
     }
 
+    /// Drops what only the live reporters needed, once they have seen it: the step
+    /// records, except the skipped ones (the human summary names a deferred revocation
+    /// by its reason). What every end-of-run output reads stays: name, outcome, version
+    /// ids and fingerprints, the error, plan items, warnings, problems, what the store
+    /// held, the due time and the duration.
+    pub fn compact(&mut self) {
+        self.steps.retain(|s| matches!(s.outcome, Outcome::Skipped { .. }));
+        self.steps.shrink_to_fit();
+        self.plan.shrink_to_fit();
+        self.warnings.shrink_to_fit();
+        self.problems.shrink_to_fit();
+        self.versions.shrink_to_fit();
+    }
+
     /// Whether any step was skipped for a reason worth showing.
     pub fn skipped_steps(&self) -> impl Iterator<Item = (&Step, &str)> {
         self.steps.iter().filter_map(|s| match &s.outcome {
@@ -159,6 +173,19 @@ pub struct Observed {
     pub current_created: Option<std::time::SystemTime>,
     /// When the pending version was made, if there was one.
     pub pending_created: Option<std::time::SystemTime>,
+}
+
+/// What the engine keeps of each finished credential's report until the run ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Retain {
+    /// The whole report, every step record included (for outputs that list steps after
+    /// the run: notifications, incident records, the engine's tests).
+    #[default]
+    Everything,
+    /// The report as [`CredentialReport::compact`] leaves it: its step records were
+    /// streamed to the reporters as they happened, and are not held for every
+    /// credential until the end.
+    Summary,
 }
 
 /// The whole run.

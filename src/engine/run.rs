@@ -8,7 +8,7 @@ use super::inspection;
 use super::interrupt::Interrupt;
 use super::lock;
 use super::recorder::{rfc3339, Recorder, StepFailed};
-use super::report::{CredentialReport, RunReport, Status};
+use super::report::{CredentialReport, Retain, RunReport, Status};
 use super::rotation::{RotateOptions, Rotation};
 use crate::config::Credential;
 use rekey_api::{ProviderError, SecretDoc, Stage, Store, Target};
@@ -74,6 +74,7 @@ pub struct Engine {
     clock: super::schedule::Clock,
     run_id: String,
     failpoint: Option<String>,
+    retain: Retain,
 }
 
 struct Prepared {
@@ -98,7 +99,23 @@ impl Engine {
             clock: super::schedule::system_clock(),
             run_id: uuid::Uuid::new_v4().to_string(),
             failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
+            retain: Retain::default(),
         }
+    }
+
+    /// Keeps of each finished credential only what `retain` says until the run ends
+    /// (the default keeps everything). The reporters see every event either way.
+    pub fn with_retain(mut self, retain: Retain) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    /// A finished credential's report as this run keeps it.
+    fn kept(&self, mut report: CredentialReport) -> CredentialReport {
+        if self.retain == Retain::Summary {
+            report.compact();
+        }
+        report
     }
 
     /// Decides due dates, windows, grace and stuck versions with `clock` (tests inject
@@ -173,31 +190,22 @@ impl Engine {
 
     async fn run(&self, command: &'static str, dry_run: bool, mut prepared: Vec<Prepared>, work: Work) -> RunReport {
         let started = (SystemTime::now(), Instant::now());
+        let parallel = self.settings.parallel.max(1);
         if !matches!(work, Work::Rotate(_)) {
             // Read-only work: one batch read per store instead of one read per credential
             // (a rotation reads its key fresh, under its lock).
             read_ahead(&mut prepared).await;
+        } else if parallel > 1 {
+            check_stores_once(&prepared).await;
         }
-        let parallel = self.settings.parallel.max(1);
         let mut tasks = JoinSet::new();
         let count = prepared.len();
-        let names: Vec<(String, String, String, String)> = prepared
-            .iter()
-            .map(|p| {
-                let store = p
-                    .store
-                    .as_ref()
-                    .map_or_else(|_| format!("store `{}`", p.credential.store), |s| s.describe());
-                (
-                    p.credential.name.clone(),
-                    p.target.describe(),
-                    store,
-                    p.credential.key.clone(),
-                )
-            })
-            .collect();
         let dead: DeadEndpoints = Arc::default();
         let mut results: Vec<Option<CredentialReport>> = (0..count).map(|_| None).collect();
+        // Who each running task works on, to report a task that panicked: only the
+        // running ones (at most `parallel`), not every credential of the run.
+        let mut running: std::collections::HashMap<tokio::task::Id, (usize, Identity)> =
+            std::collections::HashMap::new();
         let mut panicked = 0;
         // At most `parallel` tasks exist at once, started in order as others finish: a
         // task (its future, with the credential's whole protocol state) is only built
@@ -208,30 +216,38 @@ impl Engine {
                 let Some((index, p)) = waiting.next() else {
                     break;
                 };
-                self.spawn_one(&mut tasks, &dead, &work, index, p);
+                let identity = Identity::of(&p);
+                let id = self.spawn_one(&mut tasks, &dead, &work, index, p);
+                running.insert(id, (index, identity));
             }
-            match tasks.join_next().await {
-                Some(Ok((index, report))) => results[index] = Some(report),
-                Some(Err(_)) => panicked += 1,
+            match tasks.join_next_with_id().await {
+                Some(Ok((id, (index, report)))) => {
+                    running.remove(&id);
+                    results[index] = Some(self.kept(report));
+                }
+                Some(Err(e)) => {
+                    // A task that panicked: report it as failed, keep the others.
+                    panicked += 1;
+                    if let Some((index, who)) = running.remove(&e.id()) {
+                        let mut rec = Recorder::new(
+                            &self.run_id,
+                            self.reporter.clone(),
+                            &who.name,
+                            who.target,
+                            who.store,
+                            &who.key,
+                        );
+                        let failed = rec.fail(
+                            Step::Read,
+                            FailureKind::Other,
+                            "internal error: the rotation task panicked; re-run it",
+                        );
+                        results[index] = Some(self.kept(rec.finish(Err(failed))));
+                    }
+                }
                 None => break,
             }
         }
-        // A task that panicked left its slot empty: report it as failed, keep the others.
-        let credentials = results
-            .into_iter()
-            .zip(names)
-            .map(|(report, (name, target, store, key))| {
-                report.unwrap_or_else(|| {
-                    let mut rec = Recorder::new(&self.run_id, self.reporter.clone(), &name, target, store, &key);
-                    let failed = rec.fail(
-                        Step::Read,
-                        FailureKind::Other,
-                        "internal error: the rotation task panicked; re-run it",
-                    );
-                    rec.finish(Err(failed))
-                })
-            })
-            .collect();
         debug_assert!(panicked == 0, "a credential task panicked");
         RunReport {
             run_id: self.run_id.clone(),
@@ -239,7 +255,7 @@ impl Engine {
             dry_run,
             started: rfc3339(started.0),
             duration_ms: started.1.elapsed().as_millis() as u64,
-            credentials,
+            credentials: results.into_iter().flatten().collect(),
         }
     }
 
@@ -251,7 +267,7 @@ impl Engine {
         work: &Work,
         index: usize,
         p: Prepared,
-    ) {
+    ) -> tokio::task::Id {
         {
             let dead = dead.clone();
             let reporter = self.reporter.clone();
@@ -260,39 +276,42 @@ impl Engine {
             let interrupt = self.interrupt.clone();
             let clock = self.clock.clone();
             let work = work.clone();
-            tasks.spawn(async move {
-                reporter.event(&super::event::Event::CredentialStarted {
-                    credential: p.credential.name.clone(),
-                });
-                let endpoint = p.endpoint.clone();
-                let already_dead = endpoint
-                    .as_ref()
-                    .is_some_and(|e| dead.lock().unwrap_or_else(|p| p.into_inner()).contains(e));
-                if already_dead {
-                    let mut rec = recorder_for(&run_id, reporter, &p).with_interrupt(interrupt);
-                    let failed = rec.fail(
-                        Step::Preflight,
-                        FailureKind::Unreachable,
-                        format!(
+            tasks
+                .spawn(async move {
+                    reporter.event(&super::event::Event::CredentialStarted {
+                        credential: p.credential.name.clone(),
+                    });
+                    let endpoint = p.endpoint.clone();
+                    let already_dead = endpoint
+                        .as_ref()
+                        .is_some_and(|e| dead.lock().unwrap_or_else(|p| p.into_inner()).contains(e));
+                    if already_dead {
+                        let mut rec = recorder_for(&run_id, reporter, &p).with_interrupt(interrupt);
+                        let failed = rec.fail(
+                            Step::Preflight,
+                            FailureKind::Unreachable,
+                            format!(
                             "skipped: host {} is unreachable (another credential on it could not connect in this run)",
                             endpoint.unwrap_or_default()
                         ),
-                    );
-                    return (index, rec.finish(Err(failed)));
-                }
-                let report = one_credential(&run_id, reporter, interrupt, clock, p, &work, failpoint.as_deref()).await;
-                if let (Some(endpoint), Some(error)) = (endpoint, report.error.as_ref()) {
-                    let target_step = matches!(
-                        error.step,
-                        Step::Preflight | Step::Resume | Step::Apply | Step::CheckCurrent
-                    );
-                    let target_work = matches!(work, Work::Rotate(_) | Work::Verify);
-                    if error.kind == FailureKind::Unreachable && target_step && target_work {
-                        dead.lock().unwrap_or_else(|p| p.into_inner()).insert(endpoint);
+                        );
+                        return (index, rec.finish(Err(failed)));
                     }
-                }
-                (index, report)
-            });
+                    let report =
+                        one_credential(&run_id, reporter, interrupt, clock, p, &work, failpoint.as_deref()).await;
+                    if let (Some(endpoint), Some(error)) = (endpoint, report.error.as_ref()) {
+                        let target_step = matches!(
+                            error.step,
+                            Step::Preflight | Step::Resume | Step::Apply | Step::CheckCurrent
+                        );
+                        let target_work = matches!(work, Work::Rotate(_) | Work::Verify);
+                        if error.kind == FailureKind::Unreachable && target_step && target_work {
+                            dead.lock().unwrap_or_else(|p| p.into_inner()).insert(endpoint);
+                        }
+                    }
+                    (index, report)
+                })
+                .id()
         }
     }
 
@@ -362,7 +381,7 @@ impl Engine {
                 });
             }
             match tasks.join_next().await {
-                Some(Ok((index, report))) => results[index] = Some(report),
+                Some(Ok((index, report))) => results[index] = Some(self.kept(report)),
                 Some(Err(_)) => {}
                 None => break,
             }
@@ -385,7 +404,7 @@ impl Engine {
                         FailureKind::Other,
                         "internal error: the import task panicked",
                     );
-                    rec.finish(Err(failed))
+                    self.kept(rec.finish(Err(failed)))
                 })
             })
             .collect();
@@ -480,11 +499,51 @@ impl Engine {
     }
 }
 
-fn recorder_for(run_id: &str, reporter: Arc<dyn Reporter>, p: &Prepared) -> Recorder {
-    let store = match &p.store {
+/// Whom a running task works on: what its report names when the task panics.
+struct Identity {
+    name: String,
+    target: String,
+    store: String,
+    key: String,
+}
+
+impl Identity {
+    fn of(p: &Prepared) -> Self {
+        Identity {
+            name: p.credential.name.clone(),
+            target: p.target.describe(),
+            store: describe_store(p),
+            key: p.credential.key.clone(),
+        }
+    }
+}
+
+fn describe_store(p: &Prepared) -> String {
+    match &p.store {
         Ok(s) => s.describe(),
         Err(_) => format!("store `{}`", p.credential.store),
-    };
+    }
+}
+
+/// Before parallel rotations start, the preflight check of each store that holds several
+/// of them, once (its result is not used: every credential runs it again): a store that
+/// loads its whole state to answer (a file store parses its file and keeps it) does so
+/// here, once, instead of once for each of the first `parallel` credentials reading it
+/// at the same moment (16 copies of a 12 MB store file at once, at 10,000 credentials).
+async fn check_stores_once(prepared: &[Prepared]) {
+    let mut seen: std::collections::BTreeMap<&str, (usize, &Prepared)> = std::collections::BTreeMap::new();
+    for p in prepared {
+        seen.entry(p.credential.store.as_str()).or_insert((0, p)).0 += 1;
+    }
+    for (count, p) in seen.into_values() {
+        if let (true, Ok(store)) = (count > 1, &p.store) {
+            let _ = store.check_writable(&p.credential.key).await;
+        }
+    }
+}
+
+fn recorder_for(run_id: &str, reporter: Arc<dyn Reporter>, p: &Prepared) -> Recorder {
+    let store = describe_store(p);
     let mut rec = Recorder::new(
         run_id,
         reporter,
@@ -603,5 +662,114 @@ async fn read_ahead(prepared: &mut [Prepared]) {
         for i in indices {
             prepared[i].store = Ok(batched.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::Event;
+    use rekey_api::testing::{MemoryStore, ScriptedTarget, ScriptedTargetConfig};
+    use rekey_api::Strategy;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// One memory store; a scripted target per credential.
+    struct Many {
+        store: MemoryStore,
+        targets: HashMap<String, ScriptedTarget>,
+    }
+
+    impl Backends for Many {
+        fn store(&self, _name: &str) -> Result<Arc<dyn Store>, ProviderError> {
+            Ok(Arc::new(self.store.clone()))
+        }
+        fn target(&self, credential: &Credential) -> Result<Arc<dyn Target>, ProviderError> {
+            Ok(Arc::new(self.targets[&credential.name].clone()))
+        }
+    }
+
+    /// Counts the step events it sees.
+    #[derive(Default)]
+    struct Steps(AtomicUsize);
+
+    impl Reporter for Steps {
+        fn event(&self, event: &Event) {
+            if matches!(event, Event::Step { .. }) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn credential(i: usize) -> Credential {
+        Credential {
+            name: format!("c{i}"),
+            store: "memory".to_owned(),
+            key: format!("k/{i}"),
+            strategy: Strategy::Single,
+            tags: Vec::new(),
+            every: Duration::from_secs(30 * 86_400),
+            grace: Duration::ZERO,
+            password: crate::password::PasswordPolicyConfig::default()
+                .resolve()
+                .expect("default policy"),
+            verify_attempts: 1,
+            description: None,
+            on_rotate: Vec::new(),
+            check_command: None,
+            hook_timeout: Duration::from_secs(10),
+            revocation_tolerance: Duration::from_secs(24 * 3600),
+            window: None,
+            jitter: Duration::ZERO,
+        }
+    }
+
+    /// Rotates 7 imported credentials, 3 at a time, keeping `retain`.
+    async fn rotate_seven(retain: Retain) -> (RunReport, usize) {
+        let store = MemoryStore::new();
+        let mut targets = HashMap::new();
+        let credentials: Vec<Credential> = (0..7).map(credential).collect();
+        for c in &credentials {
+            let target = ScriptedTarget::new(ScriptedTargetConfig::default());
+            store.put_current(&c.key, "initial", &target.seed_new()).await.unwrap();
+            targets.insert(c.name.clone(), target);
+        }
+        let lock_dir = tempfile::tempdir().unwrap();
+        let settings = EngineSettings {
+            parallel: 3,
+            lock_dir: lock_dir.path().to_path_buf(),
+        };
+        let steps = Arc::new(Steps::default());
+        let engine = Engine::new(settings, Arc::new(Many { store, targets }), steps.clone()).with_retain(retain);
+        let options = RotateOptions {
+            wait: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
+        let run = engine.rotate(credentials, options).await.expect("the run starts");
+        (run, steps.0.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn a_summary_run_reports_every_step_but_keeps_no_step_records() {
+        let (full, seen_full) = rotate_seven(Retain::Everything).await;
+        let (summary, seen) = rotate_seven(Retain::Summary).await;
+        for run in [&full, &summary] {
+            let names: Vec<&str> = run.credentials.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"], "in selection order");
+            assert!(run.credentials.iter().all(|c| c.status == Status::Rotated), "{run:?}");
+            assert!(run.credentials.iter().all(|c| c.version.is_some()));
+        }
+        let kept: usize = full.credentials.iter().map(|c| c.steps.len()).sum();
+        assert_eq!(kept, seen_full, "everything: each reported step is kept");
+        assert_eq!(seen, seen_full, "the reporters see the same steps either way");
+        assert!(
+            summary
+                .credentials
+                .iter()
+                .flat_map(|c| &c.steps)
+                .all(|s| matches!(s.outcome, super::super::event::Outcome::Skipped { .. })),
+            "a summary keeps only skipped steps"
+        );
     }
 }
