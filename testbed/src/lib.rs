@@ -36,7 +36,7 @@ pub use certs::{openssl, CertPair, KeyType, TestCa};
 pub use mariadb::{MariaDb, MariaDbServer, MYSQL_CLIENT_ENV, MYSQL_HOST_ENV, MYSQL_PORT_ENV, MYSQL_SOCKET_ENV};
 pub use moto::{CountingProxy, MotoServer, MOTO_ENV};
 pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE};
-pub use redis::{RedisOptions, RedisServer, RedisTls, REDIS_PORT_ENV, REDIS_SERVER_ENV};
+pub use redis::{RedisOptions, RedisServer, RedisSession, RedisTls, REDIS_PORT_ENV, REDIS_SERVER_ENV};
 pub use resp::RespValue;
 pub use scratch::free_port;
 pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};

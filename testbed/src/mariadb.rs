@@ -9,6 +9,7 @@ use crate::process::{self, run, run_ok};
 use crate::scratch::{self, effective_uid, free_port, shell_quote};
 use crate::TestbedError;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,19 +81,85 @@ impl MariaDb {
 
     /// [`MariaDb::root_sql`] returning the client's error (its stderr).
     pub fn try_root_sql(&self, sql: &str) -> Result<String, TestbedError> {
-        let client = std::env::var(MYSQL_CLIENT_ENV).unwrap_or_else(|_| "mysql".to_owned());
-        let mut cmd = Command::new(&client);
+        let mut cmd = client();
         cmd.args(["-uroot", "--batch", "--skip-column-names", "--raw"]);
         if let Some(socket) = &self.socket {
             cmd.arg(format!("--socket={}", socket.display()));
         }
-        let out = run(&mut cmd, Some(sql.as_bytes()), SQL_TIMEOUT)
-            .map_err(|e| TestbedError::new(format!("{e} (is the MariaDB/MySQL client `{client}` installed?)")))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
-        } else {
-            Err(TestbedError::new(String::from_utf8_lossy(&out.stderr).trim()))
+        client_output(&mut cmd, sql)
+    }
+
+    /// Runs `sql` as `user` logged in with `password` over TCP at
+    /// [`MariaDb::host`]:[`MariaDb::port`], where the server checks the password (it goes
+    /// to the client through its environment, `MYSQL_PWD`, never argv). Returns the
+    /// output as [`MariaDb::root_sql`] does, or the client's error (its stderr).
+    pub fn try_sql_as(&self, user: &str, password: &str, sql: &str) -> Result<String, TestbedError> {
+        let mut cmd = self.client_as(user, password);
+        client_output(&mut cmd, sql)
+    }
+
+    /// Whether `user` logs in over TCP with `password`: `true` when it does, `false` when
+    /// the server refuses it with its own authentication error (1045, access denied).
+    ///
+    /// # Panics
+    /// On any other failure (no server, no client), so that a refusal is never mistaken
+    /// for a connection problem.
+    pub fn can_login(&self, user: &str, password: &str) -> bool {
+        match self.try_sql_as(user, password, "SELECT CURRENT_USER()") {
+            Ok(_) => true,
+            Err(e) if e.message().contains("1045") => false,
+            Err(e) => panic!("logging in as {user} failed for another reason than a refused password: {e}"),
         }
+    }
+
+    /// Starts a client logged in as `user` with `password` over TCP that runs `sql` and
+    /// exits when it is done (output discarded): an application session that holds a
+    /// connection while `sql` runs (e.g. `SELECT SLEEP(60)`). The caller waits for it
+    /// in the process list and ends the child.
+    pub fn spawn_sql_as(&self, user: &str, password: &str, sql: &str) -> Result<Child, TestbedError> {
+        let mut cmd = self.client_as(user, password);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| TestbedError::new(format!("cannot run {}: {e}", cmd.get_program().to_string_lossy())))?;
+        // A few bytes fit in the pipe; closing it ends the input after `sql`.
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Err(e) = stdin.write_all(format!("{sql}\n").as_bytes()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(TestbedError::new(format!("cannot send SQL to the client: {e}")));
+            }
+        }
+        Ok(child)
+    }
+
+    /// The client logged in as `user` over TCP, the password in its environment.
+    fn client_as(&self, user: &str, password: &str) -> Command {
+        let mut cmd = client();
+        cmd.args(["--protocol=TCP", "--batch", "--skip-column-names", "--raw"])
+            .arg(format!("--host={}", self.host))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--user={user}"))
+            .env("MYSQL_PWD", password);
+        cmd
+    }
+}
+
+/// The `mysql` client command (`$REKEY_MYSQL_CLIENT`, else `mysql`).
+fn client() -> Command {
+    Command::new(std::env::var(MYSQL_CLIENT_ENV).unwrap_or_else(|_| "mysql".to_owned()))
+}
+
+/// Runs the client with `sql` on stdin: its output (trailing whitespace removed), or
+/// its error (stderr).
+fn client_output(cmd: &mut Command, sql: &str) -> Result<String, TestbedError> {
+    let client = cmd.get_program().to_string_lossy().into_owned();
+    let out = run(cmd, Some(sql.as_bytes()), SQL_TIMEOUT)
+        .map_err(|e| TestbedError::new(format!("{e} (is the MariaDB/MySQL client `{client}` installed?)")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    } else {
+        Err(TestbedError::new(String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
@@ -332,5 +399,53 @@ impl Drop for MariaDbServer {
         }
         // Removing the directory also ends the watchdog.
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine's server: a user logs in with its password, not with another; a
+    /// spawned session shows in the process list; a server that is not there is not a
+    /// refusal.
+    #[test]
+    fn logins_as_a_user_on_the_machine_server() {
+        let db = MariaDb::machine();
+        let user = format!("tb_login_{}", std::process::id());
+        let drop_user = format!("DROP USER IF EXISTS '{user}'@'%'");
+        db.root_sql(&format!(
+            "{drop_user}; CREATE USER '{user}'@'%' IDENTIFIED BY 'tb-pass'"
+        ));
+        let result = std::panic::catch_unwind(|| {
+            assert_eq!(
+                db.try_sql_as(&user, "tb-pass", "SELECT CURRENT_USER()").unwrap(),
+                format!("{user}@%")
+            );
+            assert!(db.can_login(&user, "tb-pass"));
+            assert!(!db.can_login(&user, "not-the-password"));
+
+            let mut session = db.spawn_sql_as(&user, "tb-pass", "SELECT SLEEP(30)").unwrap();
+            let count = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}'");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while db.root_sql(&count) == "0" {
+                assert!(Instant::now() < deadline, "the session never appeared");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = session.kill();
+            let _ = session.wait();
+
+            let nowhere = MariaDb {
+                port: free_port().unwrap(),
+                ..db.clone()
+            };
+            let panicked = std::panic::catch_unwind(|| nowhere.can_login(&user, "tb-pass")).unwrap_err();
+            let message = panicked.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(message.contains("another reason than a refused password"), "{message}");
+        });
+        db.root_sql(&drop_user);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
     }
 }

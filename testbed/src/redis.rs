@@ -186,6 +186,32 @@ impl RedisServer {
             .collect()
     }
 
+    /// A connection of its own logged in as `user` with `password` (`AUTH`), kept open
+    /// as an application's session; the password goes over the connection, never argv.
+    /// A refusal is the error, with Redis's text (`WRONGPASS ...`).
+    pub fn login(&self, user: &str, password: &str) -> Result<RedisSession, TestbedError> {
+        let fail = |e: std::io::Error| TestbedError::new(format!("redis on port {}: AUTH as {user}: {e}", self.port));
+        let stream = connect(self.port).map_err(fail)?;
+        let reader = BufReader::new(stream.try_clone().map_err(fail)?);
+        let mut session = RedisSession { stream, reader };
+        session.cmd(&["AUTH", user, password])?;
+        Ok(session)
+    }
+
+    /// Whether `user` logs in with `password`: `true` when `AUTH` succeeds, `false` when
+    /// Redis refuses it with its own authentication error (`WRONGPASS`).
+    ///
+    /// # Panics
+    /// On any other failure (no server, another error), so that a refusal is never
+    /// mistaken for a connection problem.
+    pub fn can_login(&self, user: &str, password: &str) -> bool {
+        match self.login(user, password) {
+            Ok(_) => true,
+            Err(e) if e.message().starts_with("WRONGPASS") => false,
+            Err(e) => panic!("logging in as {user} failed for another reason than a refused password: {e}"),
+        }
+    }
+
     /// Waits (at most 5 s) until exactly `n` connections of `user` are open.
     ///
     /// # Panics
@@ -203,6 +229,32 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// A connection logged in as one user ([`RedisServer::login`]), open until dropped.
+#[derive(Debug)]
+pub struct RedisSession {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl RedisSession {
+    /// Runs a command on this connection; an error reply is returned as the error.
+    pub fn cmd(&mut self, args: &[&str]) -> Result<RespValue, TestbedError> {
+        let what = args.first().copied().unwrap_or("(no command)");
+        let fail = |e: std::io::Error| TestbedError::new(format!("redis session: {what}: {e}"));
+        write_command(&mut &self.stream, args).map_err(fail)?;
+        match read_reply(&mut self.reader).map_err(fail)? {
+            RespValue::Error(message) => Err(TestbedError::new(message)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Whether the connection is still open: `PING` is answered with `PONG` (after the
+    /// server closed it, writing or reading fails).
+    pub fn alive(&mut self) -> bool {
+        self.cmd(&["PING"]).is_ok_and(|r| r == RespValue::Simple("PONG".into()))
     }
 }
 
@@ -339,4 +391,49 @@ fn ping(port: u16) -> bool {
     let Ok(stream) = connect(port) else { return false };
     write_command(&mut &stream, &["PING"]).is_ok()
         && read_reply(&mut BufReader::new(&stream)).is_ok_and(|r| r == RespValue::Simple("PONG".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SHA-256 of "password".
+    const PASSWORD_HASH: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+
+    #[test]
+    fn logins_are_checked_and_sessions_end_when_killed() {
+        let server = RedisServer::start(RedisOptions {
+            acl_file: Some(format!(
+                "user default on nopass ~* &* +@all\nuser tb_app on #{PASSWORD_HASH} ~* +@all\n"
+            )),
+            tls: None,
+        })
+        .unwrap();
+        assert!(server.can_login("tb_app", "password"));
+        assert!(!server.can_login("tb_app", "not-the-password"));
+        let refused = server.login("tb_app", "not-the-password").unwrap_err();
+        assert!(refused.message().starts_with("WRONGPASS"), "{refused}");
+
+        let mut session = server.login("tb_app", "password").unwrap();
+        assert_eq!(session.cmd(&["ACL", "WHOAMI"]).unwrap().text(), "tb_app");
+        assert!(session.alive());
+        server.wait_for_clients("tb_app", 1);
+        server.cmd(&["CLIENT", "KILL", "USER", "tb_app"]);
+        assert!(!session.alive(), "the killed connection is closed");
+    }
+
+    #[test]
+    #[should_panic(expected = "another reason than a refused password")]
+    fn a_login_without_a_server_is_not_a_refusal() {
+        let port = {
+            let server = RedisServer::start(RedisOptions::default()).unwrap();
+            server.port()
+        };
+        let gone = RedisServer {
+            port,
+            tls_port: None,
+            own: None,
+        };
+        gone.can_login("default", "anything");
+    }
 }
