@@ -5,11 +5,10 @@
 //! again. PostgreSQL (a throwaway cluster, SCRAM enforced) with a `CREATEROLE` admin
 //! lacking `pg_signal_backend`, and Redis `dual` with an ACL admin lacking `+client|kill`.
 
+use crate::redis::redis;
 use crate::util::{random_password, run, unique, Run, Workspace, ADMIN_ENV};
 use rekey_api::{ErrorKind, SecretDoc, Strategy, Target};
 use rekey_testbed::{quote_ident, quote_literal, PgCluster};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -234,22 +233,7 @@ fn plan_leaked_says_sessions_will_not_be_ended() {
 
 // Redis `dual`: an ACL admin without `+client|kill`.
 
-const REDIS_PORT: u16 = 6379;
 const REDIS_ADMIN_ENV: &str = "REKEY_TEST_REDIS_ADMIN_URL";
-
-fn redis_cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &REDIS_PORT.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// An ACL user with a random password (installed by hash), deleted at the end.
 struct RedisUser {
@@ -267,59 +251,14 @@ impl RedisUser {
         );
         let mut args = vec!["ACL", "SETUSER", &name, "reset", "on", &hash];
         args.extend_from_slice(rules);
-        redis_cli(&args);
+        redis().cmd(&args);
         RedisUser { name, password }
     }
 }
 
 impl Drop for RedisUser {
     fn drop(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &REDIS_PORT.to_string(),
-                "ACL",
-                "DELUSER",
-                &self.name,
-            ])
-            .output();
-    }
-}
-
-/// A raw RESP connection authenticated as `user` (inline commands over TCP).
-struct RedisSession {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl RedisSession {
-    /// Connects and authenticates; `Err` with the server's answer when AUTH is refused.
-    fn open(user: &str, password: &str) -> Result<RedisSession, String> {
-        let stream = TcpStream::connect(("127.0.0.1", REDIS_PORT)).expect("connect to Redis");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut s = RedisSession { stream, reader };
-        match s.command(&format!("AUTH {user} {password}")) {
-            Some(answer) if answer == "+OK" => Ok(s),
-            other => Err(format!("{other:?}")),
-        }
-    }
-
-    /// Sends an inline command; the first line of the answer, `None` once the
-    /// connection is closed.
-    fn command(&mut self, line: &str) -> Option<String> {
-        self.stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
-        let mut answer = String::new();
-        match self.reader.read_line(&mut answer) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(answer.trim_end().to_owned()),
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.command("PING").as_deref() == Some("+PONG")
+        let _ = redis().try_cmd(&["ACL", "DELUSER", &self.name]);
     }
 }
 
@@ -336,7 +275,7 @@ fn redis_rekey_stdin(dir: &std::path::Path, admin: &RedisUser, args: &[&str], st
         .env("NO_COLOR", "1")
         .env(
             REDIS_ADMIN_ENV,
-            format!("redis://{}:{}@127.0.0.1:{REDIS_PORT}", admin.name, admin.password),
+            format!("redis://{}:{}@127.0.0.1:{}", admin.name, admin.password, redis().port()),
         )
         .arg("-c")
         .arg(dir.join("rekey.toml"))
@@ -350,7 +289,7 @@ fn redis_dual_rotate_leaked_without_client_kill_then_rerun() {
     let user = RedisUser::new("rk_is_cache", &["~*", "&*", "+@all"]);
     let admin = RedisUser::new("rk_is_nokill", &["~*", "&*", "+@all", "-client|kill"]);
     assert!(
-        RedisSession::open(&user.name, "not-the-password").is_err(),
+        !redis().can_login(&user.name, "not-the-password"),
         "the server really checks passwords"
     );
     std::fs::write(
@@ -358,8 +297,9 @@ fn redis_dual_rotate_leaked_without_client_kill_then_rerun() {
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
              [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"dual\"\n\
-             target = {{ type = \"redis\", host = \"127.0.0.1\", port = {REDIS_PORT}, username = \"{}\", \
+             target = {{ type = \"redis\", host = \"127.0.0.1\", port = {}, username = \"{}\", \
              admin = \"${{{REDIS_ADMIN_ENV}}}\" }}\n",
+            redis().port(),
             user.name
         ),
     )
@@ -372,7 +312,9 @@ fn redis_dual_rotate_leaked_without_client_kill_then_rerun() {
     assert!(out.contains("will NOT be ended"), "{out}");
     assert!(out.contains("+client|kill"), "{out}");
 
-    let mut session = RedisSession::open(&user.name, &user.password).expect("the leaked password logs in");
+    let mut session = redis()
+        .login(&user.name, &user.password)
+        .expect("the leaked password logs in");
     let first = redis_rekey(dir.path(), &admin, &["rotate", "--leaked", "cache"]);
     first.assert_code(1);
     let stderr = first.stderr.to_lowercase();
@@ -396,20 +338,22 @@ fn redis_dual_rotate_leaked_without_client_kill_then_rerun() {
     };
     let current = get("current");
     assert_ne!(current, user.password);
-    RedisSession::open(&user.name, &current).expect("the current secret logs in");
-    let refused = RedisSession::open(&user.name, &user.password)
-        .err()
-        .expect("the leaked one is refused");
-    assert!(refused.contains("WRONGPASS"), "{refused}");
+    redis().login(&user.name, &current).expect("the current secret logs in");
+    let Err(refused) = redis().login(&user.name, &user.password) else {
+        panic!("the leaked one is refused");
+    };
+    assert!(refused.message().contains("WRONGPASS"), "{refused}");
     assert!(
         session.alive(),
         "the connection opened with the leaked password is still open"
     );
 
-    redis_cli(&["ACL", "SETUSER", &admin.name, "+client|kill"]);
+    redis().cmd(&["ACL", "SETUSER", &admin.name, "+client|kill"]);
     let second = redis_rekey(dir.path(), &admin, &["rotate", "--leaked", "cache"]);
     second.assert_code(0);
     assert!(!session.alive(), "the rerun ended the connection");
     assert_eq!(get("current"), current, "the rerun did not rotate again");
-    RedisSession::open(&user.name, &current).expect("the current secret still logs in");
+    redis()
+        .login(&user.name, &current)
+        .expect("the current secret still logs in");
 }

@@ -1,52 +1,19 @@
-//! MariaDB through the CLI (the server on 127.0.0.1:3306): alternating users, and the
-//! general log never holds a password.
+//! MariaDB through the CLI (the machine's server, [`MariaDb::machine`]: 127.0.0.1:3306
+//! unless `REKEY_MYSQL_HOST`/`REKEY_MYSQL_PORT` say otherwise): alternating users, and
+//! the general log never holds a password.
 
 use crate::util::{run, unique, Run};
+use rekey_testbed::MariaDb;
 use std::process::Command;
 
-fn root_sql(sql: &str) -> String {
-    let out = Command::new("mysql")
-        .args(["-uroot", "-N", "-B", "-e", sql])
-        .output()
-        .expect("mysql client");
-    assert!(out.status.success(), "mysql: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Whether `user` logs in over TCP with `password` (given through the environment).
-fn mysql_login(user: &str, password: &str) -> bool {
-    let out = Command::new("mysql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            user,
-            "-N",
-            "-B",
-            "-e",
-            "SELECT CURRENT_USER()",
-        ])
-        .env("MYSQL_PWD", password)
-        .output()
-        .expect("mysql client");
-    if out.status.success() {
-        return true;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("1045"), "mysql failed for another reason: {err}");
-    false
-}
-
+/// Users created for a test, dropped (as root) at the end.
 struct Users(Vec<String>);
 
 impl Drop for Users {
     fn drop(&mut self) {
+        let db = MariaDb::machine();
         for u in &self.0 {
-            let _ = Command::new("mysql")
-                .args(["-uroot", "-e", &format!("DROP USER IF EXISTS '{u}'@'%'")])
-                .output();
+            let _ = db.try_root_sql(&format!("DROP USER IF EXISTS '{u}'@'%'"));
         }
     }
 }
@@ -64,6 +31,8 @@ fn rekey(dir: &std::path::Path, admin_url: &str, args: &[&str], stdin: &str) -> 
 
 #[test]
 fn alternating_users_on_mariadb() {
+    let db = MariaDb::machine();
+    let (host, port) = (db.host(), db.port());
     let dir = tempfile::tempdir().unwrap();
     let (admin, a, b) = (unique("rk_my_admin"), unique("rk_my_a"), unique("rk_my_b"));
     let _users = Users(vec![admin.clone(), a.clone(), b.clone()]);
@@ -72,20 +41,20 @@ fn alternating_users_on_mariadb() {
         crate::util::random_password(),
         crate::util::random_password(),
     );
-    root_sql(&format!(
+    db.root_sql(&format!(
         "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
          GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
          CREATE USER '{a}'@'%' IDENTIFIED BY '{a_pw}'; CREATE USER '{b}'@'%' IDENTIFIED BY '{b_pw}'; \
          GRANT SELECT ON test.* TO '{a}'@'%'; GRANT SELECT ON test.* TO '{b}'@'%';"
     ));
-    let admin_url = format!("mysql://{admin}:{admin_pw}@127.0.0.1:3306/");
+    let admin_url = format!("mysql://{admin}:{admin_pw}@{}/", db.endpoint());
     let log = dir.path().join("general.log");
     std::fs::write(
         dir.path().join("rekey.toml"),
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
              [[credentials]]\nname = \"shop-db\"\nstore = \"local\"\nkey = \"shop/db\"\nstrategy = \"alternating\"\ngrace = \"0s\"\n\
-             target = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, usernames = [\"{a}\", \"{b}\"], \
+             target = {{ type = \"mysql\", host = \"{host}\", port = {port}, usernames = [\"{a}\", \"{b}\"], \
              admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
         ),
     )
@@ -101,14 +70,14 @@ fn alternating_users_on_mariadb() {
 
     // Record every statement the server receives during the rotations.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let previous_log = root_sql("SELECT @@general_log_file");
-    root_sql(&format!(
+    let previous_log = db.root_sql("SELECT @@general_log_file");
+    db.root_sql(&format!(
         "SET GLOBAL general_log_file = '{}'; SET GLOBAL general_log = 1",
         log.display()
     ));
     let first = rekey(dir.path(), &admin_url, &["rotate"], "");
     let second = rekey(dir.path(), &admin_url, &["rotate"], "");
-    root_sql(&format!(
+    db.root_sql(&format!(
         "SET GLOBAL general_log = 0; SET GLOBAL general_log_file = '{previous_log}'"
     ));
     first.assert_code(0);
@@ -118,8 +87,8 @@ fn alternating_users_on_mariadb() {
     let doc: serde_json::Value = serde_json::from_str(current.stdout.trim()).unwrap();
     assert_eq!(doc["username"], a.as_str(), "two rotations: a → b → a");
     let new_pw = doc["password"].as_str().unwrap();
-    assert!(mysql_login(&a, new_pw));
-    assert!(!mysql_login(&a, &a_pw), "the imported password is gone");
+    assert!(db.can_login(&a, new_pw));
+    assert!(!db.can_login(&a, &a_pw), "the imported password is gone");
     let previous = rekey(
         dir.path(),
         &admin_url,
@@ -127,7 +96,7 @@ fn alternating_users_on_mariadb() {
         "",
     );
     assert!(
-        !mysql_login(&b, previous.stdout.trim()),
+        !db.can_login(&b, previous.stdout.trim()),
         "the previous user's password was revoked"
     );
     rekey(dir.path(), &admin_url, &["verify"], "").assert_code(0);
@@ -145,21 +114,23 @@ fn alternating_users_on_mariadb() {
 
 #[test]
 fn dual_on_mariadb_is_refused_before_anything_changes() {
+    let db = MariaDb::machine();
+    let (host, port) = (db.host(), db.port());
     let dir = tempfile::tempdir().unwrap();
     let (admin, app) = (unique("rk_my_admin"), unique("rk_my_dual"));
     let _users = Users(vec![admin.clone(), app.clone()]);
     let (admin_pw, app_pw) = (crate::util::random_password(), crate::util::random_password());
-    root_sql(&format!(
+    db.root_sql(&format!(
         "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
          GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
          CREATE USER '{app}'@'%' IDENTIFIED BY '{app_pw}';"
     ));
-    let admin_url = format!("mysql://{admin}:{admin_pw}@127.0.0.1:3306/");
+    let admin_url = format!("mysql://{admin}:{admin_pw}@{}/", db.endpoint());
     std::fs::write(
         dir.path().join("rekey.toml"),
         format!(
             "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n[[credentials]]\nname = \"shop-db\"\nstore = \"local\"\n\
-             key = \"shop/db\"\nstrategy = \"dual\"\ntarget = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, \
+             key = \"shop/db\"\nstrategy = \"dual\"\ntarget = {{ type = \"mysql\", host = \"{host}\", port = {port}, \
              username = \"{app}\", admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
         ),
     )
@@ -170,7 +141,7 @@ fn dual_on_mariadb_is_refused_before_anything_changes() {
     r.assert_code(1);
     r.assert_one_error(&["shop-db: preflight: unsupported", "MariaDB"]);
     assert_eq!(std::fs::read(dir.path().join("secrets.json")).unwrap(), before);
-    assert!(mysql_login(&app, &app_pw), "the password is unchanged");
+    assert!(db.can_login(&app, &app_pw), "the password is unchanged");
 }
 
 /// Issue 10 on MariaDB `single`: an admin that may change the password but not end other
@@ -179,48 +150,35 @@ fn dual_on_mariadb_is_refused_before_anything_changes() {
 /// stays; after the grant, a rerun of `rotate --leaked` ends it without rotating again.
 #[test]
 fn mysql_single_leak_without_connection_admin_then_rerun_after_grant() {
+    let db = MariaDb::machine();
+    let (host, port) = (db.host(), db.port());
     let dir = tempfile::tempdir().unwrap();
     let (admin, app) = (unique("rk_myi_admin"), unique("rk_myi_app"));
     let _users = Users(vec![admin.clone(), app.clone()]);
     let (admin_pw, leaked) = (crate::util::random_password(), crate::util::random_password());
-    root_sql(&format!(
+    db.root_sql(&format!(
         "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_pw}'; \
          GRANT CREATE USER, PROCESS ON *.* TO '{admin}'@'%'; GRANT SELECT ON mysql.* TO '{admin}'@'%'; \
          CREATE USER '{app}'@'%' IDENTIFIED BY '{leaked}'; GRANT SELECT ON test.* TO '{app}'@'%';"
     ));
-    let admin_url = format!("mysql://{admin}:{admin_pw}@127.0.0.1:3306/");
+    let admin_url = format!("mysql://{admin}:{admin_pw}@{}/", db.endpoint());
     std::fs::write(
         dir.path().join("rekey.toml"),
         format!(
             "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
              [[credentials]]\nname = \"shop-db\"\nstore = \"local\"\nkey = \"shop/db\"\nstrategy = \"single\"\n\
-             target = {{ type = \"mysql\", host = \"127.0.0.1\", port = 3306, username = \"{app}\", \
+             target = {{ type = \"mysql\", host = \"{host}\", port = {port}, username = \"{app}\", \
              admin = \"${{REKEY_TEST_MYSQL_ADMIN}}\", tls = \"disable\" }}\n"
         ),
     )
     .unwrap();
     rekey(dir.path(), &admin_url, &["import", "shop-db"], &leaked).assert_code(0);
     // An application session holding the leaked password.
-    let mut session = Command::new("mysql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            &app,
-            "-N",
-            "-B",
-            "-e",
-            "SELECT SLEEP(60)",
-        ])
-        .env("MYSQL_PWD", &leaked)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut session = db
+        .spawn_sql_as(&app, &leaked, "SELECT SLEEP(60)")
+        .expect("the mysql client runs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while root_sql(&format!(
+    while db.root_sql(&format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{app}'"
     )) == "0"
     {
@@ -240,8 +198,8 @@ fn mysql_single_leak_without_connection_admin_then_rerun_after_grant() {
         .stdout
         .trim()
         .to_owned();
-    assert!(mysql_login(&app, &current), "the store's current secret works");
-    assert!(!mysql_login(&app, &leaked), "the leaked password is refused");
+    assert!(db.can_login(&app, &current), "the store's current secret works");
+    assert!(!db.can_login(&app, &leaked), "the leaked password is refused");
     assert!(
         session.try_wait().unwrap().is_none(),
         "the session is still open, as reported"
@@ -252,7 +210,7 @@ fn mysql_single_leak_without_connection_admin_then_rerun_after_grant() {
         "{md}"
     );
 
-    root_sql(&format!("GRANT CONNECTION ADMIN ON *.* TO '{admin}'@'%'"));
+    db.root_sql(&format!("GRANT CONNECTION ADMIN ON *.* TO '{admin}'@'%'"));
     let r = rekey(dir.path(), &admin_url, &["rotate", "--leaked", "shop-db"], "");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

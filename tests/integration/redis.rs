@@ -1,55 +1,44 @@
-//! Redis ACL users through the CLI against the server on 127.0.0.1:6379: dual
+//! Redis ACL users through the CLI against the machine's server ([`redis()`]): dual
 //! rotation (both passwords valid until revoke), a grace period finished by `--due`,
 //! and the old password refused afterwards.
 
 use crate::util::{run, unique, Run};
+use rekey_testbed::RedisServer;
 use std::process::Command;
+use std::sync::{LazyLock, OnceLock};
 
-pub(crate) const REDIS: (&str, u16) = ("127.0.0.1", 6379);
+/// The Redis server of these tests (and of zero_downtime.rs): the machine's
+/// ([`RedisServer::machine`]: 127.0.0.1:6379 or `REKEY_REDIS_PORT`), or a throwaway one
+/// when nothing answers there, started once per test process.
+pub(crate) fn redis() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::machine)
+}
 
+/// Host and port of [`redis()`], for configurations.
+pub(crate) static REDIS: LazyLock<(&str, u16)> = LazyLock::new(|| ("127.0.0.1", redis().port()));
+
+/// Runs a Redis command as the `default` user; the reply as text (the name is from when
+/// this ran `redis-cli`).
+///
+/// # Panics
+/// When the command fails.
 pub(crate) fn redis_cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", REDIS.0, "-p", &REDIS.1.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    redis().cmd(args).text()
 }
 
-/// Whether `user` authenticates with `password` (checked with ACL WHOAMI, since a failed
-/// AUTH would leave redis-cli as the default user). The password goes through the
-/// environment, not argv.
+/// Whether `user` authenticates with `password` (`false` only when Redis refuses it with
+/// `WRONGPASS`; the password goes over the connection, never argv).
 pub(crate) fn redis_login(user: &str, password: &str) -> bool {
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            REDIS.0,
-            "-p",
-            &REDIS.1.to_string(),
-            "--user",
-            user,
-            "--no-auth-warning",
-            "ACL",
-            "WHOAMI",
-        ])
-        .env("REDISCLI_AUTH", password)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim() == user
+    redis().can_login(user, password)
 }
 
+/// An ACL user created for a test, deleted at the end.
 pub(crate) struct RedisUser(pub(crate) String);
 
 impl Drop for RedisUser {
     fn drop(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-h", REDIS.0, "-p", &REDIS.1.to_string(), "ACL", "DELUSER", &self.0])
-            .output();
+        let _ = redis().try_cmd(&["ACL", "DELUSER", &self.0]);
     }
 }
 
