@@ -249,16 +249,25 @@ impl Rotation<'_> {
             // Before precheck: an orphan counts against limits such as IAM's two keys.
             self.sweep(rec, state).await?;
         }
+        // The store first: one that would refuse the promote (a Vault token that may write
+        // rekey's versions but not the application's key) must fail the run before apply,
+        // not after it (where `single` has already replaced the stored current's password).
+        let checks = async {
+            if !self.store.capabilities().write_check_is_a_read {
+                self.store.check_writable(key).await?;
+            }
+            self.target.precheck(current).await
+        };
         if self.options.incident {
             // The incident preflight already recorded this run's `preflight` step: the
             // precheck adds a record only when it fails (not a second `preflight`).
             rec.begin(Step::Preflight)?;
             let started = (SystemTime::now(), Instant::now());
-            if let Err(e) = self.target.precheck(current).await {
+            if let Err(e) = checks.await {
                 return Err(rec.fail_since(Step::Preflight, e.kind().into(), e.message(), started));
             }
         } else {
-            rec.run(Step::Preflight, self.target.precheck(current)).await?;
+            rec.run(Step::Preflight, checks).await?;
         }
         let password = self.credential.password.generate();
         let new = rec.run(Step::Generate, self.target.prepare(current, password)).await?;

@@ -25,6 +25,10 @@ pub struct StoreCapabilities {
     /// Writes are conditional on the state read (compare-and-set), so two runners on
     /// different machines cannot both promote.
     pub compare_and_set: bool,
-    /// Keeps pending and previous versions out of ordinary readers' sight.
-    pub hides_pending_from_readers: bool,
+    /// [`crate::Store::check_writable`] learns nothing that a read of the key does not
+    /// (Secrets Manager: a `DescribeSecret`; there is no dry write), so `rotate`, which
+    /// reads the key anyway, skips it and saves the call. Otherwise `rotate` runs it
+    /// before the target is touched: a store that would refuse the promote (a Vault
+    /// token that may not write the application's key) fails the run there.
+    pub write_check_is_a_read: bool,
 }

@@ -52,6 +52,6 @@ async fn concurrent_writers_on_threads() {
 #[test]
 fn declares_compare_and_set() {
     let caps = MemoryStore::new().capabilities();
-    assert!(caps.compare_and_set && caps.hides_pending_from_readers);
+    assert!(caps.compare_and_set && !caps.write_check_is_a_read);
     assert!(MemoryStore::new().describe().contains("memory store"));
 }

@@ -948,7 +948,7 @@ impl Store for SecretsManagerStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             compare_and_set: true,
-            hides_pending_from_readers: true,
+            write_check_is_a_read: true,
         }
     }
 

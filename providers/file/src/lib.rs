@@ -265,7 +265,7 @@ impl Store for FileStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             compare_and_set: true,
-            hides_pending_from_readers: false,
+            write_check_is_a_read: false,
         }
     }
 

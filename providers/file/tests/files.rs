@@ -626,7 +626,7 @@ async fn debug_describe_and_errors_hold_no_secret() {
     assert_eq!(store.describe(), format!("file {}", path.display()));
     let caps = store.capabilities();
     assert!(caps.compare_and_set);
-    assert!(!caps.hides_pending_from_readers);
+    assert!(!caps.write_check_is_a_read);
     let state = store.read("k").await.unwrap();
     assert!(!format!("{state:?}").contains(SECRET));
 }

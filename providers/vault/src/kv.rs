@@ -458,7 +458,7 @@ impl Store for VaultKvStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             compare_and_set: self.compare_and_set(),
-            hides_pending_from_readers: true,
+            write_check_is_a_read: false,
         }
     }
 

@@ -60,7 +60,7 @@ fn declares_check_and_set_and_hidden_pending() {
     config.token = Some(ConfigSecret::new(ROOT_TOKEN));
     let store = VaultProvider::new().vault_kv_store(&config).unwrap();
     assert!(store.capabilities().compare_and_set);
-    assert!(store.capabilities().hides_pending_from_readers);
+    assert!(!store.capabilities().write_check_is_a_read);
 }
 
 /// Discarding changes only the versions document, check-and-set: the key applications

@@ -77,7 +77,7 @@ mod kv1_conformance {
 fn kv1_declares_no_check_and_set() {
     let store = kv_store(VaultServer::shared());
     assert!(!store.capabilities().compare_and_set, "KV v1 has no check-and-set");
-    assert!(store.capabilities().hides_pending_from_readers);
+    assert!(!store.capabilities().write_check_is_a_read);
 }
 
 /// KV v1 has no check-and-set, so two machines cannot be told apart. Two handles of one

@@ -250,6 +250,40 @@ async fn resume_of_a_pending_version_of_another_credential_names_abandon_pending
     assert_eq!(h.state().pending().map(|p| p.id.as_str()), Some("foreign"));
 }
 
+/// Issue 12: a store that may write rekey's pending versions but not the value
+/// applications read (a Vault token without write on the application's key) passed
+/// `rotate`'s preflight; the rotation staged, applied, verified and then failed at
+/// promote, and with `single` the stored current was a password the target no longer
+/// took. Now `rotate` checks the store before the target, for every strategy, and the
+/// incident path too; nothing is staged or applied.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_refuses_the_promote_fails_the_rotation_before_the_target_is_touched() {
+    for strategy in [Strategy::Single, Strategy::Dual, Strategy::Alternating] {
+        for options in [RotateOptions::default(), incident()] {
+            let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(strategy)).await;
+            h.store.set_current_read_only(true);
+            h.target.clear_calls();
+            let run = h.rotate(options.clone()).await.unwrap();
+            assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED, "{strategy:?}");
+            assert_eq!(failure(&run), Some("permission_denied"), "{strategy:?}");
+            let error = run.credentials[0].error.as_ref().unwrap();
+            assert_eq!(error.step.as_str(), "preflight", "{strategy:?}: {error:?}");
+            assert!(error.message.contains("may not write"), "{}", error.message);
+            assert!(
+                !h.target
+                    .calls()
+                    .iter()
+                    .any(|op| matches!(op, TargetOp::Prepare | TargetOp::Apply)),
+                "{strategy:?}: the target was changed: {:?}",
+                h.target.calls()
+            );
+            assert!(h.target.accepts(&old), "{strategy:?}");
+            assert!(h.state().pending().is_none(), "{strategy:?}: nothing staged");
+            assert_eq!(h.state().current().map(|c| &c.doc), Some(&old));
+        }
+    }
+}
+
 /// Signals stop at a step boundary: nothing starts once a stop is asked for.
 #[tokio::test(start_paused = true)]
 async fn interrupted_run_starts_no_step_and_exits_130() {

@@ -32,6 +32,7 @@ pub struct MemoryStore {
 struct StoreState {
     keys: BTreeMap<String, Vec<StoredVersion>>,
     clock: Clock,
+    current_read_only: bool,
 }
 
 impl MemoryStore {
@@ -57,6 +58,14 @@ impl MemoryStore {
     /// Like [`MemoryStore::with_clock`], for a store already shared.
     pub fn set_clock(&self, clock: impl Into<Clock>) {
         lock(&self.state).clock = clock.into();
+    }
+
+    /// While `true`, the value applications read may not be written: `check_writable`,
+    /// `put_current` and `promote` fail with permission denied while `stage_pending` still
+    /// works (a Vault token allowed rekey's versions document but not the application's
+    /// key). Unlike a fault, it lasts until turned off.
+    pub fn set_current_read_only(&self, read_only: bool) {
+        lock(&self.state).current_read_only = read_only;
     }
 
     /// This store's crash signal.
@@ -169,6 +178,15 @@ fn describe_stages(version: &StoredVersion) -> String {
 }
 
 impl StoreState {
+    fn may_write_current(&self, key: &str) -> ProviderResult<()> {
+        if self.current_read_only {
+            return Err(ProviderError::permission_denied(format!(
+                "{WHO}: may not write the current value of key {key:?}"
+            )));
+        }
+        Ok(())
+    }
+
     fn put_current(&mut self, key: &str, id: &str, doc: &SecretDoc) -> ProviderResult<()> {
         if let Some(versions) = self.keys.get(key) {
             if let Some(existing) = versions.iter().find(|v| v.id == id) {
@@ -321,7 +339,7 @@ impl Store for MemoryStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             compare_and_set: true,
-            hides_pending_from_readers: true,
+            write_check_is_a_read: false,
         }
     }
 
@@ -339,12 +357,13 @@ impl Store for MemoryStore {
         .await
     }
 
-    async fn check_writable(&self, _key: &str) -> ProviderResult<()> {
-        settle(self.run(None, "check_writable", |_| Ok(()))).await
+    async fn check_writable(&self, key: &str) -> ProviderResult<()> {
+        settle(self.run(None, "check_writable", |s| s.may_write_current(key))).await
     }
 
     async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {
         settle(self.run(Some(StoreOp::PutCurrent), "put_current", |s| {
+            s.may_write_current(key)?;
             s.put_current(key, version_id, doc)
         }))
         .await
@@ -359,6 +378,7 @@ impl Store for MemoryStore {
 
     async fn promote(&self, key: &str, version_id: &str, previous_revoked: bool) -> ProviderResult<()> {
         settle(self.run(Some(StoreOp::Promote), "promote", |s| {
+            s.may_write_current(key)?;
             s.promote(key, version_id, previous_revoked)
         }))
         .await
