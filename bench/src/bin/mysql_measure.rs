@@ -1,5 +1,6 @@
 //! Times the MySQL/MariaDB target's building blocks against the machine's server
-//! (users created as root through the `mysql` client over the socket, dropped at the end):
+//! (users created as root through the `mysql` client over the socket, testbed's
+//! [`MariaDb::machine`], dropped at the end):
 //!
 //! ```text
 //! cargo run --release -p rekey-bench --bin rekey-bench-mysql [ITERATIONS]
@@ -13,20 +14,12 @@
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
 use rekey_mysql::{native_password_hash, MysqlProvider, MysqlTargetConfig};
-use std::process::Command;
+use rekey_testbed::MariaDb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn mean(total: Duration, n: u32) -> String {
     format!("{:.1} µs", total.as_secs_f64() * 1e6 / f64::from(n))
-}
-
-fn root_sql(sql: &str) {
-    let out = Command::new("mysql")
-        .args(["-uroot", "--batch", "-e", sql])
-        .output()
-        .expect("the mysql client runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn lit(value: &str) -> String {
@@ -43,14 +36,11 @@ fn doc(user: &str, password: &Secret) -> SecretDoc {
 #[tokio::main]
 async fn main() {
     let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let host = std::env::var("REKEY_MYSQL_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = std::env::var("REKEY_MYSQL_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3306);
+    let db = MariaDb::machine();
+    let (host, port) = (db.host().to_owned(), db.port());
     let admin = unique_name("measure_admin");
     let admin_pw = random_password(24);
-    root_sql(&format!(
+    db.root_sql(&format!(
         "CREATE USER {a}@'%' IDENTIFIED BY {p}; GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {a}@'%'; \
          GRANT SELECT ON mysql.* TO {a}@'%'",
         a = lit(&admin),
@@ -61,7 +51,7 @@ async fn main() {
     let mut docs = Vec::new();
     for user in &users {
         let password = random_password(32);
-        root_sql(&format!(
+        db.root_sql(&format!(
             "CREATE USER {}@'%' IDENTIFIED BY {}",
             lit(user),
             lit(password.expose())
@@ -157,6 +147,6 @@ async fn main() {
     );
     drop((targets, alt, provider));
     for user in users.iter().chain(std::iter::once(&admin)) {
-        root_sql(&format!("DROP USER IF EXISTS {}@'%'", lit(user)));
+        db.root_sql(&format!("DROP USER IF EXISTS {}@'%'", lit(user)));
     }
 }

@@ -1,6 +1,7 @@
 //! Timings of the Redis target's steps against the Redis server on 127.0.0.1:6379 (or
-//! `REKEY_REDIS_PORT`), whose `default` user must have no password. Creates an admin
-//! and a few users with unique names and deletes them at the end.
+//! `REKEY_REDIS_PORT`), whose `default` user must have no password; testbed's
+//! [`RedisServer::machine`], which starts a throwaway `redis-server` when nothing answers
+//! there. Creates an admin and a few users with unique names and deletes them at the end.
 //!
 //! ```sh
 //! cargo run --release -p rekey-bench --bin rekey-bench-redis
@@ -9,11 +10,12 @@
 use rekey_api::conformance::{random_password, unique_name};
 use rekey_api::{RedactedDsn, RevokeOptions, Secret, SecretDoc, Strategy, Target};
 use rekey_redis::{acl_password_hash, RedisProvider, RedisTargetConfig};
+use rekey_testbed::RedisServer;
 use std::time::{Duration, Instant};
 
-/// Users created here, deleted on drop.
+/// Users created here (as the `default` user), deleted on drop.
 struct Users {
-    conn: redis::Connection,
+    server: RedisServer,
     names: Vec<String>,
 }
 
@@ -21,15 +23,10 @@ impl Users {
     fn create(&mut self, prefix: &str, rules: &[&str]) -> (String, Secret) {
         let name = unique_name(prefix);
         let password = random_password(32);
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("SETUSER")
-            .arg(&name)
-            .arg("on")
-            .arg(format!("#{}", acl_password_hash(&password)));
-        for r in rules {
-            cmd.arg(*r);
-        }
-        let () = cmd.query(&mut self.conn).expect("ACL SETUSER");
+        let hash = format!("#{}", acl_password_hash(&password));
+        let mut args = vec!["ACL", "SETUSER", &name, "on", &hash];
+        args.extend_from_slice(rules);
+        self.server.cmd(&args);
         self.names.push(name.clone());
         (name, password)
     }
@@ -38,7 +35,7 @@ impl Users {
 impl Drop for Users {
     fn drop(&mut self) {
         for name in &self.names {
-            let _: redis::RedisResult<i64> = redis::cmd("ACL").arg("DELUSER").arg(name).query(&mut self.conn);
+            let _ = self.server.try_cmd(&["ACL", "DELUSER", name]);
         }
     }
 }
@@ -56,15 +53,10 @@ fn report(what: &str, total: Duration, n: u32) {
 
 #[tokio::main]
 async fn main() {
-    let port: u16 = std::env::var("REKEY_REDIS_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(6379);
-    let conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection())
-        .expect("a Redis server on 127.0.0.1 whose default user has no password");
+    let server = RedisServer::machine();
+    let port = server.port();
     let mut users = Users {
-        conn,
+        server,
         names: Vec::new(),
     };
     let (admin, admin_pw) = users.create("rk_measure_admin", &["~*", "&*", "+@all"]);
