@@ -2,6 +2,7 @@
 //! store and scripted fake target.
 
 mod harness;
+mod plan;
 mod regression;
 mod simulation;
 mod status;

@@ -115,8 +115,13 @@ impl Harness {
 
     /// One `plan` run.
     pub async fn plan(&self) -> RunReport {
+        self.plan_with(RotateOptions::default()).await
+    }
+
+    /// One `plan` run with `options` (`--grace`, `--leaked`...).
+    pub async fn plan_with(&self, options: RotateOptions) -> RunReport {
         self.engine()
-            .plan(vec![self.credential.clone()], RotateOptions::default())
+            .plan(vec![self.credential.clone()], options)
             .await
             .expect("the run starts")
     }
