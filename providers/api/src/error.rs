@@ -75,7 +75,87 @@ pub struct ProviderError {
     retryable: bool,
     code: Option<ErrorCode>,
     #[source]
-    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    source: Option<std::sync::Arc<RedactedSource>>,
+}
+
+/// The underlying error of a [`ProviderError`], kept as text: each link of its
+/// `source()` chain by its `Display` form only, never its `Debug` form (client errors'
+/// Debug forms carry raw responses, request URLs and configuration), with any
+/// `user:password@` of a URL replaced by `***@` and whatever the provider scrubbed.
+/// It holds no reference to the original error, so nothing reachable from a
+/// [`ProviderError`] can print more than these lines.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedactedSource {
+    text: String,
+    source: Option<Box<RedactedSource>>,
+}
+
+impl RedactedSource {
+    /// The chain of `error`, each link's text passed through `scrub` and then stripped of
+    /// URL user information.
+    fn capture(error: &dyn std::error::Error, scrub: &dyn Fn(&str) -> String) -> Self {
+        let mut texts = vec![error.to_string()];
+        let mut next = error.source();
+        while let Some(e) = next {
+            texts.push(e.to_string());
+            next = e.source();
+        }
+        let mut source = None;
+        for text in texts.into_iter().rev() {
+            source = Some(Box::new(RedactedSource {
+                text: hide_url_userinfo(&scrub(&text)),
+                source,
+            }));
+        }
+        *source.expect("the chain holds the error itself")
+    }
+}
+
+impl fmt::Display for RedactedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for RedactedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        let mut next = Some(self);
+        while let Some(s) = next {
+            list.entry(&s.text);
+            next = s.source.as_deref();
+        }
+        list.finish()
+    }
+}
+
+impl std::error::Error for RedactedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
+
+/// `text` with the user information of every `scheme://user:password@host` replaced by
+/// `***`.
+fn hide_url_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(user_end) => {
+                out.push_str("***");
+                rest = &tail[user_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A backend's own error code, by family.
@@ -129,11 +209,19 @@ impl ProviderError {
         self.code.as_ref()
     }
 
-    /// Attaches the underlying error, reachable through [`std::error::Error::source`].
-    /// Its text must hold no secret (client library errors about connections and
-    /// statements do not; never attach an error built from a secret value).
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(std::sync::Arc::new(source));
+    /// Attaches the underlying error, reachable through [`std::error::Error::source`] as a
+    /// [`RedactedSource`]: the `Display` text of each link of its chain, URL user
+    /// information hidden. Its text must hold no secret (client library errors about
+    /// connections and statements do not; never attach an error built from a secret
+    /// value); use [`ProviderError::with_scrubbed_source`] when it may quote something
+    /// to hide (a password hash in a server's message).
+    pub fn with_source(self, source: &dyn std::error::Error) -> Self {
+        self.with_scrubbed_source(source, |text| text.to_owned())
+    }
+
+    /// [`ProviderError::with_source`], each link's text passed through `scrub` first.
+    pub fn with_scrubbed_source(mut self, source: &dyn std::error::Error, scrub: impl Fn(&str) -> String) -> Self {
+        self.source = Some(std::sync::Arc::new(RedactedSource::capture(source, &scrub)));
         self
     }
 
@@ -230,12 +318,60 @@ mod tests {
         let io = std::io::Error::other("connection reset");
         let e = ProviderError::auth_rejected("login refused")
             .with_code(ErrorCode::Sqlstate("28P01".into()))
-            .with_source(io)
+            .with_source(&io)
             .context("role app");
         assert_eq!(e.code(), Some(&ErrorCode::Sqlstate("28P01".into())));
         assert_eq!(e.code().unwrap().to_string(), "SQLSTATE 28P01");
         assert_eq!(e.source().unwrap().to_string(), "connection reset");
         assert_eq!(e.to_string(), "authentication rejected: role app: login refused");
+    }
+
+    /// A URL's password in the underlying error's text never reaches `source()`, `{:?}`
+    /// or `{}`; nor does a Debug form (here: one with a field Display leaves out).
+    #[test]
+    fn sources_keep_display_text_only_and_hide_url_passwords() {
+        use std::error::Error as _;
+
+        #[derive(Debug)]
+        struct Inner {
+            #[allow(dead_code)]
+            password: &'static str,
+        }
+        impl fmt::Display for Inner {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("cannot reach postgres://app:hunter2@db:5432/x and (http://u:p@h) then mysql://db/")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("connect failed, hash abc123")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+
+        let outer = Outer(Inner { password: "s3cr3t" });
+        let e = ProviderError::unreachable("login").with_scrubbed_source(&outer, |t| t.replace("abc123", "<hash>"));
+        let source = e.source().unwrap();
+        assert_eq!(source.to_string(), "connect failed, hash <hash>");
+        let inner = source.source().unwrap();
+        assert_eq!(
+            inner.to_string(),
+            "cannot reach postgres://***@db:5432/x and (http://***@h) then mysql://db/"
+        );
+        assert!(inner.source().is_none());
+        let debug = format!("{e:?}");
+        for secret in ["s3cr3t", "hunter2", "abc123", "u:p"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("connect failed, hash <hash>"), "{debug}");
+        assert_eq!(e.to_string(), "unreachable: login");
     }
 
     #[test]
