@@ -5,7 +5,8 @@
 //!
 //! - `IDENTIFIED VIA unix_socket OR mysql_native_password` keeps `unix_socket`;
 //!   a socket-only account is refused, never given a password;
-//! - `ed25519` accounts log in and rotate with an ed25519 key computed by rekey;
+//! - `ed25519` accounts: logins work (`import`, `verify`), rotation is refused before
+//!   anything changes;
 //! - a user with several host entries: the entries sharing the password all change;
 //! - `PASSWORD EXPIRE`: reported as expired, fixed by a rotation through the admin;
 //! - `REQUIRE SSL` against a server without TLS: refused before anything changes;
@@ -235,6 +236,18 @@ async fn ed25519_accounts_are_refused_before_anything_changes() {
             .unwrap();
         let err = t.apply(&new, Some(&doc(&name, &password))).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        // A login as the account (`import`, `verify`) works: rekey's client speaks
+        // ed25519 (it once lacked it, and `import` panicked with exit 101), and a wrong
+        // password is refused as such, not as an unknown plugin.
+        t.login(&doc(&name, &password)).await.unwrap();
+        t.verify(&doc(&name, &password)).await.unwrap();
+        let wrong = random_password(24);
+        assert_error(
+            &t.login(&doc(&name, &wrong)).await.unwrap_err(),
+            ErrorKind::AuthRejected,
+            &[&name],
+            &[&password, &wrong],
+        );
         assert_eq!(account.json(), before, "nothing changed");
     }
 }
