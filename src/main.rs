@@ -64,7 +64,9 @@ fn init_tracing(verbose: u8) {
         (Some(f), _) => f,
         (None, 0) => return,
         (None, 1) => "rekey=info".to_owned(),
-        (None, _) => "rekey=debug,rekey_api=debug,rekey_file=debug,rekey_postgres=debug".to_owned(),
+        // A directive's target is a prefix: `rekey` covers the engine and every
+        // `rekey_*` provider crate, and names no third-party library.
+        (None, _) => "rekey=debug".to_owned(),
     };
     for library in STATEMENT_LOGGERS {
         if !filter.contains(library) {
