@@ -4,6 +4,7 @@
 use crate::config::SslMode;
 use crate::conn::{connect, Session};
 use crate::error::{is_connection_lost, pg_error};
+use crate::preflight_batch::PreflightBatch;
 use crate::sql::quote_ident;
 use crate::tls::TlsSetup;
 use rekey_api::ProviderResult;
@@ -40,6 +41,8 @@ pub(crate) struct AdminPool {
     endpoint: String,
     conn: Reopening<Session>,
     opened: Arc<AtomicU64>,
+    /// The catalog reads of the targets sharing this connection, coalesced.
+    pub(crate) batch: PreflightBatch,
 }
 
 impl fmt::Debug for AdminPool {
@@ -72,6 +75,7 @@ impl AdminPool {
             endpoint,
             conn: Reopening::new(),
             opened,
+            batch: PreflightBatch::default(),
         }
     }
 

@@ -49,6 +49,11 @@ const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole,
      WHERE a.rolname = current_user \
      ORDER BY n.i";
 
+/// The type of each named role's stored verifier (`$1`), never the verifier itself.
+const VERIFIER_TYPES_SQL: &str = "SELECT rolname::text, CASE WHEN rolpassword IS NULL THEN 'none' \
+     WHEN rolpassword LIKE 'md5%' THEN 'md5' WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'scram-sha-256' \
+     ELSE 'other' END FROM pg_catalog.pg_authid WHERE rolname = ANY($1)";
+
 /// How close a kept `VALID UNTIL` may be before a rotation is refused: the new password
 /// would die with it.
 const NEAR_EXPIRY_SECS: f64 = 3600.0;
@@ -156,6 +161,45 @@ struct RoleFacts {
     valid_until: Option<String>,
     /// Seconds until `VALID UNTIL` (negative when past); `None` when unset or infinite.
     valid_for_secs: Option<f64>,
+}
+
+/// The admin's facts of a [`PRECHECK_SQL`] row (the same in every row), with room for
+/// `roles` roles.
+fn admin_facts(first: &tokio_postgres::Row, roles: usize) -> AdminView {
+    AdminView {
+        admin_user: first.get(0),
+        admin_super: first.get(1),
+        admin_createrole: first.get(2),
+        server_version_num: first.get(3),
+        server_version: first.get(4),
+        admin_signal_backend: first.get(14),
+        roles: Vec::with_capacity(roles),
+        db_connlimit: first.get(21),
+        db_sessions: first.get(22),
+        password_encryption: first.get(23),
+        can_read_authid: first.get(24),
+    }
+}
+
+/// The role's facts of a [`PRECHECK_SQL`] row.
+fn role_facts(row: &tokio_postgres::Row) -> RoleFacts {
+    RoleFacts {
+        name: row.get(5),
+        exists: row.get(6),
+        role_super: row.get(7),
+        role_replication: row.get(8),
+        can_login: row.get(9),
+        expired: row.get(10),
+        admin_option: row.get(11),
+        db_exists: row.get(12),
+        may_connect: row.get(13),
+        admin_usage: row.get(15),
+        admin_member: row.get(16),
+        connlimit: row.get(17),
+        sessions: row.get(18),
+        valid_until: row.get(19),
+        valid_for_secs: row.get(20),
+    }
 }
 
 /// What the admin may do to the role, from the catalogs.
@@ -304,8 +348,51 @@ impl PostgresTarget {
 
     /// One round trip on the shared admin connection: who the admin is, the server's
     /// version, and for each configured role whether it exists, what the admin may do to
-    /// it, whether it may log in, and whether it may connect to `dbname`.
+    /// it, whether it may log in, and whether it may connect to `dbname`. The question is
+    /// coalesced with those of other targets on the same connection asked while a read is
+    /// in flight ([`crate::preflight_batch`]): one read answers all of them.
     pub(super) async fn read_view(&self, admin: &AdminPool) -> ProviderResult<AdminView> {
+        let dbname = &self.config.dbname;
+        let batched = admin
+            .batch
+            .views
+            .read(dbname, &self.roles, |all| async move {
+                let (all, dbname) = (Arc::new(all), Arc::new(dbname.clone()));
+                admin
+                    .run("reading the attributes of the admin and of roles", |s| {
+                        let (all, dbname) = (all.clone(), dbname.clone());
+                        async move {
+                            s.client
+                                .query_typed(PRECHECK_SQL, &[(&*all, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
+                                .await
+                        }
+                    })
+                    .await
+                    .ok()
+            })
+            .await;
+        if let Some(view) = batched.and_then(|rows| self.view_of(&rows)) {
+            return Ok(view);
+        }
+        // The coalesced read failed: read alone, for this target's own error.
+        self.read_view_alone(admin).await
+    }
+
+    /// This target's view from the rows of a coalesced [`PRECHECK_SQL`] (one per role
+    /// asked, of every target): the admin's facts and this target's roles, in its order,
+    /// as its own read would have given. `None` if a row is missing.
+    fn view_of(&self, rows: &[tokio_postgres::Row]) -> Option<AdminView> {
+        let first = rows.first()?;
+        let mut view = admin_facts(first, self.roles.len());
+        for role in &self.roles {
+            let row = rows.iter().find(|row| row.get::<_, &str>(5) == role)?;
+            view.roles.push(role_facts(row));
+        }
+        Some(view)
+    }
+
+    /// [`PostgresTarget::read_view`] of this target's roles alone.
+    async fn read_view_alone(&self, admin: &AdminPool) -> ProviderResult<AdminView> {
         let roles = Arc::new(self.roles.clone());
         let dbname = Arc::new(self.config.dbname.clone());
         let action = format!(
@@ -328,37 +415,9 @@ impl PostgresTarget {
                 admin.label()
             )));
         };
-        let mut view = AdminView {
-            admin_user: first.get(0),
-            admin_super: first.get(1),
-            admin_createrole: first.get(2),
-            server_version_num: first.get(3),
-            server_version: first.get(4),
-            admin_signal_backend: first.get(14),
-            roles: Vec::with_capacity(rows.len()),
-            db_connlimit: first.get(21),
-            db_sessions: first.get(22),
-            password_encryption: first.get(23),
-            can_read_authid: first.get(24),
-        };
+        let mut view = admin_facts(first, rows.len());
         for row in &rows {
-            view.roles.push(RoleFacts {
-                name: row.get(5),
-                exists: row.get(6),
-                role_super: row.get(7),
-                role_replication: row.get(8),
-                can_login: row.get(9),
-                expired: row.get(10),
-                admin_option: row.get(11),
-                db_exists: row.get(12),
-                may_connect: row.get(13),
-                admin_usage: row.get(15),
-                admin_member: row.get(16),
-                connlimit: row.get(17),
-                sessions: row.get(18),
-                valid_until: row.get(19),
-                valid_for_secs: row.get(20),
-            });
+            view.roles.push(role_facts(row));
         }
         Ok(view)
     }
@@ -563,9 +622,32 @@ impl PostgresTarget {
         if !may_read {
             return Ok(None);
         }
-        const SQL: &str = "SELECT rolname::text, CASE WHEN rolpassword IS NULL THEN 'none' \
-             WHEN rolpassword LIKE 'md5%' THEN 'md5' WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'scram-sha-256' \
-             ELSE 'other' END FROM pg_catalog.pg_authid WHERE rolname = ANY($1)";
+        // Coalesced with the other targets' reads on this connection, as `read_view`.
+        let batched = admin
+            .batch
+            .verifier_types
+            .read("", &self.roles, |all| async move {
+                let all = Arc::new(all);
+                let rows = admin
+                    .run("reading the roles' verifier types (pg_authid)", |s| {
+                        let all = all.clone();
+                        async move {
+                            s.client
+                                .query_typed(VERIFIER_TYPES_SQL, &[(&*all, Type::TEXT_ARRAY)])
+                                .await
+                        }
+                    })
+                    .await
+                    .ok()?;
+                Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+            .await;
+        if let Some(types) = batched {
+            let mine = types.iter().filter(|(role, _)| self.roles.contains(role));
+            return Ok(Some(mine.cloned().collect()));
+        }
+        // The coalesced read failed: read alone, for this target's own answer or error.
+        const SQL: &str = VERIFIER_TYPES_SQL;
         let roles = Arc::new(self.roles.clone());
         let rows = admin
             .run("reading the roles' verifier types (pg_authid)", |s| {
