@@ -2,7 +2,7 @@
 //! an explicit `AUTH` whose reply is checked, then `ACL WHOAMI`.
 
 use crate::acl::{quote_name, text};
-use crate::error::redis_error;
+use crate::error::{err_reply_of, redis_error, ErrReply};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 use rekey_api::{ErrorKind, ProviderError, ProviderResult, Secret};
@@ -89,7 +89,7 @@ impl Session {
             auth.arg(user).arg(password.expose());
             match self.query(&auth).await {
                 Ok(_) => {}
-                Err(e) if e.code() == Some("ERR") && e.detail().is_some_and(|d| d.contains("wrong number of arguments")) => {
+                Err(e) if err_reply_of(&e) == Some(ErrReply::WrongArity) => {
                     return Err(ProviderError::unsupported(format!(
                         "logging in as {label}: Redis without ACL support (AUTH takes no user name; Redis 6 or later is needed)"
                     )))
@@ -99,7 +99,15 @@ impl Session {
                     // Any refusal of AUTH is about the credential.
                     return Err(match err.kind() {
                         ErrorKind::Unreachable | ErrorKind::Unsupported => err,
-                        _ => ProviderError::auth_rejected(err.message()),
+                        _ => {
+                            // Kept: the reply's code and the reply itself (a refusal of AUTH
+                            // never quotes the password).
+                            let refused = ProviderError::auth_rejected(err.message()).with_source(&e);
+                            match err.code() {
+                                Some(code) => refused.with_code(code.clone()),
+                                None => refused,
+                            }
+                        }
                     });
                 }
             }

@@ -231,7 +231,8 @@ impl RedisTarget {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if file == AclFile::Unknown && e.message().contains("not configured to use an ACL file") => Ok(()),
+            // The one "not found" ACL SAVE gives: no ACL file (error::ErrReply::NoAclFile).
+            Err(e) if file == AclFile::Unknown && e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.context(format!(
                 "the change to user {} is live but was not saved to the ACL file",
                 quote_name(self.user())
@@ -312,7 +313,8 @@ impl RedisTarget {
                     break;
                 }
                 // One vanished between GETUSER and SETUSER (nothing was removed): read again.
-                Err(e) if attempt == 0 && e.message().contains("does not exist") => {}
+                // (The only conflict ACL SETUSER reports: error::ErrReply::PasswordToRemoveMissing.)
+                Err(e) if attempt == 0 && e.kind() == ErrorKind::Conflict => {}
                 Err(e) => return Err(e),
             }
         }
