@@ -1,6 +1,7 @@
 //! Black-box tests of the `rekey` binary against a real PostgreSQL cluster with
 //! SCRAM-SHA-256 authentication enforced (started by rekey-testbed), and the file store.
 
+mod after_apply;
 mod alternating;
 mod aws;
 mod bad_input;
