@@ -4,7 +4,7 @@
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use rekey_api::{ErrorKind, ProviderError};
+use rekey_api::{ErrorCode, ErrorKind, ProviderError};
 use std::error::Error as StdError;
 use std::fmt;
 
@@ -38,7 +38,35 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
 {
     let (kind, text) = classify(err);
-    ProviderError::new(kind, format!("{action}: {text}"))
+    with_details(ProviderError::new(kind, format!("{action}: {text}")), err)
+}
+
+/// `error` with the AWS error code of `err` (or, for an answer without one, its HTTP
+/// status) and the underlying error as its source where that cannot hold a secret.
+///
+/// The source is the service's modeled error (AWS's code and message, already in the
+/// message) or, when no answer came, the connector's error chain (I/O, DNS, TLS,
+/// timeouts). Never for a response that could not be parsed nor a request that could not
+/// be built: their text may quote the body of a `GetSecretValue` answer or the request
+/// holding the secret being written.
+pub(crate) fn with_details<E>(error: ProviderError, err: &SdkError<E, HttpResponse>) -> ProviderError
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let error = error.with_source(ctx.err());
+            match code(err) {
+                Some(code) => error.with_code(ErrorCode::Aws(code.to_owned())),
+                None => error.with_code(ErrorCode::Http(ctx.raw().status().as_u16())),
+            }
+        }
+        // Not for a failure of the credential chain: a profile file's parse error may quote
+        // its lines, keys included.
+        SdkError::DispatchFailure(_) if find_credentials_error(err).is_some() => error,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => error.with_source(err),
+        _ => error,
+    }
 }
 
 /// The kind and a one-line description of an SDK error.
@@ -196,6 +224,45 @@ mod tests {
         assert_eq!(kind_of_code("LimitExceeded"), ErrorKind::Conflict);
         assert_eq!(kind_of_code("ThrottlingException"), ErrorKind::Unreachable);
         assert_eq!(kind_of_code("Whatever"), ErrorKind::Other);
+    }
+
+    /// A service error carries AWS's code (or the HTTP status when the answer had none)
+    /// and its modeled error as source; an unparsable answer carries no source, since its
+    /// text could quote the body.
+    #[test]
+    fn codes_and_sources_are_attached() {
+        use aws_sdk_secretsmanager::error::ErrorMetadata;
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+
+        let response = |status: u16, body: &'static str| HttpResponse::new(status.try_into().unwrap(), body.into());
+        let modeled = GetSecretValueError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not allowed")
+                .build(),
+        );
+        let err = SdkError::service_error(modeled, response(400, "{}"));
+        let e = aws_error(&err, "reading secret app");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(e.code(), Some(&ErrorCode::Aws("AccessDeniedException".to_owned())));
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "permission denied: reading secret app: AccessDeniedException: not allowed"
+        );
+
+        let bare = GetSecretValueError::generic(ErrorMetadata::builder().build());
+        let e = aws_error(&SdkError::service_error(bare, response(503, "")), "reading secret app");
+        assert_eq!(e.code(), Some(&ErrorCode::Http(503)));
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+
+        let unparsable: SdkError<GetSecretValueError, HttpResponse> = SdkError::response_error(
+            std::io::Error::other("cannot parse {\"SecretString\":\"s3cr3t\"}"),
+            response(200, "{\"SecretString\":\"s3cr3t\"}"),
+        );
+        let e = aws_error(&unparsable, "reading secret app");
+        assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+        assert_eq!(e.code(), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod incident;
 pub use incident::SESSION_POLICY_PREFIX;
 
 use crate::config::AwsIamTargetConfig;
-use crate::error::{aws_error, classify, code};
+use crate::error::{aws_error, classify, code, with_details};
 use crate::provider::Shared;
 use async_trait::async_trait;
 use aws_sdk_iam::config::http::HttpResponse;
@@ -296,7 +296,7 @@ impl IamTarget {
                     "access key {id} of IAM user {}: STS GetCallerIdentity: {text}",
                     self.user()
                 );
-                Err(ProviderError::new(kind, message))
+                Err(with_details(ProviderError::new(kind, message), &e))
             }
         }
     }

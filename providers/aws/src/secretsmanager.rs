@@ -1,7 +1,7 @@
 //! [`SecretsManagerStore`]: rekey's stages as AWS Secrets Manager staging labels.
 
 use crate::config::AwsSecretsManagerConfig;
-use crate::error::{aws_error, code};
+use crate::error::{aws_error, code, with_details};
 use crate::provider::Shared;
 use crate::version::{token, version_id};
 use async_trait::async_trait;
@@ -435,9 +435,12 @@ impl SecretsManagerStore {
             }
             Err(e) if code(&e) == Some("InvalidParameterException") => {
                 let (_, text) = crate::error::classify(&e);
-                Err(ProviderError::conflict(format!(
-                    "secret {key}: {why}: another writer changed its labels first ({text})"
-                )))
+                Err(with_details(
+                    ProviderError::conflict(format!(
+                        "secret {key}: {why}: another writer changed its labels first ({text})"
+                    )),
+                    &e,
+                ))
             }
             Err(e) => Err(aws_error(&e, format_args!("secret {key}: {why}"))),
         }
@@ -547,9 +550,10 @@ impl SecretsManagerStore {
             Err(e) if code(&e) == Some("ResourceExistsException") => return Ok(false),
             Err(e) if code(&e) == Some("InvalidRequestException") => {
                 let (_, text) = crate::error::classify(&e);
-                return Err(ProviderError::invalid_input(format!(
-                    "creating secret {key} with version {id}: {text}"
-                )));
+                return Err(with_details(
+                    ProviderError::invalid_input(format!("creating secret {key} with version {id}: {text}")),
+                    &e,
+                ));
             }
             Err(e) => return Err(aws_error(&e, format_args!("creating secret {key} with version {id}"))),
         }
