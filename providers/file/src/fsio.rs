@@ -508,24 +508,15 @@ fn existing_attributes(paths: &Paths) -> ProviderResult<Option<Attributes>> {
     }
 }
 
-/// Compaction: serializes `model` as the snapshot of `generation` and atomically replaces
-/// the store file with it: a temp file in the same directory, given the replaced file's
-/// owner, group and mode (0600 and this process's owner for a new store), written and
-/// fsynced, renamed over the store file, then the directory fsynced; then the journal,
-/// now stale (its generation is older), is removed. A crash before the rename leaves the
-/// old snapshot and its journal; after it, the new snapshot and a stale journal that
-/// readers ignore. Call with the lock held. Returns the new file's snapshot and size.
-pub(crate) fn persist(
-    paths: &Paths,
-    model: &mut StoreFile,
-    generation: u64,
-    size_hint: usize,
-) -> ProviderResult<(Snapshot, usize)> {
-    let mut buf = SecureBuf::with_capacity(size_hint.max(4096));
-    model
-        .write_snapshot(generation, &mut buf)
-        .map_err(|_| ProviderError::other(format!("cannot serialize store file {}", paths.file.display())))?;
-
+/// Compaction: atomically replaces the store file with `snapshot` (a whole snapshot,
+/// serialized by the caller): a temp file in the same directory, given the replaced
+/// file's owner, group and mode (0600 and this process's owner for a new store), written
+/// and fsynced, renamed over the store file, then the directory fsynced; then the
+/// journal, now stale (its generation is older), is removed. A crash before the rename
+/// leaves the old snapshot and its journal; after it, the new snapshot and a stale
+/// journal that readers ignore. Call with the lock held. Returns the new file's snapshot
+/// and size.
+pub(crate) fn replace(paths: &Paths, snapshot: &[u8]) -> ProviderResult<(Snapshot, usize)> {
     sweep_stale_temps(paths);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut name = paths.tmp_prefix.clone();
@@ -547,7 +538,7 @@ pub(crate) fn persist(
     let written = keep
         .map_or(Ok(()), |keep| keep.apply(paths, &file, &tmp))
         .and_then(|()| {
-            file.write_all(buf.as_slice())
+            file.write_all(snapshot)
                 .map_err(|e| io_error("write temp file", &tmp, &e))
         })
         .and_then(|()| file.sync_all().map_err(|e| io_error("fsync temp file", &tmp, &e)));
@@ -573,7 +564,7 @@ pub(crate) fn persist(
             identity: Identity::of(&meta),
             _pin: file,
         },
-        buf.as_slice().len(),
+        snapshot.len(),
     ))
 }
 
@@ -584,32 +575,33 @@ fn sync_dir(paths: &Paths) -> ProviderResult<()> {
 }
 
 /// Appends `records` (whole lines) to the journal extending snapshot `generation` and
-/// makes them durable (`fdatasync`). A missing or stale journal is replaced by a new one
-/// (created 0600, given the store file's owner, group and mode, its header first, the
-/// directory fsynced); a torn tail left by a crashed writer is cut off first. On failure
-/// the journal is cut back to its previous length (best effort: a torn tail is ignored by
-/// every reader anyway). Call with the lock held.
+/// makes them durable (`fdatasync`). `live_len` is the valid length of the live journal
+/// ([`JournalFile::len`]), `None` when it is missing or stale: then it is replaced by a
+/// new one (created 0600, given the store file's owner, group and mode, its header first,
+/// the directory fsynced); a torn tail left by a crashed writer is cut off first. On
+/// failure the journal is cut back to its previous length (best effort: a torn tail is
+/// ignored by every reader anyway). Call with the lock held.
 pub(crate) fn append(
     paths: &Paths,
-    journal: Option<JournalFile>,
+    live_len: Option<u64>,
     generation: u64,
     records: &[u8],
 ) -> ProviderResult<JournalFile> {
     let path = &paths.journal;
-    let (mut file, start, fresh) = match journal.filter(|j| j.live) {
-        Some(j) => {
+    let (mut file, start, fresh) = match live_len {
+        Some(valid_len) => {
             let file = OpenOptions::new()
                 .write(true)
                 .custom_flags(nofollow())
                 .open(path)
                 .map_err(|e| open_error("journal", path, &e))?;
             let meta = file.metadata().map_err(|e| io_error("inspect journal", path, &e))?;
-            if meta.len() != j.valid_len {
+            if meta.len() != valid_len {
                 // A torn tail after the last valid line (a writer crashed mid-append).
-                file.set_len(j.valid_len)
+                file.set_len(valid_len)
                     .map_err(|e| io_error("cut the torn tail of journal", path, &e))?;
             }
-            (file, j.valid_len, false)
+            (file, valid_len, false)
         }
         None => {
             match fs::remove_file(path) {

@@ -25,7 +25,8 @@
 //!   ([`rekey_api::ErrorKind::Conflict`]) and never silently overwritten.
 //! - **Group commit**: concurrent writes through one [`FileStore`] are batched by a
 //!   writer thread: one lock, at most one re-read, one fsync for the whole batch, each write
-//!   still getting its own result.
+//!   still getting its own result. Reads through the same handle meanwhile do not wait for
+//!   the fsync: they answer from the state made durable before the batch.
 //! - **Bounded**: each key keeps its staged versions plus at most [`HISTORY_LIMIT`]
 //!   stage-less ones.
 //!
@@ -125,6 +126,8 @@ impl FileStore {
                 fold_after: FOLD_AFTER,
                 stats: Default::default(),
                 cache: Mutex::new(None),
+                #[cfg(test)]
+                before_write: Mutex::new(None),
             }),
             writer: Mutex::new(None),
         })
@@ -281,10 +284,11 @@ impl Store for FileStore {
             let path = &shared.paths.file;
             let not_found =
                 || ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()));
-            // The state this handle's writer last read or wrote, if the file is still that.
+            // The state this handle's writer last read or wrote (or is making durable, see
+            // `writer::Cache::committing`), if the file is still that.
             if let Some(cache) = shared.cache().as_ref() {
-                if cache.unchanged(&shared.paths)? {
-                    return cache.model.key_state(&key)?.ok_or_else(not_found);
+                if cache.current_for_readers(&shared.paths)? {
+                    return cache.key_state(&key)?.ok_or_else(not_found);
                 }
             }
             // The journal first: see `fsio::read_journal`.
@@ -315,18 +319,17 @@ impl Store for FileStore {
             let path = &shared.paths.file;
             let not_found =
                 |key: &str| ProviderError::not_found(format!("key {key:?} not found in store file {}", path.display()));
-            let for_each = |model: &StoreFile| -> ProviderResult<Vec<ProviderResult<KeyState>>> {
-                Ok(keys
-                    .iter()
+            let for_each = |state: &dyn Fn(&str) -> ProviderResult<Option<KeyState>>| {
+                keys.iter()
                     .map(|key| {
                         check_key(key)?;
-                        model.key_state(key)?.ok_or_else(|| not_found(key))
+                        state(key)?.ok_or_else(|| not_found(key))
                     })
-                    .collect())
+                    .collect::<Vec<_>>()
             };
             if let Some(cache) = shared.cache().as_ref() {
-                if cache.unchanged(&shared.paths)? {
-                    return for_each(&cache.model);
+                if cache.current_for_readers(&shared.paths)? {
+                    return Ok(for_each(&|key| cache.key_state(key)));
                 }
             }
             match fsio::load(&shared.paths)? {
@@ -335,7 +338,7 @@ impl Store for FileStore {
                 // One parse of the file (and journal) for every key, kept for the next
                 // reads and writes when this handle has no state yet.
                 Some(loaded) => {
-                    let answers = for_each(&loaded.model);
+                    let answers = Ok(for_each(&|key| loaded.model.key_state(key)));
                     let mut cache = shared.cache();
                     if cache.is_none() {
                         *cache = Some(writer::Cache::loaded(loaded));
@@ -361,7 +364,7 @@ impl Store for FileStore {
             // plan over many credentials parses the store once, not once per credential.
             let mut cache = shared.cache();
             if let Some(state) = cache.as_ref() {
-                if state.unchanged(&shared.paths)? {
+                if state.current_for_readers(&shared.paths)? {
                     return Ok(());
                 }
             }
@@ -477,6 +480,85 @@ mod tests {
         );
         for i in 0..50 {
             assert_eq!(store.read(&format!("k{i}")).await.unwrap().current().unwrap().id, "v1");
+        }
+    }
+
+    /// Pauses the writer before the file system work of each batch: the receiver gets a
+    /// message when it pauses; dropping the sender resumes it for good.
+    fn pause_writer(store: &FileStore) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (paused_tx, paused) = std::sync::mpsc::channel();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        *store.shared.before_write.lock().unwrap() = Some(Box::new(move || {
+            let _ = paused_tx.send(());
+            let _ = resume_rx.recv();
+        }));
+        (paused, resume)
+    }
+
+    /// `f`'s output; panics when it does not come within a minute (a read that waits for
+    /// a paused writer would never come: the test fails instead of hanging).
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the read waited for the commit")
+    }
+
+    /// A read while a batch is being made durable answers at once, with the state before
+    /// the batch for the keys it changes (never a change that is not durable yet), for a
+    /// rewrite of a small store and for a journal append alike.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reads_during_a_commit_answer_from_the_state_before_it() {
+        for journal_from in [JOURNAL_FROM, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.json");
+            let store = Arc::new(
+                FileStore::open_or_create(&path)
+                    .unwrap()
+                    .with_journal_from(journal_from),
+            );
+            store.put_current("k", "v1", &doc("one")).await.unwrap();
+            store.put_current("other", "o1", &doc("other")).await.unwrap();
+            let (paused, resume) = pause_writer(&store);
+            let writing = {
+                let store = store.clone();
+                tokio::spawn(async move { store.stage_pending("k", "v2", &doc("two")).await })
+            };
+            tokio::task::spawn_blocking(move || paused.recv().unwrap())
+                .await
+                .unwrap();
+            let state = bounded(store.read("k")).await.unwrap();
+            assert_eq!(state.current().unwrap().id, "v1");
+            assert!(state.pending().is_none(), "a change not yet durable was visible");
+            let keys = ["k".to_owned(), "other".to_owned(), "new".to_owned()];
+            let many = bounded(store.read_many(&keys)).await;
+            assert!(many[0].as_ref().unwrap().pending().is_none());
+            assert_eq!(many[1].as_ref().unwrap().current().unwrap().id, "o1");
+            assert_eq!(many[2].as_ref().unwrap_err().kind(), rekey_api::ErrorKind::NotFound);
+            bounded(store.check_writable("k")).await.unwrap();
+            assert!(!writing.is_finished(), "the write answered before it was durable");
+            // Resumes this batch, and lets every later one pass.
+            drop(resume);
+            writing.await.unwrap().unwrap();
+            let state = store.read("k").await.unwrap();
+            assert_eq!(state.pending().unwrap().id, "v2", "journal_from {journal_from}");
+            assert_eq!(loads(&store), 1, "no read parsed the files");
+            // A new store: nothing to answer from yet, so readers wait for the first commit.
+            let fresh = Arc::new(FileStore::open_or_create(dir.path().join("fresh.json")).unwrap());
+            let (paused, resume) = pause_writer(&fresh);
+            let writing = {
+                let fresh = fresh.clone();
+                tokio::spawn(async move { fresh.put_current("k", "v1", &doc("one")).await })
+            };
+            tokio::task::spawn_blocking(move || paused.recv().unwrap())
+                .await
+                .unwrap();
+            let reading = {
+                let fresh = fresh.clone();
+                tokio::spawn(async move { fresh.read("k").await })
+            };
+            drop(resume);
+            writing.await.unwrap().unwrap();
+            assert_eq!(reading.await.unwrap().unwrap().current().unwrap().id, "v1");
         }
     }
 

@@ -113,7 +113,7 @@ struct RawStoreFile<'a> {
 }
 
 /// Every version of one key.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeyEntry {
     pub(crate) versions: Vec<VersionEntry>,
@@ -245,7 +245,7 @@ impl<'a> Journal<'a> {
 }
 
 /// One version as stored.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VersionEntry {
     pub(crate) id: String,
@@ -332,7 +332,7 @@ impl KeyEntry {
     }
 
     /// Every version, for a reader.
-    fn state(&self) -> ProviderResult<KeyState> {
+    pub(crate) fn state(&self) -> ProviderResult<KeyState> {
         let mut versions = Vec::with_capacity(self.versions.len());
         for v in &self.versions {
             versions.push(StoredVersion {
@@ -372,7 +372,9 @@ impl KeyEntry {
 
 /// A secret JSON object held by the model as its compact JSON text (one allocation of
 /// about the text's size, where a parsed value takes several times that), zeroized on
-/// drop, never printed. Parsed only when a reader asks for the version.
+/// drop, never printed. Parsed only when a reader asks for the version. A clone is
+/// zeroized on drop too.
+#[derive(Clone)]
 pub(crate) struct SecretValue(Zeroizing<String>);
 
 impl SecretValue {
