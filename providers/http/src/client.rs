@@ -155,10 +155,24 @@ fn find_source<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error
 /// `label` is `step METHOD base/path-template`; the URL itself is never shown.
 fn transport_error(label: &str, timeout: Duration, e: reqwest::Error) -> ProviderError {
     let (redirect, timed_out, connect) = (e.is_redirect(), e.is_timeout(), e.is_connect());
+    // Without the URL, which may hold a secret (a key in the query string); what is left
+    // of the chain (hyper, I/O, rustls, a refused redirect) becomes the error's source.
     let e = e.without_url();
-    let detail = error_chain(&e);
+    classify_transport(label, timeout, &e, redirect, timed_out, connect).with_source(&e)
+}
+
+/// The error [`transport_error`] returns, before its source is attached.
+fn classify_transport(
+    label: &str,
+    timeout: Duration,
+    e: &reqwest::Error,
+    redirect: bool,
+    timed_out: bool,
+    connect: bool,
+) -> ProviderError {
+    let detail = error_chain(e);
     // Classified by the error's type along its source chain, never by its text.
-    if let Some(refused) = find_source::<RedirectRefused>(&e) {
+    if let Some(refused) = find_source::<RedirectRefused>(e) {
         return ProviderError::other(format!("{label}: {refused}")).retryable(false);
     }
     if redirect {
@@ -170,7 +184,7 @@ fn transport_error(label: &str, timeout: Duration, e: reqwest::Error) -> Provide
             timeout.as_secs()
         ));
     }
-    let tls_error = rustls_error(&e);
+    let tls_error = rustls_error(e);
     let tls = tls_error.is_some();
     let what = if tls {
         "TLS failure"

@@ -5,8 +5,8 @@ use crate::plan::{Body, Plan, Step};
 use crate::template::{encode_component, Missing, SecretValue, Values};
 use rekey_api::document::PASSWORD;
 use rekey_api::{
-    ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
-    TargetCapabilities,
+    ErrorCode, ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy,
+    Target, TargetCapabilities,
 };
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
@@ -276,7 +276,7 @@ impl HttpTarget {
                 text.push_str(&format!(": {words}"));
             }
         }
-        let error = ProviderError::new(kind, text);
+        let error = ProviderError::new(kind, text).with_code(ErrorCode::Http(status));
         if kind == ErrorKind::Conflict {
             error.retryable(false)
         } else {
@@ -679,7 +679,8 @@ impl Target for HttpTarget {
             Err(ProviderError::auth_rejected(format!(
                 "{}: the secret was refused (HTTP {status} {})",
                 request.label, sent.reply.reason
-            )))
+            ))
+            .with_code(ErrorCode::Http(status)))
         } else {
             Err(self.status_error(step, &request, &sent))
         }

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use rekey_api::conformance::random_password;
-use rekey_api::{ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
+use rekey_api::{ErrorCode, ErrorKind, RevokeOptions, SecretDoc, Strategy, Target};
 use rekey_http::HttpProvider;
 use rekey_testbed::keyapi::{Fault, KeyApi, KeyApiOptions};
 use serde_json::json;
@@ -58,6 +58,7 @@ async fn revoke_waits_until_the_service_refuses_the_old_key() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     let e = t.login(&new).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AuthRejected, "{e}");
+    assert_eq!(e.code(), Some(&ErrorCode::Http(401)));
     assert_message(
         e.message(),
         &["login GET", "/v1/me", "refused", "401"],
@@ -71,6 +72,7 @@ async fn rate_limits_are_retried_after_retry_after() {
         rate_limit_every: Some(2),
         revoke_delay: Duration::ZERO,
         retry_after_secs: 1,
+        latency: Duration::ZERO,
     })
     .unwrap();
     let first = api.mint("initial");
@@ -101,6 +103,7 @@ async fn a_retry_after_beyond_the_bound_fails_at_once() {
         rate_limit_every: Some(1),
         retry_after_secs: 120,
         revoke_delay: Duration::ZERO,
+        latency: Duration::ZERO,
     })
     .unwrap();
     let first = api.mint("initial");
@@ -111,6 +114,7 @@ async fn a_retry_after_beyond_the_bound_fails_at_once() {
     let e = t.login(&doc_of(&first)).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(e.kind(), ErrorKind::Unreachable);
+    assert_eq!(e.code(), Some(&ErrorCode::Http(429)));
     assert_message(
         e.message(),
         &[
@@ -290,6 +294,10 @@ async fn tls_to_a_plain_port_fails_as_unreachable() {
     let e = t.login(&doc_of(&first)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unreachable);
     assert_message(e.message(), &["login GET", "https://127.0.0.1"], &[&first.secret]);
+    // The transport error is the source, its URL left out.
+    let source = std::error::Error::source(&e).expect("the reqwest error is attached");
+    assert!(!format!("{source:?}").contains("https://"), "{source:?}");
+    assert!(e.code().is_none());
 
     // A CA file that holds no certificate is refused when the target is built.
     let dir = tempfile::tempdir().unwrap();
