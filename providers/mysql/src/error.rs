@@ -125,9 +125,17 @@ pub(crate) fn mysql_error(err: &Error, action: impl std::fmt::Display) -> Provid
     };
     let error = ProviderError::new(kind, format!("{action}: {text}")).retryable(retryable);
     match err {
-        // The server's own error number, so callers classify by code, never by text.
-        Error::Server(e) => error.with_code(ErrorCode::Mysql(e.code)),
-        _ => error,
+        // The server's own error number, so callers classify by code, never by text; the
+        // server's words as the source, hashes scrubbed as in the message.
+        Error::Server(e) => error
+            .with_code(ErrorCode::Mysql(e.code))
+            .with_scrubbed_source(err, scrub_hashes),
+        // I/O and TLS errors, and driver errors, whose texts are fixed words and names
+        // (a value or row that failed to convert is in their Debug form only).
+        Error::Io(_) | Error::Driver(_) => error.with_source(err),
+        // Not a URL error (it may quote a connection URL's parameter values) nor an
+        // `Other` error (any text at all).
+        Error::Url(_) | Error::Other(_) => error,
     }
 }
 
@@ -161,8 +169,12 @@ mod tests {
         assert!(!e.to_string().contains("2470C0"), "{e}");
         assert!(e.to_string().contains("error 1064"), "{e}");
         assert_eq!(e.code(), Some(&ErrorCode::Mysql(1064)));
+        let source = std::error::Error::source(&e).expect("the server's error is attached");
+        assert!(source.to_string().contains("1064"), "{source}");
+        assert!(!format!("{e:?}").contains("2470C0"), "{e:?}");
         let closed = mysql_error(&Error::Driver(DriverError::ConnectionClosed), "connecting");
         assert_eq!(closed.code(), None);
+        assert!(std::error::Error::source(&closed).is_some());
     }
 
     #[test]
