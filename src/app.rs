@@ -181,10 +181,14 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             )
             .await?
             .with_retain(retain(&config, false));
+            // The engine holds what it needs: the configuration is not kept through a
+            // run over many credentials.
+            let notify = std::mem::take(&mut config.notify);
+            drop(config);
             let run = engine.verify(chosen).await?;
             let code = finish(&cli, &run, parts.as_deref());
             // [[notify]] (issue 8): never changes the exit code.
-            crate::report::notify::after_run(&config.notify, &run, code, false).await;
+            crate::report::notify::after_run(&notify, &run, code, false).await;
             write_metrics(metrics_file.as_deref(), &run)?;
             match junit_path {
                 Some(path) => write_file(path, &junit::render(&run)).map(|()| code),
@@ -371,9 +375,10 @@ async fn engine_for(config: &Config, options: ProviderOptions, reporter: Arc<dyn
 
 /// Rotates `chosen`; credentials that are the admin (`admin = { credential = ... }`) of
 /// other chosen ones go first, and the others run on providers built afterwards, so they
-/// use the admin's new secret. One report, in selection order.
+/// use the admin's new secret. One report, in selection order. The configuration is
+/// dropped once the providers are built: it is not kept through the rotations.
 async fn rotate_in_order(
-    config: &Config,
+    config: Config,
     chosen: Vec<crate::config::Credential>,
     options: RotateOptions,
     provider_options: ProviderOptions,
@@ -390,23 +395,26 @@ async fn rotate_in_order(
         .filter(|c| admins.contains(c.name.as_str()))
         .map(|c| c.name.clone())
         .collect();
+    drop(admins);
     if first_names.is_empty() {
-        let engine = engine_for(config, provider_options, reporter)
+        let engine = engine_for(&config, provider_options, reporter)
             .await?
             .with_retain(retain);
+        drop(config);
         return Ok(engine.rotate(chosen, options).await?);
     }
     let order: std::collections::HashMap<String, usize> =
         chosen.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
     let (first, then): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|c| first_names.contains(&c.name));
-    let engine = engine_for(config, provider_options, reporter.clone())
+    let engine = engine_for(&config, provider_options, reporter.clone())
         .await?
         .with_retain(retain);
     let mut run = engine.rotate(first, options.clone()).await?;
     if !then.is_empty() {
-        let engine = engine_for(config, provider_options, reporter)
+        let engine = engine_for(&config, provider_options, reporter)
             .await?
             .with_retain(retain);
+        drop(config);
         let rest = engine.rotate(then, options).await?;
         run.duration_ms += rest.duration_ms;
         run.credentials.extend(rest.credentials);
@@ -629,6 +637,7 @@ async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Resul
     )
     .await?
     .with_retain(retain(&config, false));
+    drop(config);
     let run = engine.plan(chosen, options).await?;
     Ok(finish(cli, &run, parts.as_deref()))
 }
@@ -675,7 +684,8 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let parts = json_parts(!args.leaked && (cli.output == Output::Json || args.report.is_some()));
     let reporter = reporter(cli, &config, "rotate", chosen.len(), parts.as_ref())?;
     let retain = retain(&config, args.leaked);
-    let run = rotate_in_order(&config, chosen, options, provider_options, reporter, retain).await?;
+    let notify = std::mem::take(&mut config.notify);
+    let run = rotate_in_order(config, chosen, options, provider_options, reporter, retain).await?;
     let code = finish_with(cli, &run, parts.as_deref(), |code| {
         args.leaked.then(|| {
             crate::incident::record::IncidentRecord {
@@ -690,7 +700,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         })
     });
     // [[notify]] (issue 8): never changes the exit code.
-    crate::report::notify::after_run(&config.notify, &run, code, args.leaked).await;
+    crate::report::notify::after_run(&notify, &run, code, args.leaked).await;
     write_metrics(args.metrics_file.as_deref(), &run)?;
     match &args.report {
         Some(path) if args.leaked => {
@@ -843,15 +853,9 @@ async fn leaked(
         incident: true,
         ..Default::default()
     };
-    let run = rotate_in_order(
-        &config,
-        chosen,
-        options,
-        ProviderOptions::default(),
-        reporter,
-        retain(&config, true),
-    )
-    .await?;
+    let retain = retain(&config, true);
+    let notify = std::mem::take(&mut config.notify);
+    let run = rotate_in_order(config, chosen, options, ProviderOptions::default(), reporter, retain).await?;
     let code = finish_with(cli, &run, None, |code| {
         Some(
             crate::incident::record::IncidentRecord {
@@ -866,7 +870,7 @@ async fn leaked(
         )
     });
     // [[notify]] (issue 8): an incident rotation; never changes the exit code.
-    crate::report::notify::after_run(&config.notify, &run, code, true).await;
+    crate::report::notify::after_run(&notify, &run, code, true).await;
     if let Some(path) = report {
         let record = crate::incident::record::IncidentRecord {
             incident_id: run.run_id.clone(),
