@@ -63,6 +63,12 @@ pub(crate) async fn probe(
 }
 
 /// tokio-postgres's error for a server that asks for a password it was not given.
+///
+/// By text, because nothing typed says it: the library keeps its error `Kind` private and
+/// raises this as `Kind::Config` over a plain string. Both texts are its fixed words
+/// (`Kind::Config`'s Display and the literal it is raised with), compared whole, and only
+/// for a client-side error (no SQLSTATE); `the_server_asking_for_a_password_is_recognised`
+/// fails if the library changes them.
 fn asked_for_password(err: &tokio_postgres::Error) -> bool {
     err.as_db_error().is_none()
         && err.to_string() == "invalid configuration"
@@ -108,4 +114,79 @@ async fn attempt(
         }
     };
     tokio::time::timeout(timeout, attempt).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A fake server that answers any startup with one authentication request
+    /// (`R`, `code`, `extra`).
+    async fn asking(code: u32, extra: &'static [u8]) -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut startup = [0u8; 512];
+            let _ = socket.read(&mut startup).await.unwrap();
+            let mut answer = vec![b'R'];
+            answer.extend_from_slice(&(8 + extra.len() as u32).to_be_bytes());
+            answer.extend_from_slice(&code.to_be_bytes());
+            answer.extend_from_slice(extra);
+            socket.write_all(&answer).await.unwrap();
+            let _ = socket.read(&mut startup).await;
+        });
+        (port, server)
+    }
+
+    async fn connect_without_password(
+        port: u16,
+        binding: tokio_postgres::config::ChannelBinding,
+    ) -> tokio_postgres::Error {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("app")
+            .channel_binding(binding)
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok(_) => panic!("the fake server accepts nothing"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_asking_for_a_password_is_recognised() {
+        use tokio_postgres::config::ChannelBinding;
+        // AuthenticationCleartextPassword (3), and SCRAM (10): both ask for the password.
+        for (code, extra) in [(3, &b""[..]), (10, &b"SCRAM-SHA-256\0\0"[..])] {
+            let (port, server) = asking(code, extra).await;
+            let err = connect_without_password(port, ChannelBinding::Prefer).await;
+            assert!(asked_for_password(&err), "{code}: {err:?}");
+            server.abort();
+        }
+        // Another configuration error: the same top-level text, another cause.
+        let err = match tokio_postgres::Config::new()
+            .user("app")
+            .connect(tokio_postgres::NoTls)
+            .await
+        {
+            Ok(_) => panic!("no host to connect to"),
+            Err(e) => e,
+        };
+        assert_eq!(err.to_string(), "invalid configuration", "{err:?}");
+        assert!(!asked_for_password(&err), "{err:?}");
+        // Channel binding required but not offered: an authentication error.
+        let (port, server) = asking(3, b"").await;
+        let err = connect_without_password(port, ChannelBinding::Require).await;
+        assert!(!asked_for_password(&err), "{err:?}");
+        server.abort();
+        // An authentication method the client does not speak (Kerberos V5, 2).
+        let (port, server) = asking(2, b"").await;
+        let err = connect_without_password(port, ChannelBinding::Prefer).await;
+        assert!(!asked_for_password(&err), "{err:?}");
+        server.abort();
+    }
 }

@@ -16,29 +16,50 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
         text.push_str(&format!(" (SQLSTATE {code})"));
         return (kind_of_sqlstate(code), text);
     }
-    // Not from the server: tokio-postgres exposes no kind accessor, and its top-level
-    // text is a fixed string per kind (its `Kind` enum's Display), so that string is the
-    // kind here. Only the server's SQLSTATE (above) says a password was refused: a
-    // client-side "authentication error" (a method the client does not speak, a SCRAM
-    // server signature that does not verify, a password missing) proves nothing about the
-    // password, so it must never count as a refusal (prove-dead would pass on it).
-    let top = err.to_string();
+    // Not from the server. Typed first: a closed connection, a TLS failure, or an I/O
+    // error underneath (refused, reset, DNS) means no answer.
     let text = rekey_net::error_chain(err);
-    let kind = if err.is_closed() {
+    let kind = if err.is_closed() || rekey_net::tls::rustls_error(err).is_some() {
+        // Closed, or a failed TLS handshake (an untrusted certificate: rustls's own error,
+        // which tokio-rustls wraps in an I/O error of kind InvalidData).
         ErrorKind::Unreachable
-    } else {
-        match top.as_str() {
-            "error connecting to server"
-            | "error communicating with the server"
-            | "timeout waiting for server"
-            | "error performing TLS handshake"
-            | "connection closed" => ErrorKind::Unreachable,
-            "authentication error" => ErrorKind::Unsupported,
-            "invalid configuration" | "invalid connection string" => ErrorKind::InvalidInput,
-            _ => ErrorKind::Other,
+    } else if let Some(io) = io_source(err) {
+        // tokio-postgres also wraps its protocol parse and encode failures in I/O errors
+        // of these two kinds: a bad message, not a missing server.
+        match io.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => ErrorKind::Other,
+            _ => ErrorKind::Unreachable,
         }
+    } else {
+        kind_of_client_error(&err.to_string())
     };
     (kind, text)
+}
+
+/// The kind of a client-side tokio-postgres error without an I/O error under it, by its
+/// top-level text. tokio-postgres keeps its `Kind` private and has no accessor for these
+/// (only `is_closed()` and `as_db_error()`), but that text is a fixed string per kind
+/// (`Kind`'s Display, never anything the server or the configuration said), so the whole
+/// string is matched, never a part of it.
+///
+/// Only the server's SQLSTATE (above) says a password was refused: a client-side
+/// "authentication error" (a method the client does not speak, a SCRAM server
+/// signature that does not verify, a password missing) proves nothing about the
+/// password, so it must never count as a refusal (prove-dead would pass on it).
+fn kind_of_client_error(top: &str) -> ErrorKind {
+    match top {
+        "timeout waiting for server" | "error performing TLS handshake" => ErrorKind::Unreachable,
+        "authentication error" => ErrorKind::Unsupported,
+        "invalid configuration" | "invalid connection string" => ErrorKind::InvalidInput,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The I/O error directly under a tokio-postgres error (its `Io`, `Connect`, `Parse` and
+/// `Encode` kinds, and TLS handshakes that failed in the socket).
+fn io_source(err: &tokio_postgres::Error) -> Option<&std::io::Error> {
+    use std::error::Error as _;
+    err.source().and_then(|e| e.downcast_ref::<std::io::Error>())
 }
 
 /// Whether the error means the connection itself is gone (worth one reconnect).
@@ -49,7 +70,13 @@ pub(crate) fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
     match err.as_db_error() {
         // Terminated by an administrator or a server shutdown.
         Some(db) => matches!(db.code().code(), "57P01" | "57P02" | "57P03") || db.code().code().starts_with("08"),
-        None => err.to_string() == "error communicating with the server",
+        // The socket failed under a statement (not a message tokio-postgres could not parse).
+        None => io_source(err).is_some_and(|io| {
+            !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            )
+        }),
     }
 }
 
@@ -74,7 +101,9 @@ fn kind_of_sqlstate(code: &str) -> ErrorKind {
 /// `"{action}: {description}"` as a [`ProviderError`] of the classified kind.
 pub(crate) fn pg_error(err: &tokio_postgres::Error, action: impl std::fmt::Display) -> ProviderError {
     let (kind, text) = classify(err);
-    let error = ProviderError::new(kind, format!("{action}: {text}"));
+    // The source is tokio-postgres's own text: fixed words per kind, the server's
+    // message (already in the message above) or an I/O error; never the configuration.
+    let error = ProviderError::new(kind, format!("{action}: {text}")).with_source(err);
     match err.as_db_error() {
         Some(db) => error.with_code(rekey_api::ErrorCode::Sqlstate(db.code().code().to_owned())),
         None => error,
@@ -133,5 +162,57 @@ mod tests {
         assert_ne!(kind, ErrorKind::AuthRejected, "{text}");
         assert_eq!(kind, ErrorKind::Unsupported, "{text}");
         server.abort();
+    }
+
+    /// The fixed texts of tokio-postgres's client-side kinds that carry no I/O error: a
+    /// change in the library's words makes this fail rather than silently turn a
+    /// timeout into `Other`.
+    #[test]
+    fn client_error_texts() {
+        assert_eq!(
+            kind_of_client_error("timeout waiting for server"),
+            ErrorKind::Unreachable
+        );
+        assert_eq!(kind_of_client_error("authentication error"), ErrorKind::Unsupported);
+        assert_eq!(kind_of_client_error("invalid configuration"), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind_of_client_error("invalid connection string"),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(kind_of_client_error("authentication error: x"), ErrorKind::Other);
+        assert_eq!(kind_of_client_error("unexpected message from server"), ErrorKind::Other);
+        assert_eq!(
+            tokio_postgres::Error::__private_api_timeout().to_string(),
+            "timeout waiting for server"
+        );
+    }
+
+    /// A refused connection is unreachable through the I/O error under it, and carries
+    /// it as its source; the connection's password appears nowhere.
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable_by_its_io_error() {
+        use std::error::Error as _;
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("app")
+            .password("pw-not-shown")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let err = match config.connect(tokio_postgres::NoTls).await {
+            Ok(_) => panic!("nothing listens on {port}"),
+            Err(e) => e,
+        };
+        assert!(io_source(&err).is_some(), "{err}");
+        let e = pg_error(&err, "connecting");
+        assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+        let source = e.source().expect("the tokio-postgres error is attached");
+        assert_eq!(source.to_string(), "error connecting to server");
+        assert!(source.source().is_some(), "the I/O error under it is kept: {e:?}");
+        assert!(!format!("{e:?}").contains("pw-not-shown"));
     }
 }
