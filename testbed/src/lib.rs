@@ -17,7 +17,8 @@
 //! The other servers: [`VaultServer`] (rvault), [`MotoServer`] (AWS IAM and Secrets
 //! Manager), [`RedisServer`] (the machine's Redis or a throwaway `redis-server`, with an
 //! ACL file or TLS), [`MariaDb`] (root's client on the machine's MariaDB/MySQL) and
-//! [`MariaDbServer`] (a throwaway MariaDB with TLS); [`TestCa`] makes certificates.
+//! [`MariaDbServer`] (a throwaway MariaDB with TLS), [`TlsWebServer`] (`openssl s_server
+//! -www`, for TLS clients); [`TestCa`] makes certificates.
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ mod process;
 mod redis;
 mod resp;
 mod scratch;
+mod tls_web;
 mod vault;
 
 pub use certs::{openssl, CertPair, KeyType, TestCa};
@@ -39,6 +41,7 @@ pub use pg::{quote_ident, quote_literal, PgCluster, PgOptions, BIN_ENV, ENV_FILE
 pub use redis::{RedisOptions, RedisServer, RedisSession, RedisTls, REDIS_PORT_ENV, REDIS_SERVER_ENV};
 pub use resp::RespValue;
 pub use scratch::free_port;
+pub use tls_web::TlsWebServer;
 pub use vault::{VaultResponse, VaultServer, RVAULT_BIN_ENV};
 
 use std::fmt;
