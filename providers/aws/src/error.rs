@@ -5,6 +5,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use rekey_api::{ErrorCode, ErrorKind, ProviderError};
+use rekey_net::error_chain;
 use std::error::Error as StdError;
 use std::fmt;
 
@@ -99,7 +100,7 @@ where
             if let Some(credentials) = find_credentials_error(err) {
                 return classify_credentials(credentials);
             }
-            let detail = chain(err);
+            let detail = error_chain(err);
             let kind = if failure.is_user() {
                 ErrorKind::InvalidInput
             } else {
@@ -111,27 +112,11 @@ where
         }
         SdkError::ConstructionFailure(_) => (
             ErrorKind::InvalidInput,
-            format!("cannot build the request: {}", chain(err)),
+            format!("cannot build the request: {}", error_chain(err)),
         ),
-        SdkError::ResponseError(_) => (ErrorKind::Other, format!("unexpected response: {}", chain(err))),
-        _ => (ErrorKind::Other, chain(err)),
+        SdkError::ResponseError(_) => (ErrorKind::Other, format!("unexpected response: {}", error_chain(err))),
+        _ => (ErrorKind::Other, error_chain(err)),
     }
-}
-
-/// The error and its sources, each once, joined with `: ` (Display only: the SDK's
-/// Debug forms are long and this is a one-line message).
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !s_text.is_empty() && !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The kind of an AWS error code, across Secrets Manager (JSON protocol, `...Exception`)
@@ -194,7 +179,7 @@ fn find_credentials_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a C
 
 /// A failure of the credential chain itself (no request was sent).
 pub(crate) fn classify_credentials(err: &CredentialsError) -> (ErrorKind, String) {
-    let detail = chain(err);
+    let detail = error_chain(err);
     match err {
         CredentialsError::CredentialsNotLoaded(_) => (ErrorKind::InvalidInput, format!("{NO_CREDENTIALS}: {detail}")),
         CredentialsError::ProviderTimedOut(_) => (
