@@ -23,21 +23,18 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
         // Closed, or a failed TLS handshake (an untrusted certificate: rustls's own error,
         // which tokio-rustls wraps in an I/O error of kind InvalidData).
         ErrorKind::Unreachable
-    } else if let Some(io) = io_source(err) {
-        // tokio-postgres also wraps its protocol parse and encode failures in I/O errors
-        // of these two kinds: a bad message, not a missing server.
-        match io.kind() {
-            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => ErrorKind::Other,
-            _ => ErrorKind::Unreachable,
-        }
+    } else if io_source(err).is_some_and(|io| !is_protocol_io(io)) {
+        ErrorKind::Unreachable
     } else {
+        // Also a protocol failure in an I/O error: its top-level text says which
+        // (parsing, encoding, or a TLS handshake that failed below rustls).
         kind_of_client_error(&err.to_string())
     };
     (kind, text)
 }
 
-/// The kind of a client-side tokio-postgres error without an I/O error under it, by its
-/// top-level text. tokio-postgres keeps its `Kind` private and has no accessor for these
+/// The kind of a client-side tokio-postgres error without a failed socket under it, by
+/// its top-level text. tokio-postgres keeps its `Kind` private and has no accessor for these
 /// (only `is_closed()` and `as_db_error()`), but that text is a fixed string per kind
 /// (`Kind`'s Display, never anything the server or the configuration said), so the whole
 /// string is matched, never a part of it.
@@ -62,6 +59,15 @@ fn io_source(err: &tokio_postgres::Error) -> Option<&std::io::Error> {
     err.source().and_then(|e| e.downcast_ref::<std::io::Error>())
 }
 
+/// Whether an I/O error is one tokio-postgres wraps a protocol failure in (a message it
+/// cannot parse or encode; tokio-rustls's handshake failures), not a failed socket.
+fn is_protocol_io(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+    )
+}
+
 /// Whether the error means the connection itself is gone (worth one reconnect).
 pub(crate) fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
     if err.is_closed() {
@@ -71,12 +77,7 @@ pub(crate) fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
         // Terminated by an administrator or a server shutdown.
         Some(db) => matches!(db.code().code(), "57P01" | "57P02" | "57P03") || db.code().code().starts_with("08"),
         // The socket failed under a statement (not a message tokio-postgres could not parse).
-        None => io_source(err).is_some_and(|io| {
-            !matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
-            )
-        }),
+        None => io_source(err).is_some_and(|io| !is_protocol_io(io)),
     }
 }
 
