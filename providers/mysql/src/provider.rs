@@ -6,10 +6,11 @@ use crate::conn::{Endpoint, TlsSetup};
 use crate::dsn::parse_admin_dsn;
 use crate::target::MysqlTarget;
 use rekey_api::{ProviderResult, RedactedDsn, Secret, Strategy, Target};
+use rekey_net::Registry;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What identifies one shared admin connection.
 #[derive(PartialEq, Eq)]
@@ -35,13 +36,13 @@ pub struct MysqlProvider {
 
 #[derive(Default)]
 struct Inner {
-    admins: Mutex<Vec<(AdminKey, Arc<AdminPool>)>>,
+    admins: Registry<AdminKey, AdminPool>,
     admin_connections_opened: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for MysqlProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let admins = self.inner.admins.lock().map(|a| a.len()).unwrap_or(0);
+        let admins = self.inner.admins.len();
         f.debug_struct("MysqlProvider")
             .field("admin_endpoints", &admins)
             .field("admin_connections_opened", &self.admin_connections_opened())
@@ -86,37 +87,33 @@ impl MysqlProvider {
             tls: config.tls,
             tls_ca: config.tls_ca.clone(),
         };
-        let mut admins = self.inner.admins.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, pool)) = admins.iter().find(|(k, _)| *k == key) {
-            return Ok(pool.clone());
-        }
-        let parsed = parse_admin_dsn(dsn.expose())?;
-        // Host and port default to the target's; a URL naming its own host keeps the
-        // standard port.
-        let (host, port) = match parsed.host {
-            Some(host) => (host, parsed.port.unwrap_or(3306)),
-            None => (config.host.clone(), parsed.port.unwrap_or(config.port)),
-        };
-        let endpoint = Endpoint {
-            host,
-            port,
-            socket: parsed.socket,
-        };
-        let tls = TlsSetup::new(
-            parsed.tls.unwrap_or(config.tls),
-            parsed.tls_ca.or_else(|| config.tls_ca.clone()).as_deref(),
-        )?;
-        let password = parsed.password.map(|p| Secret::new(p.as_str().to_owned()));
-        let pool = Arc::new(AdminPool::new(
-            endpoint,
-            parsed.user,
-            password,
-            parsed.db,
-            tls,
-            config.connect_timeout(),
-            self.inner.admin_connections_opened.clone(),
-        ));
-        admins.push((key, pool.clone()));
-        Ok(pool)
+        self.inner.admins.get_or_try_insert(key, || {
+            let parsed = parse_admin_dsn(dsn.expose())?;
+            // Host and port default to the target's; a URL naming its own host keeps the
+            // standard port.
+            let (host, port) = match parsed.host {
+                Some(host) => (host, parsed.port.unwrap_or(3306)),
+                None => (config.host.clone(), parsed.port.unwrap_or(config.port)),
+            };
+            let endpoint = Endpoint {
+                host,
+                port,
+                socket: parsed.socket,
+            };
+            let tls = TlsSetup::new(
+                parsed.tls.unwrap_or(config.tls),
+                parsed.tls_ca.or_else(|| config.tls_ca.clone()).as_deref(),
+            )?;
+            let password = parsed.password.map(|p| Secret::new(p.as_str().to_owned()));
+            Ok(AdminPool::new(
+                endpoint,
+                parsed.user,
+                password,
+                parsed.db,
+                tls,
+                config.connect_timeout(),
+                self.inner.admin_connections_opened.clone(),
+            ))
+        })
     }
 }

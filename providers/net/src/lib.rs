@@ -12,6 +12,7 @@
 
 mod chain;
 mod percent;
+mod registry;
 mod reopen;
 pub mod tls;
 mod verify;
@@ -21,4 +22,5 @@ pub use rustls;
 
 pub use chain::error_chain;
 pub use percent::percent_decode;
+pub use registry::Registry;
 pub use reopen::Reopening;

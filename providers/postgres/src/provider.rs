@@ -6,10 +6,11 @@ use crate::dsn::parse_admin_dsn;
 use crate::target::PostgresTarget;
 use crate::tls::TlsSetup;
 use rekey_api::{ProviderError, ProviderResult, RedactedDsn, Strategy, Target};
+use rekey_net::Registry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The port a connection string without one uses (libpq's and tokio-postgres's).
 const DEFAULT_PORT: u16 = 5432;
@@ -42,11 +43,11 @@ pub struct PostgresProvider {
 
 #[derive(Default)]
 struct Inner {
-    admins: Mutex<Vec<(AdminKey, Arc<AdminPool>)>>,
+    admins: Registry<AdminKey, AdminPool>,
     /// TLS setups by mode and root file, shared by every target and admin connection
     /// that uses them: a `verify-full` setup holds a copy of the trusted roots (about
     /// 100 KB), which 200 targets would otherwise each hold.
-    tls: Mutex<Vec<(TlsKey, TlsSetup)>>,
+    tls: Registry<TlsKey, TlsSetup>,
     admin_connections_opened: Arc<AtomicU64>,
 }
 
@@ -55,7 +56,7 @@ type TlsKey = (SslMode, Option<PathBuf>);
 
 impl fmt::Debug for PostgresProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let admins = self.inner.admins.lock().map(|a| a.len()).unwrap_or(0);
+        let admins = self.inner.admins.len();
         f.debug_struct("PostgresProvider")
             .field("admin_endpoints", &admins)
             .field("admin_connections_opened", &self.admin_connections_opened())
@@ -141,13 +142,12 @@ impl PostgresProvider {
 
     /// The TLS setup for `mode` and `rootcert`, built on first use and then shared.
     fn tls_setup(&self, mode: SslMode, rootcert: Option<&Path>) -> ProviderResult<TlsSetup> {
-        let mut cache = self.inner.tls.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, setup)) = cache.iter().find(|((m, r), _)| *m == mode && r.as_deref() == rootcert) {
-            return Ok(setup.clone());
-        }
-        let setup = TlsSetup::new(mode, rootcert)?;
-        cache.push(((mode, rootcert.map(Path::to_path_buf)), setup.clone()));
-        Ok(setup)
+        let key = (mode, rootcert.map(Path::to_path_buf));
+        let setup = self
+            .inner
+            .tls
+            .get_or_try_insert(key, || TlsSetup::new(mode, rootcert))?;
+        Ok(TlsSetup::clone(&setup))
     }
 
     fn admin_pool(&self, config: &PostgresTargetConfig, dsn: &RedactedDsn) -> ProviderResult<Arc<AdminPool>> {
@@ -158,10 +158,13 @@ impl PostgresProvider {
             sslmode: config.sslmode,
             sslrootcert: config.sslrootcert.clone(),
         };
-        let mut admins = self.inner.admins.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, pool)) = admins.iter().find(|(k, _)| *k == key) {
-            return Ok(pool.clone());
-        }
+        self.inner
+            .admins
+            .get_or_try_insert(key, || self.new_admin_pool(config, dsn))
+    }
+
+    /// The admin connection for `config` and its admin connection string, not opened yet.
+    fn new_admin_pool(&self, config: &PostgresTargetConfig, dsn: &RedactedDsn) -> ProviderResult<AdminPool> {
         let parsed = parse_admin_dsn(dsn.expose())?;
         let mut pg = parsed.config;
         if pg.get_user().is_none_or(str::is_empty) {
@@ -206,16 +209,14 @@ impl PostgresProvider {
             sslmode,
             sslrootcert: rootcert,
         };
-        let pool = Arc::new(AdminPool::new(
+        Ok(AdminPool::new(
             pg,
             tls,
             route,
             config.connect_timeout(),
             endpoint,
             self.inner.admin_connections_opened.clone(),
-        ));
-        admins.push((key, pool.clone()));
-        Ok(pool)
+        ))
     }
 }
 

@@ -7,10 +7,11 @@ use crate::dsn::parse_admin_dsn;
 use crate::target::RedisTarget;
 use crate::tls::client_config;
 use rekey_api::{ProviderError, ProviderResult, RedactedDsn, Strategy, Target};
+use rekey_net::Registry;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What identifies one shared admin connection.
 #[derive(PartialEq, Eq)]
@@ -37,13 +38,13 @@ pub struct RedisProvider {
 
 #[derive(Default)]
 struct Inner {
-    admins: Mutex<Vec<(AdminKey, Arc<AdminPool>)>>,
+    admins: Registry<AdminKey, AdminPool>,
     admin_connections_opened: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for RedisProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let admins = self.inner.admins.lock().map(|a| a.len()).unwrap_or(0);
+        let admins = self.inner.admins.len();
         f.debug_struct("RedisProvider")
             .field("admin_endpoints", &admins)
             .field("admin_connections_opened", &self.admin_connections_opened())
@@ -117,31 +118,27 @@ impl RedisProvider {
             tls: config.tls,
             tls_ca: config.tls_ca.clone(),
         };
-        let mut admins = self.inner.admins.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, pool)) = admins.iter().find(|(k, _)| *k == key) {
-            return Ok(pool.clone());
-        }
-        let parsed = parse_admin_dsn(dsn)?;
-        // `rediss://` or `tls = true`: never send the admin password in the clear when
-        // the target is configured for TLS.
-        let tls = match (tls, parsed.tls) {
-            (Some(tls), _) => Some(tls),
-            (None, true) => Some(client_config(config.tls_ca.as_deref())?),
-            (None, false) => None,
-        };
-        let endpoint = Endpoint {
-            host: parsed.host,
-            port: parsed.port,
-            tls,
-        };
-        let pool = Arc::new(AdminPool::new(
-            endpoint,
-            parsed.user,
-            parsed.password,
-            config.connect_timeout(),
-            self.inner.admin_connections_opened.clone(),
-        ));
-        admins.push((key, pool.clone()));
-        Ok(pool)
+        self.inner.admins.get_or_try_insert(key, || {
+            let parsed = parse_admin_dsn(dsn)?;
+            // `rediss://` or `tls = true`: never send the admin password in the clear when
+            // the target is configured for TLS.
+            let tls = match (tls, parsed.tls) {
+                (Some(tls), _) => Some(tls),
+                (None, true) => Some(client_config(config.tls_ca.as_deref())?),
+                (None, false) => None,
+            };
+            let endpoint = Endpoint {
+                host: parsed.host,
+                port: parsed.port,
+                tls,
+            };
+            Ok(AdminPool::new(
+                endpoint,
+                parsed.user,
+                parsed.password,
+                config.connect_timeout(),
+                self.inner.admin_connections_opened.clone(),
+            ))
+        })
     }
 }
