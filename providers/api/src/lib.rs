@@ -26,7 +26,7 @@ pub mod testing;
 
 pub use capability::{StoreCapabilities, TargetCapabilities};
 pub use document::SecretDoc;
-pub use error::{ErrorCode, ErrorKind, ProviderError, ProviderResult};
+pub use error::{ErrorCode, ErrorKind, ProviderError, ProviderResult, RedactedSource};
 pub use redact::RedactedDsn;
 pub use secret::Secret;
 pub use store::{KeyState, Stage, Store, StoredVersion, Timestamp};
