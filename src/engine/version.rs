@@ -14,11 +14,18 @@ pub const INCIDENT_PREFIX: &str = "incident-";
 const GRACE_PREFIX: &str = "g";
 const HOST_PREFIX: &str = "h";
 
-/// This machine's runner tag: 8 hex digits of a hash of its host name (FNV-1a).
+/// This machine's runner tag: 8 hex digits of a hash of its host name (FNV-1a). Read
+/// once per process (a version id is made per rotation; the host name of a running
+/// process is not expected to change under it).
 pub fn host_tag() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| tag_of(&std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()))
+        .clone()
+}
+
+fn tag_of(host_name: &str) -> String {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in name.trim().bytes() {
+    for byte in host_name.trim().bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -103,5 +110,16 @@ mod tests {
         let long = new_id(false, Some(Duration::from_secs(3_153_600_000)));
         assert!(long.len() <= 64, "{long}");
         assert_eq!(short(&id).len(), "incident-".len() + 8);
+    }
+
+    #[test]
+    fn host_tag_is_the_hash_of_the_host_name() {
+        // FNV-1a of the empty string is its offset basis; surrounding whitespace is ignored.
+        assert_eq!(tag_of(""), "811c9dc5");
+        assert_eq!(tag_of("db1\n"), tag_of("db1"));
+        assert_ne!(tag_of("db1"), tag_of("db2"));
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        assert_eq!(host_tag(), tag_of(&name));
+        assert_eq!(host_tag(), host_tag());
     }
 }
