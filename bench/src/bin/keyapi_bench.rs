@@ -3,11 +3,17 @@
 //! minimal client doing the same requests (create, login with the new key, delete the
 //! old key, login with the old key) with 8 at a time, in the same run.
 //!
+//! The same comparison is repeated against a server that answers every request after a
+//! fixed latency (default: 0, 5 and 20 ms), as a service across a network does: a new
+//! server, store and set of keys for each latency, all three contenders facing the same
+//! latency.
+//!
 //! ```sh
 //! cargo build --release --bin rekey
-//! cargo run --release -p rekey-bench --bin rekey-bench-keyapi [-- ROUNDS]
+//! cargo run --release -p rekey-bench --bin rekey-bench-keyapi [-- ROUNDS [LATENCIES_MS]]
 //! ```
-//! `REKEY_BIN` names the binary (default `target/release/rekey`).
+//! `ROUNDS` defaults to 3, `LATENCIES_MS` (comma-separated) to `0,5,20`. `REKEY_BIN`
+//! names the binary (default `target/release/rekey`).
 
 use rekey_api::{RevokeOptions, SecretDoc, Strategy, Target};
 use rekey_http::{HttpProvider, HttpTargetConfig};
@@ -174,12 +180,28 @@ async fn in_process(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, 
     (started.elapsed(), next)
 }
 
-#[tokio::main]
-async fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let bin = std::env::var("REKEY_BIN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/rekey").to_owned());
-    let api = KeyApi::start_with(KeyApiOptions::quiet()).unwrap();
+/// Medians of one latency's rounds.
+struct Medians {
+    latency_ms: u64,
+    rekey: Duration,
+    in_process: Duration,
+    minimal: Duration,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// `rounds` rounds of the three contenders against a new server answering after
+/// `latency_ms`, with a store and keys of their own.
+async fn scenario(bin: &str, rounds: usize, latency_ms: u64) -> Medians {
+    let options = KeyApiOptions::quiet().with_latency(Duration::from_millis(latency_ms));
+    let api = KeyApi::start_with(options).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rekey.toml"), config(&api)).unwrap();
     let mut batch = String::new();
@@ -190,7 +212,7 @@ async fn main() {
             k.secret, k.id
         ));
     }
-    rekey(&bin, dir.path(), &api, &["import", "--batch", "--no-verify"], &batch);
+    rekey(bin, dir.path(), &api, &["import", "--batch", "--no-verify"], &batch);
     let mut minimal_keys: Vec<(String, String)> = (0..CREDENTIALS)
         .map(|_| {
             let k = api.mint("minimal");
@@ -215,7 +237,7 @@ async fn main() {
     for round in 0..rounds {
         let before = api.request_count();
         let t = rekey(
-            &bin,
+            bin,
             dir.path(),
             &api,
             &["rotate", "--parallel", "8", "--grace", "0s"],
@@ -231,30 +253,69 @@ async fn main() {
         target_keys = next;
         let target_requests = api.request_count() - before;
         println!(
-            "round {round}: rekey {:>6.1} ms ({requests} requests), http target in-process {:>6.1} ms ({target_requests} requests), minimal client {:>6.1} ms ({floor_requests} requests)",
-            t.as_secs_f64() * 1e3,
-            h.as_secs_f64() * 1e3,
-            m.as_secs_f64() * 1e3,
+            "latency {latency_ms:>2} ms, round {round}: rekey {:>7.1} ms ({requests} requests), http target in-process {:>7.1} ms ({target_requests} requests), minimal client {:>7.1} ms ({floor_requests} requests)",
+            ms(t),
+            ms(h),
+            ms(m),
         );
         ours.push(t);
         floor.push(m);
         targets.push(h);
     }
-    ours.sort();
-    floor.sort();
-    targets.sort();
-    let (o, f, h) = (ours[ours.len() / 2], floor[floor.len() / 2], targets[targets.len() / 2]);
-    println!(
-        "median: rekey {:.1} ms ({:.2}x), http target in-process {:.1} ms ({:.2}x), minimal client {:.1} ms",
-        o.as_secs_f64() * 1e3,
-        o.as_secs_f64() / f.as_secs_f64(),
-        h.as_secs_f64() * 1e3,
-        h.as_secs_f64() / f.as_secs_f64(),
-        f.as_secs_f64() * 1e3,
-    );
     assert_eq!(
         api.live_keys().len(),
         3 * CREDENTIALS,
         "one key per credential of each contender"
     );
+    Medians {
+        latency_ms,
+        rekey: median(ours),
+        in_process: median(targets),
+        minimal: median(floor),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let latencies: Vec<u64> = std::env::args()
+        .nth(2)
+        .map(|a| {
+            a.split(',')
+                .map(|l| l.trim().parse().expect("LATENCIES_MS: comma-separated milliseconds"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![0, 5, 20]);
+    let bin = std::env::var("REKEY_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/rekey").to_owned());
+    println!(
+        "{CREDENTIALS} credentials, parallel {PARALLEL}, {rounds} round(s) per latency; load average at start {}",
+        load_average()
+    );
+    let mut results = Vec::new();
+    for latency in latencies {
+        results.push(scenario(&bin, rounds, latency).await);
+    }
+    println!("load average at end {}", load_average());
+    println!("median of {rounds}:");
+    println!("| latency | minimal client | http target in-process | rekey rotate | rekey - minimal, per credential |");
+    println!("|---|---|---|---|---|");
+    for m in &results {
+        println!(
+            "| {} ms | {:.1} ms | {:.1} ms ({:.2}x) | {:.1} ms ({:.2}x) | {:.2} ms |",
+            m.latency_ms,
+            ms(m.minimal),
+            ms(m.in_process),
+            m.in_process.as_secs_f64() / m.minimal.as_secs_f64(),
+            ms(m.rekey),
+            m.rekey.as_secs_f64() / m.minimal.as_secs_f64(),
+            (ms(m.rekey) - ms(m.minimal)) / CREDENTIALS as f64,
+        );
+    }
 }
