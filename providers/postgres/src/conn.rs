@@ -117,13 +117,13 @@ async fn attempt(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A fake server that answers any startup with one authentication request
     /// (`R`, `code`, `extra`).
-    async fn asking(code: u32, extra: &'static [u8]) -> (u16, tokio::task::JoinHandle<()>) {
+    pub(crate) async fn asking(code: u32, extra: &'static [u8]) -> (u16, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {

@@ -132,21 +132,8 @@ mod tests {
     /// it. The peer is a fake: a TCP listener that answers any startup with that offer.
     #[tokio::test]
     async fn a_client_side_authentication_error_is_not_a_refusal() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut startup = [0u8; 512];
-            let _ = socket.read(&mut startup).await.unwrap();
-            // AuthenticationSASL (R, code 10) offering "FOO" only.
-            let mut answer = vec![b'R'];
-            answer.extend_from_slice(&13u32.to_be_bytes());
-            answer.extend_from_slice(&10u32.to_be_bytes());
-            answer.extend_from_slice(b"FOO\0\0");
-            socket.write_all(&answer).await.unwrap();
-            let _ = socket.read(&mut startup).await;
-        });
+        // AuthenticationSASL (R, code 10) offering "FOO" only.
+        let (port, server) = crate::conn::tests::asking(10, b"FOO\0\0").await;
         let mut config = tokio_postgres::Config::new();
         config
             .host("127.0.0.1")
