@@ -19,6 +19,7 @@ mod include;
 // [[notify]] webhooks (issue 8).
 pub mod notify;
 mod paths;
+mod pieces;
 mod secret_fields;
 mod targets;
 mod unresolved;
@@ -312,6 +313,33 @@ pub struct Config {
     /// with [`Config::load_per_credential`]): name -> the one-line error. They have no
     /// entry in [`Config::targets`].
     pub unresolved: BTreeMap<String, String>,
+    /// Where each credential is in [`Config::credentials`], for [`Config::credential`].
+    by_name: NameIndex,
+}
+
+/// Credential name -> its index in [`Config::credentials`] when the configuration was
+/// read: finding one of 10,000 credentials by name is not a scan of the list. The list
+/// is public and may be changed after loading, so a hit is checked, and a miss or a
+/// stale entry falls back to the scan.
+#[derive(Clone, Default)]
+struct NameIndex(std::collections::HashMap<String, usize>);
+
+impl NameIndex {
+    fn of(credentials: &[Credential]) -> NameIndex {
+        NameIndex(
+            credentials
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NameIndex({} names)", self.0.len())
+    }
 }
 
 /// Which file to read: `-c`, else `$REKEY_CONFIG`, else `./rekey.toml`.
@@ -365,9 +393,17 @@ impl Config {
         strict: bool,
     ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let sources = include::sources(path, text)?;
+        // The main file is parsed once: it is the whole document unless it includes
+        // others, and then the document is every file's text read as one.
+        let main = pieces::parse(text).map_err(|e| located(&file, text, &e))?;
+        let sources = include::sources(path, text, main.get_ref())?;
         let at = |e: &DeError| sources.located(e.span.clone(), &e.message);
-        let document = toml::de::DeTable::parse(&sources.text).map_err(|e| sources.located(e.span(), e.message()))?;
+        let document = if sources.included_any() {
+            drop(main);
+            pieces::parse(&sources.text).map_err(|e| sources.located(e.span(), e.message()))?
+        } else {
+            main
+        };
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
         include::take(&mut root);
         targets::apply(&mut root).map_err(|e| at(&e))?;
@@ -406,6 +442,8 @@ impl Config {
         let raw = read(&root, Pass::Expanded(&refs), &indices)
             .map_err(|e| at(&e))
             .map_err(scrub)?;
+        // Everything is read from the document: free it before the configuration is built.
+        drop(root);
         let unresolved: BTreeMap<String, String> =
             deferred.into_values().map(|(name, e)| (name, e.to_string())).collect();
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -435,7 +473,11 @@ impl Config {
 
     /// The credential with this name.
     pub fn credential(&self, name: &str) -> Option<&Credential> {
-        self.credentials.iter().find(|c| c.name == name)
+        let indexed = self.by_name.0.get(name).and_then(|&i| self.credentials.get(i));
+        match indexed {
+            Some(c) if c.name == name => Some(c),
+            _ => self.credentials.iter().find(|c| c.name == name),
+        }
     }
 
     /// Credentials chosen by names and tags (all when neither is given). Unknown names
@@ -924,6 +966,7 @@ fn resolve(
         defaults,
         stores,
         targets,
+        by_name: NameIndex::of(&credentials),
         credentials,
         admin_refs: BTreeMap::new(),
         notify,
@@ -1037,6 +1080,28 @@ target = { type = "postgres", host = "127.0.0.1", port = 5432, dbname = "orders"
         assert!(e.contains("every") && e.contains("soon"), "{e}");
         let e = parse("[[credentials]\nname=").unwrap_err().to_string();
         assert!(e.starts_with("/etc/rekey/rekey.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn credential_by_name_survives_changes_to_the_list() {
+        let text = format!(
+            "{GOOD}\n[[credentials]]\nname = \"b\"\nstore = \"local\"\nkey = \"b\"\n\
+             target = {{ type = \"postgres\", host = \"127.0.0.1\", username = \"b_app\", admin = \"${{ADMIN_URL}}\" }}\n"
+        );
+        let mut c = parse(&text).unwrap();
+        assert_eq!(c.credential("b").unwrap().key, "b");
+        assert_eq!(c.credential("orders-db").unwrap().key, "orders/db");
+        assert!(c.credential("nope").is_none());
+        // The list is public: after it changed, lookups still find what it holds.
+        c.credentials.remove(0);
+        assert_eq!(c.credential("b").unwrap().key, "b");
+        assert!(c.credential("orders-db").is_none());
+        c.credentials.reverse();
+        let mut extra = c.credentials[0].clone();
+        extra.name = "added".into();
+        c.credentials.insert(0, extra);
+        assert_eq!(c.credential("added").unwrap().name, "added");
+        assert_eq!(c.credential("b").unwrap().name, "b");
     }
 
     #[test]

@@ -338,7 +338,8 @@ mod document_tests {
         let text = "[[credentials]]\nname = \"a\"\ndescription = \"port ${PORT:-1}\"\n\
                     target = { port = \"${PORT}\", admin = \"${MISSING}\" }\n\n\
                     [[credentials]]\nname = \"b\"\ntarget = { port = \"${PORT}\" }\n";
-        let sources = crate::config::include::sources(Path::new("r.toml"), text).unwrap();
+        let main = toml::de::DeTable::parse(text).unwrap();
+        let sources = crate::config::include::sources(Path::new("r.toml"), text, main.get_ref()).unwrap();
         let document = toml::de::DeTable::parse(&sources.text).unwrap();
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
         let expansion = expand_document(&mut root, &lookup, &sources).unwrap();
@@ -363,7 +364,8 @@ mod document_tests {
         assert_eq!(field(1, &["target", "port"]), "6543");
         // Outside a target: an error for the whole file.
         let text = "[stores.s]\npath = \"${MISSING}\"\n";
-        let sources = crate::config::include::sources(Path::new("r.toml"), text).unwrap();
+        let main = toml::de::DeTable::parse(text).unwrap();
+        let sources = crate::config::include::sources(Path::new("r.toml"), text, main.get_ref()).unwrap();
         let document = toml::de::DeTable::parse(&sources.text).unwrap();
         let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
         let e = expand_document(&mut root, &lookup, &sources).unwrap_err();

@@ -69,24 +69,35 @@ impl Sources {
         }
     }
 
+    /// Whether any file was included (else [`Sources::text`] is the main file's text
+    /// and a newline).
+    pub(crate) fn included_any(&self) -> bool {
+        self.parts.len() > 1
+    }
+
     /// The included files, in the order read.
     pub(crate) fn included(&self) -> Vec<PathBuf> {
         self.parts.iter().skip(1).map(|p| PathBuf::from(&p.file)).collect()
     }
 }
 
-/// Reads `text` (the main file at `path`) and every file it includes.
-pub(crate) fn sources(path: &Path, text: &str) -> Result<Sources, ConfigError> {
+/// Reads every file that `text` (the main file at `path`, parsed as `main`) includes.
+pub(crate) fn sources(path: &Path, text: &str, main: &DeTable<'_>) -> Result<Sources, ConfigError> {
     let file = path.display().to_string();
-    let main = DeTable::parse(text).map_err(|e| super::located(&file, text, &e))?;
     let mut sources = Sources {
-        text: format!("{text}\n"),
+        text: {
+            // Exactly as long as needed: a copy of a 2.4 MB file is not grown by doubling.
+            let mut document = String::with_capacity(text.len() + 1);
+            document.push_str(text);
+            document.push('\n');
+            document
+        },
         parts: vec![Part {
             file: file.clone(),
             range: 0..text.len(),
         }],
     };
-    let Some(include) = main.get_ref().get("include") else {
+    let Some(include) = main.get("include") else {
         return Ok(sources);
     };
     let patterns = patterns(include).map_err(|(span, m)| sources.located(Some(span), &m))?;
@@ -96,12 +107,11 @@ pub(crate) fn sources(path: &Path, text: &str) -> Result<Sources, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let inline_credentials = main
-        .get_ref()
         .get_key_value("credentials")
         .is_some_and(|(key, _)| text[key.span().end..].trim_start().starts_with('='));
     // Where each name was defined first: (kind, name) -> place.
     let mut defined: BTreeMap<(&'static str, String), String> = BTreeMap::new();
-    note_definitions(main.get_ref(), &file, text, &mut defined)?;
+    note_definitions(main, &file, text, &mut defined)?;
     for (pattern, span) in patterns {
         let files = expand(&base, &pattern).map_err(|m| sources.located(Some(span.clone()), &m))?;
         for included in files {
@@ -335,9 +345,10 @@ fn note_definitions(
             }
         }
     }
+    let lines = LineStarts::of(text);
     let mut here = BTreeMap::new();
     for (kind, name, span) in found {
-        let place = place(file, text, span.start);
+        let place = format!("{file}:{}", lines.line(span.start));
         if let Some(first) = defined.get(&(kind, name.clone())) {
             return Err(super::located_span(
                 file,
@@ -352,15 +363,34 @@ fn note_definitions(
     Ok(())
 }
 
-/// `file:line`.
-fn place(file: &str, text: &str, at: usize) -> String {
-    let line = text[..at.min(text.len())].matches('\n').count() + 1;
-    format!("{file}:{line}")
+/// Where each line of a text starts, to tell the line of many places in one pass over
+/// the text (counting the newlines before each place would be quadratic).
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn of(text: &str) -> LineStarts {
+        LineStarts(text.match_indices('\n').map(|(at, _)| at + 1).collect())
+    }
+
+    /// The 1-based line holding byte `at`.
+    fn line(&self, at: usize) -> usize {
+        self.0.partition_point(|&start| start <= at) + 1
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::matches;
+
+    #[test]
+    fn line_of_a_place() {
+        let lines = super::LineStarts::of("a\nbc\n\nd");
+        let expected = [1, 1, 2, 2, 2, 3, 4];
+        for (at, line) in expected.iter().enumerate() {
+            assert_eq!(lines.line(at), *line, "byte {at}");
+        }
+        assert_eq!(super::LineStarts::of("").line(0), 1);
+    }
 
     #[test]
     fn wildcards() {

@@ -137,6 +137,25 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
         ));
     }
 
+    // Every credential's lock file, as an identity. They all live in the lock
+    // directory, resolved once above: only a lock file that is itself a symbolic link
+    // (or cannot be looked at) is resolved on its own, which keeps a configuration of
+    // 10,000 credentials from resolving 10,000 paths component by component.
+    let locks: Vec<(&str, PathBuf)> = f
+        .credentials
+        .iter()
+        .map(|credential| {
+            let path = lock_path(f.lock_dir, credential);
+            let resolved = match std::fs::symlink_metadata(&path) {
+                Ok(meta) if !meta.file_type().is_symlink() => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                _ => Some(identity(&path)),
+            };
+            let lock = resolved.unwrap_or_else(|| lock_dir.join(format!("{credential}{LOCK_SUFFIX}")));
+            (*credential, lock)
+        })
+        .collect();
+
     if let Some(written) = f.audit_log {
         let audit = identity(written);
         if within(&audit, &config) {
@@ -158,8 +177,8 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
         if audit == lock_dir {
             return fail(format!("[defaults] audit_log {} is the lock_dir", shown(written)));
         }
-        for credential in &f.credentials {
-            if audit == identity(&lock_path(f.lock_dir, credential)) {
+        for (credential, lock) in &locks {
+            if &audit == lock {
                 return fail(format!(
                     "[defaults] audit_log {} is the lock file of credential `{credential}`",
                     shown(written)
@@ -168,8 +187,7 @@ pub(crate) fn check(file: &str, f: &Files<'_>) -> Result<(), ConfigError> {
         }
     }
 
-    for credential in &f.credentials {
-        let lock = identity(&lock_path(f.lock_dir, credential));
+    for (credential, lock) in locks {
         if lock == config {
             return fail(format!(
                 "credential `{credential}`: its lock file {} is the configuration file",
@@ -201,5 +219,34 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
         assert_eq!(identity(&dir.path().join("link/b.json")), real.join("b.json"));
         assert_eq!(identity(Path::new("/no/such/dir/x")), Path::new("/no/such/dir/x"));
+    }
+
+    /// A lock file that is a link to the configuration file is found (the lock files
+    /// are resolved through their directory, and a link on its own).
+    #[test]
+    fn a_lock_file_linked_to_the_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rekey.toml");
+        std::fs::write(&config, "").unwrap();
+        let locks = dir.path().join("locks");
+        std::fs::create_dir(&locks).unwrap();
+        std::fs::write(locks.join(format!("plain{LOCK_SUFFIX}")), "").unwrap();
+        let stores = BTreeMap::new();
+        let files = |credentials: Vec<&'static str>| Files {
+            config: &config,
+            audit_log: None,
+            lock_dir: &locks,
+            stores: &stores,
+            credentials,
+        };
+        check("rekey.toml", &files(vec!["plain", "absent"])).unwrap();
+        std::os::unix::fs::symlink(&config, locks.join(format!("linked{LOCK_SUFFIX}"))).unwrap();
+        let e = check("rekey.toml", &files(vec!["plain", "linked"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("credential `linked`: its lock file") && e.contains("is the configuration file"),
+            "{e}"
+        );
     }
 }
