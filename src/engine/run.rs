@@ -534,6 +534,8 @@ fn describe_store(p: &Prepared) -> String {
 /// loads its whole state to answer (a file store parses its file and keeps it) does so
 /// here, once, instead of once for each of the first `parallel` credentials reading it
 /// at the same moment (16 copies of a 12 MB store file at once, at 10,000 credentials).
+/// A store whose check is only a read of one key (Secrets Manager) is skipped: it
+/// loads nothing shared, and the call would be wasted.
 async fn check_stores_once(prepared: &[Prepared]) {
     let mut seen: std::collections::BTreeMap<&str, (usize, &Prepared)> = std::collections::BTreeMap::new();
     for p in prepared {
@@ -541,6 +543,9 @@ async fn check_stores_once(prepared: &[Prepared]) {
     }
     for (count, p) in seen.into_values() {
         if let (true, Ok(store)) = (count > 1, &p.store) {
+            if store.capabilities().write_check_is_a_read {
+                continue;
+            }
             let _ = store.check_writable(&p.credential.key).await;
         }
     }
