@@ -145,6 +145,7 @@ impl Engine {
                     .backends
                     .target(&credential)
                     .map_err(|e| RunError::Config(format!("{}: configure target: {}", credential.name, e.message())))?;
+                supports_strategy(&credential, target.as_ref())?;
                 let store = self.backends.store(&credential.store);
                 let endpoint = self.backends.endpoint(&credential);
                 Ok(Prepared {
@@ -520,6 +521,23 @@ impl Identity {
             key: p.credential.key.clone(),
         }
     }
+}
+
+/// The credential's strategy is one the target declares (exit 2 otherwise, listing
+/// them): the engine reads the capability rather than trusting every provider to refuse.
+fn supports_strategy(credential: &Credential, target: &dyn Target) -> Result<(), RunError> {
+    let supported = &target.capabilities().strategies;
+    if supported.contains(&credential.strategy) {
+        return Ok(());
+    }
+    let names: Vec<&str> = supported.iter().map(|s| s.as_str()).collect();
+    Err(RunError::Config(format!(
+        "{}: configure target: strategy \"{}\" is not supported by {} (supported: {})",
+        credential.name,
+        credential.strategy,
+        target.describe(),
+        names.join(", ")
+    )))
 }
 
 fn describe_store(p: &Prepared) -> String {

@@ -1,6 +1,7 @@
 //! Engine tests without servers: the protocol over `rekey_api::testing`'s in-memory
 //! store and scripted fake target.
 
+mod capabilities;
 mod harness;
 mod plan;
 mod regression;

@@ -67,7 +67,8 @@ impl Harness {
         (h, doc)
     }
 
-    fn engine(&self) -> Engine {
+    /// An engine over this harness's store and target, on its clock.
+    pub fn engine(&self) -> Engine {
         let backends = TestBackends {
             store: self.store.clone(),
             target: self.target.clone(),
