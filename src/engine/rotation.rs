@@ -253,9 +253,7 @@ impl Rotation<'_> {
         // rekey's versions but not the application's key) must fail the run before apply,
         // not after it (where `single` has already replaced the stored current's password).
         let checks = async {
-            if !self.store.capabilities().write_check_is_a_read {
-                self.store.check_writable(key).await?;
-            }
+            self.store_writable().await?;
             self.target.precheck(current).await
         };
         if self.options.incident {
@@ -425,6 +423,9 @@ impl Rotation<'_> {
             }
             Err(e) if e.kind() == ErrorKind::AuthRejected => {
                 rec.ok_since(Step::Resume, Some(format!("{detail}; not yet applied")), started);
+                // As for a fresh rotation: a store that would refuse the promote fails
+                // the run before the target changes.
+                rec.run(Step::Preflight, self.store_writable()).await?;
                 rec.run(Step::Apply, self.target.apply(&pending.doc, current)).await?;
             }
             Err(e) => {
@@ -448,6 +449,16 @@ impl Rotation<'_> {
         rec.report.version = Some(pending.id.clone());
         self.complete(rec, state.current(), &pending.id, &pending.doc).await?;
         Ok(Status::Rotated)
+    }
+
+    /// The store's write check on the credential's key, where it tells more than a read
+    /// (see [`rekey_api::StoreCapabilities::write_check_is_a_read`]): run before the
+    /// target is changed, so a store that would refuse the promote fails the run first.
+    async fn store_writable(&self) -> rekey_api::ProviderResult<()> {
+        if self.store.capabilities().write_check_is_a_read {
+            return Ok(());
+        }
+        self.store.check_writable(&self.credential.key).await
     }
 
     /// The way out when a pending version is itself the problem (staged for another

@@ -250,13 +250,29 @@ pub(crate) fn allows(caps: &[String], needed: &[&str]) -> bool {
 /// line when the server cannot tell.
 pub(crate) async fn check_capabilities(client: &Client, needs: &[(String, &[&str])]) -> ProviderResult<String> {
     let paths: Vec<String> = needs.iter().map(|(p, _)| p.clone()).collect();
-    let Some(found) = client.capabilities(&paths).await? else {
-        return Ok(format!(
-            "capabilities on {} not checked (the server does not answer sys/capabilities-self)",
-            paths.join(", ")
-        ));
-    };
-    for ((path, needed), caps) in needs.iter().zip(&found) {
+    match client.capabilities(&paths).await? {
+        Some(found) => judge_capabilities(client, needs, &found),
+        None => Ok(not_checked(&paths)),
+    }
+}
+
+/// The line for a server that does not answer `sys/capabilities-self` (or not to this
+/// token): nothing is refused on that account.
+pub(crate) fn not_checked(paths: &[String]) -> String {
+    format!(
+        "capabilities on {} not checked (the server does not answer sys/capabilities-self)",
+        paths.join(", ")
+    )
+}
+
+/// [`check_capabilities`] on capabilities already read (`found`, one list per path of
+/// `needs`, in order).
+pub(crate) fn judge_capabilities(
+    client: &Client,
+    needs: &[(String, &[&str])],
+    found: &[Vec<String>],
+) -> ProviderResult<String> {
+    for ((path, needed), caps) in needs.iter().zip(found) {
         if !allows(caps, needed) {
             let missing: Vec<&str> = needed
                 .iter()

@@ -10,7 +10,7 @@
 //! Pending and previous versions only ever live in the versions document, so a reader of
 //! the key sees the current secret and nothing else.
 
-use crate::client::{check_capabilities, Client};
+use crate::client::{allows, judge_capabilities, not_checked, Client};
 use crate::http::{Method, Reply, SecretJson};
 use crate::model::{self, Live, Op, Versions};
 use async_trait::async_trait;
@@ -346,6 +346,38 @@ impl VaultKvStore {
         ))
     }
 
+    /// The token may do what a rotation of `key` does on both paths (the application's
+    /// value and rekey's versions document): `read`, and `update` where the path exists or
+    /// `create` where it does not (KV's rules for a write). Where the token has both, or
+    /// neither, which paths exist does not matter and is not asked; "not checked" when the
+    /// server does not answer `sys/capabilities-self`.
+    async fn check_write_capabilities(&self, key: &str) -> ProviderResult<String> {
+        let paths = [self.live_path(key), self.versions_path(key)];
+        let Some(found) = self.client.capabilities(&paths).await? else {
+            return Ok(not_checked(&paths));
+        };
+        let either_not_both = |caps: &Vec<String>| allows(caps, &["create"]) != allows(caps, &["update"]);
+        let exists = if found.iter().any(either_not_both) {
+            let snapshot = self.snapshot(key).await?;
+            [snapshot.live.value.is_some(), snapshot.doc.is_some()]
+        } else {
+            [true, true]
+        };
+        let needs: Vec<(String, &[&str])> = paths
+            .into_iter()
+            .zip(found.iter().zip(exists))
+            .map(|(path, (caps, exists))| {
+                let needed: &[&str] = match (either_not_both(caps), exists) {
+                    (false, _) => &["read", "create", "update"],
+                    (true, true) => &["read", "update"],
+                    (true, false) => &["read", "create"],
+                };
+                (path, needed)
+            })
+            .collect();
+        judge_capabilities(&self.client, &needs, &found)
+    }
+
     /// Read-only checks that rotations of `key` can work, one line per fact: Vault
     /// reachable and unsealed, the token valid, the mount's KV version as configured,
     /// and the token's capabilities on both paths (or "not checked" when the server cannot
@@ -354,11 +386,7 @@ impl VaultKvStore {
         self.check_key(key)?;
         let mut lines = vec![self.client.check_unsealed().await?, self.client.check_token().await?];
         lines.push(self.check_mount().await?);
-        let needs: [(String, &[&str]); 2] = [
-            (self.live_path(key), &["read", "create", "update"]),
-            (self.versions_path(key), &["read", "create", "update"]),
-        ];
-        lines.push(check_capabilities(&self.client, &needs).await?);
+        lines.push(self.check_write_capabilities(key).await?);
         let snapshot = self.snapshot(key).await?;
         lines.push(match (&snapshot.live.value, &snapshot.doc) {
             (None, None) => format!("key {key:?} does not exist yet ({} is empty)", self.cli_path(key)),
@@ -483,8 +511,12 @@ impl Store for VaultKvStore {
         })
     }
 
+    /// What `rotate` runs before touching the target: the token's capabilities on the
+    /// paths a rotation writes (the seal, the token and the mount show in the read that
+    /// comes first).
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {
-        self.preflight(key).await.map(drop)
+        self.check_key(key)?;
+        self.check_write_capabilities(key).await.map(drop)
     }
 
     async fn put_current(&self, key: &str, version_id: &str, doc: &SecretDoc) -> ProviderResult<()> {

@@ -258,6 +258,36 @@ async fn read_only_token_is_permission_denied() {
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
 }
 
+/// rotate's write check asks what the writes need: `update` on a path that exists,
+/// `create` on one that does not (KV's rules), so a least-privilege token that may
+/// update an existing key passes, and one that may only create is refused there.
+#[tokio::test(flavor = "multi_thread")]
+async fn write_check_asks_update_for_existing_paths_and_create_for_new_ones() {
+    let fake = FakeKv2::start().await;
+    let existing = unique_name("wc");
+    store(&fake).put_current(&existing, "v1", &doc("first")).await.unwrap();
+    let missing = unique_name("wc_new");
+    let rules = |caps: &[&str]| Policy::Rules(vec![("secret/".into(), caps.iter().map(|c| c.to_string()).collect())]);
+    fake.add_token("update-token", rules(&["read", "update"]));
+    fake.add_token("create-token", rules(&["read", "create"]));
+    fake.add_token("both-token", rules(&["read", "create", "update"]));
+    let with = |token: &str| VaultProvider::new().vault_kv_store(&config(&fake, token)).unwrap();
+
+    with("update-token").check_writable(&existing).await.unwrap();
+    let err = with("update-token").check_writable(&missing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message().contains("lacks create on secret/data/"), "{err}");
+
+    with("create-token").check_writable(&missing).await.unwrap();
+    let err = with("create-token").check_writable(&existing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message().contains("lacks update on secret/data/"), "{err}");
+
+    for key in [&existing, &missing] {
+        with("both-token").check_writable(key).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn preflight_reports_what_it_checked() {
     let fake = FakeKv2::start().await;

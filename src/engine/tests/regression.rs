@@ -284,6 +284,33 @@ async fn a_store_that_refuses_the_promote_fails_the_rotation_before_the_target_i
     }
 }
 
+/// Review: the store's write check ran only before a fresh rotation; resuming a pending
+/// version the target did not take yet applied it first, and with `single` the failed
+/// promote left the stored current dead. Now the resume checks the store before apply.
+#[tokio::test(start_paused = true)]
+async fn resume_checks_the_store_before_applying_a_pending_version() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    // Staged by an earlier run that stopped before apply: the target does not take it yet.
+    let mut staged = SecretDoc::new();
+    staged.set("username", "app");
+    staged.set("password", "staged-not-applied-0123456789abcdef");
+    assert!(!h.target.accepts(&staged), "precondition");
+    h.store.stage_pending(KEY, "staged", &staged).await.unwrap();
+    h.store.set_current_read_only(true);
+    h.target.clear_calls();
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    assert_eq!(failure(&run), Some("permission_denied"));
+    assert!(!h.target.calls().contains(&TargetOp::Apply), "{:?}", h.target.calls());
+    assert!(h.target.accepts(&old), "the stored current still logs in");
+    assert_eq!(h.state().pending().map(|p| p.id.as_str()), Some("staged"));
+    // Once the store allows it, the next run finishes the rotation.
+    h.store.set_current_read_only(false);
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert!(h.target.accepts(&h.state().current().unwrap().doc));
+}
+
 /// Signals stop at a step boundary: nothing starts once a stop is asked for.
 #[tokio::test(start_paused = true)]
 async fn interrupted_run_starts_no_step_and_exits_130() {
