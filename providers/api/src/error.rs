@@ -143,10 +143,12 @@ fn hide_url_userinfo(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+        // The user information ends at the last `@` before the URL ends (a password may
+        // hold `/`, `?` or `#` unencoded, so those do not end it here).
+        let url_end = tail
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"' || c == '\'')
             .unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
+        match tail[..url_end].rfind('@') {
             Some(user_end) => {
                 out.push_str("***");
                 rest = &tail[user_end..];
@@ -372,6 +374,21 @@ mod tests {
         }
         assert!(debug.contains("connect failed, hash <hash>"), "{debug}");
         assert_eq!(e.to_string(), "unreachable: login");
+    }
+
+    /// A password holding `/`, `?` or `#` unencoded still ends at the URL's last `@`.
+    #[test]
+    fn url_passwords_with_delimiters_are_hidden() {
+        for (text, shown) in [
+            ("postgres://u:pa/ss@h/db", "postgres://***@h/db"),
+            ("redis://:p#w@h:6379 refused", "redis://***@h:6379 refused"),
+            (
+                "mysql://u:p?x@h/ and http://plain/path",
+                "mysql://***@h/ and http://plain/path",
+            ),
+        ] {
+            assert_eq!(hide_url_userinfo(text), shown, "{text}");
+        }
     }
 
     #[test]

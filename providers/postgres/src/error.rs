@@ -19,7 +19,12 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
     // Not from the server. Typed first: a closed connection, a TLS failure, or an I/O
     // error underneath (refused, reset, DNS) means no answer.
     let text = rekey_net::error_chain(err);
-    let kind = if err.is_closed() || rekey_net::tls::rustls_error(err).is_some() {
+    let top = err.to_string();
+    let kind = if top == "authentication error" {
+        // Whatever is under it (a SCRAM exchange cut short wraps an UnexpectedEof I/O
+        // error): the authentication did not complete, which is not a dead host either.
+        kind_of_client_error(&top)
+    } else if err.is_closed() || rekey_net::tls::rustls_error(err).is_some() {
         // Closed, or a failed TLS handshake (an untrusted certificate: rustls's own error,
         // which tokio-rustls wraps in an I/O error of kind InvalidData).
         ErrorKind::Unreachable
@@ -28,7 +33,7 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
     } else {
         // Also a protocol failure in an I/O error: its top-level text says which
         // (parsing, encoding, or a TLS handshake that failed below rustls).
-        kind_of_client_error(&err.to_string())
+        kind_of_client_error(&top)
     };
     (kind, text)
 }
