@@ -26,6 +26,7 @@ impl UnresolvedTarget {
                 terminate_sessions: false,
                 mints_own_secret: false,
                 apply_invalidates_previous: strategy == Strategy::Single,
+                retires_previous: false,
             },
         }
     }

@@ -102,9 +102,11 @@ impl Rotation<'_> {
         version::revoke_at(current, self.options.grace, self.credential.grace)
     }
 
+    /// Sessions are ended in an incident, and only by a target that declares it can
+    /// (a target that cannot is not asked to).
     fn revoke_options(&self) -> RevokeOptions {
         RevokeOptions {
-            terminate_sessions: self.options.incident,
+            terminate_sessions: self.options.incident && self.target.capabilities().terminate_sessions,
         }
     }
 
@@ -599,11 +601,13 @@ impl Rotation<'_> {
         if grace.is_zero() {
             self.revoke_and_prove(rec, previous, new).await
         } else {
-            let started = (SystemTime::now(), Instant::now());
-            match self.target.retire(&previous.doc, new).await {
-                Ok(Some(done)) => rec.ok_since(Step::Retire, Some(done), started),
-                Ok(None) => {}
-                Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().into(), e.message(), started)),
+            if self.target.capabilities().retires_previous {
+                let started = (SystemTime::now(), Instant::now());
+                match self.target.retire(&previous.doc, new).await {
+                    Ok(Some(done)) => rec.ok_since(Step::Retire, Some(done), started),
+                    Ok(None) => {}
+                    Err(e) => return Err(rec.fail_since(Step::Retire, e.kind().into(), e.message(), started)),
+                }
             }
             let now = rec.now();
             let at = rfc3339(now.checked_add(grace).unwrap_or(now));

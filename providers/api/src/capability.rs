@@ -17,6 +17,9 @@ pub struct TargetCapabilities {
     /// old one (single-user password change), so revoke has nothing left to remove and
     /// a grace period cannot be honoured.
     pub apply_invalidates_previous: bool,
+    /// [`crate::Target::retire`] does something (deactivates an IAM key): the engine
+    /// calls it when a grace period defers the revocation, and never otherwise.
+    pub retires_previous: bool,
 }
 
 /// Declared abilities of a store.

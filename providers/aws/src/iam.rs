@@ -184,6 +184,7 @@ impl IamTarget {
                 terminate_sessions: true,
                 mints_own_secret: true,
                 apply_invalidates_previous: false,
+                retires_previous: true,
             },
             config,
             options,

@@ -190,6 +190,7 @@ impl ExecTarget {
                 terminate_sessions: description.terminates_sessions,
                 mints_own_secret: description.mints,
                 apply_invalidates_previous: strategy == Strategy::Single,
+                retires_previous: false,
             },
             sweeps: description.mints && description.sweeps,
         })

@@ -82,6 +82,7 @@ impl HttpTarget {
             terminate_sessions: false,
             mints_own_secret: plan.create.is_some(),
             apply_invalidates_previous: strategy == Strategy::Single,
+            retires_previous: false,
         };
         HttpTarget {
             credential: credential.to_owned(),

@@ -93,6 +93,7 @@ impl MysqlTarget {
                 terminate_sessions: true,
                 mints_own_secret: false,
                 apply_invalidates_previous: strategy == Strategy::Single,
+                retires_previous: false,
             },
             config,
             endpoint,

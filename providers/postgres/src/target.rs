@@ -103,6 +103,7 @@ impl PostgresTarget {
                 mints_own_secret: false,
                 // Alternating: the previous role keeps its password until revoke.
                 apply_invalidates_previous: strategy == Strategy::Single,
+                retires_previous: false,
             },
             roles: config.roles().into_iter().map(str::to_owned).collect(),
             strategy,

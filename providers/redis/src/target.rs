@@ -68,6 +68,7 @@ impl RedisTarget {
                 terminate_sessions: true,
                 mints_own_secret: false,
                 apply_invalidates_previous: strategy == Strategy::Single,
+                retires_previous: false,
             },
             config,
             endpoint,

@@ -86,6 +86,7 @@ impl VaultAppRoleTarget {
                 terminate_sessions: false,
                 mints_own_secret: true,
                 apply_invalidates_previous: false,
+                retires_previous: false,
             },
             role_id: Mutex::new(None),
         }

@@ -38,8 +38,8 @@ pub struct ScriptedTargetConfig {
     pub mints_own_secret: bool,
     /// The target can end the sessions of an old secret (declared in
     /// [`TargetCapabilities::terminate_sessions`]). Revoke ends them when asked
-    /// ([`RevokeOptions::terminate_sessions`]) and this is set; otherwise the request is
-    /// ignored, as a target without the ability does.
+    /// ([`RevokeOptions::terminate_sessions`]); without the ability, being asked is an
+    /// error (`invalid_input`), so that a caller ignoring the capability shows.
     pub terminate_sessions: bool,
     /// Ending sessions is refused: a revoke asked to end sessions invalidates the old
     /// secret, then fails with [`ErrorKind::PermissionDenied`] (a PostgreSQL CREATEROLE
@@ -173,6 +173,7 @@ impl ScriptedTarget {
             terminate_sessions: config.terminate_sessions,
             mints_own_secret: config.mints_own_secret,
             apply_invalidates_previous: config.strategy == Strategy::Single,
+            retires_previous: config.mints_own_secret,
         };
         let state = TargetState {
             passwords: config.usernames.iter().map(|u| (u.clone(), Vec::new())).collect(),
@@ -700,7 +701,14 @@ impl ScriptedTarget {
             }
         }
         let mut report = RevokeReport::default();
-        if options.terminate_sessions && self.config.terminate_sessions {
+        if options.terminate_sessions && !self.config.terminate_sessions {
+            // The engine reads the capability: asking a target that declares it cannot end
+            // sessions is a bug this fake makes visible.
+            return Err(ProviderError::invalid_input(
+                "fake target: asked to end sessions, which its capabilities say it cannot",
+            ));
+        }
+        if options.terminate_sessions {
             if self.config.deny_terminate_sessions {
                 let user = match &old_credential {
                     Credential::Password { user, .. } => user.clone(),

@@ -456,15 +456,19 @@ async fn revoke_ends_sessions_only_when_asked_and_able() {
     assert_eq!(target.open_sessions(&current), 0);
     assert_eq!(target.open_sessions(&new), 1, "the new secret's session is kept");
 
-    // A target that cannot end sessions ignores the request.
+    // A target that declares it cannot end sessions refuses to be asked: the engine
+    // reads the capability and never asks it, and this fake makes a caller that does fail.
     let target = ScriptedTarget::new(ScriptedTargetConfig::minting());
+    assert!(!target.capabilities().terminate_sessions);
     let current = target.seed_new();
     target.open_session(&current).unwrap();
     let new = prepared(&target, &current).await;
     target.apply(&new, Some(&current)).await.unwrap();
-    let report = target.revoke(&current, &new, terminate).await.unwrap();
-    assert_eq!(report.sessions_terminated, 0);
+    let err = target.revoke(&current, &new, terminate).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(target.open_sessions(&current), 1);
+    let report = target.revoke(&current, &new, RevokeOptions::default()).await.unwrap();
+    assert_eq!(report.sessions_terminated, 0);
 }
 
 // ---- crash handle ----
