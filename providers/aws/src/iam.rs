@@ -96,7 +96,7 @@ pub struct IamOptions {
 /// `secret_access_key` (it is what `rekey import` of a bare value writes, and the one
 /// secret field every tool knows); documents this target prepares never have one.
 ///
-/// Created by [`crate::AwsProvider::iam`].
+/// Created by [`crate::AwsProvider::aws_iam_target`].
 pub struct IamTarget {
     config: AwsIamTargetConfig,
     options: IamOptions,

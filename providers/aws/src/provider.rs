@@ -291,11 +291,11 @@ impl AwsProvider {
     /// The Secrets Manager store for `config`, as the engine uses it. Nothing is sent
     /// until a call needs it.
     pub fn secrets_manager_store(&self, config: &AwsSecretsManagerConfig) -> ProviderResult<Arc<dyn Store>> {
-        Ok(Arc::new(self.secrets_manager(config)?))
+        Ok(Arc::new(self.aws_secrets_manager_store(config)?))
     }
 
     /// [`AwsProvider::secrets_manager_store`] returning the concrete type.
-    pub fn secrets_manager(&self, config: &AwsSecretsManagerConfig) -> ProviderResult<SecretsManagerStore> {
+    pub fn aws_secrets_manager_store(&self, config: &AwsSecretsManagerConfig) -> ProviderResult<SecretsManagerStore> {
         config.validate()?;
         let shared = self.shared(ConfigKey {
             region: config.region.clone(),
@@ -313,11 +313,11 @@ impl AwsProvider {
         strategy: Strategy,
         options: IamOptions,
     ) -> ProviderResult<Arc<dyn Target>> {
-        Ok(Arc::new(self.iam(config, strategy, options)?))
+        Ok(Arc::new(self.aws_iam_target(config, strategy, options)?))
     }
 
     /// [`AwsProvider::iam_target`] returning the concrete type.
-    pub fn iam(
+    pub fn aws_iam_target(
         &self,
         config: &AwsIamTargetConfig,
         strategy: Strategy,

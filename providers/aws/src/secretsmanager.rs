@@ -62,7 +62,7 @@ const STALE_TAGS_KEPT: usize = 8;
 /// to the new version at `promote`. See the crate's README for every call's AWS
 /// requests.
 ///
-/// Created by [`crate::AwsProvider::secrets_manager`].
+/// Created by [`crate::AwsProvider::aws_secrets_manager_store`].
 pub struct SecretsManagerStore {
     config: AwsSecretsManagerConfig,
     shared: Arc<Shared>,

@@ -16,7 +16,7 @@ fn store_via(proxy: &CountingProxy) -> SecretsManagerStore {
     let server = moto();
     let mut config = sm_config(server);
     config.endpoint_url = Some(proxy.endpoint());
-    admin_provider(server).secrets_manager(&config).unwrap()
+    admin_provider(server).aws_secrets_manager_store(&config).unwrap()
 }
 
 /// The operation names without the service prefix.

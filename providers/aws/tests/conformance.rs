@@ -36,7 +36,7 @@ mod iam_target {
             let user = unique_name("app");
             let first = create_user_with_key(server, &user).await;
             let target = admin_provider(server)
-                .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+                .aws_iam_target(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
                 .unwrap();
             (user, target, first)
         },

@@ -58,7 +58,7 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
     };
     let key = unique_name("env/none");
     let err = AwsProvider::new()
-        .secrets_manager(&config)
+        .aws_secrets_manager_store(&config)
         .unwrap()
         .read(&key)
         .await
@@ -79,7 +79,7 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
         profile: None,
     };
     let err = AwsProvider::new()
-        .secrets_manager(&no_region)
+        .aws_secrets_manager_store(&no_region)
         .unwrap()
         .read("any")
         .await
@@ -93,7 +93,9 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
     std::env::set_var("AWS_REGION", "us-east-1");
     std::env::set_var("AWS_ENDPOINT_URL", server.endpoint());
     let provider = AwsProvider::new();
-    let store = provider.secrets_manager(&AwsSecretsManagerConfig::default()).unwrap();
+    let store = provider
+        .aws_secrets_manager_store(&AwsSecretsManagerConfig::default())
+        .unwrap();
     let key = unique_name("env/vars");
     let id = uuid();
     store.put_current(&key, &id, &db_doc("from-env")).await.unwrap();
@@ -102,7 +104,7 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
     let user = unique_name("envuser");
     common::create_user_with_key(server, &user).await;
     let target = provider
-        .iam(&AwsIamTargetConfig::new(&user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&AwsIamTargetConfig::new(&user), Strategy::Dual, IamOptions::default())
         .unwrap();
     let lines = target.preflight(None).await.unwrap();
     assert!(
@@ -130,7 +132,7 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
         endpoint_url: Some(server.endpoint()),
         profile: Some("rekey-test".into()),
     };
-    let store = AwsProvider::new().secrets_manager(&with_profile).unwrap();
+    let store = AwsProvider::new().aws_secrets_manager_store(&with_profile).unwrap();
     assert_eq!(store.read(&key).await.unwrap().current().unwrap().id, id);
 
     // 5. A profile that does not exist.
@@ -140,7 +142,7 @@ async fn the_standard_chain_reads_the_environment_and_profiles() {
         profile: Some("no-such-profile".into()),
     };
     let err = AwsProvider::new()
-        .secrets_manager(&missing_profile)
+        .aws_secrets_manager_store(&missing_profile)
         .unwrap()
         .read(&key)
         .await

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 fn target(user: &str, delete_inactive: bool) -> IamTarget {
     let server = moto();
     admin_provider(server)
-        .iam(
+        .aws_iam_target(
             &iam_config(server, user),
             Strategy::Dual,
             IamOptions { delete_inactive },
@@ -285,7 +285,7 @@ async fn an_admin_without_permissions_is_denied() {
         rekey_api::Secret::from(weak.get_str("secret_access_key").unwrap()),
     );
     let t = provider
-        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
         .unwrap();
     let err = t.prepare(None, random_password(8)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
@@ -297,10 +297,12 @@ fn strategies_config_and_debug() {
     let provider = rekey_aws::AwsProvider::new();
     let config = AwsIamTargetConfig::new("ci");
     let err = provider
-        .iam(&config, Strategy::Single, IamOptions::default())
+        .aws_iam_target(&config, Strategy::Single, IamOptions::default())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    let t = provider.iam(&config, Strategy::Dual, IamOptions::default()).unwrap();
+    let t = provider
+        .aws_iam_target(&config, Strategy::Dual, IamOptions::default())
+        .unwrap();
     let caps = t.capabilities();
     assert_eq!(caps.strategies, vec![Strategy::Dual]);
     assert!(caps.mints_own_secret && !caps.apply_invalidates_previous);
@@ -412,7 +414,7 @@ async fn sweep_without_permission_is_denied_and_names_the_key() {
         rekey_api::Secret::from(weak.get_str("secret_access_key").unwrap()),
     );
     let t = provider
-        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
         .unwrap();
     let err = t.sweep_unstored(&[&current], UNIX_EPOCH).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");

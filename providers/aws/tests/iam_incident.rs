@@ -23,7 +23,7 @@ const INCIDENT: RevokeOptions = RevokeOptions {
 fn target(user: &str) -> IamTarget {
     let server = moto();
     admin_provider(server)
-        .iam(&iam_config(server, user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&iam_config(server, user), Strategy::Dual, IamOptions::default())
         .unwrap()
 }
 
@@ -324,7 +324,7 @@ async fn an_admin_without_policy_permissions() {
         rekey_api::Secret::from(admin.get_str("secret_access_key").unwrap()),
     );
     let t = provider
-        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
         .unwrap();
 
     let all = t.incident_preflight().await.unwrap().join("\n");
@@ -429,7 +429,7 @@ async fn a_last_use_the_admin_may_not_read_is_noted_and_the_revoke_goes_on() {
         rekey_api::Secret::from(admin.get_str("secret_access_key").unwrap()),
     );
     let t = provider
-        .iam(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
+        .aws_iam_target(&iam_config(server, &user), Strategy::Dual, IamOptions::default())
         .unwrap();
     let new = t.prepare(Some(&old), random_password(8)).await.unwrap();
     t.apply(&new, Some(&old)).await.unwrap();

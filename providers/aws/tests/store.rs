@@ -15,7 +15,9 @@ use serde_json::Value;
 
 fn store() -> SecretsManagerStore {
     let server = moto();
-    admin_provider(server).secrets_manager(&sm_config(server)).unwrap()
+    admin_provider(server)
+        .aws_secrets_manager_store(&sm_config(server))
+        .unwrap()
 }
 
 async fn raw_value(server: &MotoServer, secret: &str, stage: &str) -> (String, Value) {
@@ -475,8 +477,8 @@ async fn mark_revoked_is_recorded_and_bounded() {
 async fn one_sdk_config_per_endpoint() {
     let server = moto();
     let provider = admin_provider(server);
-    let a = provider.secrets_manager(&sm_config(server)).unwrap();
-    let b = provider.secrets_manager(&sm_config(server)).unwrap();
+    let a = provider.aws_secrets_manager_store(&sm_config(server)).unwrap();
+    let b = provider.aws_secrets_manager_store(&sm_config(server)).unwrap();
     let key = unique_name("shared");
     a.put_current(&key, &uuid(), &db_doc("x")).await.unwrap();
     b.read(&key).await.unwrap();
@@ -498,7 +500,7 @@ async fn a_hung_store_between_stage_and_promote() {
     // answered until SIGCONT, as with a hung backend or a black-holed network.
     let server = MotoServer::start().unwrap();
     let provider = admin_provider(&server).with_timeouts(fast_timeouts());
-    let store = provider.secrets_manager(&sm_config(&server)).unwrap();
+    let store = provider.aws_secrets_manager_store(&sm_config(&server)).unwrap();
     let key = unique_name("outage");
     let (v1, v2) = (uuid(), uuid());
     store.put_current(&key, &v1, &db_doc("one")).await.unwrap();
@@ -545,7 +547,7 @@ async fn a_closed_port_is_unreachable() {
     };
     let provider =
         AwsProvider::with_static_credentials("AKIAEXAMPLE", Secret::from("x")).with_timeouts(fast_timeouts());
-    let store = provider.secrets_manager(&config).unwrap();
+    let store = provider.aws_secrets_manager_store(&config).unwrap();
     let err = store.read("some/key").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
     assert!(err.is_retryable());
@@ -614,7 +616,7 @@ async fn a_user_without_permissions_is_denied() {
         .put_current(&key, &uuid(), &db_doc("admin-wrote-this"))
         .await
         .unwrap();
-    let store = provider.secrets_manager(&sm_config(server)).unwrap();
+    let store = provider.aws_secrets_manager_store(&sm_config(server)).unwrap();
     let err = store.read(&key).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert_clean(&err, &key, None);
@@ -632,7 +634,7 @@ async fn a_user_without_permissions_is_denied() {
         Secret::from("wrong-secret-access-key"),
     );
     let err = provider
-        .secrets_manager(&sm_config(server))
+        .aws_secrets_manager_store(&sm_config(server))
         .unwrap()
         .read(&key)
         .await
@@ -651,7 +653,10 @@ fn config_refuses_unknown_keys_and_debug_is_safe() {
         serde_json::from_value(serde_json::json!({"region": "eu-west-1", "profile": "ops"})).unwrap();
     assert_eq!(config.profile.as_deref(), Some("ops"));
     let provider = AwsProvider::with_static_credentials("AKIASHOWN", Secret::from("hidden-secret-key"));
-    let shown = format!("{provider:?} {:?}", provider.secrets_manager(&config).unwrap());
+    let shown = format!(
+        "{provider:?} {:?}",
+        provider.aws_secrets_manager_store(&config).unwrap()
+    );
     assert!(
         shown.contains("AKIASHOWN") && !shown.contains("hidden-secret-key"),
         "{shown}"
