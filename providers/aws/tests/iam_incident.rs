@@ -98,22 +98,11 @@ async fn policy_document(user: &str, name: &str) -> Value {
     serde_json::from_str(&text).expect("a JSON policy document")
 }
 
+/// A form value (`+` for a space, then percent-encoding), through rekey-net's decoder.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    rekey_net::percent_decode(&s.replace('+', " "))
+        .expect("a percent-encoded form value")
+        .to_string()
 }
 
 async fn put_policy(user: &str, name: &str, document: &Value) {

@@ -284,22 +284,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Mute
     stream.shutdown().await
 }
 
+/// A percent-encoded path segment or query value, through rekey-net's decoder (left as
+/// it came when it is not valid percent-encoding).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    rekey_net::percent_decode(s).map_or_else(|| s.to_owned(), |decoded| decoded.to_string())
 }
 
 fn errors(messages: &[&str]) -> Option<Value> {
