@@ -5,8 +5,8 @@
 //!
 //! - `IDENTIFIED VIA unix_socket OR mysql_native_password` keeps `unix_socket`;
 //!   a socket-only account is refused, never given a password;
-//! - `ed25519` accounts: logins work (`import`, `verify`), rotation is refused before
-//!   anything changes;
+//! - `ed25519` accounts: refused before anything changes, and a login as one is
+//!   `unsupported` (never a refusal);
 //! - a user with several host entries: the entries sharing the password all change;
 //! - `PASSWORD EXPIRE`: reported as expired, fixed by a rotation through the admin;
 //! - `REQUIRE SSL` against a server without TLS: refused before anything changes;
@@ -236,18 +236,16 @@ async fn ed25519_accounts_are_refused_before_anything_changes() {
             .unwrap();
         let err = t.apply(&new, Some(&doc(&name, &password))).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-        // A login as the account (`import`, `verify`) works: rekey's client speaks
-        // ed25519 (it once lacked it, and `import` panicked with exit 101), and a wrong
-        // password is refused as such, not as an unknown plugin.
-        t.login(&doc(&name, &password)).await.unwrap();
-        t.verify(&doc(&name, &password)).await.unwrap();
-        let wrong = random_password(24);
-        assert_error(
-            &t.login(&doc(&name, &wrong)).await.unwrap_err(),
-            ErrorKind::AuthRejected,
-            &[&name],
-            &[&password, &wrong],
-        );
+        // A login as the account (`import`, `verify`, `leaked`'s re-check) is a clear
+        // `unsupported`, never a refusal: mysql_async's ed25519 signing was seen refusing
+        // a correct password for about 1 in 40 passwords, which would make a live
+        // password look dead; rekey's client does not offer ed25519 at all.
+        for err in [
+            t.login(&doc(&name, &password)).await.unwrap_err(),
+            t.verify(&doc(&name, &password)).await.unwrap_err(),
+        ] {
+            assert_error(&err, ErrorKind::Unsupported, &[&name], &[&password]);
+        }
         assert_eq!(account.json(), before, "nothing changed");
     }
 }
