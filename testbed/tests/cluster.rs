@@ -1,10 +1,11 @@
 //! The test cluster really enforces passwords and cleans up after itself.
 
+mod common;
+
+use common::{listening, run_child, wait_until};
 use rekey_testbed::{PgCluster, PgOptions};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Runs `psql` over TCP with a password from the environment (never argv).
 fn tcp_login(pg: &PgCluster, user: &str, password: &str) -> Result<String, String> {
@@ -30,14 +31,6 @@ fn tcp_login(pg: &PgCluster, user: &str, password: &str) -> Result<String, Strin
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -84,7 +77,7 @@ fn drop_stops_and_removes() {
     assert!(pg.try_psql("SELEC 1").unwrap_err().to_string().contains("syntax error"));
     drop(pg);
     assert!(!dir.exists(), "directory removed");
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "server stopped");
+    assert!(!listening(port), "server stopped");
 }
 
 #[test]
@@ -125,21 +118,11 @@ fn watchdog_child() {
 
 #[test]
 fn watchdog_cleans_up_after_a_dead_process() {
-    let info = std::env::temp_dir().join(format!("rekey-testbed-watchdog-{}", std::process::id()));
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "watchdog_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &info)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let text = std::fs::read_to_string(&info).unwrap();
-    std::fs::remove_file(&info).unwrap();
+    let text = run_child("watchdog_child", CHILD_ENV);
     let (dir, port) = text.split_once('\n').unwrap();
     let (dir, port): (PathBuf, u16) = (dir.into(), port.parse().unwrap());
     wait_until("the watchdog removed the directory", || !dir.exists());
-    wait_until("the server stopped", || {
-        TcpStream::connect(("127.0.0.1", port)).is_err()
-    });
+    wait_until("the server stopped", || !listening(port));
 }
 
 #[test]
@@ -162,7 +145,7 @@ fn cli_start_and_stop() {
         .find_map(|l| l.strip_prefix("export PGPORT='"))
         .and_then(|p| p.trim_end_matches('\'').parse().ok())
         .unwrap();
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(listening(port));
     // Starting again prints the same exports.
     let again = Command::new(bin)
         .args(["pg-start", "--dir"])
@@ -173,7 +156,7 @@ fn cli_start_and_stop() {
     let stop = Command::new(bin).args(["pg-stop", "--dir"]).arg(&dir).output().unwrap();
     assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
     assert!(!dir.exists());
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!listening(port));
     let usage = Command::new(bin).arg("pg-bogus").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }

@@ -1,23 +1,11 @@
 //! The throwaway Redis and MariaDB servers start as asked, answer their admin, and are
 //! cleaned up on drop or, when the test process dies, by their watchdogs.
 
+mod common;
+
+use common::{listening, run_child, wait_until};
 use rekey_testbed::{KeyType, MariaDbServer, RedisOptions, RedisServer, RedisTls, RespValue, TestCa};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn listening(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
 
 #[test]
 fn redis_with_an_acl_file_and_tls() {
@@ -90,15 +78,7 @@ fn watchdog_child() {
 
 #[test]
 fn watchdogs_clean_up_after_a_dead_process() {
-    let info = std::env::temp_dir().join(format!("rekey-testbed-servers-watchdog-{}", std::process::id()));
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "watchdog_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &info)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let text = std::fs::read_to_string(&info).unwrap();
-    std::fs::remove_file(&info).unwrap();
+    let text = run_child("watchdog_child", CHILD_ENV);
     let lines: Vec<&str> = text.lines().collect();
     let servers: [(PathBuf, u16); 2] = [
         (lines[0].into(), lines[1].parse().unwrap()),
