@@ -105,17 +105,7 @@ fn three_shards_rotate_every_credential_exactly_once() {
             .stderr(std::process::Stdio::piped());
         children.push(cmd.spawn().unwrap());
     }
-    let mut rotated = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for c in doc["credentials"].as_array().unwrap() {
-            assert_eq!(c["status"], "rotated", "{c}");
-            rotated.push(c["name"].as_str().unwrap().to_owned());
-        }
-    }
-    rotated.sort();
+    let rotated = crate::util::rotated_by_shards(children);
     let mut all: Vec<String> = roles.iter().map(|(n, _, _)| n.clone()).collect();
     all.sort();
     assert_eq!(rotated, all, "every credential exactly once across the shards");

@@ -233,6 +233,24 @@ impl Run {
     }
 }
 
+/// Waits for `rotate -o json` runs (one per shard, started with piped output), asserts
+/// each exited 0 with every credential it took `rotated`, and returns those names, sorted
+/// (a name twice means two shards rotated it).
+pub fn rotated_by_shards(children: Vec<Child>) -> Vec<String> {
+    let mut rotated = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for c in doc["credentials"].as_array().unwrap() {
+            assert_eq!(c["status"], "rotated", "{c}");
+            rotated.push(c["name"].as_str().unwrap().to_owned());
+        }
+    }
+    rotated.sort();
+    rotated
+}
+
 pub fn run(mut cmd: Command, stdin: &str) -> Run {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn rekey");
