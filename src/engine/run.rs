@@ -732,23 +732,9 @@ mod tests {
     fn credential(i: usize) -> Credential {
         Credential {
             name: format!("c{i}"),
-            store: "memory".to_owned(),
             key: format!("k/{i}"),
-            strategy: Strategy::Single,
-            tags: Vec::new(),
-            every: Duration::from_secs(30 * 86_400),
-            grace: Duration::ZERO,
-            password: crate::password::PasswordPolicyConfig::default()
-                .resolve()
-                .expect("default policy"),
             verify_attempts: 1,
-            description: None,
-            on_rotate: Vec::new(),
-            check_command: None,
-            hook_timeout: Duration::from_secs(10),
-            revocation_tolerance: Duration::from_secs(24 * 3600),
-            window: None,
-            jitter: Duration::ZERO,
+            ..crate::engine::tests::harness::credential(Strategy::Single)
         }
     }
 

@@ -2,7 +2,7 @@
 //! store and scripted fake target.
 
 mod capabilities;
-mod harness;
+pub(super) mod harness;
 mod plan;
 mod regression;
 mod simulation;
