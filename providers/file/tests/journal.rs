@@ -391,7 +391,9 @@ async fn a_format_1_store_is_read_and_upgraded_by_the_first_write() {
 async fn journaled_writes_reach_the_snapshot_after_fold_after() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.json");
-    let fold = std::time::Duration::from_millis(300);
+    // Long enough that the first two commits fall within it on a busy machine (a fold
+    // they triggered would fail the first assertion), short enough for a test.
+    let fold = std::time::Duration::from_secs(2);
     let store = FileStore::open_or_create(&path)
         .unwrap()
         .with_journal_from(0)

@@ -84,7 +84,6 @@ async fn backend_pid(session: &tokio_postgres::Client) -> i32 {
         .get(0)
 }
 
-/// The one note naming backend `pid`.
 /// Waits (bounded) until no session of `role` named `rekey` (rekey's own logins) is left.
 fn wait_for_no_rekey_session(pg: &PgCluster, role: &str) {
     let query = format!(
@@ -98,6 +97,7 @@ fn wait_for_no_rekey_session(pg: &PgCluster, role: &str) {
     }
 }
 
+/// The one note naming backend `pid`.
 fn note_of(notes: &[String], pid: i32) -> String {
     let needle = format!("session pid {pid} ");
     let found: Vec<&String> = notes.iter().filter(|n| n.starts_with(&needle)).collect();
