@@ -9,8 +9,8 @@ use crate::sql::{alter_role_password, alter_role_password_until, md5_verifier, q
 use crate::tls::TlsSetup;
 use async_trait::async_trait;
 use rekey_api::{
-    ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy, Target,
-    TargetCapabilities,
+    ErrorCode, ErrorKind, ProviderError, ProviderResult, RevokeOptions, RevokeReport, Secret, SecretDoc, Strategy,
+    Target, TargetCapabilities,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -297,6 +297,45 @@ impl PostgresTarget {
         let password = Self::password_of(doc, which)?;
         let user = doc.username().unwrap_or(self.role()).to_owned();
         self.open_as(&user, &password).await
+    }
+
+    /// A login as `user` that the server refused with SQLSTATE 28P01 (password
+    /// authentication failed): when an admin is configured, asks it (one query on the
+    /// shared admin connection) whether the role's `VALID UNTIL` is past, and if so says
+    /// so in front of the server's message, with the time. PostgreSQL answers an expired
+    /// role exactly as a wrong password, and refuses every password of it, right or wrong,
+    /// so the kind stays `AuthRejected` as the server's answer makes it: only the message
+    /// gains the reason.
+    /// Any other error, no admin, or a failed query: `refused` as it is.
+    async fn explain_refusal(&self, user: &str, refused: ProviderError) -> ProviderError {
+        const SQL: &str = "SELECT rolvaliduntil::text, CASE WHEN isfinite(rolvaliduntil) \
+                           THEN extract(epoch FROM rolvaliduntil - now())::float8 END \
+                           FROM pg_roles WHERE rolname = $1 AND rolvaliduntil < now()";
+        let Some(admin) = &self.admin else { return refused };
+        let password_refused = refused.kind() == ErrorKind::AuthRejected
+            && matches!(refused.code(), Some(ErrorCode::Sqlstate(code)) if code == "28P01");
+        if !password_refused {
+            return refused;
+        }
+        let role = user.to_owned();
+        let expired = admin
+            .run(&format!("reading VALID UNTIL of role {}", quote_ident(user)), |s| {
+                let role = role.clone();
+                async move { s.client.query_typed_opt(SQL, &[(&role, Type::TEXT)]).await }
+            })
+            .await;
+        let Ok(Some(row)) = expired else { return refused };
+        let until: String = row.get(0);
+        let ago = row
+            .get::<_, Option<f64>>(1)
+            .map(|secs| format!(" ({})", preflight::relative_time(secs)))
+            .unwrap_or_default();
+        refused.context(format_args!(
+            "password expired: role {} is past its VALID UNTIL '{until}'{ago}, so the server refuses every \
+             password for it, right or wrong{}",
+            quote_ident(user),
+            preflight::RENEW_HINT
+        ))
     }
 
     /// Terminates `role`'s backends other than the connection running the query (the
@@ -711,8 +750,16 @@ impl Target for PostgresTarget {
         Ok(())
     }
 
+    /// A refused login (SQLSTATE 28P01) says so when the role's `VALID UNTIL` has passed
+    /// (asked on the admin connection, see [`PostgresTarget::explain_refusal`]).
     async fn verify(&self, doc: &SecretDoc) -> ProviderResult<()> {
-        let session = self.open_doc(doc, "new").await?;
+        let session = match self.open_doc(doc, "new").await {
+            Ok(session) => session,
+            Err(e) => {
+                let user = doc.username().unwrap_or(self.role());
+                return Err(self.explain_refusal(user, e).await);
+            }
+        };
         let result = match &self.config.check_query {
             None => Ok(()),
             Some(query) => session.client.simple_query(query).await.map(drop).map_err(|e| {

@@ -7,7 +7,8 @@
 //!   an hour away; `valid_until = "clear"` or a duration renews it in the same statement;
 //! - md5 verifiers: `plan` shows the move to SCRAM (`password_encryption` and the role's
 //!   verifier type); `verifier = "keep"` keeps md5 with a verifier computed by rekey;
-//! - `CONNECTION LIMIT` with every slot taken: precheck refuses before apply.
+//! - `CONNECTION LIMIT` with every slot taken: precheck refuses before apply;
+//! - a `VALID UNTIL` just past: `verify` says the password expired, and when.
 
 use rekey_api::conformance::random_password;
 use rekey_api::{ErrorKind, Secret, SecretDoc, Strategy, Target};
@@ -320,4 +321,75 @@ async fn connection_limit_with_the_slot_taken_is_refused_before_apply() {
     let plan = t.preflight(None).await.unwrap().join("\n");
     assert!(plan.contains("has CONNECTION LIMIT 1 with 0 session(s) open"), "{plan}");
     rotate(&t, &role.doc()).await;
+}
+
+/// A role past its `VALID UNTIL`: the server answers 28P01 as for a wrong password;
+/// `verify` with an admin says the password expired and when, the kind staying
+/// `auth_rejected` (every password of the role is refused). Without an admin, and from
+/// `login` (prove-dead's check, which expects a refusal), the server's answer alone. A
+/// wrong password of a role that has not expired says nothing of expiry.
+#[tokio::test]
+async fn an_expired_password_is_reported_as_expired_by_verify() {
+    let pg = PgCluster::shared();
+    let role = TestRole::new(pg, "pu_lapsed");
+    let with_admin = target(&config(pg, &role.name, true));
+    let without_admin = target(&config(pg, &role.name, false));
+    with_admin
+        .verify(&role.doc())
+        .await
+        .expect("the password works before it expires");
+
+    // A wrong password of a live role: refused, nothing about expiry.
+    let err = with_admin.verify(&role.wrong_doc()).await.unwrap_err();
+    assert_error(&err, ErrorKind::AuthRejected, &["SQLSTATE 28P01"], &[&role.password]);
+    assert!(!err.to_string().contains("expired"), "{err}");
+    assert!(!err.to_string().contains("VALID UNTIL"), "{err}");
+
+    // VALID UNTIL a moment in the past, by the server's clock.
+    pg.psql(&format!(
+        "ALTER ROLE {} VALID UNTIL {}",
+        quote_ident(&role.name),
+        rekey_testbed::quote_literal(&pg.psql("SELECT (now() - interval '1 minute')::text"))
+    ));
+    let until = valid_until(pg, &role.name);
+    let past = pg.psql(&format!(
+        "SELECT rolvaliduntil < now() FROM pg_roles WHERE rolname = {}",
+        rekey_testbed::quote_literal(&role.name)
+    ));
+    assert_eq!(past, "t", "VALID UNTIL {until} is past");
+
+    let expired = format!("role \"{}\" is past its VALID UNTIL '{until}' (", role.name);
+    for doc in [role.doc(), role.wrong_doc()] {
+        let err = with_admin.verify(&doc).await.unwrap_err();
+        assert_error(
+            &err,
+            ErrorKind::AuthRejected,
+            &[
+                "password expired: ",
+                &expired,
+                " ago)",
+                "right or wrong",
+                "SQLSTATE 28P01",
+            ],
+            &[&role.password, &doc.password().unwrap()],
+        );
+        assert_eq!(err.code(), Some(&rekey_api::ErrorCode::Sqlstate("28P01".into())));
+    }
+    for err in [
+        without_admin.verify(&role.doc()).await.unwrap_err(),
+        with_admin.login(&role.doc()).await.unwrap_err(),
+    ] {
+        assert_error(&err, ErrorKind::AuthRejected, &["SQLSTATE 28P01"], &[&role.password]);
+        assert!(!err.to_string().contains("expired"), "{err}");
+    }
+
+    // The password itself was right all along: renewed, it works again.
+    pg.psql(&format!(
+        "ALTER ROLE {} VALID UNTIL 'infinity'",
+        quote_ident(&role.name)
+    ));
+    with_admin
+        .verify(&role.doc())
+        .await
+        .expect("renewed, the password works");
 }

@@ -59,10 +59,11 @@ const VERIFIER_TYPES_SQL: &str = "SELECT rolname::text, CASE WHEN rolpassword IS
 const NEAR_EXPIRY_SECS: f64 = 3600.0;
 
 /// What renews an expiring role, appended to refusals.
-const RENEW_HINT: &str = "; set valid_until = \"clear\" or a duration such as \"90d\" so that the rotation renews it";
+pub(super) const RENEW_HINT: &str =
+    "; set valid_until = \"clear\" or a duration such as \"90d\" so that the rotation renews it";
 
 /// `in 2d 3h`, `in 12m`, `3h ago`.
-fn relative_time(secs: f64) -> String {
+pub(super) fn relative_time(secs: f64) -> String {
     let total = secs.abs() as u64;
     let (d, h, m) = (total / 86_400, total % 86_400 / 3_600, total % 3_600 / 60);
     let span = if d > 0 {
