@@ -8,6 +8,7 @@ mod bad_input;
 mod config_refusals;
 mod crash;
 mod exec_target;
+mod expired;
 mod http_target;
 mod incident;
 mod incident_sessions;
