@@ -463,7 +463,40 @@ impl SecretsManagerStore {
         if let Some(holder) = snap.holder(CAS_LABEL).map(str::to_owned) {
             self.move_label(key, snap, CAS_LABEL, None, Some(&holder), why).await?;
         }
-        self.move_label(key, snap, AWSPENDING, Some(version), None, why).await
+        self.move_label(key, snap, AWSPENDING, Some(version), None, why).await?;
+        self.confirm_sole_pending(key, version, snap, why).await
+    }
+
+    /// After AWSPENDING was attached without `RemoveFromVersionId`: makes sure no other
+    /// version holds it too. AWS refuses such a move when another version holds the
+    /// label, but not every server that speaks its API does (moto attaches it a second
+    /// time), so the claim is checked with one `DescribeSecret`; when another writer
+    /// holds AWSPENDING as well, this one backs off (removes its own) and reports a
+    /// conflict. At most one of racing writers wins. Only a secret without AWSPENDING
+    /// anywhere (its first rekey rotation) costs this call.
+    async fn confirm_sole_pending(
+        &self,
+        key: &str,
+        version: &str,
+        snap: &mut Snapshot,
+        why: &str,
+    ) -> ProviderResult<()> {
+        let fresh = self
+            .describe(key)
+            .await?
+            .ok_or_else(|| ProviderError::conflict(format!("secret {key} was deleted meanwhile")))?;
+        *snap = fresh;
+        let others = snap.labels.keys().any(|v| v != version && snap.has(v, AWSPENDING));
+        if !others {
+            return Ok(());
+        }
+        if snap.has(version, AWSPENDING) {
+            self.move_label(key, snap, AWSPENDING, None, Some(version), "backing off AWSPENDING")
+                .await?;
+        }
+        Err(ProviderError::conflict(format!(
+            "secret {key}: {why}: another writer attached AWSPENDING at the same time"
+        )))
     }
 
     /// Makes sure version `version` exists with `doc`: written now (labelled only with
@@ -1007,8 +1040,12 @@ impl Store for SecretsManagerStore {
         let Some((snap, remembered)) = self.snapshot_or_create(key, &version, doc).await? else {
             return Ok(());
         };
+        // A lost claim of a secret in the REKEY_CAS format is final: nothing writes that
+        // label any more, so its removal failed because another writer claimed the
+        // secret, and a second look could find that writer between its two moves.
+        let claims_cas_label = snap.parked().is_none() && snap.holder(CAS_LABEL).is_some();
         match self.stage_from(key, &version, version_id_, doc, snap).await {
-            Err(e) if remembered && lost_race(&e) => {}
+            Err(e) if remembered && !claims_cas_label && lost_race(&e) => {}
             other => return other,
         }
         let snap = self

@@ -809,3 +809,55 @@ async fn secrets_written_by_the_previous_format_rotate_and_race_safely() {
         assert!(lost.iter().all(|l| l == WRITE_LABEL), "{lost:?}");
     }
 }
+
+/// A secret no rekey release wrote (no AWSPENDING anywhere, no REKEY_CAS) is claimed by
+/// attaching AWSPENDING without `RemoveFromVersionId`. moto, unlike AWS, lets two
+/// writers both attach it; the store reads the labels back and a writer that finds
+/// another holder backs off. Of racing writers at most one wins, and AWSPENDING is
+/// left on at most one version.
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_first_writes_of_a_foreign_secret_leave_at_most_one_winner() {
+    let server = moto();
+    let sm = raw_sm(server).await;
+    let mut winners = 0;
+    for round in 0..6 {
+        let key = unique_name(&format!("foreign-race{round}"));
+        let v1 = uuid();
+        sm.create_secret()
+            .name(&key)
+            .client_request_token(&v1)
+            .secret_string(db_doc("foreign").to_json().as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(labels_of(server, &key, &v1).await, vec!["AWSCURRENT"], "precondition");
+        let (a, b) = (store(), store());
+        let (va, vb) = (uuid(), uuid());
+        let (da, db) = (db_doc("from-a"), db_doc("from-b"));
+        let (ra, rb) = tokio::join!(a.stage_pending(&key, &va, &da), b.stage_pending(&key, &vb, &db));
+        assert!(!(ra.is_ok() && rb.is_ok()), "round {round}: both won: {ra:?} {rb:?}");
+        for r in [&ra, &rb] {
+            if let Err(e) = r {
+                assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            }
+        }
+        let holders: Vec<String> = labels(server, &key)
+            .await
+            .into_iter()
+            .filter(|(_, l)| l.iter().any(|x| x == "AWSPENDING"))
+            .map(|(v, _)| v)
+            .collect();
+        assert!(holders.len() <= 1, "round {round}: AWSPENDING on {holders:?}");
+        if let Some(winner) = [(&ra, &va), (&rb, &vb)]
+            .iter()
+            .find(|(r, _)| r.is_ok())
+            .map(|(_, v)| *v)
+        {
+            winners += 1;
+            assert_eq!(holders, vec![winner.clone()], "the winner holds AWSPENDING");
+            let state = a.read(&key).await.unwrap();
+            assert_eq!(state.pending().unwrap().id, *winner);
+        }
+    }
+    eprintln!("{winners} of 6 rounds had a winner (the others: both backed off)");
+}
