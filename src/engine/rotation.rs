@@ -63,9 +63,30 @@ pub struct Rotation<'a> {
 
 /// Reads a key; a key that does not exist is an empty state.
 pub async fn read_state(rec: &mut Recorder, store: &dyn Store, key: &str) -> Result<KeyState, StepFailed> {
+    read_state_as(rec, store, key, false).await
+}
+
+/// [`read_state`] for a rotation: [`Store::read_for_rotation`], which may leave out a
+/// revoked previous version (a rotation never uses it; `verify` proves it dead and reads
+/// it all).
+async fn read_state_for_rotation(rec: &mut Recorder, store: &dyn Store, key: &str) -> Result<KeyState, StepFailed> {
+    read_state_as(rec, store, key, true).await
+}
+
+async fn read_state_as(
+    rec: &mut Recorder,
+    store: &dyn Store,
+    key: &str,
+    for_rotation: bool,
+) -> Result<KeyState, StepFailed> {
     let state = rec
         .run(Step::Read, async {
-            match store.read(key).await {
+            let read = if for_rotation {
+                store.read_for_rotation(key).await
+            } else {
+                store.read(key).await
+            };
+            match read {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(KeyState::default()),
                 other => other,
             }
@@ -130,13 +151,13 @@ impl Rotation<'_> {
         if self.options.abandon_pending {
             self.abandon_unreadable(rec).await?;
         }
-        let mut state = read_state(rec, self.store.as_ref(), key).await?;
+        let mut state = read_state_for_rotation(rec, self.store.as_ref(), key).await?;
         let now = rec.now();
 
         if self.options.abandon_pending {
             if let Some(pending) = state.pending() {
                 self.abandon(rec, &state, pending).await?;
-                state = read_state(rec, self.store.as_ref(), key).await?;
+                state = read_state_for_rotation(rec, self.store.as_ref(), key).await?;
             }
         }
         if let Some(pending) = state.pending() {
@@ -162,7 +183,7 @@ impl Rotation<'_> {
             }
             // In an incident the leaked value may be the pending one itself: having
             // finished it, rotate once more so that nothing the leak could hold survives.
-            let state = read_state(rec, self.store.as_ref(), &self.credential.key).await?;
+            let state = read_state_for_rotation(rec, self.store.as_ref(), &self.credential.key).await?;
             if let Some((previous, current)) = outstanding_revocation(&state) {
                 self.revoke_and_prove(rec, previous, &current.doc).await?;
             }

@@ -116,6 +116,15 @@ pub trait Store: Send + Sync {
     /// Every version of `key`; [`crate::ErrorKind::NotFound`] when the key does not exist.
     async fn read(&self, key: &str) -> ProviderResult<KeyState>;
 
+    /// What a rotation of `key` needs: [`Store::read`], except that a store may leave out
+    /// versions already marked revoked that hold no stage but previous (a rotation never
+    /// uses their values; `verify`, `status` and `leaked` use [`Store::read`]). Stores
+    /// that pay a request per value read (Secrets Manager) override it to save that
+    /// request; by default it is [`Store::read`].
+    async fn read_for_rotation(&self, key: &str) -> ProviderResult<KeyState> {
+        self.read(key).await
+    }
+
     /// Every version of each of `keys`, in order; a missing key is
     /// [`crate::ErrorKind::NotFound`] in its slot. Stores that can read many keys at once
     /// (one file, one listing) override this; by default one [`Store::read`] per key.

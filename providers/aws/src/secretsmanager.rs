@@ -679,9 +679,10 @@ impl SecretsManagerStore {
         }
     }
 
-    /// One read: `DescribeSecret`, then one `GetSecretValue` per staged version.
-    /// `Ok(None)` when the labels moved meanwhile (read again).
-    async fn read_once(&self, key: &str) -> ProviderResult<Option<KeyState>> {
+    /// One read: `DescribeSecret`, then one `GetSecretValue` per staged version (with
+    /// `lean`, none for a version holding only AWSPREVIOUS that is recorded revoked: it
+    /// is left out). `Ok(None)` when the labels moved meanwhile (read again).
+    async fn read_once(&self, key: &str, lean: bool) -> ProviderResult<Option<KeyState>> {
         let Some(snap) = self.describe(key).await? else {
             return Err(ProviderError::not_found(format!(
                 "secret {key} not found in Secrets Manager ({})",
@@ -694,6 +695,10 @@ impl SecretsManagerStore {
         let pending = snap.pending();
         let mut versions = Vec::new();
         for version in snap.staged() {
+            if lean && snap.revoked.contains_key(version) && snap.stage_labels(version) == BTreeSet::from([AWSPREVIOUS])
+            {
+                continue;
+            }
             let fetched = match self.fetch(key, version).await {
                 Err(e) if Some(version) == pending && e.kind() == ErrorKind::InvalidInput => {
                     return Err(unusable_pending(key, version, &e))
@@ -732,6 +737,23 @@ impl SecretsManagerStore {
         };
         versions.sort_by(|a, b| a.created.cmp(&b.created).then(rank(a).cmp(&rank(b))));
         Ok(Some(KeyState { versions }))
+    }
+
+    /// [`Self::read_once`] until the labels hold still while it reads.
+    async fn read_retrying(&self, key: &str, lean: bool) -> ProviderResult<KeyState> {
+        check_key(key)?;
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 0 {
+                let pause = READ_RETRY_PAUSE_MS << (attempt - 1);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            if let Some(state) = self.read_once(key, lean).await? {
+                return Ok(state);
+            }
+        }
+        Err(ProviderError::conflict(format!(
+            "secret {key}: its labels kept moving while being read ({READ_ATTEMPTS} attempts)"
+        )))
     }
 
     /// [`Store::stage_pending`] from `snap`: write the version (`PutSecretValue`), then
@@ -994,19 +1016,13 @@ impl Store for SecretsManagerStore {
     }
 
     async fn read(&self, key: &str) -> ProviderResult<KeyState> {
-        check_key(key)?;
-        for attempt in 0..READ_ATTEMPTS {
-            if attempt > 0 {
-                let pause = READ_RETRY_PAUSE_MS << (attempt - 1);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            if let Some(state) = self.read_once(key).await? {
-                return Ok(state);
-            }
-        }
-        Err(ProviderError::conflict(format!(
-            "secret {key}: its labels kept moving while being read ({READ_ATTEMPTS} attempts)"
-        )))
+        self.read_retrying(key, false).await
+    }
+
+    /// Leaves out the revoked AWSPREVIOUS version: a steady-state rotation costs one
+    /// `GetSecretValue` (of the current version) instead of two.
+    async fn read_for_rotation(&self, key: &str) -> ProviderResult<KeyState> {
+        self.read_retrying(key, true).await
     }
 
     async fn check_writable(&self, key: &str) -> ProviderResult<()> {

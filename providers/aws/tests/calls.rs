@@ -30,7 +30,7 @@ fn ops(calls: Vec<String>) -> Vec<String> {
 /// The engine's `single` rotation: read, stage, promote recording the old current as
 /// revoked (apply replaced it).
 async fn single_rotation(store: &dyn Store, key: &str, password: &str) -> String {
-    let state = store.read(key).await.unwrap();
+    let state = store.read_for_rotation(key).await.unwrap();
     let version = uuid();
     store.stage_pending(key, &version, &db_doc(password)).await.unwrap();
     store.promote(key, &version, state.current().is_some()).await.unwrap();
@@ -40,7 +40,7 @@ async fn single_rotation(store: &dyn Store, key: &str, password: &str) -> String
 /// The engine's `dual` rotation with no grace: read, stage, promote, then record the
 /// old current's revocation once the target removed it.
 async fn dual_rotation(store: &dyn Store, key: &str, password: &str) -> String {
-    let state = store.read(key).await.unwrap();
+    let state = store.read_for_rotation(key).await.unwrap();
     let old = state.current().unwrap().id.clone();
     let version = uuid();
     store.stage_pending(key, &version, &db_doc(password)).await.unwrap();
@@ -49,8 +49,19 @@ async fn dual_rotation(store: &dyn Store, key: &str, password: &str) -> String {
     version
 }
 
+/// A rotation's calls: read the labels and the current value, write the version, take
+/// AWSPENDING (compare-and-set), move AWSCURRENT (compare-and-set), record the revocation.
+const SIX_CALLS: [&str; 6] = [
+    "DescribeSecret",
+    "GetSecretValue",
+    "PutSecretValue",
+    "UpdateSecretVersionStage",
+    "UpdateSecretVersionStage",
+    "TagResource",
+];
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rotation_costs_six_calls_plus_one_to_read_the_previous_version() {
+async fn a_rotation_costs_six_calls() {
     let proxy = CountingProxy::start(moto().port()).unwrap();
     let key = unique_name("calls/single");
     store_via(&proxy)
@@ -59,47 +70,50 @@ async fn a_rotation_costs_six_calls_plus_one_to_read_the_previous_version() {
         .unwrap();
     proxy.take();
 
-    // First rotation after the import: no previous version to read.
+    // First rotation after the import: no previous version.
     let v1 = single_rotation(&store_via(&proxy), &key, "first").await;
-    let first = ops(proxy.take());
-    assert_eq!(
-        first,
-        [
-            "DescribeSecret",
-            "GetSecretValue",
-            "PutSecretValue",
-            "UpdateSecretVersionStage",
-            "UpdateSecretVersionStage",
-            "TagResource"
-        ],
-        "read labels + current value, write the version, take AWSPENDING (compare-and-set), move \
-         AWSCURRENT (compare-and-set), record the revocation"
-    );
+    assert_eq!(ops(proxy.take()), SIX_CALLS, "first rotation");
 
-    // Later rotations also read the previous version's value (the contract's `read`
-    // returns every staged version with its document).
+    // Later rotations: the previous version is recorded revoked, so a rotation's read
+    // leaves its value unread.
     let mut last = v1;
     for round in 0..3 {
         last = single_rotation(&store_via(&proxy), &key, &format!("round-{round}")).await;
-        let calls = ops(proxy.take());
-        assert_eq!(
-            calls,
-            [
-                "DescribeSecret",
-                "GetSecretValue",
-                "GetSecretValue",
-                "PutSecretValue",
-                "UpdateSecretVersionStage",
-                "UpdateSecretVersionStage",
-                "TagResource"
-            ],
-            "round {round}"
-        );
+        assert_eq!(ops(proxy.take()), SIX_CALLS, "round {round}");
     }
     let state = store_via(&proxy).read(&key).await.unwrap();
     assert_eq!(state.current().unwrap().id, last);
     assert!(state.previous().unwrap().revoked.is_some());
     assert!(state.pending().is_none());
+    // A full read (verify, status) still reads the previous version's value: two
+    // GetSecretValue.
+    proxy.take();
+    store_via(&proxy).read(&key).await.unwrap();
+    assert_eq!(
+        ops(proxy.take()),
+        ["DescribeSecret", "GetSecretValue", "GetSecretValue"]
+    );
+}
+
+/// A previous version that is not recorded revoked yet (a `dual` rotation still in its
+/// grace period) is read: its revocation is outstanding and the rotation needs its value.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unrevoked_previous_version_is_read() {
+    let proxy = CountingProxy::start(moto().port()).unwrap();
+    let key = unique_name("calls/grace");
+    let store = store_via(&proxy);
+    store.put_current(&key, &uuid(), &db_doc("imported")).await.unwrap();
+    let version = uuid();
+    store.stage_pending(&key, &version, &db_doc("next")).await.unwrap();
+    store.promote(&key, &version, false).await.unwrap();
+    proxy.take();
+    let state = store_via(&proxy).read_for_rotation(&key).await.unwrap();
+    assert_eq!(
+        ops(proxy.take()),
+        ["DescribeSecret", "GetSecretValue", "GetSecretValue"]
+    );
+    let previous = state.previous().expect("the previous version is there");
+    assert!(previous.revoked.is_none() && previous.doc == db_doc("imported"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,19 +127,7 @@ async fn a_dual_rotation_costs_the_same() {
     dual_rotation(&store_via(&proxy), &key, "first").await;
     proxy.take();
     dual_rotation(&store_via(&proxy), &key, "second").await;
-    let calls = ops(proxy.take());
-    assert_eq!(
-        calls,
-        [
-            "DescribeSecret",
-            "GetSecretValue",
-            "GetSecretValue",
-            "PutSecretValue",
-            "UpdateSecretVersionStage",
-            "UpdateSecretVersionStage",
-            "TagResource"
-        ]
-    );
+    assert_eq!(ops(proxy.take()), SIX_CALLS);
 }
 
 #[tokio::test(flavor = "multi_thread")]

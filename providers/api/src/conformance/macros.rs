@@ -75,6 +75,7 @@ macro_rules! store_conformance_tests {
         $crate::__rekey_conformance_rule!(__rekey_store_conformance_emit [$setup] discard_on_missing_key_is_not_found [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_store_conformance_emit [$setup] stage_after_discard [$($($skip => $why),*)?]);
         $crate::__rekey_conformance_rule!(__rekey_store_conformance_emit [$setup] read_many_matches_read [$($($skip => $why),*)?]);
+        $crate::__rekey_conformance_rule!(__rekey_store_conformance_emit [$setup] read_for_rotation_matches_read [$($($skip => $why),*)?]);
     };
 }
 
@@ -145,6 +146,9 @@ macro_rules! __rekey_conformance_rule {
     };
     ($emit:ident $ctx:tt read_many_matches_read [read_many_matches_read => $why:literal $(, $($rest:tt)*)?]) => {
         $crate::$emit!(@skip $ctx read_many_matches_read $why);
+    };
+    ($emit:ident $ctx:tt read_for_rotation_matches_read [read_for_rotation_matches_read => $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::$emit!(@skip $ctx read_for_rotation_matches_read $why);
     };
     ($emit:ident $ctx:tt $rule:ident [$other:ident => $why:literal $(, $($rest:tt)*)?]) => {
         $crate::__rekey_conformance_rule!($emit $ctx $rule [$($($rest)*)?]);

@@ -27,6 +27,7 @@ pub const RULES: &[&str] = &[
     "discard_on_missing_key_is_not_found",
     "stage_after_discard",
     "read_many_matches_read",
+    "read_for_rotation_matches_read",
 ];
 
 /// Whether `rule` applies to a store declaring `caps`: `Err` carries the reason it does
@@ -102,6 +103,11 @@ where
             // A second handle (no cached state).
             let other = open().await;
             read_many_matches_read(&*other, &unique_name("many")).await;
+        }
+        "read_for_rotation_matches_read" => {
+            read_for_rotation_matches_read(&*store, &unique_name("for-rotation")).await;
+            let other = open().await;
+            read_for_rotation_matches_read(&*other, &unique_name("for-rotation")).await;
         }
         other => panic!("`{other}` is not a store conformance rule (see RULES)"),
     }
@@ -523,6 +529,53 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     })
     .await;
     (ra.unwrap(), rb.unwrap())
+}
+
+/// `read_for_rotation` answers what `read` answers, except that it may leave out a
+/// revoked version that holds only the previous stage: the same current and pending
+/// versions (ids and values), and every version it returns is as `read` returns it.
+pub async fn read_for_rotation_matches_read(store: &dyn Store, key: &str) {
+    store.put_current(key, "v1", &doc("first")).await.expect("put_current");
+    store.stage_pending(key, "v2", &doc("second")).await.expect("stage v2");
+    store.promote(key, "v2", true).await.expect("promote v2");
+    store.stage_pending(key, "v3", &doc("third")).await.expect("stage v3");
+    store.promote(key, "v3", true).await.expect("promote v3");
+    store.stage_pending(key, "v4", &doc("fourth")).await.expect("stage v4");
+    let full = store.read(key).await.expect("read");
+    let lean = store.read_for_rotation(key).await.expect("read_for_rotation");
+    assert_eq!(
+        full.previous().map(|v| v.revoked.is_some()),
+        Some(true),
+        "v2 was recorded revoked"
+    );
+    for stage in [Stage::Current, Stage::Pending] {
+        let (a, b) = (
+            full.stage(stage).expect("in read"),
+            lean.stage(stage).expect("in read_for_rotation"),
+        );
+        assert_eq!(a.id, b.id, "{stage}");
+        assert!(a.doc == b.doc, "{stage}: the same value");
+    }
+    for version in &lean.versions {
+        let same = full
+            .version(&version.id)
+            .expect("a version read_for_rotation returns exists");
+        assert_eq!(same.stages, version.stages, "{}", version.id);
+        assert_eq!(same.revoked, version.revoked, "{}", version.id);
+        assert!(same.doc == version.doc, "{}: the same value", version.id);
+    }
+    for version in &full.versions {
+        if lean.version(&version.id).is_none() {
+            assert!(
+                version.revoked.is_some() && version.stages == [Stage::Previous],
+                "only a revoked previous version may be left out, not {} {:?}",
+                version.id,
+                version.stages
+            );
+        }
+    }
+    let missing = store.read_for_rotation(&format!("{key}-missing")).await.map(|_| ());
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 /// `read_many` answers, slot by slot, what `read` answers: the same versions for keys
