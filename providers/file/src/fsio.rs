@@ -434,6 +434,72 @@ impl Write for SecureBuf {
     }
 }
 
+/// A buffered writer to a file whose buffer holds at most [`ZeroizingWriter::CAPACITY`]
+/// bytes, never grows (so no allocation holding secrets is left behind) and is zeroized
+/// after every flush and when it drops. Counts what it wrote; keeps the first I/O error
+/// (a serializer's error hides it).
+pub(crate) struct ZeroizingWriter<'f> {
+    file: &'f File,
+    buf: Zeroizing<Vec<u8>>,
+    /// Bytes accepted so far.
+    written: usize,
+    /// The first error writing to the file.
+    failed: Option<io::Error>,
+}
+
+impl<'f> ZeroizingWriter<'f> {
+    /// The buffer's size.
+    const CAPACITY: usize = 64 * 1024;
+
+    fn new(file: &'f File) -> Self {
+        ZeroizingWriter {
+            file,
+            buf: Zeroizing::new(Vec::with_capacity(Self::CAPACITY)),
+            written: 0,
+            failed: None,
+        }
+    }
+
+    /// Writes out the buffer and zeroizes it.
+    fn drain(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = write_noting(self.file, &mut self.failed, &self.buf);
+        zeroize::Zeroize::zeroize(&mut *self.buf);
+        result
+    }
+}
+
+/// Writes `data` to `file`; the first error is kept in `failed` too.
+fn write_noting(mut file: &File, failed: &mut Option<io::Error>, data: &[u8]) -> io::Result<()> {
+    file.write_all(data).map_err(|e| {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        failed.get_or_insert(e);
+        copy
+    })
+}
+
+impl Write for ZeroizingWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.drain()?;
+        }
+        if data.len() >= self.buf.capacity() {
+            // Straight from the caller's memory: no copy to zeroize.
+            write_noting(self.file, &mut self.failed, data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        self.written += data.len();
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()
+    }
+}
+
 /// Removes temp files of this store left by a writer that crashed. Only called with the
 /// lock held: every live writer makes its temp file under the lock, so any that exist
 /// now are stale.
@@ -508,15 +574,20 @@ fn existing_attributes(paths: &Paths) -> ProviderResult<Option<Attributes>> {
     }
 }
 
-/// Compaction: atomically replaces the store file with `snapshot` (a whole snapshot,
-/// serialized by the caller): a temp file in the same directory, given the replaced
-/// file's owner, group and mode (0600 and this process's owner for a new store), written
-/// and fsynced, renamed over the store file, then the directory fsynced; then the
-/// journal, now stale (its generation is older), is removed. A crash before the rename
-/// leaves the old snapshot and its journal; after it, the new snapshot and a stale
-/// journal that readers ignore. Call with the lock held. Returns the new file's snapshot
-/// and size.
-pub(crate) fn replace(paths: &Paths, snapshot: &[u8]) -> ProviderResult<(Snapshot, usize)> {
+/// Compaction: atomically replaces the store file with the snapshot `serialize` writes
+/// (a whole snapshot): a temp file in the same directory, given the replaced file's
+/// owner, group and mode (0600 and this process's owner for a new store), written
+/// through a [`ZeroizingWriter`] (the snapshot is never whole in memory: a 12 MB store
+/// took 15 to 30 MB of buffer) and fsynced, renamed over the store file, then the
+/// directory fsynced; then the journal, now stale (its generation is older), is removed.
+/// A crash before the rename leaves the old snapshot and its journal; after it, the new
+/// snapshot and a stale journal that readers ignore. A failure to serialize is "cannot
+/// serialize store file", one to write the temp file "cannot write temp file". Call with
+/// the lock held. Returns the new file's snapshot and size.
+pub(crate) fn replace(
+    paths: &Paths,
+    serialize: impl FnOnce(&mut ZeroizingWriter<'_>) -> io::Result<()>,
+) -> ProviderResult<(Snapshot, usize)> {
     sweep_stale_temps(paths);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut name = paths.tmp_prefix.clone();
@@ -528,18 +599,28 @@ pub(crate) fn replace(paths: &Paths, snapshot: &[u8]) -> ProviderResult<(Snapsho
     let tmp = paths.dir.join(name);
 
     let keep = existing_attributes(paths)?;
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(nofollow())
         .open(&tmp)
         .map_err(|e| io_error("create temp file", &tmp, &e))?;
+    let mut size = 0;
     let written = keep
         .map_or(Ok(()), |keep| keep.apply(paths, &file, &tmp))
         .and_then(|()| {
-            file.write_all(snapshot)
-                .map_err(|e| io_error("write temp file", &tmp, &e))
+            let mut out = ZeroizingWriter::new(&file);
+            let result = serialize(&mut out).and_then(|()| out.flush());
+            size = out.written;
+            match (result, out.failed.take()) {
+                (Ok(()), _) => Ok(()),
+                (Err(_), Some(e)) => Err(io_error("write temp file", &tmp, &e)),
+                (Err(_), None) => Err(ProviderError::other(format!(
+                    "cannot serialize store file {}",
+                    paths.file.display()
+                ))),
+            }
         })
         .and_then(|()| file.sync_all().map_err(|e| io_error("fsync temp file", &tmp, &e)));
     let renamed = written
@@ -564,7 +645,7 @@ pub(crate) fn replace(paths: &Paths, snapshot: &[u8]) -> ProviderResult<(Snapsho
             identity: Identity::of(&meta),
             _pin: file,
         },
-        snapshot.len(),
+        size,
     ))
 }
 
@@ -675,4 +756,55 @@ pub(crate) fn check_writable_paths(paths: &Paths) -> ProviderResult<()> {
         .map_err(|e| io_error("open lock file", &paths.lock, &e.into()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pieces smaller than, as large as and larger than the buffer reach the file whole
+    /// and in order, and are counted.
+    #[test]
+    fn the_zeroizing_writer_writes_everything_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = File::create(&path).unwrap();
+        let cap = ZeroizingWriter::CAPACITY;
+        let pieces: Vec<Vec<u8>> = [1, 10, cap - 5, 7, cap, 3, 3 * cap + 1, cap - 1, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| vec![b'a' + i as u8; len])
+            .collect();
+        let mut out = ZeroizingWriter::new(&file);
+        for piece in &pieces {
+            out.write_all(piece).unwrap();
+        }
+        out.flush().unwrap();
+        assert!(
+            out.buf.is_empty() && out.buf.capacity() == cap,
+            "the buffer never grows"
+        );
+        let expected = pieces.concat();
+        assert_eq!(out.written, expected.len());
+        assert!(out.failed.is_none());
+        drop(out);
+        assert_eq!(fs::read(&path).unwrap(), expected);
+    }
+
+    /// A failed write is kept, so that it is reported as an I/O error and not as a
+    /// serialization error.
+    #[test]
+    fn the_zeroizing_writer_keeps_the_first_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        fs::write(&path, b"").unwrap();
+        let read_only = File::open(&path).unwrap();
+        let mut out = ZeroizingWriter::new(&read_only);
+        out.write_all(b"small").unwrap();
+        assert!(out.flush().is_err());
+        assert!(out.failed.is_some());
+        let mut out = ZeroizingWriter::new(&read_only);
+        assert!(out.write_all(&vec![0; ZeroizingWriter::CAPACITY]).is_err());
+        assert!(out.failed.is_some());
+    }
 }

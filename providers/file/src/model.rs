@@ -59,8 +59,9 @@ pub(crate) const FORMAT_1: u32 = 1;
 /// How many stage-less versions (history) each key keeps; older ones are dropped.
 pub const HISTORY_LIMIT: usize = 5;
 
-/// The whole store: the snapshot file with the journal applied.
-#[derive(Serialize, Deserialize)]
+/// The whole store: the snapshot file with the journal applied. (`Clone` only for a
+/// writer that finds its model still shared, which does not happen: see `writer`.)
+#[derive(Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreFile {
     format: u32,
@@ -609,10 +610,22 @@ impl StoreFile {
     }
 
     /// Writes the whole store as a format 2 snapshot of `generation` (pretty JSON).
+    #[cfg(test)]
     pub(crate) fn write_snapshot(&mut self, generation: u64, out: &mut impl Write) -> io::Result<()> {
+        self.next_snapshot(generation);
+        self.write_snapshot_as_is(out)
+    }
+
+    /// Makes this the model of a format 2 snapshot of `generation`, which
+    /// [`StoreFile::write_snapshot_as_is`] then writes.
+    pub(crate) fn next_snapshot(&mut self, generation: u64) {
         self.format = FORMAT;
         self.generation = generation;
-        serde_json::to_writer_pretty(&mut *out, &*self)?;
+    }
+
+    /// Writes the whole store as a snapshot of its format and generation (pretty JSON).
+    pub(crate) fn write_snapshot_as_is(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
         out.write_all(b"\n")
     }
 

@@ -89,7 +89,10 @@ impl Shared {
 ///
 /// Secrets in the model are zeroized when it drops.
 pub(crate) struct Cache {
-    model: StoreFile,
+    /// Shared with the writer only while it writes a snapshot from it (streamed to the
+    /// file, see [`fsio::replace`]) and readers may answer from it; the writer has the
+    /// only reference again when it next changes it.
+    model: Arc<StoreFile>,
     snapshot: Snapshot,
     /// The journal as last read or appended (`None`: there was none).
     journal: Option<JournalFile>,
@@ -109,7 +112,7 @@ impl Cache {
     /// The state of files just read (identities taken before reading, see [`fsio::load`]).
     pub(crate) fn loaded(loaded: fsio::Loaded) -> Cache {
         Cache {
-            model: loaded.model,
+            model: Arc::new(loaded.model),
             snapshot: loaded.snapshot,
             journal: loaded.journal,
             size: loaded.size,
@@ -177,9 +180,9 @@ fn compact_on_exit(shared: &Shared) {
     let cache = shared.cache().take();
     if let Ok(Some(mut cache)) = current(shared, cache) {
         if cache.journal.is_some() {
-            let replaced = snapshot_bytes(&shared.paths, &mut cache.model, cache.size)
-                .and_then(|bytes| fsio::replace(&shared.paths, bytes.as_slice()));
-            if replaced.is_ok() {
+            let model = Arc::make_mut(&mut cache.model);
+            model.next_snapshot(model.generation + 1);
+            if compact(&shared.paths, model).is_ok() {
                 shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -240,6 +243,8 @@ fn apply_all<'a>(shared: &'a Shared, ops: Vec<Op>, mut held: MutexGuard<'a, Opti
                 size,
                 committing: _,
             } = cache;
+            // Nobody else holds the model between batches: this takes it without a copy.
+            let model = Arc::try_unwrap(model).unwrap_or_else(|shared| StoreFile::clone(&shared));
             (model, Some((snapshot, journal, size)))
         }
         Ok(None) => match fsio::check_creatable(&shared.paths, shared.create) {
@@ -264,7 +269,7 @@ fn apply_all<'a>(shared: &'a Shared, ops: Vec<Op>, mut held: MutexGuard<'a, Opti
         }));
     }
     let keep = |model, (snapshot, journal, size)| Cache {
-        model,
+        model: Arc::new(model),
         snapshot,
         journal,
         size,
@@ -279,7 +284,7 @@ fn apply_all<'a>(shared: &'a Shared, ops: Vec<Op>, mut held: MutexGuard<'a, Opti
     let written = match plan(shared, &mut model, &changed, old.as_ref()) {
         Err(e) => Err(e),
         // A new store: no state to answer readers from meanwhile; they wait.
-        Ok(plan) if old.is_none() => write(shared, plan).map(|written| {
+        Ok(plan) if old.is_none() => write(shared, plan, &model).map(|written| {
             let Written::Snapshot(snapshot, size) = written else {
                 unreachable!("a new store is written whole")
             };
@@ -287,12 +292,18 @@ fn apply_all<'a>(shared: &'a Shared, ops: Vec<Op>, mut held: MutexGuard<'a, Opti
             true
         }),
         Ok(plan) => {
-            *held = old.map(|files| Cache {
+            let model = Arc::new(model);
+            *held = old.map(|(snapshot, journal, size)| Cache {
+                model: Arc::clone(&model),
+                snapshot,
+                journal,
+                size,
                 committing: Some(before),
-                ..keep(model, files)
             });
             drop(held);
-            let written = write(shared, plan);
+            let written = write(shared, plan, &model);
+            // The cache holds the only reference again.
+            drop(model);
             held = shared.cache();
             match (written, held.as_mut().filter(|c| c.committing.is_some())) {
                 (Ok(written), Some(cache)) => {
@@ -340,8 +351,9 @@ enum Plan {
         live_len: Option<u64>,
         generation: u64,
     },
-    /// Replace the store file with this snapshot (dropping the journal).
-    Compact(SecureBuf),
+    /// Replace the store file with a snapshot of the model (dropping the journal); the
+    /// model has taken on the snapshot's generation ([`StoreFile::next_snapshot`]).
+    Compact,
 }
 
 /// What a [`Plan`] left on disk.
@@ -369,7 +381,7 @@ fn plan(
         Some((_, journal, size)) if !model.needs_upgrade() && *size as u64 >= shared.journal_from => {
             (journal.as_ref().filter(|j| j.live()), *size)
         }
-        old => return snapshot_bytes(paths, model, old.map_or(0, |(_, _, size)| *size)).map(Plan::Compact),
+        _ => return Ok(next_snapshot(model)),
     };
     let mut records = SecureBuf::with_capacity(2048 * changed.len());
     for key in changed {
@@ -382,7 +394,7 @@ fn plan(
     let since = *shared.journal_since.lock().unwrap_or_else(PoisonError::into_inner);
     let stale = since.is_some_and(|t| t.elapsed() >= shared.fold_after);
     if journal_len + records.as_slice().len() as u64 > bound || stale {
-        return snapshot_bytes(paths, model, size).map(Plan::Compact);
+        return Ok(next_snapshot(model));
     }
     Ok(Plan::Append {
         records,
@@ -391,18 +403,20 @@ fn plan(
     })
 }
 
-/// The model serialized as the snapshot of the next generation (which it takes on).
-fn snapshot_bytes(paths: &Paths, model: &mut StoreFile, size: usize) -> ProviderResult<SecureBuf> {
-    let mut buf = SecureBuf::with_capacity((size + size / 4).max(4096));
-    let generation = model.generation + 1;
-    model
-        .write_snapshot(generation, &mut buf)
-        .map_err(|_| ProviderError::other(format!("cannot serialize store file {}", paths.file.display())))?;
-    Ok(buf)
+/// A compaction: the model takes on the next snapshot generation.
+fn next_snapshot(model: &mut StoreFile) -> Plan {
+    model.next_snapshot(model.generation + 1);
+    Plan::Compact
 }
 
-/// Carries out a [`Plan`] (file system work only; the model is not needed).
-fn write(shared: &Shared, plan: Plan) -> ProviderResult<Written> {
+/// Replaces the store file with a snapshot of `model`, streamed to the file.
+fn compact(paths: &Paths, model: &StoreFile) -> ProviderResult<(Snapshot, usize)> {
+    fsio::replace(paths, |out| model.write_snapshot_as_is(out))
+}
+
+/// Carries out a [`Plan`]; `model` (the state after the batch, which readers may be
+/// reading meanwhile) is only read, to write a snapshot.
+fn write(shared: &Shared, plan: Plan, model: &StoreFile) -> ProviderResult<Written> {
     #[cfg(test)]
     if let Some(hook) = shared
         .before_write
@@ -426,8 +440,8 @@ fn write(shared: &Shared, plan: Plan) -> ProviderResult<Written> {
                 .get_or_insert_with(Instant::now);
             Ok(Written::Journal(journal))
         }
-        Plan::Compact(bytes) => {
-            let (snapshot, size) = fsio::replace(&shared.paths, bytes.as_slice())?;
+        Plan::Compact => {
+            let (snapshot, size) = compact(&shared.paths, model)?;
             shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
             *shared.journal_since.lock().unwrap_or_else(PoisonError::into_inner) = None;
             Ok(Written::Snapshot(snapshot, size))
