@@ -61,6 +61,9 @@ pub struct Rotation<'a> {
     pub failpoint: Option<&'a str>,
 }
 
+/// How a failed verify's message ends while the new secret stays pending.
+const NEXT_RUN_FINISHES: &str = "; the next run finishes the rotation";
+
 /// Reads a key; a key that does not exist is an empty state.
 pub async fn read_state(rec: &mut Recorder, store: &dyn Store, key: &str) -> Result<KeyState, StepFailed> {
     read_state_as(rec, store, key, false).await
@@ -548,10 +551,7 @@ impl Rotation<'_> {
             Some((id, _)) if !hint.is_empty() => {
                 format!("pending version {id} cannot be used ({}){hint}", e.message())
             }
-            _ => format!(
-                "the new secret does not work ({}); the next run finishes the rotation",
-                e.message()
-            ),
+            _ => format!("the new secret does not work ({}){NEXT_RUN_FINISHES}", e.message()),
         };
         Err(rec.fail_since(Step::Verify, e.kind().into(), message, started))
     }
@@ -789,6 +789,14 @@ impl Rotation<'_> {
                 // applications must not keep reading a secret the target refuses.
                 if self.promote(rec, version, true).await.is_ok() {
                     rec.report.version = Some(version.to_owned());
+                    if let Some(error) = rec.report.error.as_mut() {
+                        // Nothing is left for a next run: say what happened instead.
+                        if let Some(cause) = error.message.strip_suffix(NEXT_RUN_FINISHES) {
+                            error.message = format!(
+                                "{cause}; the applied secret was promoted (the target refuses the old one):                                  fix the cause, then check with `rekey verify`"
+                            );
+                        }
+                    }
                     rec.report.warnings.push(
                         "promoted although verify failed: apply replaced the old secret, which the target now refuses"
                             .to_owned(),

@@ -90,6 +90,12 @@ async fn single_verify_failure_after_apply_never_leaves_a_dead_current() {
         "the store's current secret works"
     );
     assert!(state.pending().is_none());
+    let error = run.credentials[0].error.as_ref().expect("reported as failed");
+    assert!(
+        error.message.contains("the applied secret was promoted") && !error.message.contains("next run finishes"),
+        "the message says what happened, not that a next run would finish it: {}",
+        error.message
+    );
 }
 
 /// Issue: losing a store compare-and-set to another runner exited 1 (failure).
