@@ -228,12 +228,13 @@ struct RawCredential {
     target: Slot,
     every: Option<String>,
     grace: Option<String>,
-    password: Option<PasswordPolicyConfig>,
+    // Boxed, as `window`: rarely set, and 10,000 credentials are read at once.
+    password: Option<Box<PasswordPolicyConfig>>,
     verify_attempts: Option<u32>,
     description: Option<String>,
     on_rotate: Option<Vec<Vec<String>>>,
     check_command: Option<Vec<String>>,
-    window: Option<RawWindow>,
+    window: Option<Box<RawWindow>>,
     jitter: Option<String>,
 }
 
@@ -317,22 +318,31 @@ pub struct Config {
     by_name: NameIndex,
 }
 
-/// Credential name -> its index in [`Config::credentials`] when the configuration was
-/// read: finding one of 10,000 credentials by name is not a scan of the list. The list
-/// is public and may be changed after loading, so a hit is checked, and a miss or a
+/// The indices of [`Config::credentials`] sorted by credential name when the
+/// configuration was read: finding one of 10,000 credentials by name is a binary search,
+/// not a scan of the list, and costs 4 bytes per credential (no copy of the names). The
+/// list is public and may be changed after loading, so a hit is checked, and a miss or a
 /// stale entry falls back to the scan.
 #[derive(Clone, Default)]
-struct NameIndex(std::collections::HashMap<String, usize>);
+struct NameIndex(Vec<u32>);
 
 impl NameIndex {
     fn of(credentials: &[Credential]) -> NameIndex {
-        NameIndex(
-            credentials
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.clone(), i))
-                .collect(),
-        )
+        let Ok(count) = u32::try_from(credentials.len()) else {
+            return NameIndex::default();
+        };
+        let mut sorted: Vec<u32> = (0..count).collect();
+        sorted.sort_unstable_by(|&a, &b| credentials[a as usize].name.cmp(&credentials[b as usize].name));
+        NameIndex(sorted)
+    }
+
+    /// The credential named `name`, if the index still finds it.
+    fn find<'c>(&self, credentials: &'c [Credential], name: &str) -> Option<&'c Credential> {
+        let at = self
+            .0
+            .binary_search_by(|&i| credentials.get(i as usize).map(|c| c.name.as_str()).cmp(&Some(name)))
+            .ok()?;
+        credentials.get(self.0[at] as usize).filter(|c| c.name == name)
     }
 }
 
@@ -473,11 +483,9 @@ impl Config {
 
     /// The credential with this name.
     pub fn credential(&self, name: &str) -> Option<&Credential> {
-        let indexed = self.by_name.0.get(name).and_then(|&i| self.credentials.get(i));
-        match indexed {
-            Some(c) if c.name == name => Some(c),
-            _ => self.credentials.iter().find(|c| c.name == name),
-        }
+        self.by_name
+            .find(&self.credentials, name)
+            .or_else(|| self.credentials.iter().find(|c| c.name == name))
     }
 
     /// Credentials chosen by names and tags (all when neither is given). Unknown names
@@ -765,7 +773,8 @@ fn resolve(
         None => None,
     };
     let default_password = d.password.unwrap_or_default();
-    default_password
+    // Cloned by every credential that sets no policy of its own (clones share the alphabet).
+    let default_policy = default_password
         .resolve()
         .map_err(|e| ConfigError::new(format!("{file}: [defaults]: {e}")))?;
     let at = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
@@ -802,7 +811,9 @@ fn resolve(
     let mut names = BTreeSet::new();
     let mut keys = BTreeMap::new();
     let mut credentials = Vec::with_capacity(raw.credentials.len());
-    let mut targets = BTreeMap::new();
+    // Collected into the map at the end: built from a list, its nodes are full (inserted
+    // one by one in name order, they are about half full).
+    let mut targets = Vec::with_capacity(raw.credentials.len());
     let main_file = file.clone();
     for (c, target) in raw.credentials {
         // Messages about a credential name the file that defines it.
@@ -847,12 +858,13 @@ fn resolve(
                 c.key
             )));
         }
-        let policy = c
-            .password
-            .unwrap_or_default()
-            .over(&default_password)
-            .resolve()
-            .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?;
+        let policy = match c.password {
+            None => default_policy.clone(),
+            Some(own) => own
+                .over(&default_password)
+                .resolve()
+                .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?,
+        };
         // Keys minted by a cloud API take seconds to propagate: more fresh-login attempts.
         let minted_default = match &target {
             TargetConfig::AwsIam(_) => 8,
@@ -894,7 +906,7 @@ fn resolve(
             &file,
             "[defaults]",
         )?;
-        let window = match c.window.as_ref().or(d.window.as_ref()) {
+        let window = match c.window.as_deref().or(d.window.as_ref()) {
             Some(w) => Some(
                 crate::engine::schedule::Window::parse(&w.days, w.hours.as_deref())
                     .map_err(|e| ConfigError::new(format!("{file}: {owner}: {e}")))?,
@@ -923,7 +935,7 @@ fn resolve(
         // A target with a variable that is not set is not configured: asking for it
         // gives the credential's error (`unresolved`).
         if !unresolved.contains_key(&c.name) {
-            targets.insert(c.name.clone(), target);
+            targets.push((c.name.clone(), target));
         }
         credentials.push(Credential {
             every,
@@ -944,6 +956,7 @@ fn resolve(
             jitter,
         });
     }
+    let targets: BTreeMap<String, TargetConfig> = targets.into_iter().collect();
     let file = main_file;
     paths::check(
         &file,

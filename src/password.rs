@@ -114,11 +114,10 @@ impl PasswordPolicyConfig {
                 required.len()
             ));
         }
-        let alphabet: Vec<char> = alphabet.into_iter().collect();
         Ok(PasswordPolicy {
             length,
-            alphabet,
-            required,
+            alphabet: alphabet.into_iter().collect(),
+            required: required.into(),
         })
     }
 }
@@ -144,8 +143,9 @@ impl CharClass {
 #[derive(Debug, Clone)]
 pub struct PasswordPolicy {
     length: usize,
-    alphabet: Vec<char>,
-    required: Vec<Vec<char>>,
+    // Shared by the clones: 10,000 credentials with one policy hold one alphabet.
+    alphabet: std::sync::Arc<[char]>,
+    required: std::sync::Arc<[Vec<char>]>,
 }
 
 impl PasswordPolicy {

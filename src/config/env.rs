@@ -102,7 +102,7 @@ pub(crate) struct Expansion {
 pub(crate) fn expand_document(
     root: &mut Node<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
-    sources: &Sources,
+    sources: &Sources<'_>,
 ) -> Result<Expansion, ConfigError> {
     let mut out = Expansion::default();
     let refs = &mut out.refs;

@@ -16,6 +16,7 @@
 
 use super::de::Node;
 use super::ConfigError;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,10 @@ const INCLUDABLE: &[&str] = &["credentials", "stores", "targets"];
 
 /// The texts read as one document, and where each came from.
 #[derive(Debug)]
-pub(crate) struct Sources {
-    /// The document: every file's text, each followed by a newline.
-    pub text: String,
+pub(crate) struct Sources<'t> {
+    /// The document: the main file's text alone when it includes nothing (not a copy:
+    /// 2.4 MB for 10,000 credentials), else every file's text, each followed by a newline.
+    pub text: Cow<'t, str>,
     parts: Vec<Part>,
 }
 
@@ -39,7 +41,7 @@ struct Part {
     range: Range<usize>,
 }
 
-impl Sources {
+impl Sources<'_> {
     /// The file holding byte `at` of [`Sources::text`], its text and `at` inside it.
     fn part(&self, at: usize) -> (&str, &str, usize) {
         let part = self
@@ -69,8 +71,7 @@ impl Sources {
         }
     }
 
-    /// Whether any file was included (else [`Sources::text`] is the main file's text
-    /// and a newline).
+    /// Whether any file was included (else [`Sources::text`] is the main file's text).
     pub(crate) fn included_any(&self) -> bool {
         self.parts.len() > 1
     }
@@ -82,16 +83,10 @@ impl Sources {
 }
 
 /// Reads every file that `text` (the main file at `path`, parsed as `main`) includes.
-pub(crate) fn sources(path: &Path, text: &str, main: &DeTable<'_>) -> Result<Sources, ConfigError> {
+pub(crate) fn sources<'t>(path: &Path, text: &'t str, main: &DeTable<'_>) -> Result<Sources<'t>, ConfigError> {
     let file = path.display().to_string();
     let mut sources = Sources {
-        text: {
-            // Exactly as long as needed: a copy of a 2.4 MB file is not grown by doubling.
-            let mut document = String::with_capacity(text.len() + 1);
-            document.push_str(text);
-            document.push('\n');
-            document
-        },
+        text: Cow::Borrowed(text),
         parts: vec![Part {
             file: file.clone(),
             range: 0..text.len(),
@@ -100,6 +95,7 @@ pub(crate) fn sources(path: &Path, text: &str, main: &DeTable<'_>) -> Result<Sou
     let Some(include) = main.get("include") else {
         return Ok(sources);
     };
+    sources.text = Cow::Owned(format!("{text}\n"));
     let patterns = patterns(include).map_err(|(span, m)| sources.located(Some(span), &m))?;
     // `-c rekey.toml` has an empty parent: the current directory.
     let base = path
@@ -143,8 +139,9 @@ pub(crate) fn sources(path: &Path, text: &str, main: &DeTable<'_>) -> Result<Sou
             }
             note_definitions(parsed.get_ref(), &name, &body, &mut defined)?;
             let start = sources.text.len();
-            sources.text.push_str(&body);
-            sources.text.push('\n');
+            let document = sources.text.to_mut();
+            document.push_str(&body);
+            document.push('\n');
             sources.parts.push(Part {
                 file: name,
                 range: start..start + body.len(),
