@@ -82,19 +82,26 @@ async fn read_state_as(
     key: &str,
     for_rotation: bool,
 ) -> Result<KeyState, StepFailed> {
-    let state = rec
-        .run(Step::Read, async {
-            let read = if for_rotation {
-                store.read_for_rotation(key).await
-            } else {
-                store.read(key).await
-            };
-            match read {
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(KeyState::default()),
-                other => other,
-            }
-        })
-        .await?;
+    rec.begin(Step::Read)?;
+    let started = (SystemTime::now(), Instant::now());
+    let read = if for_rotation {
+        store.read_for_rotation(key).await
+    } else {
+        store.read(key).await
+    };
+    let state = match read {
+        Ok(state) => {
+            rec.ok_since(Step::Read, None, started);
+            state
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            rec.ok_since(Step::Read, None, started);
+            KeyState::default()
+        }
+        // A store whose state keeps changing while it is read (another runner's
+        // rotation moving labels) is busy, as a lost compare-and-set is: exit 3.
+        Err(e) => return Err(rec.fail_since(Step::Read, store_failure(&e), e.message(), started)),
+    };
     rec.report.observed = Some(Observed {
         current_created: state.current().map(|c| c.created),
         pending_created: state.pending().map(|p| p.created),

@@ -109,6 +109,19 @@ async fn lost_compare_and_set_is_busy_exit_3() {
     assert!(h.target.accepts(&old), "nothing changed at the target");
 }
 
+/// Issue: a store whose state kept changing while it was read (another runner's
+/// rotation moving Secrets Manager labels) exited 1 (failure) instead of 3 (busy).
+#[tokio::test(start_paused = true)]
+async fn a_store_changing_while_read_is_busy_exit_3() {
+    let (h, old) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.store.fault(StoreOp::Read, Fault::Fail(ErrorKind::Conflict));
+    let run = h.rotate(RotateOptions::default()).await.unwrap();
+    assert_eq!(failure(&run), Some("busy"));
+    assert_eq!(run.exit_code(), exit::LOCKED);
+    assert!(h.target.accepts(&old), "nothing changed at the target");
+    assert_eq!(h.state().current().unwrap().doc, old, "nor in the store");
+}
+
 /// Issue: a pending version that can never be applied blocked the credential forever.
 #[tokio::test(start_paused = true)]
 async fn abandon_pending_gets_out_of_a_stuck_rotation() {
