@@ -149,7 +149,12 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             Ok(exit::SUCCESS)
         }
         Command::Complete { what } => Ok(crate::commands::complete::run(&cli, *what)),
-        Command::Plan { selection, due, leaked } => {
+        Command::Plan {
+            selection,
+            due,
+            leaked,
+            parallel,
+        } => {
             if *leaked {
                 require_selection(selection, "plan --leaked")?;
             }
@@ -158,7 +163,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
                 incident: *leaked,
                 ..Default::default()
             };
-            plan(&cli, selection, options).await
+            plan(&cli, selection, options, *parallel).await
         }
         Command::Rotate(args) => rotate(&cli, args).await,
         Command::Verify {
@@ -626,8 +631,11 @@ fn one(config: &Config, name: &str) -> Result<crate::config::Credential, Stop> {
     Ok(chosen.remove(0))
 }
 
-async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions) -> Result<i32, Stop> {
-    let config = load(cli)?;
+async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions, parallel: Option<u16>) -> Result<i32, Stop> {
+    let mut config = load(cli)?;
+    if let Some(n) = parallel {
+        config.defaults.parallel = usize::from(n);
+    }
     let chosen = choose(&config, selection)?;
     let parts = json_parts(cli.output == Output::Json);
     let engine = engine_for(
@@ -660,7 +668,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
         ));
     }
     if args.dry_run {
-        return plan(cli, &args.selection, options).await;
+        return plan(cli, &args.selection, options, args.parallel).await;
     }
     let mut config = load(cli)?;
     check_output_paths(&config, &[args.report.as_deref(), args.metrics_file.as_deref()])?;

@@ -161,6 +161,9 @@ rekey plan --leaked orders-db    # an incident rotation: can it end the sessions
         /// Plan an incident rotation (needs names or --tag): revoke at once, end sessions.
         #[arg(long)]
         leaked: bool,
+        /// Credentials checked at once [default: from config, else 4].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: Option<u16>,
     },
     /// Rotate credentials: generate, stage, apply, verify, promote, revoke, prove dead.
     #[command(

@@ -55,3 +55,27 @@ fn a_failed_preflight_is_recorded_once() {
     assert_eq!(credential["error"]["step"], "preflight", "{}", r.stdout);
     assert_eq!(count_steps(credential, "preflight"), 1, "{}", r.stdout);
 }
+
+/// `plan --parallel N`, as `rotate` and `verify` take it: accepted in range, the same
+/// plan as without it; out of range a usage error (exit 2) naming the flag.
+#[test]
+fn plan_takes_parallel_like_rotate_and_verify() {
+    let d = Dir::with_config(OFFLINE_CONFIG);
+    let default = d.rekey(&["-o", "json", "plan"]);
+    let one = d.rekey(&["-o", "json", "plan", "--parallel", "1"]);
+    assert_eq!(one.code, default.code, "{}{}", one.stdout, one.stderr);
+    let names = |stdout: &str| -> Vec<String> {
+        let doc: serde_json::Value = serde_json::from_str(stdout).expect("json");
+        doc["credentials"]
+            .as_array()
+            .expect("credentials")
+            .iter()
+            .map(|c| format!("{} {}", c["name"], c["status"]))
+            .collect()
+    };
+    assert!(!names(&one.stdout).is_empty());
+    assert_eq!(names(&one.stdout), names(&default.stdout));
+    let r = d.rekey(&["plan", "--parallel", "0"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--parallel"), "{}", r.stderr);
+}
