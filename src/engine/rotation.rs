@@ -800,7 +800,7 @@ impl Rotation<'_> {
                         // Nothing is left for a next run: say what happened instead.
                         if let Some(cause) = error.message.strip_suffix(NEXT_RUN_FINISHES) {
                             error.message = format!(
-                                "{cause}; the applied secret was promoted (the target refuses the old one):                                  fix the cause, then check with `rekey verify`"
+                                "{cause}; the applied secret was promoted (the target refuses the old one): fix the cause, then check with `rekey verify`"
                             );
                         }
                     }

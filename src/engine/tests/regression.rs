@@ -92,7 +92,9 @@ async fn single_verify_failure_after_apply_never_leaves_a_dead_current() {
     assert!(state.pending().is_none());
     let error = run.credentials[0].error.as_ref().expect("reported as failed");
     assert!(
-        error.message.contains("the applied secret was promoted") && !error.message.contains("next run finishes"),
+        error.message.ends_with(
+            "; the applied secret was promoted (the target refuses the old one): fix the cause, then check with `rekey verify`"
+        ) && !error.message.contains("next run finishes"),
         "the message says what happened, not that a next run would finish it: {}",
         error.message
     );
