@@ -367,7 +367,8 @@ impl Config {
     /// Reads, expands and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read_config_text(path)?;
-        Self::parse(path, &text, |name| std::env::var(name).ok())
+        let config = Self::parse(path, &text, |name| std::env::var(name).ok());
+        released(text, config)
     }
 
     /// Like [`Config::load`], except that a variable missing in a credential's target
@@ -375,7 +376,8 @@ impl Config {
     /// [`Config::unresolved`], so commands on the other credentials work.
     pub fn load_per_credential(path: &Path) -> Result<Config, ConfigError> {
         let text = read_config_text(path)?;
-        Self::parse_per_credential(path, &text, |name| std::env::var(name).ok())
+        let config = Self::parse_per_credential(path, &text, |name| std::env::var(name).ok());
+        released(text, config)
     }
 
     /// [`Config::parse`] with [`Config::load_per_credential`]'s handling of missing
@@ -513,6 +515,17 @@ impl Config {
             .cloned()
             .collect())
     }
+}
+
+/// `config`, read from `text`, once the memory a large text took to read is given back
+/// ([`pieces::release_freed_memory`]).
+fn released(text: String, config: Result<Config, ConfigError>) -> Result<Config, ConfigError> {
+    let large = text.len() >= pieces::LARGE_TEXT;
+    drop(text);
+    if large {
+        pieces::release_freed_memory();
+    }
+    config
 }
 
 /// The configuration file's text, or an error saying how to name another file.

@@ -89,6 +89,29 @@ fn in_pieces(text: &str) -> Option<Spanned<DeTable<'_>>> {
     Some(document)
 }
 
+/// Configuration texts at least this long are followed by [`release_freed_memory`].
+pub(crate) const LARGE_TEXT: usize = 256 * 1024;
+
+/// Gives the memory freed after loading a large configuration back to the operating
+/// system. Reading 10,000 credentials peaks at about 40 MB of heap (the parsed
+/// document, freed before the configuration is built), and the C allocator keeps freed
+/// memory mapped: the rest of the run allocates mostly on other threads (the async
+/// runtime's workers, other malloc arenas), so without this the freed pages stayed in
+/// the process's resident size until it exited (`status` over 10,000: 84 -> 72 MB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // one libc call; SAFETY comment at the block
+pub(crate) fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free memory of the allocator's own heaps to the
+    // system (madvise); it is thread-safe and touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other C libraries: nothing to do (or nothing this knows how to do).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn release_freed_memory() {}
+
 /// `node` with every place in it (its own, its keys', its items') `by` bytes later.
 fn moved(node: Spanned<DeValue<'_>>, by: usize) -> Spanned<DeValue<'_>> {
     let span = node.span();
