@@ -49,6 +49,12 @@ pub struct RedisTargetConfig {
     /// mode.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// Allow a rotation to end `nopass` on a user that has it. A `nopass` user logs in
+    /// with any password; a rotation gives it a password, after which only that password
+    /// works. Without this option such a user is refused by `preflight` (and `apply`)
+    /// before anything changes: rekey changes the password and nothing else unless told.
+    #[serde(default)]
+    pub clear_nopass: bool,
 }
 
 fn default_port() -> u16 {
@@ -71,6 +77,7 @@ impl RedisTargetConfig {
             tls_ca: None,
             connect_timeout_secs: default_connect_timeout(),
             terminate_sessions: false,
+            clear_nopass: false,
         }
     }
 
@@ -126,6 +133,7 @@ impl fmt::Debug for RedisTargetConfig {
             .field("tls_ca", &self.tls_ca)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("terminate_sessions", &self.terminate_sessions)
+            .field("clear_nopass", &self.clear_nopass)
             .finish()
     }
 }
@@ -142,7 +150,12 @@ mod tests {
     fn defaults_and_unknown_keys() {
         let c = parse(r#"{"host":"h","username":"app"}"#).unwrap();
         assert_eq!(c.port, 6379);
-        assert!(!c.tls && !c.terminate_sessions);
+        assert!(!c.tls && !c.terminate_sessions && !c.clear_nopass);
+        assert!(
+            parse(r#"{"host":"h","username":"app","clear_nopass":true}"#)
+                .unwrap()
+                .clear_nopass
+        );
         assert_eq!(c.connect_timeout_secs, 10);
         assert!(c.admin.is_none() && c.tls_ca.is_none());
         c.validate().unwrap();

@@ -22,6 +22,8 @@ use std::sync::Arc;
 /// removes any other password the user holds when it holds the current one) and
 /// `revoke` removes every password but the new one (`!<hash>`); with `single`, `apply` runs
 /// `ACL SETUSER user resetpass #<hash>`, so the new password is the only one at once.
+/// Nothing but the passwords changes (flags, key, channel and command rules, selectors);
+/// a `nopass` user, which a password would end, is refused unless `clear_nopass = true`.
 ///
 /// With an admin URL the commands run on the admin connection shared by every target of
 /// the host; without one the user logs in with its current password and changes its own
@@ -241,6 +243,20 @@ impl RedisTarget {
         }
     }
 
+    /// Why a `nopass` user is not rotated without `clear_nopass = true`: the refusal
+    /// `preflight` and `apply` give before changing anything.
+    fn nopass_refused(&self) -> ProviderError {
+        ProviderError::unsupported(format!(
+            "user {} on {} is nopass: it logs in with any password, and a rotation would give it a password, after \
+             which only the new one works (applications logging in with any other password would be refused); \
+             rekey changes the password and nothing else unless told: set `clear_nopass = true` on the target to \
+             let the rotation end nopass",
+            quote_name(self.user()),
+            self.endpoint
+        ))
+        .retryable(false)
+    }
+
     /// Installs the hash under the configured strategy; skips `ACL SETUSER` when the user
     /// is already in the wanted state, but always saves (a run may have crashed between
     /// the change and the save).
@@ -251,6 +267,10 @@ impl RedisTarget {
     /// one; without a known current password the others stay until revoke.
     async fn install(&self, admin: &AdminConn<'_>, hash: &str, current: Option<&str>) -> ProviderResult<()> {
         let info = self.get_user(admin).await?;
+        // Adding a password (`#<hash>`, or `resetpass #<hash>`) ends nopass: only when allowed.
+        if info.has_flag("nopass") && !self.config.clear_nopass {
+            return Err(self.nopass_refused());
+        }
         let action = format!("ACL SETUSER {}", quote_name(self.user()));
         match self.strategy() {
             Strategy::Single => {
@@ -549,7 +569,13 @@ impl RedisTarget {
             info.passwords.len()
         );
         if info.has_flag("nopass") {
-            facts.push_str("; it is nopass (any password logs in) until the first apply sets one");
+            if !self.config.clear_nopass {
+                return Err(self.nopass_refused());
+            }
+            facts.push_str(
+                "; it is nopass (any password logs in): apply gives it the new password and ends nopass \
+                 (clear_nopass = true), so only the new password logs in afterwards",
+            );
         }
         lines.push(facts);
         let mut current_held = None;

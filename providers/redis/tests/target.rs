@@ -158,13 +158,12 @@ async fn single_apply_leaves_only_the_new_password() {
         assert_eq!(t.login(&old).await.unwrap_err().kind(), ErrorKind::AuthRejected);
     }
 
-    // A nopass user: after apply, a wrong password is refused (resetpass clears nopass).
+    // A nopass user, with `clear_nopass = true` (without it: tests/rules.rs): after apply,
+    // a wrong password is refused (resetpass clears nopass).
     let open = TestUser::new(&server, "rk_nopass", &["nopass", "~*", "+@all"]);
-    let t = target(
-        &provider,
-        &config(server.port(), &open.name, Some(admin.url(server.port()))),
-        Strategy::Single,
-    );
+    let mut allowed = config(server.port(), &open.name, Some(admin.url(server.port())));
+    allowed.clear_nopass = true;
+    let t = target(&provider, &allowed, Strategy::Single);
     let wrong = doc(&open.name, &random_password(20));
     t.login(&wrong).await.expect("nopass accepts any password");
     let lines = t.preflight(None).await.unwrap();
