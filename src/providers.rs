@@ -1,14 +1,56 @@
 //! The composition root: turns configuration into stores and targets. This is the one
 //! place that names the provider crates; the engine sees only [`Backends`].
 //!
-//! Adding a provider means: one crate under `providers/`, one arm in
-//! [`crate::config::StoreConfig`] or [`crate::config::TargetConfig`], and one arm here.
+//! Each provider kind lives in a file of its own: `targets/TYPE.rs` implements
+//! [`target_kind::TargetKind`] for the provider crate's config section (its `type`
+//! spelling, natural strategy, identities, admin, endpoint and how to build the target),
+//! `stores/TYPE.rs` implements [`store_kind::StoreKind`]. The registry below lists
+//! them, one line each, and generates [`crate::config::TargetConfig`] and
+//! [`crate::config::StoreConfig`] from the list ([`registry`]). Adding a provider means:
+//! its crate under `providers/`, its kind's file (and `mod` line), and its registry line.
 
-use crate::config::{Config, Credential, StoreConfig, TargetConfig};
+mod registry;
+pub(crate) mod shared;
+pub(crate) mod store_kind;
+mod stores;
+pub(crate) mod target_kind;
+mod targets;
+
+use crate::config::{Config, Credential};
 use crate::engine::Backends;
 use rekey_api::{ProviderError, ProviderResult, Store, Target};
+use shared::Providers;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use store_kind::StoreContext;
+use target_kind::{userinfo_encode, AdminLogin, TargetContext};
+
+registry::registry! {
+    targets {
+        /// `type = "postgres"`: a PostgreSQL role.
+        Postgres => rekey_postgres::PostgresTargetConfig,
+        /// `type = "aws-iam"`: an IAM user's access key.
+        AwsIam => rekey_aws::AwsIamTargetConfig,
+        /// `type = "mysql"`: a MySQL or MariaDB user.
+        Mysql => rekey_mysql::MysqlTargetConfig,
+        /// `type = "redis"`: a Redis ACL user.
+        Redis => rekey_redis::RedisTargetConfig,
+        /// `type = "vault-approle"`: a Vault AppRole's secret-id.
+        VaultApprole => rekey_vault::VaultAppRoleConfig,
+        /// `type = "http"`: an API key or password of any HTTP API, rotated by configured requests.
+        Http => Box<rekey_http::HttpTargetConfig>,
+        /// `type = "exec"`: an external program speaking rekey's plugin protocol.
+        Exec => rekey_exec::ExecTargetConfig,
+    }
+    stores {
+        /// `type = "file"`: one local JSON file.
+        File => rekey_file::FileStoreConfig,
+        /// `type = "aws-secretsmanager"`: AWS Secrets Manager.
+        AwsSecretsmanager => rekey_aws::AwsSecretsManagerConfig,
+        /// `type = "vault-kv"`: a Vault KV (v1 or v2) mount.
+        VaultKv => Box<rekey_vault::VaultKvConfig>,
+    }
+}
 
 /// A store opened once per run, or the error that opening it gave.
 type OpenedStore = Result<Arc<dyn Store>, ProviderError>;
@@ -34,13 +76,7 @@ pub struct ConfiguredBackends {
     unresolved: BTreeMap<String, String>,
     opened: Mutex<BTreeMap<String, OpenedStore>>,
     options: ProviderOptions,
-    aws: rekey_aws::AwsProvider,
-    mysql: rekey_mysql::MysqlProvider,
-    postgres: rekey_postgres::PostgresProvider,
-    redis: rekey_redis::RedisProvider,
-    vault: rekey_vault::VaultProvider,
-    http: rekey_http::HttpProvider,
-    exec: rekey_exec::ExecProvider,
+    providers: Providers,
 }
 
 impl ConfiguredBackends {
@@ -53,13 +89,7 @@ impl ConfiguredBackends {
             unresolved: config.unresolved.clone(),
             options,
             opened: Mutex::new(BTreeMap::new()),
-            aws: rekey_aws::AwsProvider::new(),
-            mysql: rekey_mysql::MysqlProvider::new(),
-            postgres: rekey_postgres::PostgresProvider::new(),
-            redis: rekey_redis::RedisProvider::new(),
-            vault: rekey_vault::VaultProvider::new(),
-            http: rekey_http::HttpProvider::new(),
-            exec: rekey_exec::ExecProvider::new(),
+            providers: Providers::default(),
         }
     }
 
@@ -108,51 +138,32 @@ impl ConfiguredBackends {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
-        let dsn = |scheme: &str, path: &str| {
-            rekey_api::RedactedDsn::new(format!("{scheme}://{}@{authority}{path}", userinfo.as_str()))
+        let login = AdminLogin {
+            doc,
+            userinfo,
+            authority,
         };
-        match self.targets.get_mut(name) {
-            Some(TargetConfig::Postgres(c)) => {
-                let db = field("dbname").unwrap_or_else(|| "postgres".to_owned());
-                c.admin = Some(dsn("postgres", &format!("/{}", userinfo_encode(&db))));
-            }
-            Some(TargetConfig::Mysql(c)) => c.admin = Some(dsn("mysql", "")),
-            Some(TargetConfig::Redis(c)) => c.admin = Some(dsn("redis", "")),
-            Some(other) => {
-                return Err(format!(
-                    "{name}: `admin = {{ credential = ... }}` is for postgres, mysql and redis targets, not {}",
-                    other.type_name()
-                ))
-            }
-            None => return Err(format!("{name}: no target configured")),
+        let Some(target) = self.targets.get_mut(name) else {
+            return Err(format!("{name}: no target configured"));
+        };
+        if target.set_admin(&login) {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn open_store(&self, config: &StoreConfig) -> ProviderResult<Arc<dyn Store>> {
-        match config {
-            StoreConfig::File(c) if self.options.create_store => {
-                rekey_file::FileStore::open_or_create(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>)
-            }
-            StoreConfig::File(c) => rekey_file::FileStore::open(c.path.clone()).map(|s| Arc::new(s) as Arc<dyn Store>),
-            StoreConfig::AwsSecretsmanager(c) => self.aws.secrets_manager_store(c),
-            StoreConfig::VaultKv(c) => self.vault.kv_store(c),
-        }
+        Err(format!(
+            "{name}: `admin = {{ credential = ... }}` is for {} targets, not {}",
+            in_words(&TargetConfig::admin_types()),
+            target.type_name()
+        ))
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters (for URL user info
-/// and paths).
-fn userinfo_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// `a`, `a and b`, `a, b and c`.
+fn in_words(items: &[&str]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
-    out
 }
 
 impl Backends for ConfiguredBackends {
@@ -163,7 +174,10 @@ impl Backends for ConfiguredBackends {
         }
         let result = match self.stores.get(name) {
             None => Err(ProviderError::invalid_input(format!("unknown store `{name}`"))),
-            Some(config) => self.open_store(config),
+            Some(config) => config.open(&StoreContext {
+                providers: &self.providers,
+                options: self.options,
+            }),
         };
         let result = result.map_err(|e| e.context(format_args!("store `{name}`")));
         opened.insert(name.to_owned(), result.clone());
@@ -171,13 +185,7 @@ impl Backends for ConfiguredBackends {
     }
 
     fn endpoint(&self, credential: &Credential) -> Option<String> {
-        let (host, port) = match self.targets.get(&credential.name)? {
-            TargetConfig::Postgres(c) => (&c.host, c.port),
-            TargetConfig::Mysql(c) => (&c.host, c.port),
-            TargetConfig::Redis(c) => (&c.host, c.port),
-            _ => return None,
-        };
-        Some(format!("{}:{port}", host.to_ascii_lowercase()))
+        self.targets.get(&credential.name)?.endpoint()
     }
 
     fn target(&self, credential: &Credential) -> ProviderResult<Arc<dyn Target>> {
@@ -196,20 +204,75 @@ impl Backends for ConfiguredBackends {
                 credential.name
             )));
         };
-        match config {
-            TargetConfig::Postgres(c) => self.postgres.target(c, credential.strategy),
-            TargetConfig::AwsIam(c) => self.aws.iam_target(
-                c,
-                credential.strategy,
-                rekey_aws::IamOptions {
-                    delete_inactive: self.options.delete_inactive,
-                },
-            ),
-            TargetConfig::Mysql(c) => self.mysql.target(c, credential.strategy),
-            TargetConfig::Redis(c) => self.redis.target(c, credential.strategy),
-            TargetConfig::VaultApprole(c) => self.vault.approle_target(c, credential.strategy),
-            TargetConfig::Http(c) => self.http.target(c, &credential.name, credential.strategy),
-            TargetConfig::Exec(c) => self.exec.target(c, &credential.name, credential.strategy),
+        config.build(&TargetContext {
+            providers: &self.providers,
+            name: &credential.name,
+            strategy: credential.strategy,
+            options: self.options,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, StoreConfig, TargetConfig};
+    use std::path::Path;
+
+    /// A section each registered type reads; the list must name every type of the
+    /// registry, in its order.
+    const TARGETS: &[(&str, &str)] = &[
+        ("postgres", "host = \"h\", username = \"app\""),
+        ("aws-iam", "user = \"deployer\""),
+        ("mysql", "host = \"h\", username = \"app\""),
+        ("redis", "host = \"h\", username = \"app\""),
+        ("vault-approle", "role = \"app\""),
+        (
+            "http",
+            "base_url = \"https://api.example.com\", login = { method = \"GET\", path = \"/me\", ok = [200], \
+             rejected = [401] }",
+        ),
+        ("exec", "command = [\"/bin/true\"]"),
+    ];
+    const STORES: &[(&str, &str)] = &[
+        ("file", "path = \"s.json\""),
+        ("aws-secretsmanager", ""),
+        ("vault-kv", "mount = \"secret\""),
+    ];
+
+    fn parse(store: (&str, &str), target: (&str, &str)) -> Result<Config, String> {
+        let text = format!(
+            "[stores.s]\ntype = \"{}\"\n{}\n\n[[credentials]]\nname = \"c\"\nstore = \"s\"\nkey = \"k\"\n\
+             target = {{ type = \"{}\", {} }}\n",
+            store.0, store.1, target.0, target.1
+        );
+        Config::parse(Path::new("r.toml"), &text, |_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_registered_type_reads_as_itself() {
+        let names = |list: &[(&'static str, &str)]| list.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+        assert_eq!(TargetConfig::TYPES, names(TARGETS));
+        assert_eq!(StoreConfig::TYPES, names(STORES));
+        for &target in TARGETS {
+            let config = parse(STORES[0], target).unwrap_or_else(|e| panic!("{}: {e}", target.0));
+            assert_eq!(config.targets["c"].type_name(), target.0);
         }
+        for &store in STORES {
+            let config = parse(store, TARGETS[0]).unwrap_or_else(|e| panic!("{}: {e}", store.0));
+            assert_eq!(config.stores["s"].type_name(), store.0);
+        }
+        let e = parse(STORES[0], ("postgre", "host = \"h\"")).unwrap_err();
+        assert!(
+            e.ends_with(
+                "unknown target type `postgre`, expected one of `postgres`, `aws-iam`, `mysql`, `redis`, \
+                 `vault-approle`, `http`, `exec`"
+            ),
+            "{e}"
+        );
+        let e = parse(("files", ""), TARGETS[0]).unwrap_err();
+        assert!(
+            e.ends_with("unknown store type `files`, expected one of `file`, `aws-secretsmanager`, `vault-kv`"),
+            "{e}"
+        );
     }
 }

@@ -1,15 +1,11 @@
 //! Who a target's secret belongs to, and the configurations that rotate one identity
 //! twice, or rotate the administrator rekey itself logs in as.
 //!
-//! An identity is a target type, a place and a principal:
-//!
-//! | type | place | principal |
-//! |---|---|---|
-//! | `postgres` | host and port | each role (`username`, or both `usernames`) |
-//! | `mysql` | host and port | each user, with `user_host` |
-//! | `redis` | host and port | the ACL user |
-//! | `aws-iam` | endpoint and profile | the user (IAM names are case-insensitive) |
-//! | `vault-approle` | address, namespace and mount | the role (case-insensitive, as Vault treats it) |
+//! An identity is a target type, a place and a principal ([`Identity`]). Each target
+//! kind says which identities its credentials rotate, which one its admin logs in as
+//! and what its documents hold ([`crate::providers::target_kind::TargetKind`], in
+//! `src/providers/targets/TYPE.rs`); a kind that cannot tell says none, and is not
+//! checked. This module compares them.
 //!
 //! Hosts compare case-insensitively, without a trailing dot or IPv6 brackets, and
 //! `localhost`, `127.0.0.1` and `::1` are taken as one host: on one machine they reach
@@ -20,7 +16,6 @@ use super::{Config, ConfigError, Credential, TargetConfig};
 use rekey_api::SecretDoc;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use zeroize::Zeroizing;
 
 /// A host as compared (see the module documentation).
 pub(crate) fn host_key(host: &str) -> String {
@@ -39,16 +34,28 @@ pub(crate) fn host_key(host: &str) -> String {
     }
 }
 
-/// One identity: compared by `key`, shown as `shown`.
+/// What an identity is compared by: the target type, the place (host and port as
+/// [`host_key`], or the provider's equivalent) and the principal.
+pub(crate) type IdentityKey = (&'static str, String, String);
+
+/// The place of a server target: `host:port` as compared ([`host_key`]) and as shown.
+pub(crate) fn server_place(host: &str, port: u16) -> (String, String) {
+    (format!("{}:{port}", host_key(host)), format!("{host}:{port}"))
+}
+
+/// One identity: compared by `key`, shown as `shown` (e.g. "postgres role `app` on
+/// db:5432").
 #[derive(Debug, Clone)]
-struct Identity {
-    key: (&'static str, String, String),
-    shown: String,
+pub(crate) struct Identity {
+    /// What it is compared by.
+    pub key: IdentityKey,
+    /// How messages name it.
+    pub shown: String,
 }
 
 /// An endpoint URL as compared: scheme, host as [`host_key`], port (the scheme's
 /// default when absent) and path, without a trailing `/`.
-fn address_key(address: &str) -> String {
+pub(crate) fn address_key(address: &str) -> String {
     let text = address.trim().trim_end_matches('/');
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_ascii_lowercase();
@@ -69,103 +76,6 @@ fn address_key(address: &str) -> String {
     format!("{scheme}://{}:{port}{path}", host_key(host))
 }
 
-/// The identities a target rotates. `lookup` supplies `VAULT_ADDR`/`VAULT_NAMESPACE`
-/// when the configuration leaves them to the environment.
-fn identities(target: &TargetConfig, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Identity> {
-    let place = |host: &str, port: u16| (format!("{}:{port}", host_key(host)), format!("{host}:{port}"));
-    match target {
-        TargetConfig::Postgres(c) => {
-            let (key, shown) = place(&c.host, c.port);
-            c.roles()
-                .into_iter()
-                .map(|role| Identity {
-                    key: ("postgres", key.clone(), role.to_owned()),
-                    shown: format!("postgres role `{role}` on {shown}"),
-                })
-                .collect()
-        }
-        TargetConfig::Mysql(c) => {
-            let (key, shown) = place(&c.host, c.port);
-            c.users()
-                .into_iter()
-                .map(|user| Identity {
-                    key: ("mysql", key.clone(), format!("{user}\0{}", c.user_host)),
-                    shown: format!("mysql user '{user}'@'{}' on {shown}", c.user_host),
-                })
-                .collect()
-        }
-        TargetConfig::Redis(c) => {
-            let (key, shown) = place(&c.host, c.port);
-            vec![Identity {
-                key: ("redis", key, c.username.clone()),
-                shown: format!("redis user `{}` on {shown}", c.username),
-            }]
-        }
-        TargetConfig::AwsIam(c) => {
-            let endpoint = c
-                .endpoint_url
-                .as_deref()
-                .map(|e| e.trim_end_matches('/').to_ascii_lowercase());
-            let place = format!(
-                "{}|{}",
-                endpoint.as_deref().unwrap_or("aws"),
-                c.profile.as_deref().unwrap_or("")
-            );
-            let at = match &c.endpoint_url {
-                Some(e) => format!(" at {}", rekey_api::redact::redact(e)),
-                None => String::new(),
-            };
-            vec![Identity {
-                key: ("aws-iam", place, c.user.to_ascii_lowercase()),
-                shown: format!("aws-iam user `{}`{at}", c.user),
-            }]
-        }
-        TargetConfig::VaultApprole(c) => {
-            let address = c.address.clone().or_else(|| lookup("VAULT_ADDR"));
-            let namespace = c.namespace.clone().or_else(|| lookup("VAULT_NAMESPACE"));
-            let mount = c.mount.trim_matches('/');
-            let place = format!(
-                "{}|{}|{mount}",
-                address.as_deref().map(address_key).unwrap_or_default(),
-                namespace.as_deref().unwrap_or("").trim().trim_matches('/')
-            );
-            vec![Identity {
-                key: ("vault-approle", place, c.role.to_ascii_lowercase()),
-                shown: format!(
-                    "vault-approle role `{}` (mount `{mount}`) on {}",
-                    c.role,
-                    address.as_deref().unwrap_or("$VAULT_ADDR")
-                ),
-            }]
-        }
-        // What an http target rotates is not known from its configuration.
-        TargetConfig::Http(_) | TargetConfig::Exec(_) => Vec::new(),
-    }
-}
-
-/// The identity an administrator connection string logs in as, for the targets that
-/// take one: its user on the target's server (the admin must reach that server to
-/// change the user). `None` when there is no admin or its user cannot be told.
-fn admin_key(target: &TargetConfig) -> Option<(&'static str, String, String)> {
-    let place = |host: &str, port: u16| format!("{}:{port}", host_key(host));
-    match target {
-        TargetConfig::Postgres(c) => {
-            let user = postgres_admin_user(c.admin.as_ref()?.expose())?;
-            Some(("postgres", place(&c.host, c.port), user))
-        }
-        TargetConfig::Mysql(c) => {
-            // The account's host part is the server's choice: take the target's.
-            let user = mysql_admin_user(c.admin.as_ref()?.expose())?;
-            Some(("mysql", place(&c.host, c.port), format!("{user}\0{}", c.user_host)))
-        }
-        TargetConfig::Redis(c) => {
-            let user = redis_admin_user(c.admin.as_ref()?.expose())?;
-            Some(("redis", place(&c.host, c.port), user))
-        }
-        TargetConfig::AwsIam(_) | TargetConfig::VaultApprole(_) | TargetConfig::Http(_) | TargetConfig::Exec(_) => None,
-    }
-}
-
 /// Refuses two credentials rotating one identity, and a credential whose administrator
 /// is an identity that a credential (itself or another) rotates.
 pub(crate) fn check(
@@ -175,7 +85,7 @@ pub(crate) fn check(
 ) -> Result<(), ConfigError> {
     let mut rotated: BTreeMap<(&'static str, String, String), (&str, String)> = BTreeMap::new();
     for (name, target) in targets {
-        for identity in identities(target, lookup) {
+        for identity in target.identities(lookup) {
             if let Some((other, _)) = rotated.get(&identity.key) {
                 if other != name {
                     return Err(ConfigError::new(format!(
@@ -189,7 +99,7 @@ pub(crate) fn check(
         }
     }
     for (name, target) in targets {
-        let Some(admin) = admin_key(target) else { continue };
+        let Some(admin) = target.admin_identity() else { continue };
         let Some((owner, shown)) = rotated.get(&admin) else {
             continue;
         };
@@ -211,149 +121,53 @@ pub(crate) fn check(
 }
 
 /// A user name, percent-decoded (`None` for a malformed escape or non-UTF-8).
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     rekey_net::percent_decode(text).map(|user| user.as_str().to_owned())
 }
 
-fn strip_scheme<'t>(text: &'t str, schemes: &[&str]) -> Option<&'t str> {
+/// What follows `SCHEME://` when the scheme (any case) is one of `schemes`.
+pub(crate) fn strip_scheme<'t>(text: &'t str, schemes: &[&str]) -> Option<&'t str> {
     let (scheme, rest) = text.trim().split_once("://")?;
     schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)).then_some(rest)
 }
 
 /// The user of a URL's authority (`user[:password]@host`), percent-decoded. The
 /// authority ends at the first `/`, `?` or `#`; the user info at its last `@`.
-fn url_user(rest: &str) -> Option<String> {
+pub(crate) fn url_user(rest: &str) -> Option<String> {
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let (userinfo, _) = authority.rsplit_once('@')?;
     let user = userinfo.split(':').next().unwrap_or("");
     percent_decode(user)
 }
 
-/// The role a PostgreSQL admin connection string (URL or key=value) names. The
-/// password is skipped, never copied out.
-pub(crate) fn postgres_admin_user(dsn: &str) -> Option<String> {
-    if let Some(rest) = strip_scheme(dsn, &["postgres", "postgresql"]) {
-        let query_user = rest.split_once('?').and_then(|(_, query)| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .filter(|(k, _)| *k == "user")
-                .filter_map(|(_, v)| percent_decode(v))
-                .next_back()
-        });
-        return query_user.or_else(|| url_user(rest)).filter(|u| !u.is_empty());
-    }
-    key_value_user(dsn)
+/// What a target says of the fields of its documents ([`check_import_identity`]); each
+/// field left empty is not checked.
+#[derive(Default)]
+pub(crate) struct Expected<'t> {
+    /// The spellings of `engine` (the first is shown).
+    pub engines: &'static [&'static str],
+    /// `host`, compared as [`host_key`].
+    pub host: Option<&'t str>,
+    /// `port`.
+    pub port: Option<u16>,
+    /// The names `username` may hold.
+    pub users: Vec<&'t str>,
+    /// Whether `username` compares case-insensitively (IAM user names).
+    pub users_ignore_case: bool,
+    /// `dbname`.
+    pub dbname: Option<&'t str>,
+    /// Further text fields of the provider's own, checked after `dbname`.
+    pub fields: Vec<ExpectedField<'t>>,
 }
 
-/// `user` of libpq key=value conninfo (values plain with `\` escapes, or single-quoted).
-fn key_value_user(text: &str) -> Option<String> {
-    let mut chars = text.chars().peekable();
-    let mut user = None;
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            return user;
-        }
-        let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
-            key.push(c);
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if key.is_empty() || chars.next() != Some('=') {
-            return None;
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = Zeroizing::new(String::new());
-        if chars.next_if_eq(&'\'').is_some() {
-            loop {
-                match chars.next()? {
-                    '\'' => break,
-                    '\\' => value.push(chars.next()?),
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-                value.push(if c == '\\' { chars.next()? } else { c });
-            }
-        }
-        if key == "user" {
-            user = Some(value.to_string()).filter(|u| !u.is_empty());
-        }
-    }
-}
-
-/// The user a MySQL admin URL (`mysql://user:pw@host:port/`) names.
-pub(crate) fn mysql_admin_user(url: &str) -> Option<String> {
-    let rest = strip_scheme(url, &["mysql", "mariadb"])?;
-    let before_query = rest.split('?').next().unwrap_or(rest);
-    let authority = before_query.split('/').next().unwrap_or(before_query);
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    percent_decode(userinfo.split(':').next().unwrap_or("")).filter(|u| !u.is_empty())
-}
-
-/// The ACL user a Redis admin URL names: `default` when it names none.
-pub(crate) fn redis_admin_user(url: &str) -> Option<String> {
-    let rest = strip_scheme(url, &["redis", "rediss"])?;
-    match url_user(rest) {
-        Some(user) if !user.is_empty() => Some(user),
-        Some(_) | None => Some("default".to_owned()),
-    }
-}
-
-/// What a target says of the fields of its documents.
-struct Expected<'t> {
-    engines: &'static [&'static str],
-    host: Option<&'t str>,
-    port: Option<u16>,
-    users: Vec<&'t str>,
-    dbname: Option<&'t str>,
-}
-
-impl<'t> Expected<'t> {
-    fn of(target: &'t TargetConfig) -> Self {
-        let none = Expected {
-            engines: &[],
-            host: None,
-            port: None,
-            users: Vec::new(),
-            dbname: None,
-        };
-        match target {
-            TargetConfig::Postgres(c) => Expected {
-                engines: &["postgres", "postgresql", "aurora-postgresql"],
-                host: Some(&c.host),
-                port: Some(c.port),
-                users: c.roles(),
-                dbname: Some(&c.dbname),
-            },
-            TargetConfig::Mysql(c) => Expected {
-                engines: &["mysql", "mariadb", "aurora-mysql", "aurora"],
-                host: Some(&c.host),
-                port: Some(c.port),
-                users: c.users(),
-                ..none
-            },
-            TargetConfig::Redis(c) => Expected {
-                engines: &["redis"],
-                host: Some(&c.host),
-                port: Some(c.port),
-                users: vec![c.username.as_str()],
-                ..none
-            },
-            TargetConfig::AwsIam(c) => Expected {
-                engines: &[rekey_aws::ENGINE],
-                users: vec![c.user.as_str()],
-                ..none
-            },
-            TargetConfig::VaultApprole(_) => Expected {
-                engines: &[rekey_vault::ENGINE],
-                ..none
-            },
-            TargetConfig::Http(_) | TargetConfig::Exec(_) => none,
-        }
-    }
+/// A text field a target's documents must agree with.
+pub(crate) struct ExpectedField<'t> {
+    /// The field's name in the document.
+    pub name: &'static str,
+    /// The configured value as messages show it.
+    pub configured: String,
+    /// Whether a found value agrees with the configuration.
+    pub agrees: Box<dyn Fn(&str) -> bool + 't>,
 }
 
 /// Checks that a document to be imported for `credential` is about its configured
@@ -376,8 +190,10 @@ pub fn check_import_identity(config: &Config, credential: &Credential, doc: &Sec
         host,
         port,
         users,
+        users_ignore_case,
         dbname,
-    } = Expected::of(target);
+        fields,
+    } = target.expected();
     let mut differences = Vec::new();
     let mut text_field = |field: &str, agrees: &dyn Fn(&str) -> bool, configured: String| match doc.get(field) {
         None => {}
@@ -399,14 +215,13 @@ pub fn check_import_identity(config: &Config, credential: &Credential, doc: &Sec
         text_field("host", &|found| host_key(found) == host_key(host), format!("{host:?}"));
     }
     if !users.is_empty() {
-        let iam = matches!(target, TargetConfig::AwsIam(_));
         let shown = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(" or ");
         text_field(
             "username",
             &|found| {
                 users
                     .iter()
-                    .any(|u| *u == found || (iam && u.eq_ignore_ascii_case(found)))
+                    .any(|u| *u == found || (users_ignore_case && u.eq_ignore_ascii_case(found)))
             },
             shown,
         );
@@ -414,19 +229,8 @@ pub fn check_import_identity(config: &Config, credential: &Credential, doc: &Sec
     if let Some(dbname) = dbname {
         text_field("dbname", &|found| found == dbname, format!("{dbname:?}"));
     }
-    if let TargetConfig::VaultApprole(c) = target {
-        let role = c.role.clone();
-        text_field(
-            rekey_vault::ROLE_NAME,
-            &|found| found.eq_ignore_ascii_case(&role),
-            format!("{role:?}"),
-        );
-        let mount = c.mount.trim_matches('/').to_owned();
-        text_field(
-            rekey_vault::MOUNT,
-            &|found| found.trim_matches('/') == mount,
-            format!("{mount:?}"),
-        );
+    for field in fields {
+        text_field(field.name, &*field.agrees, field.configured);
     }
     if let Some(port) = port {
         match doc.get("port") {
@@ -474,40 +278,5 @@ mod tests {
             address_key("https://vault.internal:443/")
         );
         assert_ne!(address_key("http://vault:8200"), address_key("http://vault:8201"));
-    }
-
-    #[test]
-    fn admin_users_are_read_without_the_password() {
-        assert_eq!(
-            postgres_admin_user("postgres://app:p%40ss@h:5/db").as_deref(),
-            Some("app")
-        );
-        assert_eq!(
-            postgres_admin_user("postgresql://a%2Db:x@y@h/db").as_deref(),
-            Some("a-b")
-        );
-        assert_eq!(
-            postgres_admin_user("postgres://h/db?user=adm&sslmode=disable").as_deref(),
-            Some("adm")
-        );
-        assert_eq!(postgres_admin_user("postgres://h:5432/db"), None);
-        assert_eq!(
-            postgres_admin_user("host=h user = 'o''k' password='a b'").as_deref(),
-            None
-        );
-        assert_eq!(
-            postgres_admin_user(r"host=h user='it\'s' password='a b'").as_deref(),
-            Some("it's")
-        );
-        assert_eq!(
-            postgres_admin_user("host=h password=x user=root ").as_deref(),
-            Some("root")
-        );
-        assert_eq!(mysql_admin_user("mysql://root:pw@h:3306/").as_deref(), Some("root"));
-        assert_eq!(mysql_admin_user("mariadb://r%40x:p@ss@h/").as_deref(), Some("r@x"));
-        assert_eq!(mysql_admin_user("mysql://h/"), None);
-        assert_eq!(redis_admin_user("redis://adm:pw@h:6379").as_deref(), Some("adm"));
-        assert_eq!(redis_admin_user("rediss://:pw@h").as_deref(), Some("default"));
-        assert_eq!(redis_admin_user("redis://127.0.0.1:6379").as_deref(), Some("default"));
     }
 }
