@@ -11,7 +11,6 @@
 
 use crate::redis::{redis_cli, redis_login, RedisUser, REDIS};
 use crate::util::{login, run, unique, Run, Workspace, ADMIN_ENV};
-use rekey_testbed::quote_ident;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -197,8 +196,6 @@ fn alternating_postgres_readers_see_no_failure_with_the_default_grace() {
         dir: ws.dir.path().to_owned(),
         env: vec![(ADMIN_ENV, ws.pg.admin_url())],
     };
-    let group = unique("rk_zd_group");
-    ws.pg.psql(&format!("CREATE ROLE {} NOLOGIN", quote_ident(&group)));
     let (a, password_a) = ws.role("rk_zd_a");
     let (b, _) = ws.role("rk_zd_b");
     let credential = format!(
@@ -245,5 +242,4 @@ fn alternating_postgres_readers_see_no_failure_with_the_default_grace() {
         !login(ws.pg, &a, &password_a),
         "the first secret was revoked on the way"
     );
-    ws.pg.psql(&format!("DROP ROLE IF EXISTS {}", quote_ident(&group)));
 }
