@@ -172,3 +172,49 @@ fn a_consumer_reloading_through_a_hook_never_sees_a_dead_secret() {
     assert_eq!(lines.lines().filter(|l| l.starts_with("ok ")).count(), 20, "{lines}");
     assert!(!redis_login(&user.0, &initial));
 }
+
+/// Issue 12: a `nopass` user logs in with any password; a rotation would give it one.
+/// `plan` and `rotate` refuse it (exit 1, the reason and the option), nothing is staged
+/// and the user is still `nopass`; with `clear_nopass = true` the rotation ends it.
+#[test]
+fn a_nopass_user_is_refused_unless_clear_nopass() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = RedisUser(unique("rk_nopass"));
+    redis_cli(&["ACL", "SETUSER", &user.0, "on", "nopass", "~app:*", "+@read"]);
+    assert!(redis_login(&user.0, "anything-at-all"), "precondition: nopass");
+    let config = |extra: &str| {
+        format!(
+            "[defaults]\naudit_log = \"audit.jsonl\"\n[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
+             [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"single\"\n\
+             target = {{ type = \"redis\", host = \"{}\", port = {}, username = \"{}\", admin = \"redis://{}:{}\"{extra} }}\n",
+            REDIS.0, REDIS.1, user.0, REDIS.0, REDIS.1
+        )
+    };
+    std::fs::write(dir.path().join("rekey.toml"), config("")).unwrap();
+    rekey(dir.path(), &["import", "cache"], "some-password-of-the-app").assert_code(0);
+    for command in ["plan", "rotate"] {
+        let r = rekey(dir.path(), &[command, "cache"], "");
+        r.assert_code(1);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("nopass") && all.contains("clear_nopass = true"),
+            "{command}: {all}"
+        );
+    }
+    let status = rekey(dir.path(), &["-o", "json", "status", "cache"], "");
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let versions = doc["credentials"][0]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "nothing staged: {doc}");
+    assert!(redis_login(&user.0, "still-anything"), "still nopass");
+
+    std::fs::write(dir.path().join("rekey.toml"), config(", clear_nopass = true")).unwrap();
+    rekey(dir.path(), &["rotate", "cache"], "").assert_code(0);
+    let new = rekey(dir.path(), &["get", "cache", "--field", "password"], "")
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(redis_login(&user.0, &new));
+    assert!(!redis_login(&user.0, "still-anything"), "nopass ended");
+    let acl = redis_cli(&["ACL", "GETUSER", &user.0]);
+    assert!(acl.contains("~app:*"), "the other rules are kept: {acl}");
+}
