@@ -15,6 +15,7 @@ mod incident_sessions;
 mod leaked_artefacts;
 mod leaks;
 mod mysql;
+mod mysql_ed25519;
 mod notify;
 mod operations;
 mod redis;

@@ -7,9 +7,14 @@ use crate::error::mysql_error;
 use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
 use rekey_api::{ProviderError, ProviderResult};
 use rekey_net::tls;
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Client-side packet limit; rekey's statements are small.
@@ -129,11 +134,21 @@ pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> ProviderResult<Conn> {
     };
     match tokio::time::timeout(spec.timeout, attempt).await {
         Ok(Ok(Ok(conn))) => Ok(conn),
-        Ok(Err(Panicked)) => Err(ProviderError::unsupported(format!(
-            "connecting as {}: the MySQL client library gave up while authenticating (it panicked): the account \
-             most likely uses an authentication plugin the client cannot answer, such as MariaDB's parsec",
-            spec.label
-        ))
+        Ok(Err(Panicked { plugin })) => Err(ProviderError::unsupported(match plugin {
+            Some(plugin) => format!(
+                "connecting as {}: the account authenticates with the `{plugin}` plugin (the server asked for it), \
+                 which rekey's MySQL client cannot answer (it is built without ed25519 and parsec): rekey cannot \
+                 log in as this account; give it a mysql_native_password method (ALTER USER … IDENTIFIED VIA \
+                 mysql_native_password USING PASSWORD('…'))",
+                spec.label
+            ),
+            None => format!(
+                "connecting as {}: the MySQL client library gave up while authenticating: the account most likely \
+                 authenticates with a plugin the client cannot answer (MariaDB's ed25519 or parsec); give it a \
+                 mysql_native_password method",
+                spec.label
+            ),
+        })
         .retryable(false)),
         Ok(Ok(Err(e))) => Err(mysql_error(
             &e,
@@ -148,12 +163,18 @@ pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> ProviderResult<Conn> {
     }
 }
 
-/// The client library panicked while connecting.
-struct Panicked;
+/// The client library panicked while connecting; `plugin` is the authentication plugin
+/// it could not answer, when its panic message names one.
+struct Panicked {
+    plugin: Option<String>,
+}
 
-/// `Conn::new` on its own task, so that a panic inside the client library (mysql_common
-/// panics when the server asks for an authentication plugin it was built without, such
-/// as MariaDB's `parsec`) becomes an error instead of ending the rotation.
+/// `Conn::new` on its own task, so that a panic inside the client library becomes an
+/// error instead of ending the rotation, and a silent one (see [`Quiet`]): mysql_common
+/// panics ("Can't create response for `ed25519` authentication plugin — … feature is
+/// disabled") when the server's authentication switch asks for a plugin it was built
+/// without, MariaDB's `ed25519` or `parsec`. mysql_async offers no hook to refuse the
+/// switch before that, so the panic is the signal; its message names the plugin.
 async fn new_conn(opts: OptsBuilder) -> Result<Result<Conn, mysql_async::Error>, Panicked> {
     /// Aborts the task when the caller gives up (its deadline passed).
     struct AbortOnDrop(tokio::task::JoinHandle<Result<Conn, mysql_async::Error>>);
@@ -162,17 +183,121 @@ async fn new_conn(opts: OptsBuilder) -> Result<Result<Conn, mysql_async::Error>,
             self.0.abort();
         }
     }
-    let mut task = AbortOnDrop(tokio::spawn(Conn::new(opts)));
+    install_quiet_panic_hook();
+    let mut task = AbortOnDrop(tokio::spawn(Quiet(Box::pin(Conn::new(opts)))));
     match (&mut task.0).await {
         Ok(result) => Ok(result),
-        Err(e) if e.is_panic() => Err(Panicked),
+        Err(e) if e.is_panic() => Err(Panicked {
+            plugin: plugin_in_panic(e.into_panic().as_ref()),
+        }),
         // Cancelled: the runtime is shutting down.
         Err(_) => Ok(Err(mysql_async::Error::Driver(DriverError::ConnectionClosed))),
     }
+}
+
+thread_local! {
+    /// Set while this thread polls a login ([`Quiet`]): a panic then prints nothing.
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that prints nothing for a panic raised while
+/// [`QUIET_PANICS`] is set on the panicking thread and hands every other panic to the
+/// hook that was installed before (the default one prints the message and, with
+/// `RUST_BACKTRACE`, a backtrace). A panic in a login is expected (see [`new_conn`]),
+/// caught, and reported as an error naming its cause, so printing it would only alarm.
+/// A hook set later by someone else replaces this one: the panic is then printed, and
+/// still caught.
+fn install_quiet_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A future polled with [`QUIET_PANICS`] set on the polling thread: a panic inside
+/// `poll` (the login runs on whichever tokio worker polls it) prints nothing. The flag is
+/// restored after each poll, also when the poll unwinds.
+struct Quiet<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for Quiet<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        /// Restores the flag's previous value when dropped.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                QUIET_PANICS.with(|q| q.set(self.0));
+            }
+        }
+        let _restore = Restore(QUIET_PANICS.with(|q| q.replace(true)));
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// The plugin a panic message of mysql_common names: the first `` `word` `` of
+/// "Can't create response for `ed25519` authentication plugin — …". Only a plugin-shaped
+/// word (letters, digits, `_`) is taken; the message is never shown as it is.
+fn plugin_in_panic(payload: &(dyn Any + Send)) -> Option<String> {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))?;
+    let (_, rest) = text.split_once("for `")?;
+    let (name, rest) = rest.split_once('`')?;
+    let shaped = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    (shaped && rest.trim_start().starts_with("authentication plugin")).then(|| name.to_owned())
 }
 
 /// Closes a connection cleanly (COM_QUIT) rather than dropping the socket; errors are
 /// irrelevant by then.
 pub(crate) async fn close(conn: Conn) {
     let _ = tokio::time::timeout(Duration::from_secs(5), conn.disconnect()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_of_mysql_commons_panic() {
+        let ed: Box<dyn Any + Send> = Box::new(
+            "Can't create response for `ed25519` authentication plugin — `mysql_common/client_ed25519` feature is \
+             disabled.",
+        );
+        assert_eq!(plugin_in_panic(ed.as_ref()).as_deref(), Some("ed25519"));
+        let parsec: Box<dyn Any + Send> = Box::new(String::from(
+            "Can't create response for `parsec` authentication plugin — `mysql_common/client_parsec` feature is \
+             disabled.",
+        ));
+        assert_eq!(plugin_in_panic(parsec.as_ref()).as_deref(), Some("parsec"));
+        let other: Box<dyn Any + Send> = Box::new("index out of bounds: the len is 3 but the index is 7");
+        assert_eq!(plugin_in_panic(other.as_ref()), None);
+        let odd: Box<dyn Any + Send> = Box::new("response for `a b` authentication plugin");
+        assert_eq!(plugin_in_panic(odd.as_ref()), None);
+        assert_eq!(plugin_in_panic(&42u8), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_quiet_future_is_caught_and_the_flag_restored() {
+        install_quiet_panic_hook();
+        let task = tokio::spawn(Quiet(Box::pin(async {
+            panic!("Can't create response for `ed25519` authentication plugin — test")
+        })));
+        let err = task.await.unwrap_err();
+        assert!(err.is_panic());
+        assert_eq!(plugin_in_panic(err.into_panic().as_ref()).as_deref(), Some("ed25519"));
+        // Every worker's flag is back to unset: a panic elsewhere is printed as before.
+        for _ in 0..8 {
+            tokio::spawn(async { assert!(!QUIET_PANICS.with(Cell::get)) })
+                .await
+                .unwrap();
+        }
+        assert!(!QUIET_PANICS.with(Cell::get));
+    }
 }
