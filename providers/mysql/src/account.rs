@@ -156,8 +156,42 @@ pub struct HostEntry {
     pub expired: bool,
     /// `ACCOUNT LOCK`: every login is refused.
     pub locked: bool,
-    /// `PASSWORD EXPIRE INTERVAL n DAY`, when set per account.
-    pub lifetime_days: Option<i64>,
+    /// The password lifetime policy (`PASSWORD EXPIRE DEFAULT | NEVER | INTERVAL n DAY`).
+    pub lifetime: Lifetime,
+}
+
+/// An account's password lifetime policy, as the server keeps it: MariaDB's
+/// `password_lifetime` in `mysql.global_priv` (absent or -1: default, 0: never, n: days),
+/// MySQL's `mysql.user.password_lifetime` (NULL: default, 0: never, n: days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lifetime {
+    /// `PASSWORD EXPIRE DEFAULT`: the server's `default_password_lifetime` applies.
+    #[default]
+    Default,
+    /// `PASSWORD EXPIRE NEVER`.
+    Never,
+    /// `PASSWORD EXPIRE INTERVAL n DAY`.
+    Days(i64),
+}
+
+impl Lifetime {
+    /// The policy of a stored `password_lifetime` value.
+    pub fn from_stored(value: Option<i64>) -> Lifetime {
+        match value {
+            Some(0) => Lifetime::Never,
+            Some(days) if days > 0 => Lifetime::Days(days),
+            _ => Lifetime::Default,
+        }
+    }
+
+    /// The clause that sets it: `PASSWORD EXPIRE INTERVAL 30 DAY`.
+    pub fn clause(self) -> String {
+        match self {
+            Lifetime::Default => "PASSWORD EXPIRE DEFAULT".to_owned(),
+            Lifetime::Never => "PASSWORD EXPIRE NEVER".to_owned(),
+            Lifetime::Days(days) => format!("PASSWORD EXPIRE INTERVAL {days} DAY"),
+        }
+    }
 }
 
 impl HostEntry {
@@ -204,7 +238,7 @@ impl HostEntry {
             },
             expired: number("password_last_changed") == Some(0),
             locked: object.get("account_locked").and_then(serde_json::Value::as_bool) == Some(true),
-            lifetime_days: number("password_lifetime").filter(|d| *d > 0),
+            lifetime: Lifetime::from_stored(number("password_lifetime")),
         })
     }
 
@@ -217,7 +251,7 @@ impl HostEntry {
             tls: tls_from_text(&row.ssl_type),
             expired: row.expired.eq_ignore_ascii_case("Y"),
             locked: row.locked.eq_ignore_ascii_case("Y"),
-            lifetime_days: row.lifetime.filter(|d| *d > 0),
+            lifetime: Lifetime::from_stored(row.lifetime),
         }
     }
 
@@ -453,9 +487,21 @@ impl AccountPlan {
 
     /// The `ALTER USER` statement giving every entry of [`AccountPlan::rotate`] the new
     /// password, each keeping its other methods; with `retain`, `RETAIN CURRENT
-    /// PASSWORD` (MySQL 8.0.14+).
-    pub fn alter_statement(&self, flavor: Flavor, password: &Secret, retain: bool) -> Zeroizing<String> {
-        alter_entries(&self.rotate, flavor, password, retain)
+    /// PASSWORD` (MySQL 8.0.14+); with `lifetime`, that `PASSWORD EXPIRE …` option for
+    /// every entry (without it each keeps its own).
+    pub fn alter_statement(
+        &self,
+        flavor: Flavor,
+        password: &Secret,
+        retain: bool,
+        lifetime: Option<&str>,
+    ) -> Zeroizing<String> {
+        let mut sql = alter_entries(&self.rotate, flavor, password, retain);
+        if let Some(option) = lifetime {
+            sql.push(' ');
+            sql.push_str(option);
+        }
+        sql
     }
 }
 
@@ -720,7 +766,7 @@ mod tests {
             2
         );
         assert!(AccountPlan::new(entries, "nowhere", &[]).is_none());
-        let sql = plan.alter_statement(Flavor::MariaDb, &pw, false);
+        let sql = plan.alter_statement(Flavor::MariaDb, &pw, false, None);
         assert!(
             sql.starts_with("ALTER USER 'app'@'%' IDENTIFIED BY PASSWORD '*0D3C"),
             "{}",
@@ -731,6 +777,28 @@ mod tests {
             "{}",
             *sql
         );
+        assert!(!sql.contains("EXPIRE"), "keep: each entry keeps its own: {}", *sql);
+        // A lifetime option once, after every entry: it applies to all of them.
+        let sql = plan.alter_statement(Flavor::MariaDb, &pw, false, Some("PASSWORD EXPIRE INTERVAL 90 DAY"));
+        assert!(sql.ends_with("' PASSWORD EXPIRE INTERVAL 90 DAY"), "{}", *sql);
+        assert_eq!(sql.matches("PASSWORD EXPIRE").count(), 1, "{}", *sql);
+    }
+
+    #[test]
+    fn lifetimes() {
+        let lifetime = |value: &str| {
+            entry(&format!(
+                r#"{{"plugin":"mysql_native_password","authentication_string":"{NATIVE}"{value}}}"#
+            ))
+            .lifetime
+        };
+        assert_eq!(lifetime(""), Lifetime::Default);
+        assert_eq!(lifetime(r#","password_lifetime":-1"#), Lifetime::Default);
+        assert_eq!(lifetime(r#","password_lifetime":0"#), Lifetime::Never);
+        assert_eq!(lifetime(r#","password_lifetime":30"#), Lifetime::Days(30));
+        assert_eq!(Lifetime::Days(30).clause(), "PASSWORD EXPIRE INTERVAL 30 DAY");
+        assert_eq!(Lifetime::from_stored(None), Lifetime::Default);
+        assert_eq!(Lifetime::from_stored(Some(0)).clause(), "PASSWORD EXPIRE NEVER");
     }
 
     #[test]

@@ -72,6 +72,13 @@ pub struct MysqlTargetConfig {
     /// before anything changes, since the switch changes more than the password.
     #[serde(default)]
     pub switch_plugin: bool,
+    /// What a rotation does to the lifetime of the password it installs (the account's
+    /// `PASSWORD EXPIRE INTERVAL`): `"keep"` (default: the account's own policy stays, as
+    /// `ALTER USER … IDENTIFIED` leaves it), `"clear"` (or `"never"`: `PASSWORD EXPIRE
+    /// NEVER`) or a whole number of days such as `"90d"` (`PASSWORD EXPIRE INTERVAL 90
+    /// DAY`, counted from the rotation). Anything but `"keep"` needs `admin`.
+    #[serde(default)]
+    pub password_lifetime: PasswordLifetime,
 }
 
 /// `usernames`: a list of exactly two names (serde's arrays would drop extra ones).
@@ -111,6 +118,7 @@ impl MysqlTargetConfig {
             connect_timeout_secs: default_connect_timeout(),
             terminate_sessions: false,
             switch_plugin: false,
+            password_lifetime: PasswordLifetime::Keep,
         }
     }
 
@@ -171,6 +179,13 @@ impl MysqlTargetConfig {
         }
         if self.check_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
             return bad("`check_query` is empty");
+        }
+        if self.password_lifetime != PasswordLifetime::Keep && self.admin.is_none() {
+            return Err(ProviderError::invalid_input(format!(
+                "mysql target: `password_lifetime = \"{}\"` needs `admin`: a user cannot change its own \
+                 PASSWORD EXPIRE policy (SET PASSWORD keeps it)",
+                self.password_lifetime
+            )));
         }
         Ok(())
     }
@@ -250,7 +265,96 @@ impl fmt::Debug for MysqlTargetConfig {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("terminate_sessions", &self.terminate_sessions)
             .field("switch_plugin", &self.switch_plugin)
+            .field("password_lifetime", &self.password_lifetime)
             .finish()
+    }
+}
+
+/// The longest `PASSWORD EXPIRE INTERVAL` MySQL and MariaDB accept, in days.
+pub const MAX_LIFETIME_DAYS: u32 = 65_535;
+
+/// What a rotation does to the lifetime of the password it installs
+/// (`password_lifetime = ...`), as the PostgreSQL target's `valid_until` does for
+/// `VALID UNTIL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordLifetime {
+    /// Leave the account's policy as it is (the default): `PASSWORD EXPIRE DEFAULT`,
+    /// `NEVER` or `INTERVAL n DAY` all survive the rotation's `ALTER USER … IDENTIFIED`.
+    #[default]
+    Keep,
+    /// `PASSWORD EXPIRE NEVER` (spelled `"clear"` or `"never"`).
+    Clear,
+    /// `PASSWORD EXPIRE INTERVAL n DAY`: the new password expires n days after the
+    /// rotation (1 to [`MAX_LIFETIME_DAYS`]).
+    Days(u32),
+}
+
+impl PasswordLifetime {
+    /// The `PASSWORD EXPIRE …` option a rotation adds to its `ALTER USER`, or `None` for
+    /// [`PasswordLifetime::Keep`].
+    pub fn clause(self) -> Option<String> {
+        match self {
+            PasswordLifetime::Keep => None,
+            PasswordLifetime::Clear => Some("PASSWORD EXPIRE NEVER".to_owned()),
+            PasswordLifetime::Days(days) => Some(format!("PASSWORD EXPIRE INTERVAL {days} DAY")),
+        }
+    }
+
+    /// Parses the configuration spelling: `keep`, `clear`, `never`, or a whole number of
+    /// days as `90d`, `12w` or `2160h`.
+    pub fn parse(text: &str) -> Option<PasswordLifetime> {
+        let text = text.trim();
+        match text {
+            "keep" => return Some(PasswordLifetime::Keep),
+            "clear" | "never" => return Some(PasswordLifetime::Clear),
+            _ => {}
+        }
+        let digits = text.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = text.split_at(digits);
+        let number: u64 = number.parse().ok()?;
+        let hours = match unit.trim() {
+            "h" => number,
+            "d" => number.checked_mul(24)?,
+            "w" => number.checked_mul(24 * 7)?,
+            _ => return None,
+        };
+        if hours == 0 || hours % 24 != 0 {
+            return None;
+        }
+        let days = u32::try_from(hours / 24).ok()?;
+        (days <= MAX_LIFETIME_DAYS).then_some(PasswordLifetime::Days(days))
+    }
+}
+
+impl fmt::Display for PasswordLifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordLifetime::Keep => f.write_str("keep"),
+            PasswordLifetime::Clear => f.write_str("clear"),
+            PasswordLifetime::Days(days) => write!(f, "{days}d"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordLifetime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LifetimeVisitor;
+        impl Visitor<'_> for LifetimeVisitor {
+            type Value = PasswordLifetime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"keep\", \"clear\" (or \"never\") or a whole number of days such as \"90d\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PasswordLifetime, E> {
+                PasswordLifetime::parse(v).ok_or_else(|| {
+                    E::invalid_value(
+                        de::Unexpected::Str(v),
+                        &"\"keep\", \"clear\" (or \"never\") or a whole number of days from 1d to 65535d, such \
+                          as \"90d\" or \"12w\"",
+                    )
+                })
+            }
+        }
+        deserializer.deserialize_str(LifetimeVisitor)
     }
 }
 
@@ -386,6 +490,44 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("unknown field `dbname`"), "{err}");
+    }
+
+    #[test]
+    fn password_lifetime_spellings() {
+        #[derive(Deserialize)]
+        struct T {
+            password_lifetime: PasswordLifetime,
+        }
+        let parse = |s: &str| toml::from_str::<T>(&format!("password_lifetime = \"{s}\"")).map(|t| t.password_lifetime);
+        assert_eq!(parse("keep").unwrap(), PasswordLifetime::Keep);
+        assert_eq!(parse("clear").unwrap(), PasswordLifetime::Clear);
+        assert_eq!(parse("never").unwrap(), PasswordLifetime::Clear);
+        assert_eq!(parse("90d").unwrap(), PasswordLifetime::Days(90));
+        assert_eq!(parse("2w").unwrap(), PasswordLifetime::Days(14));
+        assert_eq!(parse("48h").unwrap(), PasswordLifetime::Days(2));
+        assert_eq!(parse("65535d").unwrap(), PasswordLifetime::Days(65_535));
+        for bad in ["0d", "36h", "65536d", "90", "90s", "1m", "forever", ""] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.to_string().contains("whole number of days"), "{err}");
+        }
+        assert_eq!(PasswordLifetime::Days(90).to_string(), "90d");
+        assert_eq!(
+            PasswordLifetime::Days(90).clause().unwrap(),
+            "PASSWORD EXPIRE INTERVAL 90 DAY"
+        );
+        assert_eq!(PasswordLifetime::Clear.clause().unwrap(), "PASSWORD EXPIRE NEVER");
+        assert_eq!(PasswordLifetime::Keep.clause(), None);
+
+        let mut c = MysqlTargetConfig::new("h", "app");
+        assert_eq!(c.password_lifetime, PasswordLifetime::Keep, "the default");
+        c.password_lifetime = PasswordLifetime::Days(30);
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("`password_lifetime = \"30d\"` needs `admin`"),
+            "{err}"
+        );
+        c.admin = Some(RedactedDsn::new("mysql://root:pw@h/".into()));
+        c.validate().unwrap();
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub(crate) fn classify(err: &Error) -> (ErrorKind, String) {
             kind_of_code(e.code),
             format!(
                 "the password has expired (PASSWORD EXPIRE): the server accepts it only to change it (error {}, \
-                 SQLSTATE {}); a rotation through an admin replaces it and clears the expiry",
+                 SQLSTATE {}); a rotation through an admin (`rekey rotate` with `admin` configured) replaces it \
+                 and clears the expiry (to store it first: `rekey import --no-verify`)",
                 e.code, e.state
             ),
         ),
@@ -188,5 +189,6 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(e.to_string().contains("has expired"), "{e}");
         assert!(e.to_string().contains("error 1820"), "{e}");
+        assert!(e.to_string().contains("`rekey import --no-verify`"), "{e}");
     }
 }

@@ -7,7 +7,8 @@
 //! never lands in the general log, the slow log, the binary log or the process list.
 //! MariaDB `ed25519` accounts get the Ed25519 public key of the password, computed here
 //! too. Only the password changes: the account's other authentication methods
-//! (`IDENTIFIED VIA unix_socket OR …`), its TLS requirement and lifetime are kept, the
+//! (`IDENTIFIED VIA unix_socket OR …`), its TLS requirement and its password lifetime
+//! (unless [`MysqlTargetConfig::password_lifetime`] says otherwise) are kept, the
 //! other host entries of the user that store the same password change with it, and
 //! accounts that cannot be rotated that way are refused before anything changes (see
 //! the crate README).
@@ -51,7 +52,7 @@ mod provider;
 mod sql;
 mod target;
 
-pub use config::{MysqlTargetConfig, TlsMode};
+pub use config::{MysqlTargetConfig, PasswordLifetime, TlsMode, MAX_LIFETIME_DAYS};
 pub use provider::MysqlProvider;
 pub use sql::{
     alter_user_hash, discard_old_password, ed25519_password_hash, native_password_hash, normalize_grants,

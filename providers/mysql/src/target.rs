@@ -258,7 +258,10 @@ impl MysqlTarget {
     /// computed on rekey's side for each of its methods (mysql_native_password hash,
     /// ed25519 public key), keeping every other method of the account, and the same for
     /// each other host entry of the user that stores one of the `known` passwords (or the
-    /// configured entry's): see [`AccountPlan`]. One statement for all entries.
+    /// configured entry's): see [`AccountPlan`]. One statement for all entries. With
+    /// `renew` (a password applications will use, not a retired user's throwaway one) the
+    /// statement also carries `password_lifetime`'s `PASSWORD EXPIRE …` option, unless it
+    /// is `"keep"`.
     async fn alter_password(
         &self,
         admin: &AdminPool,
@@ -266,6 +269,7 @@ impl MysqlTarget {
         password: &Secret,
         retain: bool,
         known: &[&Secret],
+        renew: bool,
     ) -> ProviderResult<()> {
         let info = admin.info().await?;
         let mut hashes = password_hashes(password);
@@ -275,7 +279,12 @@ impl MysqlTarget {
         let plan = self.account_plan(admin, &info, user, &hashes).await?;
         drop(hashes);
         self.check_rotatable(&plan, &info)?;
-        let sql = Arc::new(plan.alter_statement(info.server.flavor, password, retain));
+        let lifetime = if renew {
+            self.config.password_lifetime.clause()
+        } else {
+            None
+        };
+        let sql = Arc::new(plan.alter_statement(info.server.flavor, password, retain, lifetime.as_deref()));
         let accounts = plan
             .rotate
             .iter()
@@ -874,7 +883,7 @@ impl Target for MysqlTarget {
         };
         let known: Vec<&Secret> = current_password.iter().collect();
         match self.strategy() {
-            Strategy::Single => self.alter_password(admin, &user, &password, false, &known).await,
+            Strategy::Single => self.alter_password(admin, &user, &password, false, &known, true).await,
             Strategy::Dual => {
                 self.check_dual(&admin.info().await?.server)?;
                 // RETAIN CURRENT PASSWORD keeps the *current* password as the secondary:
@@ -883,7 +892,7 @@ impl Target for MysqlTarget {
                 if self.already_primary(admin, &user, &password).await? {
                     return Ok(());
                 }
-                self.alter_password(admin, &user, &password, true, &known).await
+                self.alter_password(admin, &user, &password, true, &known, true).await
             }
             Strategy::Alternating => {
                 if let Some(current) = current {
@@ -895,7 +904,7 @@ impl Target for MysqlTarget {
                         )));
                     }
                 }
-                self.alter_password(admin, &user, &password, false, &[]).await
+                self.alter_password(admin, &user, &password, false, &[], true).await
             }
         }
     }
@@ -960,8 +969,15 @@ impl Target for MysqlTarget {
                 // turn, but no one can log in as it.
                 // Every entry of the retired user that stores its old password.
                 let old_password = Self::password_of(old, "old")?;
-                self.alter_password(admin, &old_user, &Self::throwaway_password(), false, &[&old_password])
-                    .await?;
+                self.alter_password(
+                    admin,
+                    &old_user,
+                    &Self::throwaway_password(),
+                    false,
+                    &[&old_password],
+                    false,
+                )
+                .await?;
                 old_user
             }
         };

@@ -3,9 +3,9 @@
 //! secrets log in as) or without one (the user checks itself).
 
 use super::MysqlTarget;
-use crate::account::{password_hashes, AccountPlan, HostEntry, OwnAccount, PluginKind, TlsRequirement};
+use crate::account::{password_hashes, AccountPlan, HostEntry, Lifetime, OwnAccount, PluginKind, TlsRequirement};
 use crate::admin::AdminPool;
-use crate::config::TlsMode;
+use crate::config::{PasswordLifetime, TlsMode};
 use crate::conn::close;
 use crate::error::{mysql_error, server_code};
 use crate::sql::{normalize_grants, quote_literal, Flavor, ServerInfo};
@@ -124,12 +124,7 @@ impl MysqlTarget {
                  ALTER USER sets the new one and clears the expiry"
             ));
         }
-        if let Some(days) = main.lifetime_days {
-            lines.push(format!(
-                "{account} has PASSWORD EXPIRE INTERVAL {days} DAY: the new password expires {days} days after the \
-                 rotation (rotate more often than that)"
-            ));
-        }
+        lines.push(self.describe_lifetime(main));
         for entry in plan.rotate.iter().skip(1) {
             lines.push(format!(
                 "{} stores the same password: it gets the new password too (keeping its own methods, {})",
@@ -141,6 +136,45 @@ impl MysqlTarget {
             lines.push(format!("{} {why}", entry.account()));
         }
         lines
+    }
+
+    /// The password lifetime of `entry` (the configured entry) and what the rotation does
+    /// to it under `password_lifetime`, for `plan`. The rotation's one `ALTER USER` sets
+    /// the same option on every entry it changes.
+    fn describe_lifetime(&self, entry: &HostEntry) -> String {
+        let account = entry.account();
+        let now = entry.lifetime.clause();
+        let policy = self.config.password_lifetime;
+        let expires = |days: i64| {
+            format!("the new password expires {days} days after the rotation (rotate more often than that)")
+        };
+        let default = "the server's default_password_lifetime applies to the new password";
+        match (policy, policy.clause()) {
+            (PasswordLifetime::Keep, _) => {
+                let then = match entry.lifetime {
+                    Lifetime::Days(days) => expires(days),
+                    Lifetime::Never => "the new password never expires".to_owned(),
+                    Lifetime::Default => default.to_owned(),
+                };
+                format!(
+                    "{account} has {now}: kept (password_lifetime = \"keep\"), {then}; set password_lifetime = \
+                     \"clear\" or a number of days such as \"90d\" to change it"
+                )
+            }
+            (_, Some(clause)) if clause == now => {
+                format!("{account} has {now}: kept (password_lifetime = \"{policy}\" sets the same)")
+            }
+            (_, clause) => {
+                let then = match policy {
+                    PasswordLifetime::Days(days) => expires(i64::from(days)),
+                    _ => "the new password never expires".to_owned(),
+                };
+                format!(
+                    "{account} has {now}: the rotation sets {} (password_lifetime = \"{policy}\"), {then}",
+                    clause.unwrap_or_default()
+                )
+            }
+        }
     }
 
     /// `SHOW GRANTS FOR` the user: `Ok(Some(lines))`, `Ok(None)` when the admin may not
