@@ -3,6 +3,7 @@
 //! configuration into stores and targets, [`engine`] runs the rotation protocol over
 //! them and emits events, [`report`] renders them.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod commands;

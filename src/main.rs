@@ -8,6 +8,7 @@ use rekey::{app, cli::Cli, exit};
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn main() {
+    rekey::allocator::limit_arenas();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| rekey::commands::usage::parse_failed(e, &args));
     init_tracing(cli.verbose);
