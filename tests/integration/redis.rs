@@ -217,4 +217,33 @@ fn a_nopass_user_is_refused_unless_clear_nopass() {
     assert!(!redis_login(&user.0, "still-anything"), "nopass ended");
     let acl = redis_cli(&["ACL", "GETUSER", &user.0]);
     assert!(acl.contains("~app:*"), "the other rules are kept: {acl}");
+
+    // `dual` keeps its promise on a nopass user too: the password applications use now
+    // (which worked only by nopass) keeps working beside the new one until revoke.
+    let dual = RedisUser(unique("rk_nopass_dual"));
+    redis_cli(&["ACL", "SETUSER", &dual.0, "on", "nopass", "~app:*", "+@read"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rekey.toml"),
+        config(", clear_nopass = true")
+            .replace("strategy = \"single\"", "strategy = \"dual\"")
+            .replace(
+                &format!("username = \"{}\"", user.0),
+                &format!("username = \"{}\"", dual.0),
+            ),
+    )
+    .unwrap();
+    let used = "the-password-the-app-uses";
+    rekey(dir.path(), &["import", "cache"], used).assert_code(0);
+    rekey(dir.path(), &["rotate", "cache"], "").assert_code(0);
+    let new = rekey(dir.path(), &["get", "cache", "--field", "password"], "")
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(redis_login(&dual.0, &new), "the new password works");
+    assert!(
+        redis_login(&dual.0, used),
+        "dual: the old one still works in its grace period"
+    );
+    assert!(!redis_login(&dual.0, "still-anything"), "nopass ended");
 }

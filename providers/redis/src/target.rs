@@ -282,6 +282,14 @@ impl RedisTarget {
                 }
             }
             _ => {
+                // A nopass user accepts any password, so the stored current one works
+                // only by that; adding the new password would end it at once. Add the
+                // current one first, so that both work until revoke (dual's promise).
+                if let Some(current) = current.filter(|c| info.has_flag("nopass") && !info.has_password(c)) {
+                    admin
+                        .query(&action, &change_passwords(self.user(), Some(current), &[]), &[current])
+                        .await?;
+                }
                 let extras: Vec<&str> = match current {
                     Some(current) if info.has_password(current) => info.others(&[current, hash]),
                     _ => Vec::new(),
