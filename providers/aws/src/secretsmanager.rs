@@ -1056,18 +1056,22 @@ impl Store for SecretsManagerStore {
         let Some((snap, remembered)) = self.snapshot_or_create(key, &version, doc).await? else {
             return Ok(());
         };
-        // A lost claim of a secret in the REKEY_CAS format is final: nothing writes that
-        // label any more, so its removal failed because another writer claimed the
-        // secret, and a second look could find that writer between its two moves.
         let claims_cas_label = snap.parked().is_none() && snap.holder(CAS_LABEL).is_some();
-        match self.stage_from(key, &version, version_id_, doc, snap).await {
-            Err(e) if remembered && !claims_cas_label && lost_race(&e) => {}
+        let lost = match self.stage_from(key, &version, version_id_, doc, snap).await {
+            Err(e) if remembered && lost_race(&e) => e,
             other => return other,
-        }
+        };
         let snap = self
             .describe(key)
             .await?
             .ok_or_else(|| ProviderError::conflict(format!("secret {key} was deleted meanwhile")))?;
+        // A lost claim of a secret in the REKEY_CAS format: when the second look finds
+        // it neither claimed nor still in that format (no parked or pending AWSPENDING,
+        // no REKEY_CAS), the other writer is between its two moves: the claim is lost.
+        // (A remembered snapshot that was only stale finds the new shape, and goes on.)
+        if claims_cas_label && snap.parked().is_none() && snap.pending().is_none() && snap.holder(CAS_LABEL).is_none() {
+            return Err(lost);
+        }
         self.stage_from(key, &version, version_id_, doc, snap).await
     }
 

@@ -819,6 +819,19 @@ async fn secrets_written_by_the_previous_format_rotate_and_race_safely() {
 async fn racing_first_writes_of_a_foreign_secret_leave_at_most_one_winner() {
     let server = moto();
     let sm = raw_sm(server).await;
+    // Alone, a writer claims such a secret.
+    let solo = unique_name("foreign-solo");
+    let v1 = uuid();
+    sm.create_secret()
+        .name(&solo)
+        .client_request_token(&v1)
+        .secret_string(db_doc("foreign").to_json().as_str())
+        .send()
+        .await
+        .unwrap();
+    let v2 = uuid();
+    store().stage_pending(&solo, &v2, &db_doc("next")).await.unwrap();
+    assert_eq!(store().read(&solo).await.unwrap().pending().unwrap().id, v2);
     let mut winners = 0;
     for round in 0..6 {
         let key = unique_name(&format!("foreign-race{round}"));
