@@ -97,7 +97,7 @@ pub(crate) const LARGE_TEXT: usize = 256 * 1024;
 /// document, freed before the configuration is built), and the C allocator keeps freed
 /// memory mapped: the rest of the run allocates mostly on other threads (the async
 /// runtime's workers, other malloc arenas), so without this the freed pages stayed in
-/// the process's resident size until it exited (`status` over 10,000: 84 -> 72 MB).
+/// the process's resident size until it exited (`status` over 10,000: 83 -> 80 MB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)] // one libc call; SAFETY comment at the block
 pub(crate) fn release_freed_memory() {

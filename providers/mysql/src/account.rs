@@ -339,12 +339,12 @@ impl HostEntry {
                     ))
                 }
                 PluginKind::Ed25519 => {
-                    // Seen here: the client library's ed25519 login is refused for some
-                    // passwords that the server stores correctly, so a new password could
-                    // not be verified (and a single rotation would leave no working one).
+                    // rekey's client is built without ed25519 (its ed25519 login was seen
+                    // refusing some correctly stored passwords), so a new password could not
+                    // be verified (and a single rotation would leave no working one).
                     return Some(format!(
                         "{account} authenticates via ed25519: rekey's MariaDB client cannot log in with ed25519 \
-                         reliably, so a rotation could not be verified; change the account to \
+                         (it is built without it), so a rotation could not be verified; change the account to \
                          mysql_native_password, or rotate it by hand"
                     ));
                 }

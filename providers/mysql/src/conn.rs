@@ -143,9 +143,9 @@ pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> ProviderResult<Conn> {
                 spec.label
             ),
             None => format!(
-                "connecting as {}: the MySQL client library gave up while authenticating: the account most likely \
-                 authenticates with a plugin the client cannot answer (MariaDB's ed25519 or parsec); give it a \
-                 mysql_native_password method",
+                "connecting as {}: the MySQL client library failed (panicked) while logging in, without naming an \
+                 authentication plugin: an unexpected client failure, or a plugin it cannot answer (MariaDB's \
+                 ed25519 or parsec, which would need a mysql_native_password method)",
                 spec.label
             ),
         })
