@@ -323,6 +323,86 @@ async fn connection_limit_with_the_slot_taken_is_refused_before_apply() {
     rotate(&t, &role.doc()).await;
 }
 
+/// The same for the database's `CONNECTION LIMIT` (`datconnlimit`): with its one slot
+/// taken by another role's session, precheck and preflight refuse before anything
+/// changes, naming the database; once the slot is free the rotation goes through.
+#[tokio::test]
+async fn database_connection_limit_with_the_slot_taken_is_refused_before_apply() {
+    let pg = PgCluster::shared();
+    let db = rekey_api::conformance::unique_name("pu_limitdb");
+    pg.psql(&format!("CREATE DATABASE {} CONNECTION LIMIT 1", quote_ident(&db)));
+    let role = TestRole::new(pg, "pu_dblimit");
+    let other = TestRole::new(pg, "pu_dbother");
+    pg.psql(&format!(
+        "GRANT CONNECT ON DATABASE {d} TO {r}, {o}",
+        d = quote_ident(&db),
+        r = quote_ident(&role.name),
+        o = quote_ident(&other.name)
+    ));
+    let session = {
+        let mut c = tokio_postgres::Config::new();
+        c.host(pg.host())
+            .port(pg.port())
+            .user(&other.name)
+            .password(other.password.expose())
+            .dbname(&db);
+        let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    };
+    let sessions = pg.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {}",
+        rekey_testbed::quote_literal(&db)
+    ));
+    assert_eq!(sessions, "1", "precondition: the database's one slot is taken");
+    let verifier = || {
+        pg.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            rekey_testbed::quote_literal(&role.name)
+        ))
+    };
+    let before = verifier();
+    let mut c = config(pg, &role.name, true);
+    c.dbname = db.clone();
+    let t = target(&c);
+    let mut doc = role.doc();
+    doc.set("dbname", db.as_str());
+    for err in [
+        t.precheck(Some(&doc)).await.unwrap_err(),
+        t.preflight(Some(&doc)).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::Conflict,
+            &[
+                &format!("database \"{db}\""),
+                "CONNECTION LIMIT 1 and 1 session(s) open",
+                "nothing was changed",
+            ],
+            &[&role.password],
+        );
+    }
+    assert_eq!(before, verifier(), "nothing changed");
+    drop(session);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.precheck(Some(&doc)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the session did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rotate(&t, &doc).await;
+    drop(t);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.try_psql(&format!("DROP DATABASE {}", quote_ident(&db))).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test database could not be dropped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A role past its `VALID UNTIL`: the server answers 28P01 as for a wrong password;
 /// `verify` with an admin says the password expired and when, the kind staying
 /// `auth_rejected` (every password of the role is refused). Without an admin, and from
