@@ -52,12 +52,17 @@ fn make_md5(pg: &PgCluster, role: &str, password: &Secret) {
 
 /// A session as `user`, outside the code under test.
 async fn open_session(pg: &PgCluster, user: &str, password: &Secret) -> tokio_postgres::Client {
+    open_session_on(pg, user, password, "postgres").await
+}
+
+/// [`open_session`] on database `dbname`.
+async fn open_session_on(pg: &PgCluster, user: &str, password: &Secret, dbname: &str) -> tokio_postgres::Client {
     let mut c = tokio_postgres::Config::new();
     c.host(pg.host())
         .port(pg.port())
         .user(user)
         .password(password.expose())
-        .dbname("postgres");
+        .dbname(dbname);
     let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
     tokio::spawn(async move {
         let _ = connection.await;
@@ -339,19 +344,7 @@ async fn database_connection_limit_with_the_slot_taken_is_refused_before_apply()
         r = quote_ident(&role.name),
         o = quote_ident(&other.name)
     ));
-    let session = {
-        let mut c = tokio_postgres::Config::new();
-        c.host(pg.host())
-            .port(pg.port())
-            .user(&other.name)
-            .password(other.password.expose())
-            .dbname(&db);
-        let (client, connection) = c.connect(tokio_postgres::NoTls).await.expect("session connects");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
-    };
+    let session = open_session_on(pg, &other.name, &other.password, &db).await;
     let sessions = pg.psql(&format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = {}",
         rekey_testbed::quote_literal(&db)
