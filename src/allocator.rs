@@ -5,8 +5,8 @@
 //! it for its own later use, so a run whose async workers and blocking threads (store
 //! commits, DNS) take turns allocating holds many partly used arenas: measured on
 //! `status` over 10,000 credentials, 83 MB resident with the default against 72 MB with
-//! one arena. rekey waits on networks and disks, not on malloc: two arenas cost it
-//! nothing measurable.
+//! one arena. rekey waits on networks and disks, not on malloc: with two arenas the
+//! 10,000-credential bench was no slower (bench/README.md, scale section).
 
 /// The most arenas glibc may create.
 pub const ARENAS: i32 = 2;

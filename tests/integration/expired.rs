@@ -83,13 +83,7 @@ fn verify_says_a_mariadb_password_expire_account_expired() {
     let app = unique("rk_my_exp");
     let password = crate::util::random_password();
     db.root_sql(&format!("CREATE USER '{app}'@'%' IDENTIFIED BY '{password}'"));
-    struct Dropped(String);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            let _ = MariaDb::machine().try_root_sql(&format!("DROP USER IF EXISTS '{}'@'%'", self.0));
-        }
-    }
-    let _user = Dropped(app.clone());
+    let _user = crate::mysql::Users(vec![app.clone()]);
     std::fs::write(
         dir.path().join("rekey.toml"),
         format!(

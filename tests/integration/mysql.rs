@@ -6,8 +6,9 @@ use crate::util::{run, unique, Run};
 use rekey_testbed::MariaDb;
 use std::process::Command;
 
-/// Users created for a test, dropped (as root) at the end.
-struct Users(Vec<String>);
+/// Users (on host `'%'`) created for a test, dropped (as root) at the end, even of a
+/// failing test.
+pub(crate) struct Users(pub(crate) Vec<String>);
 
 impl Drop for Users {
     fn drop(&mut self) {

@@ -4,18 +4,10 @@
 //! an account exit 1 with an error naming the plugin, and print no panic message, with
 //! or without `RUST_BACKTRACE`.
 
+use crate::mysql::Users;
 use crate::util::{run, unique, Run};
 use rekey_testbed::MariaDb;
 use std::process::Command;
-
-/// Drops the user (as root) at the end.
-struct Dropped(String);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        let _ = MariaDb::machine().try_root_sql(&format!("DROP USER IF EXISTS '{}'@'%'", self.0));
-    }
-}
 
 #[test]
 fn ed25519_logins_fail_cleanly_naming_the_plugin() {
@@ -30,7 +22,7 @@ fn ed25519_logins_fail_cleanly_naming_the_plugin() {
     db.root_sql(&format!(
         "CREATE USER '{user}'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('{password}')"
     ));
-    let _user = Dropped(user.clone());
+    let _user = Users(vec![user.clone()]);
     // The precondition: the account authenticates via ed25519, and the password is right
     // (MariaDB's own client logs in with it; a wrong one is refused).
     let plugin = db.root_sql(&format!(
