@@ -86,13 +86,23 @@ async fn backend_pid(session: &tokio_postgres::Client) -> i32 {
 
 /// Waits (bounded) until no session of `role` named `rekey` (rekey's own logins) is left.
 fn wait_for_no_rekey_session(pg: &PgCluster, role: &str) {
+    wait_for_no_session_where(pg, role, "AND application_name = 'rekey'");
+}
+
+/// Waits (bounded) until the server has no session of `role` left: a terminated
+/// backend stays in `pg_stat_activity` for a moment after its client saw the end.
+fn wait_for_no_session(pg: &PgCluster, role: &str) {
+    wait_for_no_session_where(pg, role, "");
+}
+
+fn wait_for_no_session_where(pg: &PgCluster, role: &str, extra: &str) {
     let query = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE usename = {} AND application_name = 'rekey'",
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = {} {extra}",
         rekey_testbed::quote_literal(role)
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while pg.psql(&query).trim() != "0" {
-        assert!(Instant::now() < deadline, "rekey's own session of {role} did not end");
+        assert!(Instant::now() < deadline, "sessions of {role} ({extra}) did not end");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -370,6 +380,8 @@ async fn revoke_notes_name_the_sessions_it_ended() {
     assert_no_secret(&report.notes, &[&role.password, &new.password().unwrap()]);
     wait_closed(&tcp).await;
     wait_closed(&sneaky).await;
+    // The ended backends may still be exiting on the server: wait until they are gone.
+    wait_for_no_session(pg, &role.name);
 
     // Nothing left to end: no notes.
     let report = t.revoke(&current, &new, TERMINATE).await.unwrap();
