@@ -1,7 +1,6 @@
 //! The shared admin connection: one per target host (and admin connection string) per
 //! run, opened on first use, reopened once if it was lost.
 
-use crate::config::SslMode;
 use crate::conn::{connect, Session};
 use crate::error::{is_connection_lost, pg_error};
 use crate::preflight_batch::PreflightBatch;
@@ -11,7 +10,6 @@ use rekey_api::ProviderResult;
 use rekey_net::Reopening;
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,21 +17,8 @@ use std::time::Duration;
 /// Settings applied to every admin session: never wait forever on a lock or a query.
 const SESSION_SETUP: &str = "SET lock_timeout = '10s'; SET statement_timeout = '60s'";
 
-/// Where the admin connection goes and how, to tell whether it also proves that the
-/// target's own login endpoint answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Route {
-    /// The TCP host, when the connection string names exactly one (not a unix socket).
-    pub(crate) host: Option<String>,
-    /// The port, when there is exactly one.
-    pub(crate) port: Option<u16>,
-    pub(crate) sslmode: SslMode,
-    pub(crate) sslrootcert: Option<PathBuf>,
-}
-
 /// One admin endpoint and its (lazily opened) connection.
 pub(crate) struct AdminPool {
-    route: Route,
     config: tokio_postgres::Config,
     tls: TlsSetup,
     timeout: Duration,
@@ -60,14 +45,12 @@ impl AdminPool {
     pub(crate) fn new(
         config: tokio_postgres::Config,
         tls: TlsSetup,
-        route: Route,
         timeout: Duration,
         endpoint: String,
         opened: Arc<AtomicU64>,
     ) -> AdminPool {
         let user = config.get_user().unwrap_or("").to_owned();
         AdminPool {
-            route,
             config,
             tls,
             timeout,
@@ -77,15 +60,6 @@ impl AdminPool {
             opened,
             batch: PreflightBatch::default(),
         }
-    }
-
-    /// Whether the admin connection goes to `host:port` over the same TLS setting, so
-    /// that its connecting proves a login there would reach the server too.
-    pub(crate) fn same_route(&self, host: &str, port: u16, sslmode: SslMode, sslrootcert: Option<&Path>) -> bool {
-        self.route.host.as_deref() == Some(host)
-            && self.route.port == Some(port)
-            && self.route.sslmode == sslmode
-            && self.route.sslrootcert.as_deref() == sslrootcert
     }
 
     /// `host:port` of the admin connection.

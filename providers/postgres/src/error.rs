@@ -14,6 +14,13 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> (ErrorKind, String) {
             text.push(')');
         }
         text.push_str(&format!(" (SQLSTATE {code})"));
+        if code == "28000" && db.message().ends_with(", no encryption") {
+            // pg_hba.conf turned away a login made without TLS: often a `hostssl` rule.
+            text.push_str(
+                "; the login was not encrypted: where pg_hba.conf admits it only over TLS, set sslmode = \"require\" \
+                 or stronger",
+            );
+        }
         return (kind_of_sqlstate(code), text);
     }
     // Not from the server. Typed first: a closed connection, a TLS failure, or an I/O

@@ -55,9 +55,6 @@ pub struct PostgresTarget {
     admin: Option<Arc<AdminPool>>,
     capabilities: TargetCapabilities,
     endpoint: String,
-    /// The admin connection goes to another endpoint (or with another TLS setting) than
-    /// logins do, so precheck must see for itself that logins reach the server.
-    probe_logins: bool,
 }
 
 impl fmt::Debug for PostgresTarget {
@@ -82,7 +79,6 @@ impl PostgresTarget {
         tls: TlsSetup,
         admin: Option<Arc<AdminPool>>,
         strategy: Strategy,
-        probe_logins: bool,
     ) -> PostgresTarget {
         let mut login_config = tokio_postgres::Config::new();
         login_config
@@ -112,7 +108,6 @@ impl PostgresTarget {
             tls,
             admin,
             endpoint,
-            probe_logins,
         }
     }
 
@@ -617,11 +612,11 @@ impl Target for PostgresTarget {
     ///   `valid_until = "keep"`, and a login slot is free (`CONNECTION LIMIT` of the role
     ///   and of the database against the sessions open), else verify's login would fail
     ///   after apply. With `verifier = "keep"`, a second query reads the role's verifier
-    ///   type (`pg_authid`). No login with the current secret:
-    ///   apply does not need it. Only when the admin connection goes to another host or
-    ///   port, or with another TLS setting, than logins do does it also probe the login
-    ///   endpoint, without a password (a connection that ends where the server asks for
-    ///   one): verify must reach it;
+    ///   type (`pg_authid`). No login with the current secret: apply does not need it.
+    ///   Beside the query it probes the login route without a password (a connection
+    ///   that ends where the server asks for one): verify must reach the server and pass
+    ///   `pg_hba.conf` as this role with this `sslmode`, which the admin's connection
+    ///   does not prove (a `hostssl`-only or `reject` line for the role);
     /// - without an admin: the current secret logs in, since apply logs in with it.
     ///
     /// With `alternating` it also compares the two roles' privileges, as `preflight`
@@ -641,8 +636,14 @@ impl Target for PostgresTarget {
         match &self.admin {
             Some(admin) => {
                 let mut lines = Vec::new();
-                let view = self.read_view(admin).await?;
+                // The admin's success says nothing of the login's own route: pg_hba.conf
+                // may refuse this role, or this role without TLS, from here. Verify would
+                // fail after apply; the probe (no password sent) finds it now, while the
+                // catalog read runs.
+                let (view, probe) = tokio::join!(self.read_view(admin), self.probe_login(next));
+                let view = view?;
                 self.check_view(admin, &view, next, &mut lines)?;
+                probe?;
                 if self.config.verifier == VerifierPolicy::Keep {
                     // Apply must know whether to compute an md5 or a SCRAM verifier.
                     let types = self.verifier_types(admin, view.can_read_authid).await?;
@@ -652,10 +653,6 @@ impl Target for PostgresTarget {
                     // Not needed by apply, but a rotation between roles that differ would
                     // move the applications to a role that lacks what they use.
                     self.compare_roles(admin, &mut lines).await?;
-                }
-                if self.probe_logins {
-                    // Apply would succeed through the admin connection and verify fail.
-                    self.probe_login(next).await?;
                 }
                 Ok(())
             }

@@ -8,11 +8,12 @@
 //! - md5 verifiers: `plan` shows the move to SCRAM (`password_encryption` and the role's
 //!   verifier type); `verifier = "keep"` keeps md5 with a verifier computed by rekey;
 //! - `CONNECTION LIMIT` with every slot taken: precheck refuses before apply;
+//! - pg_hba.conf turning the role away without TLS: precheck's probe refuses before apply;
 //! - a `VALID UNTIL` just past: `verify` says the password expired, and when.
 
 use rekey_api::conformance::random_password;
 use rekey_api::{ErrorKind, Secret, SecretDoc, Strategy, Target};
-use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig, ValidUntil, VerifierPolicy};
+use rekey_postgres::{PostgresProvider, PostgresTarget, PostgresTargetConfig, SslMode, ValidUntil, VerifierPolicy};
 use rekey_testbed::{quote_ident, PgCluster, PgOptions};
 use std::time::Duration;
 
@@ -236,16 +237,79 @@ async fn md5_to_scram_is_shown_by_plan() {
 /// A throwaway cluster whose pg_hba.conf asks for `md5` over TCP: md5 roles log in
 /// with md5, SCRAM roles with SCRAM (PostgreSQL's rule for the md5 method).
 fn md5_cluster() -> (PgCluster, std::path::PathBuf) {
+    cluster_with_hba("local all all trust\nhost all all 127.0.0.1/32 md5\n")
+}
+
+/// A throwaway cluster with `hba` as its pg_hba.conf, and the directory that holds it.
+fn cluster_with_hba(hba: &str) -> (PgCluster, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(rekey_api::conformance::unique_name("rekey_pg_hba"));
     std::fs::create_dir_all(&dir).unwrap();
-    let hba = dir.join("pg_hba.conf");
-    std::fs::write(&hba, "local all all trust\nhost all all 127.0.0.1/32 md5\n").unwrap();
+    let file = dir.join("pg_hba.conf");
+    std::fs::write(&file, hba).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let pg = PgCluster::start_with(PgOptions::new().setting("hba_file", format!("'{}'", hba.display())))
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pg = PgCluster::start_with(PgOptions::new().setting("hba_file", format!("'{}'", file.display())))
         .expect("cluster starts");
     (pg, dir)
+}
+
+/// pg_hba.conf admits the admin without TLS but turns the role away without it (a
+/// `hostnossl ... reject` line for a group, as for accounts that must use TLS): with
+/// `sslmode = "disable"` apply through the admin would succeed and verify fail, so
+/// precheck (its probe of the role's route) and plan refuse first, naming the cause.
+#[tokio::test]
+async fn a_role_pg_hba_admits_only_over_tls_is_refused_before_apply() {
+    let (pg, dir) = cluster_with_hba(
+        "local all all trust\nhostnossl all +rekey_tls_only 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    );
+    {
+        pg.psql("CREATE ROLE rekey_tls_only NOLOGIN");
+        let role = TestRole::new(&pg, "pu_tlsonly");
+        pg.psql(&format!("GRANT rekey_tls_only TO {}", quote_ident(&role.name)));
+        let mut c = config(&pg, &role.name, true);
+        c.sslmode = SslMode::Disable;
+        let t = target(&c);
+        // The precondition: the admin logs in over this route, the role does not.
+        t.admin_backend_pid().await.expect("the admin connects without TLS");
+        let refused = t.login(&role.doc()).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("pg_hba.conf rejects connection"),
+            "{refused}"
+        );
+        let before = pg.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            rekey_testbed::quote_literal(&role.name)
+        ));
+        for err in [
+            t.precheck(Some(&role.doc())).await.unwrap_err(),
+            t.precheck(None).await.unwrap_err(),
+            t.preflight(Some(&role.doc())).await.unwrap_err(),
+            t.preflight(None).await.unwrap_err(),
+        ] {
+            assert_error(
+                &err,
+                ErrorKind::AuthRejected,
+                &[
+                    &format!(
+                        "role \"{}\" on 127.0.0.1:{}/postgres (sslmode=disable)",
+                        role.name,
+                        pg.port()
+                    ),
+                    "pg_hba.conf rejects connection",
+                    "set sslmode = \"require\"",
+                ],
+                &[&role.password, &Secret::from(pg.admin_password())],
+            );
+        }
+        let after = pg.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            rekey_testbed::quote_literal(&role.name)
+        ));
+        assert_eq!(before, after, "nothing changed");
+    }
+    drop(pg);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

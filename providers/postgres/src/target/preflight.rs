@@ -321,6 +321,12 @@ impl PostgresTarget {
         if self.alternating() {
             self.compare_roles(admin, &mut lines).await?;
         }
+        // Verify will log in as `next` over the login route, which the admin's connection
+        // does not prove (pg_hba.conf may turn this role away, or away without TLS). The
+        // current secret's login below proves it for its own role.
+        if current.is_none() || self.alternating() {
+            self.probe_login(next).await?;
+        }
         if let Some(current) = current {
             let user = current.username().unwrap_or(self.role()).to_owned();
             match self.open_doc(current, "current").await {
@@ -328,19 +334,21 @@ impl PostgresTarget {
                     session.close().await;
                     lines.push(format!("the current secret logs in as {}", self.login_label(&user)));
                 }
-                Err(e) if e.kind() == ErrorKind::AuthRejected => lines.push(if self.alternating() {
-                    format!(
-                        "the current secret is refused as {} (applications holding it cannot log in; the \
+                Err(e) if e.kind() == ErrorKind::AuthRejected && !refuses_any_password(&e) => {
+                    lines.push(if self.alternating() {
+                        format!(
+                            "the current secret is refused as {} (applications holding it cannot log in; the \
                          rotation moves them to role {})",
-                        self.login_label(&user),
-                        quote_ident(self.other_role(&user))
-                    )
-                } else {
-                    format!(
-                        "the current secret is refused as {} (the rotation will replace it)",
-                        self.login_label(&user)
-                    )
-                }),
+                            self.login_label(&user),
+                            quote_ident(self.other_role(&user))
+                        )
+                    } else {
+                        format!(
+                            "the current secret is refused as {} (the rotation will replace it)",
+                            self.login_label(&user)
+                        )
+                    })
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -861,6 +869,13 @@ impl PostgresTarget {
         ));
         Ok(())
     }
+}
+
+/// Whether a refused login says nothing of the password: SQLSTATE 28000 is pg_hba.conf
+/// turning the connection away (or a role that may not log in), which a new password
+/// would not change, so plan reports it as the failure it is.
+fn refuses_any_password(err: &ProviderError) -> bool {
+    matches!(err.code(), Some(rekey_api::ErrorCode::Sqlstate(code)) if code == "28000")
 }
 
 #[cfg(test)]
