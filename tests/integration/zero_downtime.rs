@@ -8,6 +8,10 @@
 //! at once and the reader's next login fails (seen: 7 of 43 for `alternating`, 1 of 183
 //! for `dual`). Each rotation is started as soon as the previous one's grace period
 //! allows (a rotation inside it is refused, exit 1, and retried).
+//!
+//! Each test first shows the precondition without timing: with `grace = "0s"` a secret
+//! read just before a rotation is refused just after it (the failure the default
+//! prevents); with the default, the same read-rotate-login order logs in.
 
 use crate::redis::{redis_cli, redis_login, RedisUser, REDIS};
 use crate::util::{login, run, unique, Run, Workspace, ADMIN_ENV};
@@ -71,6 +75,15 @@ impl Rekey {
             }
         }
         refused
+    }
+
+    /// Reads `name`'s current secret as an application would, rotates once (exit 0),
+    /// and answers whether `login` still works with what was read.
+    fn held_secret_survives_a_rotation(&self, name: &str, login: impl Fn(&serde_json::Value) -> bool) -> bool {
+        let held = self.current(name);
+        assert!(login(&held), "the held secret logs in before the rotation");
+        self.run(&["rotate", name]).assert_code(0);
+        login(&held)
     }
 
     /// Whether the previous version is stored and not revoked (inside its grace).
@@ -149,17 +162,30 @@ fn dual_redis_readers_see_no_failure_with_the_default_grace() {
     assert!(!redis_login(&user.0, "wrong-password"), "the server checks passwords");
     // `every` short, so that the default grace (a part of it) lets a test rotate back
     // to back; no `grace` key: the default is what is tested.
-    std::fs::write(
-        dir.path().join("rekey.toml"),
-        format!(
-            "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
-             [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"dual\"\nevery = \"20s\"\n\
-             target = {{ type = \"redis\", host = \"{}\", port = {}, username = \"{}\", admin = \"redis://{}:{}\" }}\n",
-            REDIS.0, REDIS.1, user.0, REDIS.0, REDIS.1
-        ),
-    )
-    .unwrap();
+    let write_config = |grace: &str| {
+        std::fs::write(
+            dir.path().join("rekey.toml"),
+            format!(
+                "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\
+                 [[credentials]]\nname = \"cache\"\nstore = \"local\"\nkey = \"cache\"\nstrategy = \"dual\"\nevery = \"20s\"\n{grace}\
+                 target = {{ type = \"redis\", host = \"{}\", port = {}, username = \"{}\", admin = \"redis://{}:{}\" }}\n",
+                REDIS.0, REDIS.1, user.0, REDIS.0, REDIS.1
+            ),
+        )
+        .unwrap()
+    };
+    write_config("grace = \"0s\"\n");
     rekey.run_stdin(&["import", "cache"], &initial).assert_code(0);
+    let logs_in = |doc: &serde_json::Value| redis_login(&user.0, doc["password"].as_str().expect("password"));
+    assert!(
+        !rekey.held_secret_survives_a_rotation("cache", logs_in),
+        "precondition: with grace = \"0s\" a secret read before a dual rotation is refused after it"
+    );
+    write_config("");
+    assert!(
+        rekey.held_secret_survives_a_rotation("cache", logs_in),
+        "with the default grace the secret read before the rotation still logs in"
+    );
 
     let reader = {
         let (rekey, user) = (rekey.clone(), user.0.clone());
@@ -198,19 +224,38 @@ fn alternating_postgres_readers_see_no_failure_with_the_default_grace() {
     };
     let (a, password_a) = ws.role("rk_zd_a");
     let (b, _) = ws.role("rk_zd_b");
-    let credential = format!(
-        "[[credentials]]\nname = \"app-db\"\nstore = \"local\"\nkey = \"app/db\"\nstrategy = \"alternating\"\nevery = \"20s\"\n\
-         target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {}, dbname = \"postgres\", usernames = [\"{a}\", \"{b}\"], \
-         admin = \"${{{ADMIN_ENV}}}\", sslmode = \"disable\" }}\n",
-        ws.pg.port(),
-    );
-    ws.write_config(&[credential]);
+    let credential = |grace: &str| {
+        format!(
+            "[[credentials]]\nname = \"app-db\"\nstore = \"local\"\nkey = \"app/db\"\nstrategy = \"alternating\"\nevery = \"20s\"\n{grace}\
+             target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {}, dbname = \"postgres\", usernames = [\"{a}\", \"{b}\"], \
+             admin = \"${{{ADMIN_ENV}}}\", sslmode = \"disable\" }}\n",
+            ws.pg.port(),
+        )
+    };
+    ws.write_config(&[credential("grace = \"0s\"\n")]);
     rekey
         .run_stdin(
             &["import", "app-db"],
             &format!("{{\"username\":\"{a}\",\"password\":\"{password_a}\"}}"),
         )
         .assert_code(0);
+    let pg = ws.pg;
+    let logs_in = |doc: &serde_json::Value| {
+        login(
+            pg,
+            doc["username"].as_str().expect("username"),
+            doc["password"].as_str().expect("password"),
+        )
+    };
+    assert!(
+        !rekey.held_secret_survives_a_rotation("app-db", logs_in),
+        "precondition: with grace = \"0s\" a secret read before an alternating rotation is refused after it"
+    );
+    ws.write_config(&[credential("")]);
+    assert!(
+        rekey.held_secret_survives_a_rotation("app-db", logs_in),
+        "with the default grace the secret read before the rotation still logs in"
+    );
 
     let reader = {
         let (rekey, pg) = (rekey.clone(), ws.pg);
