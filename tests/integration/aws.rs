@@ -638,3 +638,116 @@ fn runners_racing_on_one_secrets_manager_never_break_a_credential() {
     }
     run(command(&main_config, &["verify"]), "").assert_code(0);
 }
+
+/// A Secrets Manager principal that may read and write versions but not move labels
+/// (no `secretsmanager:UpdateSecretVersionStage`), rotating a `single` PostgreSQL
+/// credential, where apply kills the old password. The label move that takes
+/// `AWSPENDING` (the compare-and-set, call 5) comes before apply, so the rotation fails
+/// at `stage` with the permission named, the role's password is untouched, the
+/// secret's `AWSCURRENT` is the same version, and a principal with the permission then
+/// rotates it.
+#[test]
+fn a_store_principal_that_may_not_move_labels_fails_before_the_target_is_touched() {
+    let moto = MotoServer::shared();
+    let mut ws = crate::util::Workspace::new();
+    let (role, password) = ws.role("rk_sm_nolabel");
+    let limited = unique("sm-limited");
+    let secret_id = format!("ci/{}", unique("nolabel"));
+    let key = boto3(
+        moto,
+        &format!(
+            "iam = client('iam')\niam.create_user(UserName='{limited}')\n\
+             iam.put_user_policy(UserName='{limited}', PolicyName='sm', PolicyDocument=json.dumps({{'Version': '2012-10-17', \
+             'Statement': [{{'Effect': 'Allow', 'Action': ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue', \
+             'secretsmanager:PutSecretValue', 'secretsmanager:CreateSecret', 'secretsmanager:ListSecretVersionIds', \
+             'secretsmanager:TagResource', 'secretsmanager:UntagResource'], 'Resource': '*'}}]}}))\n\
+             k = iam.create_access_key(UserName='{limited}')['AccessKey']\n\
+             print(k['AccessKeyId'] + ' ' + k['SecretAccessKey'])"
+        ),
+    );
+    let (limited_id, limited_secret) = key.split_once(' ').expect("an access key");
+    let (admin_id, admin_secret) = moto.admin_key();
+    // Two profiles in a credentials file of the test's own: the store names one.
+    std::fs::write(
+        ws.path("aws-credentials"),
+        format!(
+            "[admin]\naws_access_key_id = {admin_id}\naws_secret_access_key = {admin_secret}\n\
+             [limited]\naws_access_key_id = {limited_id}\naws_secret_access_key = {limited_secret}\n"
+        ),
+    )
+    .unwrap();
+    let write_config = |profile: &str| {
+        ws.write_raw_config(&format!(
+            "[stores.aws]\ntype = \"aws-secretsmanager\"\nregion = \"{region}\"\nendpoint_url = \"{endpoint}\"\n\
+             profile = \"{profile}\"\n\
+             [[credentials]]\nname = \"db\"\nstore = \"aws\"\nkey = \"{secret_id}\"\nstrategy = \"single\"\n\
+             target = {{ type = \"postgres\", host = \"127.0.0.1\", port = {port}, dbname = \"postgres\", \
+             username = \"{role}\", admin = \"${{{admin_env}}}\", sslmode = \"disable\" }}\n",
+            region = moto.region(),
+            endpoint = moto.endpoint(),
+            port = ws.pg.port(),
+            admin_env = crate::util::ADMIN_ENV,
+        ))
+    };
+    let rekey = |args: &[&str], stdin: &str| {
+        let mut cmd = ws.command();
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_SHARED_CREDENTIALS_FILE", ws.path("aws-credentials"))
+            .env("AWS_CONFIG_FILE", ws.path("no-aws-config"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args);
+        run(cmd, stdin)
+    };
+    write_config("admin");
+    rekey(&["import", "db"], &password).assert_code(0);
+    let (before, _) = version_at(moto, &secret_id, "AWSCURRENT");
+
+    // The precondition: the limited principal reads the secret but may not move a label.
+    write_config("limited");
+    rekey(&["status", "db"], "").assert_code(0);
+    let denied = boto3(
+        moto,
+        &format!(
+            "import botocore\nsm = boto3.client('secretsmanager', endpoint_url='{}', region_name='{}', \
+             aws_access_key_id='{limited_id}', aws_secret_access_key='{limited_secret}')\n\
+             try:\n    sm.update_secret_version_stage(SecretId='{secret_id}', VersionStage='AWSPENDING', MoveToVersionId='{before}')\n    print('allowed')\n\
+             except botocore.exceptions.ClientError as e:\n    print(e.response['ResponseMetadata']['HTTPStatusCode'], e.response['Error'].get('Message'))",
+            moto.endpoint(),
+            moto.region()
+        ),
+    );
+    assert!(denied.starts_with("403 "), "precondition: {denied}");
+
+    let r = rekey(&["rotate", "db"], "");
+    r.assert_code(1);
+    assert!(r.stderr.contains("db"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("db: stage: permission denied: "),
+        "the credential, the step and the kind: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("secretsmanager:UpdateSecretVersionStage"),
+        "the permission is named: {}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    assert!(!r.stderr.contains(&password) && !r.stdout.contains(&password));
+    assert!(ws.can_login(&role, &password), "the role's password is untouched");
+    assert!(!r.stderr.contains("apply"), "nothing reached the target: {}", r.stderr);
+    assert_eq!(
+        version_at(moto, &secret_id, "AWSCURRENT").0,
+        before,
+        "AWSCURRENT unchanged"
+    );
+
+    // With the permission, the same secret rotates.
+    write_config("admin");
+    rekey(&["rotate", "db"], "").assert_code(0);
+    assert!(!ws.can_login(&role, &password), "the old password is dead");
+    let (after, _) = version_at(moto, &secret_id, "AWSCURRENT");
+    assert_ne!(after, before);
+    rekey(&["verify", "db"], "").assert_code(0);
+}
