@@ -24,8 +24,16 @@ pub struct ValidateArgs {}
 pub struct Checked {
     /// The configuration, loaded.
     pub config: Config,
-    /// Things to know, by credential name (`None`: about the whole file).
-    pub warnings: Vec<(Option<String>, String)>,
+    /// Things to know that do not make the configuration invalid.
+    pub warnings: Vec<Warning>,
+}
+
+/// One thing to know, about some credentials (about the whole file when none).
+pub struct Warning {
+    /// The credentials it concerns, by name.
+    pub credentials: Vec<String>,
+    /// One line.
+    pub text: String,
 }
 
 /// Loads and checks the configuration at `path`; `Err` is the one-line error.
@@ -56,16 +64,24 @@ pub fn check(path: &std::path::Path) -> Result<Checked, String> {
                             dir.display()
                         ));
                     }
-                    for c in config.credentials.iter().filter(|c| &c.store == name) {
-                        warnings.push((
-                            Some(c.name.clone()),
-                            format!(
-                                "store `{name}`: {shown} does not exist yet; `rekey import {}` or `rekey rotate \
-                                 --create-store` creates it",
-                                c.name
-                            ),
-                        ));
-                    }
+                    // One warning per store, however many credentials use it.
+                    let credentials: Vec<String> = config
+                        .credentials
+                        .iter()
+                        .filter(|c| &c.store == name)
+                        .map(|c| c.name.clone())
+                        .collect();
+                    let import = match credentials.as_slice() {
+                        [one] => format!("`rekey import {one}`"),
+                        _ => "`rekey import NAME` (or `import --batch`)".to_owned(),
+                    };
+                    warnings.push(Warning {
+                        text: format!(
+                            "store `{name}`: {shown} does not exist yet; {import} or `rekey rotate --create-store` \
+                             creates it"
+                        ),
+                        credentials,
+                    });
                 }
             }
         }
@@ -96,16 +112,17 @@ pub fn run(cli: &Cli, _args: &ValidateArgs) -> Result<i32, String> {
     let config = &checked.config;
     match cli.output {
         Output::Json => {
+            let mut by_credential: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+            for warning in &checked.warnings {
+                for name in &warning.credentials {
+                    by_credential.entry(name).or_default().push(&warning.text);
+                }
+            }
             let credentials = config
                 .credentials
                 .iter()
                 .map(|c| {
-                    let warnings: Vec<&str> = checked
-                        .warnings
-                        .iter()
-                        .filter(|(owner, _)| owner.as_deref() == Some(c.name.as_str()))
-                        .map(|(_, w)| w.as_str())
-                        .collect();
+                    let warnings = by_credential.get(c.name.as_str()).cloned().unwrap_or_default();
                     let mut item = serde_json::json!({
                         "name": c.name,
                         "status": "valid",
@@ -133,12 +150,13 @@ pub fn run(cli: &Cli, _args: &ValidateArgs) -> Result<i32, String> {
         Output::Human => {
             if !cli.quiet {
                 let mut err = std::io::stderr().lock();
-                for (owner, warning) in &checked.warnings {
-                    let owner = owner.as_deref().map(|o| format!("{o}: ")).unwrap_or_default();
-                    let _ = std::io::Write::write_all(
-                        &mut err,
-                        crate::report::human::warning_line(&format!("{owner}{warning}")).as_bytes(),
-                    );
+                for warning in &checked.warnings {
+                    let line = match warning.credentials.as_slice() {
+                        [] => warning.text.clone(),
+                        [one] => format!("{one}: {}", warning.text),
+                        many => format!("{} ({} credentials)", warning.text, many.len()),
+                    };
+                    let _ = std::io::Write::write_all(&mut err, crate::report::human::warning_line(&line).as_bytes());
                 }
                 let (n, m) = (config.credentials.len(), config.stores.len());
                 println!(
