@@ -346,27 +346,23 @@ impl Config {
         targets::apply(&mut root).map_err(|e| at(&e))?;
         secret_fields::hoist(&mut root).map_err(|e| at(&e))?;
         let admin_refs = admin_ref::take(&mut root, &file)?;
-        // Pass 1: the text as written, for errors with line and key before any variable
-        // is looked up. An error about a value holding `${...}` waits for pass 2, which
-        // knows the value.
-        if let Err(e) = read(&root, Pass::Raw, &BTreeSet::new()) {
-            let about_reference = e
-                .span
-                .as_ref()
-                .and_then(|span| sources.text.get(span.clone()))
-                .is_some_and(|t| t.contains("${"));
-            if !about_reference {
-                return Err(at(&e));
-            }
-        }
+        // Errors come in this order: first those in the text as written (line and key,
+        // before any variable is looked up; pass 1), then a missing variable, then those
+        // about values that came from the environment (pass 2). Pass 1 only matters when
+        // something fails: it runs then, on the text parsed again, and a configuration
+        // that loads is read once.
+        let written_error = || first_error_as_written(&sources.text, &file).map(|e| at(&e));
         // Each credential's file, for messages about it.
         let origins = origins(&root, &sources);
         // Pass 2: expand ${ENV} in every string and read the result.
-        let env::Expansion { refs, deferred } = env::expand_document(&mut root, lookup, &sources)?;
+        let env::Expansion { refs, deferred } = match env::expand_document(&mut root, lookup, &sources) {
+            Ok(expansion) => expansion,
+            Err(e) => return Err(written_error().unwrap_or(e)),
+        };
         let deferred = if strict {
             // The first missing variable in file order, as for any other error.
             if let Some((_, (_, e))) = deferred.into_iter().next() {
-                return Err(e);
+                return Err(written_error().unwrap_or(e));
             }
             BTreeMap::new()
         } else {
@@ -376,9 +372,10 @@ impl Config {
         // password): every such value is replaced by its `${NAME}` in messages.
         let scrub = |e: ConfigError| e.scrubbed(&refs, lookup);
         let indices: BTreeSet<usize> = deferred.keys().copied().collect();
-        let raw = read(&root, Pass::Expanded(&refs), &indices)
-            .map_err(|e| at(&e))
-            .map_err(scrub)?;
+        let raw = match read(&root, Pass::Expanded(&refs), &indices) {
+            Ok(raw) => raw,
+            Err(e) => return Err(written_error().unwrap_or_else(|| scrub(at(&e)))),
+        };
         // Everything is read from the document: free it before the configuration is built.
         drop(root);
         let unresolved: BTreeMap<String, String> =
@@ -440,6 +437,26 @@ impl Config {
             .cloned()
             .collect())
     }
+}
+
+/// Pass 1 of [`Config::parse`]: the document `text` (already parsed and prepared once
+/// without error) read as written, where a string holding a `${NAME}` reference reads
+/// as a placeholder. Its first error, unless that error is about such a value (pass 2,
+/// which knows the value, reports those).
+fn first_error_as_written(text: &str, file: &str) -> Option<DeError> {
+    let document = pieces::parse(text).ok()?;
+    let mut root: Node<'_> = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+    include::take(&mut root);
+    targets::apply(&mut root).ok()?;
+    secret_fields::hoist(&mut root).ok()?;
+    admin_ref::take(&mut root, file).ok()?;
+    let e = read(&root, Pass::Raw, &BTreeSet::new()).err()?;
+    let about_reference = e
+        .span
+        .as_ref()
+        .and_then(|span| text.get(span.clone()))
+        .is_some_and(|t| t.contains("${"));
+    (!about_reference).then_some(e)
 }
 
 /// `config`, read from `text`, once the memory a large text took to read is given back
@@ -577,23 +594,30 @@ fn in_section(mut e: DeError, node: &Node<'_>, what: &str) -> DeError {
 
 /// The section's `type`, one of `types`.
 fn section_type<'a>(node: &'a Node<'_>, what: &str, types: &[&str]) -> Result<&'a str, DeError> {
-    let expected = types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    // Only an error lists the types: this runs twice per credential.
+    let expected = || types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
     let Some(table) = node.get_ref().as_table() else {
         return Err(DeError::at(
             node.span(),
-            format!("must be a table with a `type` ({expected})"),
+            format!("must be a table with a `type` ({})", expected()),
         ));
     };
     let Some(tag) = table.get("type") else {
-        return Err(DeError::at(node.span(), format!("missing field `type` ({expected})")));
+        return Err(DeError::at(
+            node.span(),
+            format!("missing field `type` ({})", expected()),
+        ));
     };
     match tag.get_ref().as_str() {
         Some(name) if types.contains(&name) => Ok(name),
         Some(name) => Err(DeError::at(
             tag.span(),
-            format!("unknown {what} type `{name}`, expected one of {expected}"),
+            format!("unknown {what} type `{name}`, expected one of {}", expected()),
         )),
-        None => Err(DeError::at(tag.span(), format!("`type` must be a string ({expected})"))),
+        None => Err(DeError::at(
+            tag.span(),
+            format!("`type` must be a string ({})", expected()),
+        )),
     }
 }
 

@@ -14,8 +14,8 @@
 
 use super::{Config, ConfigError, Credential, TargetConfig};
 use rekey_api::SecretDoc;
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A host as compared (see the module documentation).
 pub(crate) fn host_key(host: &str) -> String {
@@ -27,7 +27,8 @@ pub(crate) fn host_key(host: &str) -> String {
         .trim_end_matches('.')
         .to_ascii_lowercase();
     match bare.parse::<IpAddr>() {
-        Ok(ip) if ip.to_string() == "127.0.0.1" || ip.to_string() == "::1" => "localhost".to_owned(),
+        Ok(IpAddr::V4(ip)) if ip == Ipv4Addr::LOCALHOST => "localhost".to_owned(),
+        Ok(IpAddr::V6(ip)) if ip == Ipv6Addr::LOCALHOST => "localhost".to_owned(),
         Ok(ip) => ip.to_string(),
         Err(_) if bare == "localhost" => "localhost".to_owned(),
         Err(_) => bare,
@@ -83,7 +84,9 @@ pub(crate) fn check(
     targets: &[(&str, &TargetConfig)],
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
-    let mut rotated: BTreeMap<(&'static str, String, String), (&str, String)> = BTreeMap::new();
+    // Hashed, not ordered: at 10,000 credentials the keys' string comparisons in an
+    // ordered map were a tenth of loading the configuration.
+    let mut rotated: HashMap<IdentityKey, (&str, String)> = HashMap::with_capacity(targets.len());
     for (name, target) in targets {
         for identity in target.identities(lookup) {
             if let Some((other, _)) = rotated.get(&identity.key) {

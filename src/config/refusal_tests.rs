@@ -387,6 +387,18 @@ fn environment_references_defaults_bare_names_and_typed_values() {
         &text.replace("${PG_PORT}", "${NO_SUCH_PORT}"),
         &["credential `app-db`", "`NO_SUCH_PORT` is not set"],
     );
+    // A mistake in the text as written comes first (before any variable is looked up,
+    // though only read again once something failed): with a missing variable, and with
+    // a variable whose value does not fit, the unknown key is the error.
+    for other in ["${NO_SUCH_PORT}", "${NOT_A_PORT}"] {
+        let e = refused(
+            &text
+                .replace("${PG_PORT}", other)
+                .replace("username = \"app\"", "username = \"app\", sslmod = \"disable\""),
+            &["rekey.toml:13:", "sslmod"],
+        );
+        assert!(!e.contains("NO_SUCH_PORT") && !e.contains("NOT_A_PORT"), "{e}");
+    }
 }
 
 #[test]
