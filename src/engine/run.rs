@@ -178,7 +178,7 @@ impl Engine {
 
     /// `pending` with its target, built now; the error (which [`Engine::prepare`]'s check
     /// makes all but impossible) is the credential's report, failed at preflight.
-    fn ready(&self, pending: Pending) -> Result<Prepared, CredentialReport> {
+    fn ready(&self, pending: Pending) -> Result<Prepared, Box<CredentialReport>> {
         let Pending {
             credential,
             store,
@@ -201,7 +201,7 @@ impl Engine {
                     &credential.key,
                 );
                 let failed = rec.fail(Step::Preflight, FailureKind::InvalidInput, message);
-                Err(self.kept(rec.finish(Err(failed))))
+                Err(Box::new(self.kept(rec.finish(Err(failed)))))
             }
         }
     }
@@ -271,7 +271,7 @@ impl Engine {
                 let p = match self.ready(pending) {
                     Ok(p) => p,
                     Err(report) => {
-                        results.push((index, report));
+                        results.push((index, *report));
                         continue;
                     }
                 };
@@ -410,7 +410,7 @@ impl Engine {
         let doc = read_doc().map_err(RunError::Input)?;
         let p = match self.ready(p) {
             Ok(p) => p,
-            Err(report) => return Ok(self.report_of("import", false, started, vec![report])),
+            Err(report) => return Ok(self.report_of("import", false, started, vec![*report])),
         };
         let mut rec = self.recorder(&p);
         let status = import_one(&mut rec, &p, doc, options).await;
@@ -446,7 +446,7 @@ impl Engine {
                 let p = match self.ready(pending) {
                     Ok(p) => p,
                     Err(report) => {
-                        results[index] = Some(report);
+                        results[index] = Some(*report);
                         continue;
                     }
                 };
