@@ -1,8 +1,10 @@
 //! The shared admin connection: one per target host (and admin connection string) per
 //! run, opened on first use, reopened once if it was lost.
 
+use crate::config::SslMode;
 use crate::conn::{connect, Session};
 use crate::error::{is_connection_lost, pg_error};
+use crate::hba;
 use crate::preflight_batch::PreflightBatch;
 use crate::sql::quote_ident;
 use crate::tls::TlsSetup;
@@ -10,6 +12,7 @@ use rekey_api::ProviderResult;
 use rekey_net::Reopening;
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,21 @@ use std::time::Duration;
 /// Settings applied to every admin session: never wait forever on a lock or a query.
 const SESSION_SETUP: &str = "SET lock_timeout = '10s'; SET statement_timeout = '60s'";
 
+/// Where the admin connection goes and how, to tell whether it also proves that the
+/// target's own login endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// The TCP host, when the connection string names exactly one (not a unix socket).
+    pub(crate) host: Option<String>,
+    /// The port, when there is exactly one.
+    pub(crate) port: Option<u16>,
+    pub(crate) sslmode: SslMode,
+    pub(crate) sslrootcert: Option<PathBuf>,
+}
+
 /// One admin endpoint and its (lazily opened) connection.
 pub(crate) struct AdminPool {
+    route: Route,
     config: tokio_postgres::Config,
     tls: TlsSetup,
     timeout: Duration,
@@ -28,6 +44,9 @@ pub(crate) struct AdminPool {
     opened: Arc<AtomicU64>,
     /// The catalog reads of the targets sharing this connection, coalesced.
     pub(crate) batch: PreflightBatch,
+    /// Whether pg_hba.conf admits every role's login over this route as it admits the
+    /// admin's: read once per run ([`AdminPool::hba_admits_every_role`]).
+    hba: tokio::sync::OnceCell<bool>,
 }
 
 impl fmt::Debug for AdminPool {
@@ -45,12 +64,14 @@ impl AdminPool {
     pub(crate) fn new(
         config: tokio_postgres::Config,
         tls: TlsSetup,
+        route: Route,
         timeout: Duration,
         endpoint: String,
         opened: Arc<AtomicU64>,
     ) -> AdminPool {
         let user = config.get_user().unwrap_or("").to_owned();
         AdminPool {
+            route,
             config,
             tls,
             timeout,
@@ -59,7 +80,44 @@ impl AdminPool {
             conn: Reopening::new(),
             opened,
             batch: PreflightBatch::default(),
+            hba: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Whether the admin connection goes to `host:port` over the same TLS setting, so
+    /// that its connecting proves a login there would reach the server too.
+    pub(crate) fn same_route(&self, host: &str, port: u16, sslmode: SslMode, sslrootcert: Option<&Path>) -> bool {
+        self.route.host.as_deref() == Some(host)
+            && self.route.port == Some(port)
+            && self.route.sslmode == sslmode
+            && self.route.sslrootcert.as_deref() == sslrootcert
+    }
+
+    /// Whether `pg_hba.conf` selects, for a login from this connection's client address
+    /// with its TLS state, a first line that admits every database and user and is not
+    /// `reject` ([`crate::hba`]): then a role's login over the same route passes it as
+    /// the admin's did. Read once per run (one query, on first use); `false` when it
+    /// cannot tell: the admin may not read `pg_hba_file_rules` (a superuser may), the
+    /// connection uses a unix socket, or a line is one [`crate::hba`] cannot evaluate.
+    pub(crate) async fn hba_admits_every_role(&self) -> bool {
+        *self
+            .hba
+            .get_or_init(|| async {
+                let read = self
+                    .run("reading pg_hba_file_rules", |s| async move {
+                        s.client.query_typed_one(hba::HBA_QUERY, &[]).await
+                    })
+                    .await;
+                let Ok(row) = read else { return false };
+                let client: Option<String> = row.get(0);
+                let ssl: bool = row.get(1);
+                let lines: Vec<hba::HbaLine> = match serde_json::from_str(row.get::<_, &str>(2)) {
+                    Ok(lines) => lines,
+                    Err(_) => return false,
+                };
+                hba::admits_every_role(&lines, client.and_then(|c| c.parse().ok()), ssl)
+            })
+            .await
     }
 
     /// `host:port` of the admin connection.

@@ -48,6 +48,7 @@ mod config;
 mod conn;
 mod dsn;
 mod error;
+mod hba;
 mod preflight_batch;
 use rekey_api::session_notes as notes;
 mod provider;

@@ -1,6 +1,6 @@
 //! [`PostgresProvider`]: builds targets and shares admin connections among them.
 
-use crate::admin::AdminPool;
+use crate::admin::{AdminPool, Route};
 use crate::config::{PostgresTargetConfig, SslMode};
 use crate::dsn::parse_admin_dsn;
 use crate::target::PostgresTarget;
@@ -11,6 +11,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// The port a connection string without one uses (libpq's and tokio-postgres's).
+const DEFAULT_PORT: u16 = 5432;
 
 /// Application name of admin connections in `pg_stat_activity`.
 const ADMIN_APPLICATION_NAME: &str = "rekey admin";
@@ -124,7 +127,12 @@ impl PostgresProvider {
                 }
             }
         }
-        Ok(PostgresTarget::new(config.clone(), tls, admin, strategy))
+        // Whether the admin connection goes where logins go (host, port, TLS setting):
+        // only then can its pg_hba.conf line stand for theirs.
+        let same_route = admin.as_ref().is_some_and(|admin| {
+            admin.same_route(&config.host, config.port, config.sslmode, config.sslrootcert.as_deref())
+        });
+        Ok(PostgresTarget::new(config.clone(), tls, admin, strategy, same_route))
     }
 
     /// How many admin connections this provider has opened (reconnections included).
@@ -188,9 +196,23 @@ impl PostgresProvider {
         };
         let tls = self.tls_setup(sslmode, rootcert.as_deref())?;
         let endpoint = endpoint_of(&pg, config);
+        let route = Route {
+            host: match pg.get_hosts() {
+                [tokio_postgres::config::Host::Tcp(host)] => Some(host.clone()),
+                _ => None,
+            },
+            port: match pg.get_ports() {
+                [] => Some(DEFAULT_PORT),
+                [port] => Some(*port),
+                _ => None,
+            },
+            sslmode,
+            sslrootcert: rootcert,
+        };
         Ok(AdminPool::new(
             pg,
             tls,
+            route,
             config.connect_timeout(),
             endpoint,
             self.inner.admin_connections_opened.clone(),

@@ -55,6 +55,9 @@ pub struct PostgresTarget {
     admin: Option<Arc<AdminPool>>,
     capabilities: TargetCapabilities,
     endpoint: String,
+    /// The admin connection goes to the host and port logins use, with their TLS
+    /// setting: its `pg_hba.conf` line can stand for theirs ([`PostgresTarget::check_route`]).
+    same_route: bool,
 }
 
 impl fmt::Debug for PostgresTarget {
@@ -79,6 +82,7 @@ impl PostgresTarget {
         tls: TlsSetup,
         admin: Option<Arc<AdminPool>>,
         strategy: Strategy,
+        same_route: bool,
     ) -> PostgresTarget {
         let mut login_config = tokio_postgres::Config::new();
         login_config
@@ -108,6 +112,7 @@ impl PostgresTarget {
             tls,
             admin,
             endpoint,
+            same_route,
         }
     }
 
@@ -220,6 +225,19 @@ impl PostgresTarget {
 
     /// Proves that a login as `user` reaches the server (see [`probe`]), without a
     /// password: for precheck when the admin connection does not already prove it.
+    /// Proves, before anything changes, that verify's login as `user` will reach the
+    /// server and pass `pg_hba.conf` with this `sslmode`, which the admin's connection
+    /// does not prove by itself (a `hostssl`-only or `reject` line for some roles). Free
+    /// when the admin connection takes the same route and `pg_hba.conf`'s line for it
+    /// admits every role and database ([`AdminPool::hba_admits_every_role`], read once
+    /// per run); otherwise one probe ([`PostgresTarget::probe_login`]).
+    pub(crate) async fn check_route(&self, admin: &AdminPool, user: &str) -> ProviderResult<()> {
+        if self.same_route && admin.hba_admits_every_role().await {
+            return Ok(());
+        }
+        self.probe_login(user).await
+    }
+
     async fn probe_login(&self, user: &str) -> ProviderResult<()> {
         let mut config = self.login_config.clone();
         config.user(user);
@@ -613,10 +631,10 @@ impl Target for PostgresTarget {
     ///   and of the database against the sessions open), else verify's login would fail
     ///   after apply. With `verifier = "keep"`, a second query reads the role's verifier
     ///   type (`pg_authid`). No login with the current secret: apply does not need it.
-    ///   Beside the query it probes the login route without a password (a connection
-    ///   that ends where the server asks for one): verify must reach the server and pass
-    ///   `pg_hba.conf` as this role with this `sslmode`, which the admin's connection
-    ///   does not prove (a `hostssl`-only or `reject` line for the role);
+    ///   Beside the query it checks the login route ([`PostgresTarget::check_route`]):
+    ///   verify must reach the server and pass `pg_hba.conf` as this role with this
+    ///   `sslmode`, which the admin's connection does not prove (a `hostssl`-only or
+    ///   `reject` line for the role);
     /// - without an admin: the current secret logs in, since apply logs in with it.
     ///
     /// With `alternating` it also compares the two roles' privileges, as `preflight`
@@ -640,7 +658,7 @@ impl Target for PostgresTarget {
                 // may refuse this role, or this role without TLS, from here. Verify would
                 // fail after apply; the probe (no password sent) finds it now, while the
                 // catalog read runs.
-                let (view, probe) = tokio::join!(self.read_view(admin), self.probe_login(next));
+                let (view, probe) = tokio::join!(self.read_view(admin), self.check_route(admin, next));
                 let view = view?;
                 self.check_view(admin, &view, next, &mut lines)?;
                 probe?;

@@ -325,7 +325,7 @@ impl PostgresTarget {
         // does not prove (pg_hba.conf may turn this role away, or away without TLS). The
         // current secret's login below proves it for its own role.
         if current.is_none() || self.alternating() {
-            self.probe_login(next).await?;
+            self.check_route(admin, next).await?;
         }
         if let Some(current) = current {
             let user = current.username().unwrap_or(self.role()).to_owned();
