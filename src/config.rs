@@ -825,6 +825,16 @@ fn resolve(
             (None, Some(grace)) => grace,
             (None, None) => default_grace(strategy, every),
         };
+        if let Some((lifetime, setting)) = target.password_lifetime() {
+            if lifetime <= every {
+                return Err(ConfigError::new(format!(
+                    "{file}: {owner}: target {setting} is not longer than every ({}): the password would expire \
+                     before the next rotation and applications would be locked out; make it longer than every \
+                     (twice is usual) or rotate more often",
+                    crate::engine::inspection::short_duration(every)
+                )));
+            }
+        }
         if !grace.is_zero() && grace >= every {
             return Err(ConfigError::new(format!(
                 "{file}: {owner}: grace ({}) must be shorter than every ({}): the next rotation would revoke a \

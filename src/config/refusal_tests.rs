@@ -301,6 +301,49 @@ fn durations_out_of_range_are_refused() {
     refused(&grace, &["credential `app-db`", "grace", "shorter than every"]);
 }
 
+/// A password the target lets live no longer than the rotation period would expire
+/// before the next rotation: applications locked out with nothing failing in rekey.
+#[test]
+fn a_password_lifetime_not_longer_than_every_is_refused() {
+    let target = |setting: &str| {
+        format!("{{ type = \"postgres\", host = \"h\", username = \"app\", admin = \"${{ADMIN_URL}}\", {setting} }}")
+    };
+    let text = |setting: &str, every: &str| {
+        with(&[credential("app-db", &target(setting))]).replace(
+            "key = \"app/app-db\"",
+            &format!("key = \"app/app-db\"\nevery = \"{every}\""),
+        )
+    };
+    refused(
+        &text("valid_until = \"30d\"", "30d"),
+        &[
+            "credential `app-db`",
+            "valid_until = \"30d\" is not longer than every (30d)",
+            "expire before the next rotation",
+        ],
+    );
+    refused(
+        &text("valid_until = \"12h\"", "1d"),
+        &["valid_until = \"12h\"", "every (1d)"],
+    );
+    parse(&text("valid_until = \"60d\"", "30d")).expect("longer than every");
+    parse(&text("valid_until = \"clear\"", "30d")).expect("no expiry");
+    let mysql = |lifetime: &str| {
+        with(&[credential(
+            "app-db",
+            &format!(
+                "{{ type = \"mysql\", host = \"h\", username = \"app\", admin = \"mysql://root@h/\", password_lifetime = \"{lifetime}\" }}"
+            ),
+        )])
+    };
+    // The default `every` is 30 days.
+    refused(
+        &mysql("30d"),
+        &["password_lifetime = \"30d\" is not longer than every (30d)"],
+    );
+    parse(&mysql("90d")).expect("longer than every");
+}
+
 #[test]
 fn impossible_password_policies_are_refused_at_load() {
     let text = with(&[credential("app-db", &pg("h", "app"))]);

@@ -86,6 +86,13 @@ macro_rules! registry {
                 }
             }
 
+            /// How long the target lets a new password live, when configured.
+            pub(crate) fn password_lifetime(&self) -> Option<(std::time::Duration, String)> {
+                match self {
+                    $( TargetConfig::$target(c) => $crate::providers::target_kind::TargetKind::password_lifetime(c), )*
+                }
+            }
+
             /// Sets the admin from `admin = { credential = ... }`; `false` when the kind
             /// takes no such reference.
             pub(crate) fn set_admin(&mut self, login: &$crate::providers::target_kind::AdminLogin<'_>) -> bool {

@@ -56,6 +56,14 @@ pub(crate) trait TargetKind: DeserializeOwned + Clone + fmt::Debug {
         None
     }
 
+    /// How long the target lets a new password live, when the configuration sets it
+    /// (PostgreSQL `valid_until = "90d"`, MySQL `password_lifetime = "90d"`), with the
+    /// setting as written: a credential rotated less often than that would be left
+    /// with an expired password, so loading refuses it.
+    fn password_lifetime(&self) -> Option<(std::time::Duration, String)> {
+        None
+    }
+
     /// The target of one credential. Nothing is connected yet.
     fn build(&self, ctx: &TargetContext<'_>) -> ProviderResult<Arc<dyn Target>>;
 }

@@ -54,6 +54,16 @@ impl TargetKind for MysqlTargetConfig {
         }
     }
 
+    fn password_lifetime(&self) -> Option<(std::time::Duration, String)> {
+        match self.password_lifetime {
+            rekey_mysql::PasswordLifetime::Days(days) => Some((
+                std::time::Duration::from_secs(u64::from(days) * 86_400),
+                format!("password_lifetime = \"{}\"", self.password_lifetime),
+            )),
+            _ => None,
+        }
+    }
+
     fn endpoint(&self) -> Option<String> {
         server_endpoint(&self.host, self.port)
     }

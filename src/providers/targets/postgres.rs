@@ -55,6 +55,15 @@ impl TargetKind for PostgresTargetConfig {
         }
     }
 
+    fn password_lifetime(&self) -> Option<(std::time::Duration, String)> {
+        match self.valid_until {
+            rekey_postgres::ValidUntil::For(lifetime) => {
+                Some((lifetime, format!("valid_until = \"{}\"", self.valid_until)))
+            }
+            _ => None,
+        }
+    }
+
     fn endpoint(&self) -> Option<String> {
         server_endpoint(&self.host, self.port)
     }
