@@ -203,12 +203,19 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         Command::Status { selection } => {
             let config = load(&cli)?;
             let chosen = choose(&config, selection)?;
+            // `-o json` lists each credential's steps from the run report; the table
+            // needs only the summaries.
+            let retain = match cli.output {
+                Output::Json => Retain::Everything,
+                Output::Human => retain(&config, false),
+            };
             let engine = engine_for(
                 &config,
                 ProviderOptions::default(),
                 Arc::new(human::Progress::new(human::Verbosity::Quiet, 0)),
             )
-            .await?;
+            .await?
+            .with_retain(retain);
             let mut run = engine.status(chosen).await?;
             mark_missing_stores(&config, &mut run);
             mark_unresolved(&config, &mut run);
