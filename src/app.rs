@@ -1057,8 +1057,12 @@ fn finish_with(
             }
         },
         Output::Human => {
-            let (text, errors) = human::render(run, verbosity(cli));
-            print!("{text}");
+            {
+                // Written as it is made; a closed stdout does not stop the errors below.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let _ = human::write_results(run, verbosity(cli), &mut out).and_then(|()| out.flush());
+            }
+            let errors = human::error_lines(run, verbosity(cli));
             // Each failure once: when stdout and stderr are the same screen, the rows just
             // printed carry every failure's reason (quiet prints no rows).
             use std::io::IsTerminal;

@@ -265,16 +265,22 @@ impl Reporter for Progress {
     }
 }
 
-/// The end-of-run text for stdout, and the error lines for stderr.
-pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
-    let color = use_color(std::io::stdout().is_terminal());
-    let mut out = String::new();
-    let errors: Vec<String> = run.credentials.iter().filter_map(|c| c.error_line()).collect();
-    if verbosity == Verbosity::Quiet {
-        return (out, errors);
+/// The error lines for stderr at the end of a run: every failure's, except for `status`
+/// shown in full, whose rows carry each problem and its next step.
+pub fn error_lines(run: &RunReport, verbosity: Verbosity) -> Vec<String> {
+    if verbosity != Verbosity::Quiet && run.command == "status" {
+        return Vec::new();
     }
-    // `status` rows carry each problem and its next step: not repeated on stderr.
-    let errors = if run.command == "status" { Vec::new() } else { errors };
+    run.credentials.iter().filter_map(|c| c.error_line()).collect()
+}
+
+/// Writes the end-of-run text for stdout to `out` as it is made (a `plan` over 10,000
+/// credentials is about 28 MB of text: never one string). Nothing when quiet.
+pub fn write_results(run: &RunReport, verbosity: Verbosity, out: &mut impl Write) -> std::io::Result<()> {
+    if verbosity == Verbosity::Quiet {
+        return Ok(());
+    }
+    let color = use_color(std::io::stdout().is_terminal());
     let width = run.credentials.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &run.credentials {
         let status = match status_color(c.status) {
@@ -285,9 +291,9 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
         let name = format!("{:<width$}", c.name);
         match run.command {
             "plan" => {
-                out.push_str(&format!("{status} {name}  {}\n", c.target));
+                writeln!(out, "{status} {name}  {}", c.target)?;
                 if let Some(e) = &c.error {
-                    out.push_str(&format!("         - {}: {}\n", e.step.as_str(), e.message));
+                    writeln!(out, "         - {}: {}", e.step.as_str(), e.message)?;
                 }
                 for item in &c.plan {
                     let line = item.to_string();
@@ -296,7 +302,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                     } else {
                         line
                     };
-                    out.push_str(&format!("         - {line}\n"));
+                    writeln!(out, "         - {line}")?;
                 }
             }
             "status" => {
@@ -314,7 +320,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                         parts.push(e.message.clone());
                     }
                 }
-                out.push_str(&format!("{word} {name}  {}\n", parts.join("; ")));
+                writeln!(out, "{word} {name}  {}", parts.join("; "))?;
             }
             _ => {
                 let mut parts = Vec::new();
@@ -342,7 +348,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
                     }
                 }
                 parts.push(short_duration_ms(c.duration_ms));
-                out.push_str(&format!("{status} {name}  {}\n", parts.join("; ")));
+                writeln!(out, "{status} {name}  {}", parts.join("; "))?;
             }
         }
     }
@@ -358,12 +364,13 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
             }
         }
         let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        out.push_str(&format!(
-            "{total} credential{}: {}\n",
+        writeln!(
+            out,
+            "{total} credential{}: {}",
             if total == 1 { "" } else { "s" },
             parts.join(", ")
-        ));
-        return (out, errors);
+        )?;
+        return Ok(());
     }
     let mut summary = format!("{total} credential{}", if total == 1 { "" } else { "s" });
     let counted = [
@@ -386,9 +393,7 @@ pub fn render(run: &RunReport, verbosity: Verbosity) -> (String, Vec<String>) {
     if run.dry_run && matches!(run.command, "plan") {
         summary.push_str("; nothing was changed");
     }
-    out.push_str(&summary);
-    out.push('\n');
-    (out, errors)
+    writeln!(out, "{summary}")
 }
 
 /// `status`: the ages of a credential's versions as people say them: `rotated 3d ago`,
