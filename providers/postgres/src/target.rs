@@ -223,8 +223,6 @@ impl PostgresTarget {
         )
     }
 
-    /// Proves that a login as `user` reaches the server (see [`probe`]), without a
-    /// password: for precheck when the admin connection does not already prove it.
     /// Proves, before anything changes, that verify's login as `user` will reach the
     /// server and pass `pg_hba.conf` with this `sslmode`, which the admin's connection
     /// does not prove by itself (a `hostssl`-only or `reject` line for some roles). Free
@@ -238,6 +236,8 @@ impl PostgresTarget {
         self.probe_login(user).await
     }
 
+    /// Proves that a login as `user` reaches the server (see [`probe`]), without a
+    /// password: for [`PostgresTarget::check_route`] when `pg_hba.conf` cannot vouch.
     async fn probe_login(&self, user: &str) -> ProviderResult<()> {
         let mut config = self.login_config.clone();
         config.user(user);
@@ -631,7 +631,8 @@ impl Target for PostgresTarget {
     ///   and of the database against the sessions open), else verify's login would fail
     ///   after apply. With `verifier = "keep"`, a second query reads the role's verifier
     ///   type (`pg_authid`). No login with the current secret: apply does not need it.
-    ///   Beside the query it checks the login route ([`PostgresTarget::check_route`]):
+    ///   Beside the query it checks the login route (`check_route`: `pg_hba_file_rules`
+    ///   read once per run, or a probe where that cannot vouch):
     ///   verify must reach the server and pass `pg_hba.conf` as this role with this
     ///   `sslmode`, which the admin's connection does not prove (a `hostssl`-only or
     ///   `reject` line for the role);
@@ -656,8 +657,8 @@ impl Target for PostgresTarget {
                 let mut lines = Vec::new();
                 // The admin's success says nothing of the login's own route: pg_hba.conf
                 // may refuse this role, or this role without TLS, from here. Verify would
-                // fail after apply; the probe (no password sent) finds it now, while the
-                // catalog read runs.
+                // fail after apply; the route check finds it now, while the catalog read
+                // runs.
                 let (view, probe) = tokio::join!(self.read_view(admin), self.check_route(admin, next));
                 let view = view?;
                 self.check_view(admin, &view, next, &mut lines)?;
