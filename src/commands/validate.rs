@@ -72,6 +72,8 @@ pub fn check(path: &std::path::Path) -> Result<Checked, String> {
                         .map(|c| c.name.clone())
                         .collect();
                     let import = match credentials.as_slice() {
+                        // A store no credential uses: nothing will create it.
+                        [] => continue,
                         [one] => format!("`rekey import {one}`"),
                         _ => "`rekey import NAME` (or `import --batch`)".to_owned(),
                     };
