@@ -139,6 +139,8 @@ pub struct MysqlUserRow {
     pub locked: String,
     /// `password_lifetime` in days, if set per account.
     pub lifetime: Option<i64>,
+    /// `max_user_connections` (0: no limit of its own).
+    pub max_user_connections: i64,
 }
 
 /// One host entry of a user (`'user'@'host'`) and its authentication state.
@@ -158,6 +160,9 @@ pub struct HostEntry {
     pub locked: bool,
     /// The password lifetime policy (`PASSWORD EXPIRE DEFAULT | NEVER | INTERVAL n DAY`).
     pub lifetime: Lifetime,
+    /// `MAX_USER_CONNECTIONS` of the entry: at most this many sessions at once (0: no
+    /// limit of its own).
+    pub max_user_connections: i64,
 }
 
 /// An account's password lifetime policy, as the server keeps it: MariaDB's
@@ -239,6 +244,7 @@ impl HostEntry {
             expired: number("password_last_changed") == Some(0),
             locked: object.get("account_locked").and_then(serde_json::Value::as_bool) == Some(true),
             lifetime: Lifetime::from_stored(number("password_lifetime")),
+            max_user_connections: number("max_user_connections").unwrap_or(0),
         })
     }
 
@@ -252,6 +258,7 @@ impl HostEntry {
             expired: row.expired.eq_ignore_ascii_case("Y"),
             locked: row.locked.eq_ignore_ascii_case("Y"),
             lifetime: Lifetime::from_stored(row.lifetime),
+            max_user_connections: row.max_user_connections,
         }
     }
 
@@ -719,6 +726,7 @@ mod tests {
             expired: "N".into(),
             locked: "N".into(),
             lifetime: None,
+            max_user_connections: 0,
         };
         let sha2 = HostEntry::from_mysql_user("app", "%", &row("caching_sha2_password", "", ""));
         assert!(sha2

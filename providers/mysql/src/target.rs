@@ -163,6 +163,15 @@ impl MysqlTarget {
         }
     }
 
+    /// The user whose password the next rotation sets: the configured one, or with
+    /// `alternating` the one `current` does not name (the first without a current secret).
+    fn next_user(&self, current: Option<&SecretDoc>) -> ProviderResult<String> {
+        match current {
+            Some(doc) if self.strategy() == Strategy::Alternating => self.other_user(&self.user_of(doc, "current")?),
+            _ => Ok(self.config.default_user().to_owned()),
+        }
+    }
+
     /// The other user of the alternating pair.
     fn other_user(&self, user: &str) -> ProviderResult<String> {
         match &self.config.usernames {
@@ -332,12 +341,13 @@ impl MysqlTarget {
             let sql = if info.server.flavor == Flavor::MariaDb {
                 // MariaDB before 10.4: no account locking, no per-account lifetime.
                 "SELECT Host, plugin, IF(plugin IN ('', 'mysql_native_password'), authentication_string, ''), \
-                 ssl_type, password_expired, 'N', NULL FROM mysql.user WHERE User = ?"
+                 ssl_type, password_expired, 'N', NULL, max_user_connections FROM mysql.user WHERE User = ?"
             } else {
                 "SELECT Host, plugin, IF(plugin = 'mysql_native_password', authentication_string, ''), \
-                 ssl_type, password_expired, account_locked, password_lifetime FROM mysql.user WHERE User = ?"
+                 ssl_type, password_expired, account_locked, password_lifetime, max_user_connections \
+                 FROM mysql.user WHERE User = ?"
             };
-            type Row = (String, String, String, String, String, String, Option<i64>);
+            type Row = (String, String, String, String, String, String, Option<i64>, i64);
             admin
                 .run(&action, |c| {
                     let name = name.clone();
@@ -346,17 +356,20 @@ impl MysqlTarget {
                 .await
                 .map(|rows| {
                     rows.into_iter()
-                        .map(|(host, plugin, auth, ssl_type, expired, locked, lifetime)| {
-                            let row = MysqlUserRow {
-                                plugin,
-                                auth: Zeroizing::new(auth),
-                                ssl_type,
-                                expired,
-                                locked,
-                                lifetime,
-                            };
-                            HostEntry::from_mysql_user(user, &host, &row)
-                        })
+                        .map(
+                            |(host, plugin, auth, ssl_type, expired, locked, lifetime, max_user_connections)| {
+                                let row = MysqlUserRow {
+                                    plugin,
+                                    auth: Zeroizing::new(auth),
+                                    ssl_type,
+                                    expired,
+                                    locked,
+                                    lifetime,
+                                    max_user_connections,
+                                };
+                                HostEntry::from_mysql_user(user, &host, &row)
+                            },
+                        )
                         .collect()
                 })
         };
@@ -417,6 +430,50 @@ impl MysqlTarget {
             }
         }
         Ok(())
+    }
+
+    /// Refuses, before anything changes, a rotation whose verify could not log in: an
+    /// entry it changes has `MAX_USER_CONNECTIONS n` and the user already has `n`
+    /// sessions open (`information_schema.PROCESSLIST`, which shows other users' threads
+    /// only to an admin with `PROCESS`: without it nothing is counted, and verify tells).
+    /// After apply, verify's login would be refused (error 1226) with the new password
+    /// already set. `Conflict`, not retryable: a session must end or the limit rise.
+    async fn check_login_slot(&self, admin: &AdminPool, plan: &AccountPlan) -> ProviderResult<()> {
+        let Some(entry) = plan
+            .rotate
+            .iter()
+            .filter(|e| e.max_user_connections > 0)
+            .min_by_key(|e| e.max_user_connections)
+        else {
+            return Ok(());
+        };
+        let user = entry.user.clone();
+        let open = admin
+            .run(&format!("counting the sessions of {}", entry.account()), |c| {
+                let user = user.clone();
+                Box::pin(async move {
+                    c.exec_first::<i64, _, _>(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ? AND COMMAND <> 'Killed'",
+                        (user,),
+                    )
+                    .await
+                })
+            })
+            .await?
+            .unwrap_or(0);
+        if open < entry.max_user_connections {
+            return Ok(());
+        }
+        Err(ProviderError::conflict(format!(
+            "{} on {} has MAX_USER_CONNECTIONS {} and {open} session(s) open: verify's login with the new \
+             password would be refused (error 1226) after apply had changed it, so nothing was changed; end a \
+             session or raise the limit (ALTER USER {} WITH MAX_USER_CONNECTIONS n)",
+            entry.account(),
+            self.endpoint.label(),
+            entry.max_user_connections,
+            entry.account()
+        ))
+        .retryable(false))
     }
 
     /// Adds a hint to errors whose cause is known.

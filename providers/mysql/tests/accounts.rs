@@ -12,7 +12,8 @@
 //! - `PASSWORD EXPIRE INTERVAL 30 DAY`: kept by default, replaced as `password_lifetime`
 //!   says, and `plan` says which;
 //! - `REQUIRE SSL` against a server without TLS: refused before anything changes;
-//! - `ACCOUNT LOCK`: refused before anything changes.
+//! - `ACCOUNT LOCK`: refused before anything changes;
+//! - `MAX_USER_CONNECTIONS 1` with the slot taken: refused before anything changes.
 
 mod common;
 
@@ -477,6 +478,58 @@ async fn require_ssl_without_server_tls_is_refused_before_anything_changes() {
         assert_error(&err, ErrorKind::InvalidInput, needles, &[&user.password]);
     }
     assert_eq!(user.stored_hash(), before, "nothing changed");
+}
+
+/// `MAX_USER_CONNECTIONS 1` with the one slot taken: verify's login after apply would be
+/// refused (error 1226) with the new password already set, so precheck and plan refuse
+/// first, naming the limit; once the session ends the rotation goes through.
+#[tokio::test]
+async fn max_user_connections_with_every_slot_taken_is_refused_before_apply() {
+    let admin = TestAdmin::new();
+    let user = TestUser::new("rk_maxconn");
+    root_sql(&format!(
+        "ALTER USER {} WITH MAX_USER_CONNECTIONS 1",
+        account(&user.name)
+    ));
+    assert_eq!(
+        priv_json(&user.name, "%")["max_user_connections"],
+        1,
+        "the limit before"
+    );
+    let session = raw_session(&user.name, &user.password).await;
+    let t = target(&config(&user.name, Some(&admin)));
+    // The precondition: the slot is taken, so a second login is refused.
+    let refused = t.login(&user.doc()).await.expect_err("no second session");
+    assert!(refused.to_string().contains("1226"), "{refused}");
+    let before = user.stored_hash();
+    for err in [
+        t.precheck(Some(&user.doc())).await.unwrap_err(),
+        t.preflight(Some(&user.doc())).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::Conflict,
+            &[
+                &account(&user.name),
+                "MAX_USER_CONNECTIONS 1 and 1 session(s) open",
+                "nothing was changed",
+            ],
+            &[&user.password],
+        );
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(user.stored_hash(), before, "nothing changed");
+    let _ = session.disconnect().await;
+    // Once the session is gone there is a slot again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.precheck(Some(&user.doc())).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the session did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let new = t.prepare(Some(&user.doc()), random_password(24)).await.unwrap();
+    t.apply(&new, Some(&user.doc())).await.unwrap();
+    t.verify(&new).await.expect("the new password logs in");
+    assert_eq!(priv_json(&user.name, "%")["max_user_connections"], 1, "the limit kept");
 }
 
 #[tokio::test]

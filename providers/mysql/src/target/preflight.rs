@@ -352,6 +352,9 @@ impl MysqlTarget {
             };
             let plan = self.account_plan(admin, &info, user, &known).await?;
             self.check_rotatable(&plan, &info)?;
+            if user == self.next_user(current)? {
+                self.check_login_slot(admin, &plan).await?;
+            }
             let main = plan.main();
             if self.strategy() == Strategy::Dual && main.methods.iter().any(|m| m.kind() != PluginKind::Native) {
                 return Err(ProviderError::unsupported(format!(
