@@ -44,9 +44,9 @@ pub(crate) struct AdminPool {
     opened: Arc<AtomicU64>,
     /// The catalog reads of the targets sharing this connection, coalesced.
     pub(crate) batch: PreflightBatch,
-    /// Whether pg_hba.conf admits every role's login over this route as it admits the
-    /// admin's: read once per run ([`AdminPool::hba_admits_every_role`]).
-    hba: tokio::sync::OnceCell<bool>,
+    /// The method of the pg_hba.conf line every role's login over this route meets, if
+    /// one line admits them all: read once per run ([`AdminPool::hba_method`]).
+    hba: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl fmt::Debug for AdminPool {
@@ -100,24 +100,28 @@ impl AdminPool {
     /// cannot tell: the admin may not read `pg_hba_file_rules` (a superuser may), the
     /// connection uses a unix socket, or a line is one [`crate::hba`] cannot evaluate.
     pub(crate) async fn hba_admits_every_role(&self) -> bool {
-        *self
-            .hba
+        self.hba_method().await.is_some()
+    }
+
+    /// The authentication method `pg_hba.conf` applies to every role's login over this
+    /// connection's route (see [`AdminPool::hba_admits_every_role`]), read once per run;
+    /// `None` when it cannot tell.
+    pub(crate) async fn hba_method(&self) -> Option<&str> {
+        self.hba
             .get_or_init(|| async {
                 let read = self
                     .run("reading pg_hba_file_rules", |s| async move {
                         s.client.query_typed_one(hba::HBA_QUERY, &[]).await
                     })
                     .await;
-                let Ok(row) = read else { return false };
+                let row = read.ok()?;
                 let client: Option<String> = row.get(0);
                 let ssl: bool = row.get(1);
-                let lines: Vec<hba::HbaLine> = match serde_json::from_str(row.get::<_, &str>(2)) {
-                    Ok(lines) => lines,
-                    Err(_) => return false,
-                };
-                hba::admits_every_role(&lines, client.and_then(|c| c.parse().ok()), ssl)
+                let lines: Vec<hba::HbaLine> = serde_json::from_str(row.get::<_, &str>(2)).ok()?;
+                hba::every_role_method(&lines, client.and_then(|c| c.parse().ok()), ssl)
             })
             .await
+            .as_deref()
     }
 
     /// `host:port` of the admin connection.

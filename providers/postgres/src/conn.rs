@@ -5,15 +5,80 @@ use crate::tls::TlsSetup;
 use rekey_api::{ProviderError, ProviderResult};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// An open connection: the client and the task driving its socket.
 pub(crate) struct Session {
     pub(crate) client: Client,
     task: JoinHandle<()>,
+    /// Statements prepared on this connection, by their text.
+    statements: std::sync::Mutex<std::collections::HashMap<&'static str, Statement>>,
+    /// A prepared statement was lost (a pooler): unnamed statements only.
+    unprepared: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
+    fn new(client: Client, task: JoinHandle<()>) -> Session {
+        Session {
+            client,
+            task,
+            statements: std::sync::Mutex::default(),
+            unprepared: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// `sql` prepared on this connection with parameters of `types`: once, then reused.
+    /// For the admin connection's catalog reads, asked once per credential: the server
+    /// parses and plans a statement of its own once, where an unnamed one costs it a
+    /// parse and a plan each time (most of the time of `plan` over 1,000 roles).
+    async fn prepared(&self, sql: &'static str, types: &[Type]) -> Result<Statement, tokio_postgres::Error> {
+        let known = self
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare_typed(sql, types).await?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// [`Client::query_typed`] of `sql` as a statement [prepared](Session::prepared) on
+    /// this connection.
+    pub(crate) async fn query_prepared(
+        &self,
+        sql: &'static str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        use std::sync::atomic::Ordering;
+        if !self.unprepared.load(Ordering::Relaxed) {
+            let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+            let result = match self.prepared(sql, &types).await {
+                Ok(statement) => self.client.query(&statement, &values).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                // A pooler that hands each transaction another server connection (PgBouncer
+                // in transaction mode before 1.21) loses named statements: the unnamed
+                // statement from now on.
+                Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                    self.unprepared.store(true, Ordering::Relaxed);
+                }
+                result => return result,
+            }
+        }
+        self.client.query_typed(sql, params).await
+    }
+
     /// Closes the connection (the server sees a clean Terminate) and waits briefly for
     /// the socket to be done, so the backend is gone when this returns.
     pub(crate) async fn close(self) {
@@ -102,14 +167,14 @@ async fn attempt(
                 let task = tokio::spawn(async move {
                     let _ = connection.await;
                 });
-                Ok::<_, tokio_postgres::Error>(Session { client, task })
+                Ok::<_, tokio_postgres::Error>(Session::new(client, task))
             }
             Some(connector) => {
                 let (client, connection) = config.connect(connector.clone()).await?;
                 let task = tokio::spawn(async move {
                     let _ = connection.await;
                 });
-                Ok(Session { client, task })
+                Ok(Session::new(client, task))
             }
         }
     };
@@ -188,5 +253,41 @@ pub(crate) mod tests {
         let err = connect_without_password(port, ChannelBinding::Prefer).await;
         assert!(!asked_for_password(&err), "{err:?}");
         server.abort();
+    }
+
+    /// A catalog read is prepared once per connection; a connection that loses its
+    /// statements (as behind a pooler in transaction mode: here `DEALLOCATE ALL` on the
+    /// same connection) falls back to unnamed statements and still answers.
+    #[tokio::test]
+    async fn prepared_reads_survive_a_lost_statement() {
+        let pg = rekey_testbed::PgCluster::shared();
+        let mut config: tokio_postgres::Config = pg.admin_url().parse().unwrap();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let tls = TlsSetup::new(crate::config::SslMode::Disable, None).unwrap();
+        let session = connect(&config, &tls, Duration::from_secs(10), "admin").await.unwrap();
+        const SQL: &str = "SELECT $1::text || 'x'";
+        let read = |value: &'static str| {
+            let session = &session;
+            async move {
+                let rows = session.query_prepared(SQL, &[(&value, Type::TEXT)]).await.unwrap();
+                rows[0].get::<_, String>(0)
+            }
+        };
+        assert_eq!(read("a").await, "ax");
+        assert_eq!(read("b").await, "bx");
+        let named = |session: &Session| session.statements.lock().unwrap().len();
+        assert_eq!(named(&session), 1, "prepared once, reused");
+        let prepared_server_side = session
+            .client
+            .query_typed_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        assert_eq!(prepared_server_side, 1);
+        session.client.batch_execute("DEALLOCATE ALL").await.unwrap();
+        assert_eq!(read("c").await, "cx", "the unnamed statement after the loss");
+        assert!(session.unprepared.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(read("d").await, "dx");
+        session.close().await;
     }
 }

@@ -40,18 +40,27 @@ pub(crate) const HBA_QUERY: &str = "SELECT host(inet_client_addr()), \
 /// Whether every role's login from `client` (with TLS or not, as `ssl` says) meets the
 /// same first line as any other: that line admits all databases and all users and is
 /// not `reject`. `false` when it cannot tell.
+#[cfg(test)]
 pub(crate) fn admits_every_role(lines: &[HbaLine], client: Option<IpAddr>, ssl: bool) -> bool {
-    let Some(client) = client else { return false };
+    every_role_method(lines, client, ssl).is_some()
+}
+
+/// The authentication method (`scram-sha-256`, `md5`, `trust`...) of the first line
+/// that every role's login from `client` meets, when that line admits all databases
+/// and all users and is not `reject`; `None` when there is no such line or it cannot
+/// tell.
+pub(crate) fn every_role_method(lines: &[HbaLine], client: Option<IpAddr>, ssl: bool) -> Option<String> {
+    let client = client?;
     for line in lines {
         if line.error.is_some() {
-            return false;
+            return None;
         }
         let selects = match line.kind.as_deref() {
             Some("local") | Some("hostgssenc") => false,
             Some("host") | Some("hostnogssenc") => true,
             Some("hostssl") => ssl,
             Some("hostnossl") => !ssl,
-            _ => return false,
+            _ => return None,
         };
         if !selects {
             continue;
@@ -59,12 +68,19 @@ pub(crate) fn admits_every_role(lines: &[HbaLine], client: Option<IpAddr>, ssl: 
         match address_matches(line, client) {
             Some(true) => {}
             Some(false) => continue,
-            None => return false,
+            None => return None,
         }
         let all = |list: &Option<Vec<String>>| list.as_deref() == Some(&["all".to_owned()][..]);
-        return all(&line.database) && all(&line.user_name) && line.auth_method.as_deref() != Some("reject");
+        let admits = all(&line.database) && all(&line.user_name) && line.auth_method.as_deref() != Some("reject");
+        return line.auth_method.clone().filter(|_| admits);
     }
-    false
+    None
+}
+
+/// Whether `method` checks a password against the role's stored verifier
+/// (`pg_authid.rolpassword`) and nothing else.
+pub(crate) fn checks_stored_password(method: &str) -> bool {
+    matches!(method, "scram-sha-256" | "md5" | "password")
 }
 
 /// Whether `line`'s address selects `client`; `None` when it cannot be evaluated here.
@@ -123,6 +139,30 @@ mod tests {
         assert!(!admits_every_role(&lines, Some("10.0.0.9".parse().unwrap()), false));
         // A unix socket (no client address): cannot tell.
         assert!(!admits_every_role(&lines, None, false));
+    }
+
+    #[test]
+    fn the_method_of_the_line_every_role_meets_says_whether_it_checks_the_stored_password() {
+        let method = |kind: &str, auth: &str| {
+            let lines = [line(kind, "all", "all", LOOPBACK, auth)];
+            every_role_method(&lines, client(), false)
+        };
+        assert_eq!(method("host", "scram-sha-256").as_deref(), Some("scram-sha-256"));
+        assert_eq!(method("hostnossl", "md5").as_deref(), Some("md5"));
+        assert_eq!(method("host", "trust").as_deref(), Some("trust"));
+        assert_eq!(method("host", "reject"), None);
+        assert_eq!(method("hostssl", "scram-sha-256"), None, "no line for a login without TLS");
+        for (auth, checks) in [
+            ("scram-sha-256", true),
+            ("md5", true),
+            ("password", true),
+            ("trust", false),
+            ("ldap", false),
+            ("cert", false),
+            ("peer", false),
+        ] {
+            assert_eq!(checks_stored_password(auth), checks, "{auth}");
+        }
     }
 
     #[test]

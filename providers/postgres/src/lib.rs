@@ -53,6 +53,7 @@ mod preflight_batch;
 use rekey_api::session_notes as notes;
 mod provider;
 mod sql;
+mod stored_verifier;
 mod target;
 mod tls;
 

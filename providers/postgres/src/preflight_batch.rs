@@ -90,7 +90,12 @@ pub(crate) struct PreflightBatch {
     pub(crate) views: Coalesce<Vec<tokio_postgres::Row>>,
     /// Role name and verifier type, from `pg_authid`.
     pub(crate) verifier_types: Coalesce<Vec<(String, String)>>,
+    /// Role name and stored verifier (`plan`'s check of current secrets), from `pg_authid`.
+    pub(crate) verifiers: Coalesce<StoredVerifiers>,
 }
+
+/// Role names and their `pg_authid.rolpassword` (wiped from memory when dropped).
+pub(crate) type StoredVerifiers = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
 
 #[cfg(test)]
 mod tests {

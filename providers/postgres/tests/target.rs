@@ -285,6 +285,85 @@ async fn createrole_admin_may_alter_ordinary_roles_only() {
     t.login(&boss.doc()).await.expect("unchanged");
 }
 
+/// `plan` checks a current secret against the role's stored verifier where that gives a
+/// login's answer, without a login (the server logs every connection here: none is the
+/// role's); where it cannot (an admin who may not read `pg_authid`), it logs in.
+#[tokio::test]
+async fn plan_checks_the_current_secret_against_the_stored_verifier_without_a_login() {
+    let pg = PgCluster::start_with(PgOptions::new().setting("log_connections", "on")).unwrap();
+    let role = TestRole::new(&pg, "pv");
+    let md5 = unique_name("pv_md5");
+    let md5_password = random_password(24);
+    pg.psql(&format!(
+        "SET password_encryption = 'md5'; CREATE ROLE {md5} LOGIN PASSWORD {}",
+        quote_literal(md5_password.expose())
+    ));
+    let provider = PostgresProvider::new();
+    let t = target(&provider, &config(&pg, &role.name, true));
+    let role_logins = |pg: &PgCluster, name: &str| {
+        pg.log_contents()
+            .lines()
+            .filter(|l| l.contains(&format!("user={name} ")) || l.contains(&format!("user \"{name}\"")))
+            .count()
+    };
+
+    let lines = t.preflight(Some(&role.doc())).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "the current secret is the password of role \"{}\" on 127.0.0.1:{}/postgres (checked against its \
+             stored verifier, which pg_hba.conf's scram-sha-256 line checks every login here against; no login made)",
+            role.name,
+            pg.port()
+        ))),
+        "{lines:?}"
+    );
+    let lines = t.preflight(Some(&role.wrong_doc())).await.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("is refused as") && l.contains("does not match the stored verifier")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        role_logins(&pg, &role.name),
+        0,
+        "no login as the role:\n{}",
+        pg.log_contents()
+    );
+    // The check is real: the password it accepted logs in, the other is refused.
+    t.login(&role.doc()).await.unwrap();
+    assert_eq!(
+        t.login(&role.wrong_doc()).await.unwrap_err().kind(),
+        ErrorKind::AuthRejected
+    );
+    assert!(role_logins(&pg, &role.name) >= 1, "the server logs logins");
+
+    // An md5 verifier under a `scram-sha-256` line: every login is refused whatever the
+    // password, which only a login says (as it did).
+    let t = target(&provider, &config(&pg, &md5, true));
+    let lines = t.preflight(Some(&doc(&md5, &md5_password))).await.unwrap();
+    assert!(role_logins(&pg, &md5) >= 1, "a login was made for the md5 role");
+    assert!(
+        lines.iter().any(|l| l.starts_with("the current secret is refused as")),
+        "{lines:?}"
+    );
+
+    // An admin who may not read pg_authid: the login, as before.
+    let admin = TestRole::with_options(&pg, "pv_admin", "CREATEROLE");
+    let plain = TestRole::new(&pg, "pv_plain");
+    pg.psql(&format!("GRANT {} TO {} WITH ADMIN OPTION", plain.name, admin.name));
+    let mut c = config(&pg, &plain.name, false);
+    c.admin = Some(admin.dsn());
+    let t = target(&provider, &c);
+    let lines = t.preflight(Some(&plain.doc())).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.starts_with("the current secret logs in as")),
+        "{lines:?}"
+    );
+    assert!(role_logins(&pg, &plain.name) >= 1);
+    pg.psql(&format!("DROP ROLE {md5}"));
+}
+
 #[tokio::test]
 async fn preflight_reports_what_it_checked() {
     let pg = PgCluster::shared();
@@ -302,7 +381,12 @@ async fn preflight_reports_what_it_checked() {
         )),
         "{text}"
     );
-    assert!(text.contains("the current secret logs in"), "{text}");
+    // A superuser admin on the route logins take, pg_hba.conf asking every role for a
+    // SCRAM password: checked against the stored verifier.
+    assert!(
+        text.contains(&format!("the current secret is the password of role \"{}\"", role.name)),
+        "{text}"
+    );
     assert!(text.contains("will be ended at revoke"), "{text}");
     assert!(!text.contains(role.password.expose()) && !text.contains(pg.admin_password()));
 

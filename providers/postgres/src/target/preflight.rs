@@ -12,6 +12,7 @@ use crate::sql::quote_ident;
 use rekey_api::{ErrorKind, ProviderError, ProviderResult, SecretDoc};
 use std::sync::Arc;
 use tokio_postgres::types::Type;
+use zeroize::Zeroizing;
 
 /// The one query behind `precheck` (and the admin part of `preflight`), run on the shared
 /// admin connection: the admin's attributes and the server version, then one row per
@@ -53,6 +54,10 @@ const PRECHECK_SQL: &str = "SELECT a.rolname::text, a.rolsuper, a.rolcreaterole,
 const VERIFIER_TYPES_SQL: &str = "SELECT rolname::text, CASE WHEN rolpassword IS NULL THEN 'none' \
      WHEN rolpassword LIKE 'md5%' THEN 'md5' WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'scram-sha-256' \
      ELSE 'other' END FROM pg_catalog.pg_authid WHERE rolname = ANY($1)";
+
+/// Each role's stored verifier, for `plan`'s check of a current secret without a login
+/// (superusers only). Compared in memory (wiped when dropped), never shown or logged.
+const VERIFIERS_SQL: &str = "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolname = ANY($1)";
 
 /// How close a kept `VALID UNTIL` may be before a rotation is refused: the new password
 /// would die with it.
@@ -329,30 +334,112 @@ impl PostgresTarget {
         }
         if let Some(current) = current {
             let user = current.username().unwrap_or(self.role()).to_owned();
-            match self.open_doc(current, "current").await {
-                Ok(session) => {
-                    session.close().await;
-                    lines.push(format!("the current secret logs in as {}", self.login_label(&user)));
+            match self.matches_stored_verifier(admin, &view, &user, current).await {
+                Some((true, method)) => {
+                    lines.push(format!(
+                        "the current secret is the password of {} (checked against its stored verifier, which \
+                         pg_hba.conf's {method} line checks every login here against; no login made)",
+                        self.login_label(&user)
+                    ));
                 }
-                Err(e) if e.kind() == ErrorKind::AuthRejected && !refuses_any_password(&e) => {
-                    lines.push(if self.alternating() {
-                        format!(
-                            "the current secret is refused as {} (applications holding it cannot log in; the \
-                         rotation moves them to role {})",
-                            self.login_label(&user),
-                            quote_ident(self.other_role(&user))
-                        )
-                    } else {
-                        format!(
-                            "the current secret is refused as {} (the rotation will replace it)",
-                            self.login_label(&user)
-                        )
-                    })
+                Some((false, _)) => {
+                    lines.push(format!(
+                        "the current secret is refused as {} (it does not match the stored verifier; the rotation \
+                         will replace it)",
+                        self.login_label(&user)
+                    ));
                 }
-                Err(e) => return Err(e),
+                None => self.current_logs_in(current, &user, &mut lines).await?,
             }
         }
         Ok(lines)
+    }
+
+    /// `plan`'s login with the current secret as `user`: a line saying it logs in or is
+    /// refused, or the login's error when it is refused whatever the password.
+    async fn current_logs_in(&self, current: &SecretDoc, user: &str, lines: &mut Vec<String>) -> ProviderResult<()> {
+        match self.open_doc(current, "current").await {
+            Ok(session) => {
+                session.close().await;
+                lines.push(format!("the current secret logs in as {}", self.login_label(user)));
+            }
+            Err(e) if e.kind() == ErrorKind::AuthRejected && !refuses_any_password(&e) => {
+                lines.push(if self.alternating() {
+                    format!(
+                        "the current secret is refused as {} (applications holding it cannot log in; the \
+                         rotation moves them to role {})",
+                        self.login_label(user),
+                        quote_ident(self.other_role(user))
+                    )
+                } else {
+                    format!(
+                        "the current secret is refused as {} (the rotation will replace it)",
+                        self.login_label(user)
+                    )
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// `plan`'s check of the current secret without a login, where that gives a login's
+    /// answer: the admin connects over the same route as logins, `pg_hba.conf`'s first
+    /// line for that route admits every role with a method that checks the password
+    /// against `pg_authid` and nothing else (`scram-sha-256`, `md5`, `password`), the
+    /// admin may read `pg_authid`, the strategy is `single` (whose role's login slots
+    /// precheck counts) and the role has not expired. Whether `current`'s password is
+    /// the one behind `user`'s stored verifier, with the method; `None`: log in instead.
+    async fn matches_stored_verifier(
+        &self,
+        admin: &AdminPool,
+        view: &AdminView,
+        user: &str,
+        current: &SecretDoc,
+    ) -> Option<(bool, String)> {
+        if self.alternating() || !self.same_route || !view.can_read_authid {
+            return None;
+        }
+        if view.roles.iter().any(|f| f.name == user && f.expired) {
+            return None;
+        }
+        let method = admin
+            .hba_method()
+            .await
+            .filter(|m| crate::hba::checks_stored_password(m))?;
+        let verifiers = admin
+            .batch
+            .verifiers
+            .read("", &self.roles, |all| async move {
+                let all = Arc::new(all);
+                let rows = admin
+                    .run("reading the roles' stored verifiers (pg_authid)", |s| {
+                        let all = all.clone();
+                        async move { s.query_prepared(VERIFIERS_SQL, &[(&*all, Type::TEXT_ARRAY)]).await }
+                    })
+                    .await
+                    .ok()?;
+                Some(
+                    rows.iter()
+                        .map(|r| (r.get(0), r.get::<_, Option<String>>(1).map(Zeroizing::new)))
+                        .collect(),
+                )
+            })
+            .await?;
+        let stored = verifiers.iter().find(|(role, _)| role == user)?.1.clone()?;
+        // `md5` lines use SCRAM for a SCRAM verifier; `scram-sha-256` refuses an md5 one,
+        // whatever the password: left to the login's own error.
+        if method == "scram-sha-256" && !stored.starts_with("SCRAM-SHA-256$") {
+            return None;
+        }
+        let password = current.password()?;
+        let role = user.to_owned();
+        let matched = tokio::task::spawn_blocking(move || {
+            crate::stored_verifier::password_matches(&stored, password.expose().as_bytes(), &role)
+        })
+        .await
+        .ok()??;
+        Some((matched, method.to_owned()))
     }
 
     /// One round trip on the shared admin connection: who the admin is, the server's
@@ -371,8 +458,7 @@ impl PostgresTarget {
                     .run("reading the attributes of the admin and of roles", |s| {
                         let (all, dbname) = (all.clone(), dbname.clone());
                         async move {
-                            s.client
-                                .query_typed(PRECHECK_SQL, &[(&*all, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
+                            s.query_prepared(PRECHECK_SQL, &[(&*all, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
                                 .await
                         }
                     })
@@ -412,8 +498,7 @@ impl PostgresTarget {
             .run(&action, |s| {
                 let (roles, dbname) = (roles.clone(), dbname.clone());
                 async move {
-                    s.client
-                        .query_typed(PRECHECK_SQL, &[(&*roles, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
+                    s.query_prepared(PRECHECK_SQL, &[(&*roles, Type::TEXT_ARRAY), (&*dbname, Type::TEXT)])
                         .await
                 }
             })
@@ -640,11 +725,7 @@ impl PostgresTarget {
                 let rows = admin
                     .run("reading the roles' verifier types (pg_authid)", |s| {
                         let all = all.clone();
-                        async move {
-                            s.client
-                                .query_typed(VERIFIER_TYPES_SQL, &[(&*all, Type::TEXT_ARRAY)])
-                                .await
-                        }
+                        async move { s.query_prepared(VERIFIER_TYPES_SQL, &[(&*all, Type::TEXT_ARRAY)]).await }
                     })
                     .await
                     .ok()?;
@@ -661,7 +742,7 @@ impl PostgresTarget {
         let rows = admin
             .run("reading the roles' verifier types (pg_authid)", |s| {
                 let roles = roles.clone();
-                async move { s.client.query_typed(SQL, &[(&*roles, Type::TEXT_ARRAY)]).await }
+                async move { s.query_prepared(SQL, &[(&*roles, Type::TEXT_ARRAY)]).await }
             })
             .await;
         match rows {
