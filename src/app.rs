@@ -104,7 +104,18 @@ fn reporter(
     total: usize,
     json_parts: Option<&Arc<json::Collector>>,
 ) -> Result<Arc<dyn Reporter>, Stop> {
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(human::Progress::new(verbosity(cli), total))];
+    let progress = human::Progress::new(verbosity(cli), total);
+    reporter_with(config, command, progress, json_parts)
+}
+
+/// [`reporter`] with the live human output given.
+fn reporter_with(
+    config: &Config,
+    command: &'static str,
+    progress: human::Progress,
+    json_parts: Option<&Arc<json::Collector>>,
+) -> Result<Arc<dyn Reporter>, Stop> {
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(progress)];
     if let Some(parts) = json_parts {
         reporters.push(Box::new(parts.clone()));
     }
@@ -645,15 +656,26 @@ async fn plan(cli: &Cli, selection: &Selection, options: RotateOptions, parallel
     }
     let chosen = choose(&config, selection)?;
     let parts = json_parts(cli.output == Output::Json);
+    let mut progress = human::Progress::new(verbosity(cli), chosen.len());
+    // Each credential's plan is written as it is made (the run keeps none of them).
+    let stream = (cli.output == Output::Human && verbosity(cli) != human::Verbosity::Quiet)
+        .then(|| human::PlanStream::new(chosen.iter().map(|c| c.name.as_str())));
+    if let Some(stream) = &stream {
+        progress = progress.with_plan(stream.clone());
+    }
     let engine = engine_for(
         &config,
         ProviderOptions::default(),
-        reporter(cli, &config, "plan", chosen.len(), parts.as_ref())?,
+        reporter_with(&config, "plan", progress, parts.as_ref())?,
     )
     .await?
     .with_retain(retain(&config, false));
     drop(config);
     let run = engine.plan(chosen, options).await?;
+    if let Some(stream) = &stream {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = stream.finish(&run, &mut out).and_then(|()| out.flush());
+    }
     Ok(finish(cli, &run, parts.as_deref()))
 }
 

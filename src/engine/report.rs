@@ -144,13 +144,15 @@ impl CredentialReport {
 
     /// Drops what only the live reporters needed, once they have seen it: the step
     /// records, except the skipped ones (the human summary names a deferred revocation
-    /// by its reason). What every end-of-run output reads stays: name, outcome, version
-    /// ids and fingerprints, the error, plan items, warnings, problems, what the store
-    /// held, the due time and the duration.
+    /// by its reason), and the plan items (`plan` writes them as each credential is
+    /// done). What every end-of-run output reads stays: name, outcome, version ids and
+    /// fingerprints, the error, warnings, problems, what the store held, the due time
+    /// and the duration.
     pub fn compact(&mut self) {
         self.steps.retain(|s| matches!(s.outcome, Outcome::Skipped { .. }));
         self.steps.shrink_to_fit();
-        self.plan.shrink_to_fit();
+        // Written out when the credential was done (`plan`'s stream, the JSON parts).
+        self.plan = Vec::new();
         self.warnings.shrink_to_fit();
         self.problems.shrink_to_fit();
         self.versions.shrink_to_fit();

@@ -3,7 +3,8 @@
 
 use crate::engine::event::{Event, Outcome, Reporter};
 use crate::engine::inspection::short_duration;
-use crate::engine::{RunReport, Status};
+use crate::engine::{CredentialReport, RunReport, Status};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,7 @@ fn paint(text: &str, code: &str, color: bool) -> String {
 pub struct Progress {
     verbosity: Verbosity,
     live: Option<Arc<Live>>,
+    plan: Option<Arc<PlanStream>>,
 }
 
 /// The live status line's state, shared with the thread that redraws it every
@@ -135,7 +137,18 @@ impl Progress {
                 state: Mutex::new(LiveState::default()),
             })
         });
-        Progress { verbosity, live }
+        Progress {
+            verbosity,
+            live,
+            plan: None,
+        }
+    }
+
+    /// Also writes `plan`'s blocks to stdout as credentials finish (between clearing
+    /// the status line and drawing it again, so the two never mix on a terminal).
+    pub fn with_plan(mut self, plan: Arc<PlanStream>) -> Self {
+        self.plan = Some(plan);
+        self
     }
 }
 
@@ -238,6 +251,9 @@ impl Reporter for Progress {
                 }
             }
             Event::CredentialDone(report) => {
+                if let Some(plan) = &self.plan {
+                    plan.done(report, &mut std::io::stdout().lock());
+                }
                 if let Some((l, state)) = live.as_mut() {
                     state.in_flight.retain(|n| *n != report.name);
                     state.done += 1;
@@ -265,6 +281,126 @@ impl Reporter for Progress {
     }
 }
 
+/// A status word padded to its column, coloured where `color`.
+fn status_column(status: Status, color: bool) -> String {
+    let word = match status_color(status) {
+        Some(code) => paint(status.as_str(), code, color),
+        None => status.as_str().to_owned(),
+    };
+    format!("{word:<pad$}", pad = 8 + word.len() - visible_len(&word))
+}
+
+/// `plan`'s block of one credential: its status, name and target, then its error and
+/// plan items, one per line.
+fn plan_block(c: &CredentialReport, width: usize, color: bool) -> String {
+    use std::fmt::Write as _;
+    let mut block = String::new();
+    let status = status_column(c.status, color);
+    let _ = writeln!(block, "{status} {:<width$}  {}", c.name, c.target);
+    if let Some(e) = &c.error {
+        let _ = writeln!(block, "         - {}: {}", e.step.as_str(), e.message);
+    }
+    for item in &c.plan {
+        let line = item.to_string();
+        let line = if item.warning {
+            paint(&line, YELLOW, color)
+        } else {
+            line
+        };
+        let _ = writeln!(block, "         - {line}");
+    }
+    block
+}
+
+/// `plan`'s output on stdout, written as credentials finish and in the order they were
+/// chosen: a block that finishes ahead of its turn waits here until the ones before it
+/// are written (at most those still in flight, `--parallel`), so the run need not keep
+/// every credential's plan until its end (about 11 MB over 10,000 credentials).
+pub struct PlanStream {
+    state: Mutex<PlanState>,
+}
+
+struct PlanState {
+    /// Each chosen credential's place in the output.
+    order: HashMap<String, usize>,
+    /// The widest name, for the name column.
+    width: usize,
+    color: bool,
+    /// The place of the next block to write: every one before it is written.
+    next: usize,
+    /// Blocks that finished ahead of their turn, by place.
+    held: BTreeMap<usize, String>,
+}
+
+impl PlanStream {
+    /// A stream for the credentials named by `names`, in this order.
+    pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Arc<Self> {
+        let mut width = 0;
+        let order: HashMap<String, usize> = names
+            .enumerate()
+            .map(|(place, name)| {
+                width = width.max(name.len());
+                (name.to_owned(), place)
+            })
+            .collect();
+        Arc::new(PlanStream {
+            state: Mutex::new(PlanState {
+                order,
+                width,
+                color: use_color(std::io::stdout().is_terminal()),
+                next: 0,
+                held: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PlanState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Credential `report` is done: writes its block to `out` with every held one that
+    /// follows it, or holds it until the ones before it are written.
+    fn done(&self, report: &CredentialReport, out: &mut impl Write) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(&place) = state.order.get(&report.name) else {
+            return;
+        };
+        if place < state.next || state.held.contains_key(&place) {
+            return;
+        }
+        let block = plan_block(report, state.width, state.color);
+        state.held.insert(place, block);
+        let mut wrote = false;
+        while let Some(block) = state.held.remove(&state.next) {
+            let _ = out.write_all(block.as_bytes());
+            state.next += 1;
+            wrote = true;
+        }
+        if wrote {
+            let _ = out.flush();
+        }
+    }
+
+    /// The run is over: writes every block not yet written, in order; a credential that
+    /// never reported itself done is written from `run`'s report of it.
+    pub fn finish(&self, run: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
+        let mut state = self.lock();
+        for (place, c) in run.credentials.iter().enumerate().skip(state.next) {
+            let block = match state.held.remove(&place) {
+                Some(block) => block,
+                None => plan_block(c, state.width, state.color),
+            };
+            out.write_all(block.as_bytes())?;
+        }
+        state.next = state.next.max(run.credentials.len());
+        for block in std::mem::take(&mut state.held).into_values() {
+            out.write_all(block.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
 /// The error lines for stderr at the end of a run: every failure's, except for `status`
 /// shown in full, whose rows carry each problem and its next step.
 pub fn error_lines(run: &RunReport, verbosity: Verbosity) -> Vec<String> {
@@ -282,29 +418,16 @@ pub fn write_results(run: &RunReport, verbosity: Verbosity, out: &mut impl Write
     }
     let color = use_color(std::io::stdout().is_terminal());
     let width = run.credentials.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for c in &run.credentials {
-        let status = match status_color(c.status) {
-            Some(code) => paint(c.status.as_str(), code, color),
-            None => c.status.as_str().to_owned(),
-        };
-        let status = format!("{status:<pad$}", pad = 8 + status.len() - visible_len(&status));
+    // `plan`'s blocks were written while the run went, by [`PlanStream`].
+    let rows = if run.command == "plan" {
+        &[][..]
+    } else {
+        &run.credentials[..]
+    };
+    for c in rows {
+        let status = status_column(c.status, color);
         let name = format!("{:<width$}", c.name);
         match run.command {
-            "plan" => {
-                writeln!(out, "{status} {name}  {}", c.target)?;
-                if let Some(e) = &c.error {
-                    writeln!(out, "         - {}: {}", e.step.as_str(), e.message)?;
-                }
-                for item in &c.plan {
-                    let line = item.to_string();
-                    let line = if item.warning {
-                        paint(&line, YELLOW, color)
-                    } else {
-                        line
-                    };
-                    writeln!(out, "         - {line}")?;
-                }
-            }
             "status" => {
                 let state = crate::engine::inspection::status_state(c);
                 let word = match state {
@@ -457,5 +580,73 @@ fn short_duration_ms(ms: u64) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else {
         short_duration(Duration::from_millis(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::inspection::{PlanItem, PlanStep};
+    use crate::engine::recorder::Recorder;
+
+    fn planned(name: &str) -> CredentialReport {
+        let reporter: Arc<dyn crate::engine::Reporter> = Arc::new(crate::engine::event::Fanout(Vec::new()));
+        let mut rec = Recorder::new("run", reporter, name, "postgres role".into(), "s".into(), "k");
+        rec.report.plan = vec![PlanItem::new(PlanStep::Apply, format!("set {name}"))];
+        rec.finish(Ok(Status::Planned))
+    }
+
+    fn run_of(credentials: Vec<CredentialReport>) -> RunReport {
+        RunReport {
+            run_id: "r".into(),
+            command: "plan",
+            dry_run: true,
+            started: "2026-11-30T00:00:00Z".into(),
+            duration_ms: 1,
+            credentials,
+        }
+    }
+
+    #[test]
+    fn plan_blocks_are_written_in_the_chosen_order_as_soon_as_their_turn_comes() {
+        let stream = PlanStream::new(["a", "bb", "c"].into_iter());
+        let mut out = Vec::new();
+        stream.done(&planned("c"), &mut out);
+        stream.done(&planned("bb"), &mut out);
+        assert!(out.is_empty(), "nothing before the first credential is done");
+        stream.done(&planned("a"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "ok       a   postgres role\n         - apply: set a\n\
+             ok       bb  postgres role\n         - apply: set bb\n\
+             ok       c   postgres role\n         - apply: set c\n"
+        );
+        // Nothing is held: the end of the run writes nothing more.
+        let mut rest = Vec::new();
+        stream
+            .finish(&run_of(vec![planned("a"), planned("bb"), planned("c")]), &mut rest)
+            .unwrap();
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+
+    #[test]
+    fn a_credential_never_reported_done_is_written_at_the_end_from_the_run() {
+        let stream = PlanStream::new(["a", "b", "c"].into_iter());
+        let mut out = Vec::new();
+        stream.done(&planned("c"), &mut out);
+        assert!(out.is_empty());
+        // The run's reports were compacted: `a` and `b` without plan items.
+        let mut a = planned("a");
+        a.compact();
+        let mut b = planned("b");
+        b.compact();
+        stream.finish(&run_of(vec![a, b, planned("c")]), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "ok       a  postgres role\nok       b  postgres role\n\
+             ok       c  postgres role\n         - apply: set c\n"
+        );
     }
 }

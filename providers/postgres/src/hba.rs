@@ -151,7 +151,11 @@ mod tests {
         assert_eq!(method("hostnossl", "md5").as_deref(), Some("md5"));
         assert_eq!(method("host", "trust").as_deref(), Some("trust"));
         assert_eq!(method("host", "reject"), None);
-        assert_eq!(method("hostssl", "scram-sha-256"), None, "no line for a login without TLS");
+        assert_eq!(
+            method("hostssl", "scram-sha-256"),
+            None,
+            "no line for a login without TLS"
+        );
         for (auth, checks) in [
             ("scram-sha-256", true),
             ("md5", true),
