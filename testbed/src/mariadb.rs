@@ -176,11 +176,19 @@ pub struct MariaDbServer {
     dir: PathBuf,
     db: MariaDb,
     child: Option<Child>,
+    /// Server options beyond the testbed's own (`--max-user-connections=1`).
+    options: Vec<String>,
 }
 
 impl MariaDbServer {
     /// Makes the certificates and the data directory and starts the server.
     pub fn start() -> Result<MariaDbServer, TestbedError> {
+        MariaDbServer::start_with(&[])
+    }
+
+    /// [`MariaDbServer::start`] with more `mariadbd` options, for settings that cannot
+    /// be changed once it runs (a `max_user_connections` started at 0 stays 0).
+    pub fn start_with(options: &[&str]) -> Result<MariaDbServer, TestbedError> {
         let as_mysql = effective_uid() == 0;
         // The server runs as `mysql` and must traverse the parent: /tmp always allows that.
         let base = if as_mysql {
@@ -197,6 +205,7 @@ impl MariaDbServer {
             },
             dir,
             child: None,
+            options: options.iter().map(|o| (*o).to_owned()).collect(),
         };
         // From here on, a failure drops `server`, which kills what was started and
         // removes the directory.
@@ -352,6 +361,7 @@ impl MariaDbServer {
             // mariadbd drops to this user itself.
             args.push("--user=mysql".to_owned());
         }
+        args.extend(self.options.iter().cloned());
         // mariadbd lives in /usr/sbin, often not on a non-root PATH.
         let mut last = None;
         for program in ["mariadbd", "/usr/sbin/mariadbd"] {

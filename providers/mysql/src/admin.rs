@@ -49,6 +49,8 @@ pub(crate) struct AdminPool {
     timeout: Duration,
     conn: Reopening<Open>,
     opened: Arc<AtomicU64>,
+    /// The server's `max_user_connections`, read once per run.
+    max_user_connections: tokio::sync::OnceCell<i64>,
 }
 
 impl fmt::Debug for AdminPool {
@@ -81,7 +83,24 @@ impl AdminPool {
             timeout,
             conn: Reopening::new(),
             opened,
+            max_user_connections: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The server's `max_user_connections`: the sessions an account without a limit of
+    /// its own may have open at once (0: no limit). Read once per run.
+    pub(crate) async fn max_user_connections(&self) -> ProviderResult<i64> {
+        self.max_user_connections
+            .get_or_try_init(|| async {
+                let value = self
+                    .run("reading max_user_connections", |c| {
+                        Box::pin(async move { c.query_first::<i64, _>("SELECT @@GLOBAL.max_user_connections").await })
+                    })
+                    .await?;
+                Ok(value.unwrap_or(0))
+            })
+            .await
+            .copied()
     }
 
     /// `host:port` (or socket) of the admin connection.

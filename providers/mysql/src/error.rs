@@ -23,11 +23,13 @@ pub(crate) fn kind_of_code(code: u16) -> ErrorKind {
         // ER_PLUGIN_IS_NOT_LOADED (mysql_native_password disabled, MySQL 8.4+),
         // ER_PASSWORD_CANNOT_BE_RETAINED_ON_PLUGIN_CHANGE, ER_NOT_SUPPORTED_YET
         1524 | 3894 | 1235 => ErrorKind::Unsupported,
-        // ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
-        1205 | 1213 => ErrorKind::Conflict,
-        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS, ER_HOST_IS_BLOCKED,
-        // ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED, ER_CLIENT_INTERACTION_TIMEOUT
-        1040 | 1203 | 1129 | 1053 | 1927 | 4031 => ErrorKind::Unreachable,
+        // ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK; ER_TOO_MANY_USER_CONNECTIONS (the
+        // server's max_user_connections) and ER_USER_LIMIT_REACHED (the account's own
+        // MAX_USER_CONNECTIONS): this user's sessions are all taken, the host serves others
+        1205 | 1213 | 1203 | 1226 => ErrorKind::Conflict,
+        // ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_SERVER_SHUTDOWN,
+        // ER_CONNECTION_KILLED, ER_CLIENT_INTERACTION_TIMEOUT
+        1040 | 1129 | 1053 | 1927 | 4031 => ErrorKind::Unreachable,
         _ => ErrorKind::Other,
     }
 }
@@ -156,6 +158,8 @@ mod tests {
         assert_eq!(kind_of_code(1141), ErrorKind::NotFound);
         assert_eq!(kind_of_code(1524), ErrorKind::Unsupported);
         assert_eq!(kind_of_code(1040), ErrorKind::Unreachable);
+        assert_eq!(kind_of_code(1203), ErrorKind::Conflict);
+        assert_eq!(kind_of_code(1226), ErrorKind::Conflict);
         assert_eq!(kind_of_code(1064), ErrorKind::Other);
     }
 

@@ -433,17 +433,29 @@ impl MysqlTarget {
     }
 
     /// Refuses, before anything changes, a rotation whose verify could not log in: an
-    /// entry it changes has `MAX_USER_CONNECTIONS n` and the user already has `n`
+    /// entry it changes has `MAX_USER_CONNECTIONS n` (or none of its own and the server's
+    /// `max_user_connections` is `n`, read once per run) and the user already has `n`
     /// sessions open (`information_schema.PROCESSLIST`, which shows other users' threads
     /// only to an admin with `PROCESS`: without it nothing is counted, and verify tells).
-    /// After apply, verify's login would be refused (error 1226) with the new password
-    /// already set. `Conflict`, not retryable: a session must end or the limit rise.
+    /// After apply, verify's login would be refused (error 1226, or 1203 for the server's
+    /// limit) with the new password already set. `Conflict`, not retryable: a session
+    /// must end or the limit rise.
     async fn check_login_slot(&self, admin: &AdminPool, plan: &AccountPlan) -> ProviderResult<()> {
-        let Some(entry) = plan
+        // An account's own limit, else the server's (for accounts without one).
+        let server_limit = if plan.rotate.iter().any(|e| e.max_user_connections == 0) {
+            admin.max_user_connections().await?
+        } else {
+            0
+        };
+        let Some((entry, limit)) = plan
             .rotate
             .iter()
-            .filter(|e| e.max_user_connections > 0)
-            .min_by_key(|e| e.max_user_connections)
+            .map(|e| match e.max_user_connections {
+                0 => (e, server_limit),
+                own => (e, own),
+            })
+            .filter(|(_, limit)| *limit > 0)
+            .min_by_key(|(_, limit)| *limit)
         else {
             return Ok(());
         };
@@ -461,17 +473,31 @@ impl MysqlTarget {
             })
             .await?
             .unwrap_or(0);
-        if open < entry.max_user_connections {
+        if open < limit {
             return Ok(());
         }
+        let (limit_text, code, raise) = if entry.max_user_connections > 0 {
+            (
+                format!("MAX_USER_CONNECTIONS {limit}"),
+                1226,
+                format!("ALTER USER {} WITH MAX_USER_CONNECTIONS n", entry.account()),
+            )
+        } else {
+            (
+                format!("no MAX_USER_CONNECTIONS of its own, so the server's max_user_connections = {limit} applies,"),
+                1203,
+                format!(
+                    "SET GLOBAL max_user_connections = n, or ALTER USER {} WITH MAX_USER_CONNECTIONS n",
+                    entry.account()
+                ),
+            )
+        };
         Err(ProviderError::conflict(format!(
-            "{} on {} has MAX_USER_CONNECTIONS {} and {open} session(s) open: verify's login with the new \
-             password would be refused (error 1226) after apply had changed it, so nothing was changed; end a \
-             session or raise the limit (ALTER USER {} WITH MAX_USER_CONNECTIONS n)",
+            "{} on {} has {limit_text} and {open} session(s) open: verify's login with the new password would be \
+             refused (error {code}) after apply had changed it, so nothing was changed; end a session or raise the \
+             limit ({raise})",
             entry.account(),
             self.endpoint.label(),
-            entry.max_user_connections,
-            entry.account()
         ))
         .retryable(false))
     }

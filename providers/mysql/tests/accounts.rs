@@ -13,7 +13,9 @@
 //!   says, and `plan` says which;
 //! - `REQUIRE SSL` against a server without TLS: refused before anything changes;
 //! - `ACCOUNT LOCK`: refused before anything changes;
-//! - `MAX_USER_CONNECTIONS 1` with the slot taken: refused before anything changes.
+//! - `MAX_USER_CONNECTIONS 1` with the slot taken: refused before anything changes;
+//! - no limit of its own but the server's `max_user_connections` reached (on a throwaway
+//!   server: the global setting would limit every other test's users): likewise.
 
 mod common;
 
@@ -536,6 +538,100 @@ async fn max_user_connections_with_every_slot_taken_is_refused_before_apply() {
     t.apply(&new, Some(&user.doc())).await.unwrap();
     t.verify(&new).await.expect("the new password logs in");
     assert_eq!(priv_json(&user.name, "%")["max_user_connections"], 1, "the limit kept");
+}
+
+/// An account without a limit of its own is held to the server's `max_user_connections`:
+/// with it reached, verify's login after apply would be refused (error 1203), so
+/// precheck and plan refuse first, naming the server variable. On a throwaway server,
+/// since `SET GLOBAL` would limit every user of the machine's.
+#[tokio::test]
+async fn the_servers_max_user_connections_reached_is_refused_before_apply() {
+    // A limit the server was started without cannot be set while it runs.
+    let server = rekey_testbed::MariaDbServer::start_with(&["--max-user-connections=1"])
+        .unwrap_or_else(|e| panic!("cannot start MariaDB: {e}"));
+    let (admin, admin_password) = ("rekey_admin", random_password(24));
+    let (user, password) = ("app_slots", random_password(24));
+    server.root_sql(&format!(
+        "CREATE USER {a}@'%' IDENTIFIED BY {ap}; \
+         GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {a}@'%'; GRANT SELECT ON mysql.* TO {a}@'%'; \
+         ALTER USER {a}@'%' WITH MAX_USER_CONNECTIONS 10; CREATE USER {u}@'%' IDENTIFIED BY {up}",
+        a = lit(admin),
+        ap = lit(admin_password.expose()),
+        u = lit(user),
+        up = lit(password.expose()),
+    ));
+    let stored_hash = || {
+        server.root_sql(&format!(
+            "SELECT authentication_string FROM mysql.user WHERE User = {} AND Host = '%'",
+            lit(user)
+        ))
+    };
+    let mut c = MysqlTargetConfig::new("127.0.0.1", user);
+    c.port = server.port();
+    c.tls = TlsMode::Prefer;
+    c.admin = Some(rekey_api::RedactedDsn::new(format!(
+        "mysql://{admin}:{}@127.0.0.1:{}/",
+        admin_password.expose(),
+        server.port()
+    )));
+    let t = MysqlProvider::new().target(&c, Strategy::Single).unwrap();
+    let current = doc(user, &password);
+    // The precondition: no limit of its own, one session holds the server's one slot.
+    let own = server.root_sql(&format!(
+        "SELECT COALESCE(JSON_VALUE(Priv, '$.max_user_connections'), 0) FROM mysql.global_priv WHERE User = {}",
+        lit(user)
+    ));
+    assert_eq!(own, "0", "no limit of its own");
+    assert_eq!(server.root_sql("SELECT @@GLOBAL.max_user_connections"), "1");
+    t.login(&current).await.expect("logs in while the slot is free");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(server.port())
+        .user(Some(user))
+        .pass(Some(password.expose()))
+        .prefer_socket(false);
+    let session = mysql_async::Conn::new(opts).await.expect("the session taking the slot");
+    let open = server.root_sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = {}",
+        lit(user)
+    ));
+    assert_eq!(open, "1", "the one slot is taken");
+    let before = stored_hash();
+    for err in [
+        t.precheck(Some(&current)).await.unwrap_err(),
+        t.preflight(Some(&current)).await.unwrap_err(),
+    ] {
+        assert_error(
+            &err,
+            ErrorKind::Conflict,
+            &[
+                "no MAX_USER_CONNECTIONS of its own, so the server's max_user_connections = 1 applies, and 1 \
+                 session(s) open",
+                "SET GLOBAL max_user_connections = n",
+                "nothing was changed",
+            ],
+            &[&password, &admin_password],
+        );
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(stored_hash(), before, "nothing changed");
+    // What verify would have run into.
+    let refused = t.login(&current).await.expect_err("no second session");
+    assert!(refused.to_string().contains("1203"), "{refused}");
+    assert_eq!(
+        refused.kind(),
+        ErrorKind::Conflict,
+        "this user's limit, not an unreachable host"
+    );
+    let _ = session.disconnect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.precheck(Some(&current)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the session did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let new = t.prepare(Some(&current), random_password(24)).await.unwrap();
+    t.apply(&new, Some(&current)).await.unwrap();
+    t.verify(&new).await.expect("the new password logs in");
 }
 
 #[tokio::test]
