@@ -44,9 +44,9 @@ pub(crate) struct AdminPool {
     opened: Arc<AtomicU64>,
     /// The catalog reads of the targets sharing this connection, coalesced.
     pub(crate) batch: PreflightBatch,
-    /// The method of the pg_hba.conf line every role's login over this route meets, if
-    /// one line admits them all: read once per run ([`AdminPool::hba_method`]).
-    hba: tokio::sync::OnceCell<Option<String>>,
+    /// The pg_hba.conf line every role's login over this route meets, if one line admits
+    /// them all: read once per run ([`AdminPool::hba_rule`]).
+    hba: tokio::sync::OnceCell<Option<hba::RouteRule>>,
 }
 
 impl fmt::Debug for AdminPool {
@@ -100,13 +100,13 @@ impl AdminPool {
     /// cannot tell: the admin may not read `pg_hba_file_rules` (a superuser may), the
     /// connection uses a unix socket, or a line is one [`crate::hba`] cannot evaluate.
     pub(crate) async fn hba_admits_every_role(&self) -> bool {
-        self.hba_method().await.is_some()
+        self.hba_rule().await.is_some()
     }
 
-    /// The authentication method `pg_hba.conf` applies to every role's login over this
-    /// connection's route (see [`AdminPool::hba_admits_every_role`]), read once per run;
-    /// `None` when it cannot tell.
-    pub(crate) async fn hba_method(&self) -> Option<&str> {
+    /// The `pg_hba.conf` line that every role's login over this connection's route meets
+    /// (see [`AdminPool::hba_admits_every_role`]), read once per run; `None` when it
+    /// cannot tell.
+    pub(crate) async fn hba_rule(&self) -> Option<&hba::RouteRule> {
         self.hba
             .get_or_init(|| async {
                 let read = self
@@ -118,10 +118,10 @@ impl AdminPool {
                 let client: Option<String> = row.get(0);
                 let ssl: bool = row.get(1);
                 let lines: Vec<hba::HbaLine> = serde_json::from_str(row.get::<_, &str>(2)).ok()?;
-                hba::every_role_method(&lines, client.and_then(|c| c.parse().ok()), ssl)
+                hba::every_role_rule(&lines, client.and_then(|c| c.parse().ok()), ssl)
             })
             .await
-            .as_deref()
+            .as_ref()
     }
 
     /// `host:port` of the admin connection.

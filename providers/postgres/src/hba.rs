@@ -26,7 +26,27 @@ pub(crate) struct HbaLine {
     pub address: Option<String>,
     pub netmask: Option<String>,
     pub auth_method: Option<String>,
+    /// `clientcert=verify-full` and the like: what the line asks beyond its method.
+    pub options: Option<Vec<String>>,
     pub error: Option<String>,
+}
+
+/// The line every role's login over one route meets ([`every_role_rule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteRule {
+    /// Its authentication method (`scram-sha-256`, `md5`, `trust`...).
+    pub method: String,
+    /// Whether it asks more than the method (options such as `clientcert`).
+    pub has_options: bool,
+}
+
+impl RouteRule {
+    /// Whether a login over this route is decided by the password against the role's
+    /// stored verifier (`pg_authid.rolpassword`) and nothing else: a method that checks
+    /// it (`scram-sha-256`, `md5`, `password`) and no option asking more.
+    pub(crate) fn checks_stored_password_only(&self) -> bool {
+        matches!(self.method.as_str(), "scram-sha-256" | "md5" | "password") && !self.has_options
+    }
 }
 
 /// The query: the admin connection's client address and TLS state, and the lines of
@@ -34,7 +54,7 @@ pub(crate) struct HbaLine {
 pub(crate) const HBA_QUERY: &str = "SELECT host(inet_client_addr()), \
      coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false), \
      coalesce((SELECT json_agg(json_build_object('type', type, 'database', database, 'user_name', user_name, \
-     'address', address, 'netmask', netmask, 'auth_method', auth_method, 'error', error) ORDER BY line_number) \
+     'address', address, 'netmask', netmask, 'auth_method', auth_method, 'options', options, 'error', error) ORDER BY line_number) \
      FROM pg_hba_file_rules), '[]')::text";
 
 /// Whether every role's login from `client` (with TLS or not, as `ssl` says) meets the
@@ -42,14 +62,13 @@ pub(crate) const HBA_QUERY: &str = "SELECT host(inet_client_addr()), \
 /// not `reject`. `false` when it cannot tell.
 #[cfg(test)]
 pub(crate) fn admits_every_role(lines: &[HbaLine], client: Option<IpAddr>, ssl: bool) -> bool {
-    every_role_method(lines, client, ssl).is_some()
+    every_role_rule(lines, client, ssl).is_some()
 }
 
-/// The authentication method (`scram-sha-256`, `md5`, `trust`...) of the first line
-/// that every role's login from `client` meets, when that line admits all databases
-/// and all users and is not `reject`; `None` when there is no such line or it cannot
-/// tell.
-pub(crate) fn every_role_method(lines: &[HbaLine], client: Option<IpAddr>, ssl: bool) -> Option<String> {
+/// The first line that every role's login from `client` meets, when that line admits
+/// all databases and all users and is not `reject`; `None` when there is no such line
+/// or it cannot tell.
+pub(crate) fn every_role_rule(lines: &[HbaLine], client: Option<IpAddr>, ssl: bool) -> Option<RouteRule> {
     let client = client?;
     for line in lines {
         if line.error.is_some() {
@@ -72,15 +91,12 @@ pub(crate) fn every_role_method(lines: &[HbaLine], client: Option<IpAddr>, ssl: 
         }
         let all = |list: &Option<Vec<String>>| list.as_deref() == Some(&["all".to_owned()][..]);
         let admits = all(&line.database) && all(&line.user_name) && line.auth_method.as_deref() != Some("reject");
-        return line.auth_method.clone().filter(|_| admits);
+        return line.auth_method.clone().filter(|_| admits).map(|method| RouteRule {
+            method,
+            has_options: line.options.as_ref().is_some_and(|o| !o.is_empty()),
+        });
     }
     None
-}
-
-/// Whether `method` checks a password against the role's stored verifier
-/// (`pg_authid.rolpassword`) and nothing else.
-pub(crate) fn checks_stored_password(method: &str) -> bool {
-    matches!(method, "scram-sha-256" | "md5" | "password")
 }
 
 /// Whether `line`'s address selects `client`; `None` when it cannot be evaluated here.
@@ -110,6 +126,7 @@ mod tests {
             address: address.map(|(a, _)| a.to_owned()),
             netmask: address.map(|(_, m)| m.to_owned()),
             auth_method: Some(method.to_owned()),
+            options: None,
             error: None,
         }
     }
@@ -142,31 +159,34 @@ mod tests {
     }
 
     #[test]
-    fn the_method_of_the_line_every_role_meets_says_whether_it_checks_the_stored_password() {
-        let method = |kind: &str, auth: &str| {
-            let lines = [line(kind, "all", "all", LOOPBACK, auth)];
-            every_role_method(&lines, client(), false)
+    fn the_line_every_role_meets_says_whether_it_checks_the_stored_password_only() {
+        let rule = |kind: &str, auth: &str, options: Option<&str>| {
+            let mut one = line(kind, "all", "all", LOOPBACK, auth);
+            one.options = options.map(|o| vec![o.to_owned()]);
+            every_role_rule(&[one], client(), false)
         };
-        assert_eq!(method("host", "scram-sha-256").as_deref(), Some("scram-sha-256"));
-        assert_eq!(method("hostnossl", "md5").as_deref(), Some("md5"));
-        assert_eq!(method("host", "trust").as_deref(), Some("trust"));
-        assert_eq!(method("host", "reject"), None);
+        let only = |kind: &str, auth: &str, options: Option<&str>| {
+            rule(kind, auth, options).is_some_and(|r| r.checks_stored_password_only())
+        };
         assert_eq!(
-            method("hostssl", "scram-sha-256"),
+            rule("host", "scram-sha-256", None).map(|r| r.method).as_deref(),
+            Some("scram-sha-256")
+        );
+        assert!(only("host", "scram-sha-256", None));
+        assert!(only("hostnossl", "md5", None));
+        assert!(only("host", "password", None));
+        for auth in ["trust", "ldap", "cert", "peer", "radius"] {
+            assert!(rule("host", auth, None).is_some(), "{auth}");
+            assert!(!only("host", auth, None), "{auth}");
+        }
+        // A client certificate asked on top of the password: a login needs more.
+        assert!(!only("host", "scram-sha-256", Some("clientcert=verify-full")));
+        assert_eq!(rule("host", "reject", None), None);
+        assert_eq!(
+            rule("hostssl", "scram-sha-256", None),
             None,
             "no line for a login without TLS"
         );
-        for (auth, checks) in [
-            ("scram-sha-256", true),
-            ("md5", true),
-            ("password", true),
-            ("trust", false),
-            ("ldap", false),
-            ("cert", false),
-            ("peer", false),
-        ] {
-            assert_eq!(checks_stored_password(auth), checks, "{auth}");
-        }
     }
 
     #[test]

@@ -386,7 +386,8 @@ impl PostgresTarget {
     /// `plan`'s check of the current secret without a login, where that gives a login's
     /// answer: the admin connects over the same route as logins, `pg_hba.conf`'s first
     /// line for that route admits every role with a method that checks the password
-    /// against `pg_authid` and nothing else (`scram-sha-256`, `md5`, `password`), the
+    /// against `pg_authid` and nothing else (`scram-sha-256`, `md5`, `password`, and no
+    /// option such as `clientcert` asking more), the
     /// admin may read `pg_authid`, the strategy is `single` (whose role's login slots
     /// precheck counts) and the role has not expired. Whether `current`'s password is
     /// the one behind `user`'s stored verifier, with the method; `None`: log in instead.
@@ -404,9 +405,11 @@ impl PostgresTarget {
             return None;
         }
         let method = admin
-            .hba_method()
+            .hba_rule()
             .await
-            .filter(|m| crate::hba::checks_stored_password(m))?;
+            .filter(|rule| rule.checks_stored_password_only())?
+            .method
+            .as_str();
         let verifiers = admin
             .batch
             .verifiers
