@@ -715,10 +715,20 @@ async fn import_one(
     }
     if options.check {
         rec.run(Step::Verify, async {
-            p.target
-                .login(&doc)
-                .await
-                .map_err(|e| e.context("the imported secret does not log in"))
+            match p.target.login(&doc).await {
+                Ok(()) => Ok(()),
+                // A refusal may have a cause the target can name where a login cannot (a
+                // PostgreSQL role past its VALID UNTIL is refused like a wrong password):
+                // `verify` asks, at the cost of a second login, only when refused.
+                Err(e) if e.kind() == rekey_api::ErrorKind::AuthRejected => {
+                    let explained = match p.target.verify(&doc).await {
+                        Err(v) if v.kind() == rekey_api::ErrorKind::AuthRejected => v,
+                        _ => e,
+                    };
+                    Err(explained.context("the imported secret does not log in"))
+                }
+                Err(e) => Err(e.context("the imported secret does not log in")),
+            }
         })
         .await?;
     } else {

@@ -1,8 +1,9 @@
 //! `rekey verify` on an expired password says it expired (issue 12): a PostgreSQL role
 //! past its `VALID UNTIL` (which the server refuses exactly as a wrong password; the
 //! target asks its admin connection why), and a MariaDB account with `PASSWORD EXPIRE`
-//! (which the server itself reports, error 1820). A password changed behind rekey's back
-//! is still reported as just refused.
+//! (which the server itself reports, error 1820). `import` of the expired PostgreSQL
+//! password says the same. A password changed behind rekey's back is still reported as
+//! just refused.
 
 use crate::util::{run, unique, Run, Workspace};
 use rekey_testbed::MariaDb;
@@ -66,6 +67,30 @@ fn verify_says_a_postgres_password_past_valid_until_expired() {
     let line = verify_error(
         &r,
         &["changed-db: check-current: authentication rejected", "SQLSTATE 28P01"],
+        &changed_pw,
+    );
+    assert!(!line.contains("expired") && !line.contains("VALID UNTIL"), "{line}");
+
+    // Importing the expired password (an incident responder pasting what was found)
+    // says why it is refused, and stores nothing.
+    let before = ws.store_bytes();
+    let r = ws.rekey_stdin(&["import", "expiring-db"], &expiring_pw);
+    verify_error(
+        &r,
+        &[
+            "expiring-db: verify: authentication rejected",
+            "the imported secret does not log in",
+            "password expired",
+            &format!("VALID UNTIL '{until}'"),
+        ],
+        &expiring_pw,
+    );
+    assert_eq!(ws.store_bytes(), before, "nothing stored");
+    // A password that is simply wrong is still just refused.
+    let r = ws.rekey_stdin(&["import", "changed-db"], &changed_pw);
+    let line = verify_error(
+        &r,
+        &["changed-db: verify: authentication rejected", "SQLSTATE 28P01"],
         &changed_pw,
     );
     assert!(!line.contains("expired") && !line.contains("VALID UNTIL"), "{line}");
