@@ -387,10 +387,10 @@ impl PostgresTarget {
     /// answer: the admin connects over the same route as logins, `pg_hba.conf`'s first
     /// line for that route admits every role with a method that checks the password
     /// against `pg_authid` and nothing else (`scram-sha-256`, `md5`, `password`, and no
-    /// option such as `clientcert` asking more), the
-    /// admin may read `pg_authid`, the strategy is `single` (whose role's login slots
-    /// precheck counts) and the role has not expired. Whether `current`'s password is
-    /// the one behind `user`'s stored verifier, with the method; `None`: log in instead.
+    /// option such as `clientcert` asking more), the admin may read `pg_authid`, the
+    /// strategy is `single` (whose role's login slots precheck counts) and the role has
+    /// not expired. Whether `current`'s password is the one behind `user`'s stored
+    /// verifier, with the method; `None`: log in instead.
     async fn matches_stored_verifier(
         &self,
         admin: &AdminPool,
