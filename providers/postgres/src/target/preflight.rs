@@ -410,24 +410,14 @@ impl PostgresTarget {
             .filter(|rule| rule.checks_stored_password_only())?
             .method
             .as_str();
-        let verifiers = admin
-            .batch
-            .verifiers
-            .read("", &self.roles, |all| async move {
-                let all = Arc::new(all);
-                let rows = admin
-                    .run("reading the roles' stored verifiers (pg_authid)", |s| {
-                        let all = all.clone();
-                        async move { s.query_prepared(VERIFIERS_SQL, &[(&*all, Type::TEXT_ARRAY)]).await }
-                    })
-                    .await
-                    .ok()?;
-                Some(
-                    rows.iter()
-                        .map(|r| (r.get(0), r.get::<_, Option<String>>(1).map(Zeroizing::new)))
-                        .collect(),
-                )
-            })
+        let verifiers = self
+            .coalesced_roles_read(
+                admin,
+                &admin.batch.verifiers,
+                VERIFIERS_SQL,
+                "reading the roles' stored verifiers (pg_authid)",
+                |r| (r.get(0), r.get::<_, Option<String>>(1).map(Zeroizing::new)),
+            )
             .await?;
         let stored = verifiers.iter().find(|(role, _)| role == user)?.1.clone()?;
         // `md5` lines use SCRAM for a SCRAM verifier; `scram-sha-256` refuses an md5 one,
@@ -443,6 +433,33 @@ impl PostgresTarget {
         .await
         .ok()??;
         Some((matched, method.to_owned()))
+    }
+
+    /// `sql` (whose `$1` is a list of role names) over this target's roles and those of
+    /// every other target asking meanwhile, on the shared admin connection, as one read
+    /// ([`crate::preflight_batch`]): each row as `row` makes it. `None` when the read
+    /// failed; the caller then reads alone for its own error.
+    async fn coalesced_roles_read<T>(
+        &self,
+        admin: &AdminPool,
+        batch: &crate::preflight_batch::Coalesce<Vec<T>>,
+        sql: &'static str,
+        action: &'static str,
+        row: fn(&tokio_postgres::Row) -> T,
+    ) -> Option<Arc<Vec<T>>> {
+        batch
+            .read("", &self.roles, |all| async move {
+                let all = Arc::new(all);
+                let rows = admin
+                    .run(action, |s| {
+                        let all = all.clone();
+                        async move { s.query_prepared(sql, &[(&*all, Type::TEXT_ARRAY)]).await }
+                    })
+                    .await
+                    .ok()?;
+                Some(rows.iter().map(row).collect())
+            })
+            .await
     }
 
     /// One round trip on the shared admin connection: who the admin is, the server's
@@ -720,20 +737,14 @@ impl PostgresTarget {
             return Ok(None);
         }
         // Coalesced with the other targets' reads on this connection, as `read_view`.
-        let batched = admin
-            .batch
-            .verifier_types
-            .read("", &self.roles, |all| async move {
-                let all = Arc::new(all);
-                let rows = admin
-                    .run("reading the roles' verifier types (pg_authid)", |s| {
-                        let all = all.clone();
-                        async move { s.query_prepared(VERIFIER_TYPES_SQL, &[(&*all, Type::TEXT_ARRAY)]).await }
-                    })
-                    .await
-                    .ok()?;
-                Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-            })
+        let batched = self
+            .coalesced_roles_read(
+                admin,
+                &admin.batch.verifier_types,
+                VERIFIER_TYPES_SQL,
+                "reading the roles' verifier types (pg_authid)",
+                |r| (r.get(0), r.get(1)),
+            )
             .await;
         if let Some(types) = batched {
             let mine = types.iter().filter(|(role, _)| self.roles.contains(role));
