@@ -394,9 +394,7 @@ impl PlanStream {
             out.write_all(block.as_bytes())?;
         }
         state.next = state.next.max(run.credentials.len());
-        for block in std::mem::take(&mut state.held).into_values() {
-            out.write_all(block.as_bytes())?;
-        }
+        state.held.clear();
         Ok(())
     }
 }

@@ -584,6 +584,19 @@ async fn the_servers_max_user_connections_reached_is_refused_before_apply() {
     assert_eq!(own, "0", "no limit of its own");
     assert_eq!(server.root_sql("SELECT @@GLOBAL.max_user_connections"), "1");
     t.login(&current).await.expect("logs in while the slot is free");
+    // That login's thread may linger in the process list for a moment on a busy
+    // machine, holding the one slot: wait (bounded) until it is gone.
+    let sessions = || {
+        server.root_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = {}",
+            lit(user)
+        ))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sessions() != "0" {
+        assert!(std::time::Instant::now() < deadline, "the login's session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(server.port())
@@ -591,11 +604,7 @@ async fn the_servers_max_user_connections_reached_is_refused_before_apply() {
         .pass(Some(password.expose()))
         .prefer_socket(false);
     let session = mysql_async::Conn::new(opts).await.expect("the session taking the slot");
-    let open = server.root_sql(&format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = {}",
-        lit(user)
-    ));
-    assert_eq!(open, "1", "the one slot is taken");
+    assert_eq!(sessions(), "1", "the one slot is taken");
     let before = stored_hash();
     for err in [
         t.precheck(Some(&current)).await.unwrap_err(),
