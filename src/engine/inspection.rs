@@ -278,11 +278,27 @@ pub async fn plan(
         rec.report.plan = lines;
         return Ok(Status::Planned);
     } else {
-        if outstanding_revocation(&state).is_some() {
-            lines.push(PlanItem::new(
-                PlanStep::Revoke,
-                "the previous secret first (its revocation is outstanding)",
-            ));
+        if let Some((_, current)) = outstanding_revocation(&state) {
+            if super::version::is_incident(&current.id) && options.incident {
+                // As `rotate --leaked` does: an earlier incident run replaced the leaked
+                // secret; only its revocation is left.
+                lines.push(PlanItem::new(
+                    PlanStep::Revoke,
+                    format!(
+                        "incident version {} is current: finish revoking the previous (leaked) secret, end its \
+                         sessions and prove it refused; nothing new is generated",
+                        short_id(&current.id)
+                    ),
+                ));
+                rec.report.plan = lines;
+                return Ok(Status::Planned);
+            }
+            let what = if super::version::is_incident(&current.id) {
+                "the previous (leaked) secret first, ending its sessions (an incident rotation left it outstanding)"
+            } else {
+                "the previous secret first (its revocation is outstanding)"
+            };
+            lines.push(PlanItem::new(PlanStep::Revoke, what));
         }
         if caps.mints_own_secret {
             lines.push(PlanItem::new(PlanStep::Generate, "the target creates the new secret").on(target.describe()));
@@ -462,7 +478,32 @@ pub async fn verify(
             .current()
             .map(|c| super::version::revoke_at(c, None, credential.grace));
         let overdue = revoke_at.and_then(|at| now.duration_since(at).ok());
-        if previous.revoked.is_none() && overdue.is_some_and(|o| o < credential.revocation_tolerance) {
+        let leaked = previous.revoked.is_none() && state.current().is_some_and(|c| super::version::is_incident(&c.id));
+        if leaked {
+            // An incident rotation replaced this secret and stopped before recording it
+            // revoked (ending its sessions failed, or it was interrupted): not contained,
+            // even when the secret itself is refused.
+            let rerun = format!("`rekey rotate --leaked {}` finishes it", credential.name);
+            let started = (SystemTime::now(), Instant::now());
+            let (kind, message) = match target.login(&previous.doc).await {
+                Ok(()) => (
+                    FailureKind::StillValid,
+                    format!("the leaked previous secret still works: the incident rotation did not finish; {rerun}"),
+                ),
+                Err(e) if e.kind() == ErrorKind::AuthRejected => (
+                    FailureKind::SessionsNotEnded,
+                    format!(
+                        "the leaked previous secret is refused, but the incident rotation did not finish \
+                         (its sessions may still be open); {rerun}"
+                    ),
+                ),
+                Err(e) => (
+                    e.kind().into(),
+                    format!("could not prove the leaked previous secret dead: {e}; {rerun}"),
+                ),
+            };
+            problem(rec, Step::ProveDead, kind, message, started);
+        } else if previous.revoked.is_none() && overdue.is_some_and(|o| o < credential.revocation_tolerance) {
             // The grace period is over but the `--due` run that revokes it has not come
             // yet: not broken, just due.
             let overdue = overdue.unwrap_or_default();
@@ -560,11 +601,18 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
     rec.report.next_due = Some(rfc3339(current.created + credential.every));
     if let Some(p) = state.pending() {
         let age = now.duration_since(p.created).unwrap_or_default();
+        // An incident's pending version is finished the same way by any run (sessions
+        // ended too); the hint says `--leaked` so that nobody reads it as routine.
+        let rerun = if super::version::is_incident(&p.id) {
+            format!("`rekey rotate --leaked {name}`")
+        } else {
+            format!("`rekey rotate {name}`")
+        };
         let (kind, message) = if age >= STUCK_AFTER {
             (
                 FailureKind::Stuck,
                 format!(
-                    "stuck: version {} pending for {}; `rekey rotate {name}` finishes it \
+                    "stuck: version {} pending for {}; {rerun} finishes it \
                      (`--abandon-pending` drops it if it can never be applied)",
                     short_id(&p.id),
                     short_duration(age)
@@ -574,7 +622,7 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
             (
                 FailureKind::HalfDone,
                 format!(
-                    "pending: version {} staged {} ago; `rekey rotate {name}` finishes it",
+                    "pending: version {} staged {} ago; {rerun} finishes it",
                     short_id(&p.id),
                     short_duration(age)
                 ),
@@ -597,7 +645,19 @@ pub async fn status(rec: &mut Recorder, credential: &Credential, store: &dyn Sto
         );
     }
     if let Some((_, current)) = outstanding_revocation(&state) {
-        if let Ok(overdue) = now.duration_since(super::version::revoke_at(current, None, credential.grace)) {
+        if super::version::is_incident(&current.id) {
+            problem(
+                rec,
+                Step::Revoke,
+                FailureKind::HalfDone,
+                format!(
+                    "revocation due: incident version {} replaced a leaked secret, but the incident rotation did not \
+                     finish revoking it (its sessions may still be open); `rekey rotate --leaked {name}` finishes it",
+                    short_id(&current.id)
+                ),
+                now_started(),
+            );
+        } else if let Ok(overdue) = now.duration_since(super::version::revoke_at(current, None, credential.grace)) {
             problem(
                 rec,
                 Step::Revoke,

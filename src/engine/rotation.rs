@@ -110,8 +110,9 @@ async fn read_state_as(
 }
 
 impl Rotation<'_> {
-    fn grace(&self) -> Duration {
-        if self.options.incident {
+    /// The grace before the previous secret is revoked; none when it was leaked.
+    fn grace(&self, incident: bool) -> Duration {
+        if incident {
             Duration::ZERO
         } else {
             self.options.grace.unwrap_or(self.credential.grace)
@@ -133,11 +134,19 @@ impl Rotation<'_> {
         version::revoke_at(current, self.options.grace, self.credential.grace)
     }
 
+    /// Whether finishing `version` (the one replacing the previous secret) is incident
+    /// work: this run was given `--leaked`, or an incident run made `version` and did not
+    /// finish (then any run that finishes it ends the leaked secret's sessions too, rather
+    /// than closing the incident without them).
+    fn incident_for(&self, version: &str) -> bool {
+        self.options.incident || version::is_incident(version)
+    }
+
     /// Sessions are ended in an incident, and only by a target that declares it can
     /// (a target that cannot is not asked to).
-    fn revoke_options(&self) -> RevokeOptions {
+    fn revoke_options(&self, incident: bool) -> RevokeOptions {
         RevokeOptions {
-            terminate_sessions: self.options.incident && self.target.capabilities().terminate_sessions,
+            terminate_sessions: incident && self.target.capabilities().terminate_sessions,
         }
     }
 
@@ -188,14 +197,16 @@ impl Rotation<'_> {
                 ));
             }
             let status = self.resume(rec, &state, pending).await?;
-            if !self.options.incident {
+            if !self.options.incident || version::is_incident(&pending.id) {
+                // A pending incident version was made after the leak: finishing it (with
+                // the incident's revocation) is all that was left.
                 return Ok(status);
             }
             // In an incident the leaked value may be the pending one itself: having
             // finished it, rotate once more so that nothing the leak could hold survives.
             let state = read_state_for_rotation(rec, self.store.as_ref(), &self.credential.key).await?;
             if let Some((previous, current)) = outstanding_revocation(&state) {
-                self.revoke_and_prove(rec, previous, &current.doc).await?;
+                self.finish_revocation(rec, previous, current).await?;
             }
             return self.start(rec, &state).await;
         }
@@ -572,6 +583,7 @@ impl Rotation<'_> {
         new: &SecretDoc,
     ) -> Result<(), StepFailed> {
         let previous = previous.filter(|p| p.id != version);
+        let incident = self.incident_for(version);
         rec.report.fingerprint = Some(new.fingerprint());
         if let Some(p) = previous {
             rec.report.previous_version = Some(p.id.clone());
@@ -592,14 +604,14 @@ impl Rotation<'_> {
             // that applications reading the store never get the dead secret. In incident
             // mode the old version is recorded as revoked only once its sessions are
             // ended too; until then a rerun of the incident finishes just that.
-            let sessions_left = previous.is_some() && self.options.incident;
+            let sessions_left = previous.is_some() && incident;
             self.promote(rec, version, proved.is_ok() && previous.is_some() && !sessions_left)
                 .await?;
             self.hold_if(rec, "after-promote").await;
             let hooks = self.run_hooks(rec, version).await;
             proved?;
             if let Some(p) = previous {
-                self.end_sessions(rec, p, new).await?;
+                self.end_sessions(rec, p, new, incident).await?;
                 if sessions_left {
                     self.record_revoked(rec, &p.id).await?;
                 }
@@ -611,7 +623,7 @@ impl Rotation<'_> {
         // Consumers reload while both secrets still work; a failing hook is reported,
         // and the rotation still completes.
         let hooks = self.run_hooks(rec, version).await;
-        self.finish_complete(rec, previous, new).await?;
+        self.finish_complete(rec, previous, new, incident).await?;
         hooks
     }
 
@@ -620,14 +632,15 @@ impl Rotation<'_> {
         rec: &mut Recorder,
         previous: Option<&StoredVersion>,
         new: &SecretDoc,
+        incident: bool,
     ) -> Result<(), StepFailed> {
         let Some(previous) = previous else {
             rec.skipped(Step::Revoke, "no previous secret stored");
             return Ok(());
         };
-        let grace = self.grace();
+        let grace = self.grace(incident);
         if grace.is_zero() {
-            self.revoke_and_prove(rec, previous, new).await
+            self.revoke_and_prove(rec, previous, new, incident).await
         } else {
             if self.target.capabilities().retires_previous {
                 let started = (SystemTime::now(), Instant::now());
@@ -653,18 +666,22 @@ impl Rotation<'_> {
         previous: &StoredVersion,
         current: &StoredVersion,
     ) -> Result<(), StepFailed> {
-        self.revoke_and_prove(rec, previous, &current.doc).await
+        let incident = self.incident_for(&current.id);
+        self.revoke_and_prove(rec, previous, &current.doc, incident).await
     }
 
+    /// Revokes `old`, proves it refused and records it; `incident`: also ends its
+    /// sessions, and a failure to end them is [`FailureKind::SessionsNotEnded`].
     async fn revoke_and_prove(
         &self,
         rec: &mut Recorder,
         old: &StoredVersion,
         new: &SecretDoc,
+        incident: bool,
     ) -> Result<(), StepFailed> {
         rec.begin(Step::Revoke)?;
         let started = (SystemTime::now(), Instant::now());
-        match self.target.revoke(&old.doc, new, self.revoke_options()).await {
+        match self.target.revoke(&old.doc, new, self.revoke_options(incident)).await {
             Ok(report) => {
                 rec.report.sessions_terminated += report.sessions_terminated;
                 let detail = revoke_detail(&report);
@@ -674,7 +691,7 @@ impl Rotation<'_> {
                 // The old secret may be gone already (the provider removed it and then
                 // failed to end its sessions): prove it, so the report says which.
                 let dead = matches!(self.target.login(&old.doc).await, Err(l) if l.kind() == ErrorKind::AuthRejected);
-                let (kind, message) = if dead && self.options.incident {
+                let (kind, message) = if dead && incident {
                     (
                         FailureKind::SessionsNotEnded,
                         format!(
@@ -702,10 +719,16 @@ impl Rotation<'_> {
 
     /// `single` after promotion: apply already removed the old secret; revoke only ends
     /// its sessions where asked (incident mode or the target's `terminate_sessions`).
-    async fn end_sessions(&self, rec: &mut Recorder, old: &StoredVersion, new: &SecretDoc) -> Result<(), StepFailed> {
+    async fn end_sessions(
+        &self,
+        rec: &mut Recorder,
+        old: &StoredVersion,
+        new: &SecretDoc,
+        incident: bool,
+    ) -> Result<(), StepFailed> {
         rec.begin(Step::Revoke)?;
         let started = (SystemTime::now(), Instant::now());
-        match self.target.revoke(&old.doc, new, self.revoke_options()).await {
+        match self.target.revoke(&old.doc, new, self.revoke_options(incident)).await {
             Ok(report) => {
                 rec.report.sessions_terminated += report.sessions_terminated;
                 let detail = revoke_detail(&report);
@@ -713,7 +736,7 @@ impl Rotation<'_> {
                 Ok(())
             }
             Err(e) => {
-                let rerun = if self.options.incident {
+                let rerun = if incident {
                     format!(
                         "rerun `rekey rotate --leaked {}` once the admin may end them",
                         self.credential.name

@@ -79,8 +79,13 @@ pub fn promised_grace(id: &str) -> Option<Duration> {
 
 /// When the version `current` replaced may be revoked: `current` was staged at
 /// `created`; the grace is `override_grace` (this run's `--grace`), else the one promised
-/// when `current` was made, else the configured one. Never overflows.
+/// when `current` was made, else the configured one. Never overflows. A version made by
+/// an incident rotation replaced a leaked secret: that one gets no grace, whatever the
+/// run that finishes it is given.
 pub fn revoke_at(current: &StoredVersion, override_grace: Option<Duration>, configured: Duration) -> SystemTime {
+    if is_incident(&current.id) {
+        return current.created;
+    }
     let grace = override_grace
         .or_else(|| promised_grace(&current.id))
         .unwrap_or(configured);
@@ -110,6 +115,25 @@ mod tests {
         let long = new_id(false, Some(Duration::from_secs(3_153_600_000)));
         assert!(long.len() <= 64, "{long}");
         assert_eq!(short(&id).len(), "incident-".len() + 8);
+    }
+
+    #[test]
+    fn a_leaked_secret_gets_no_grace() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let version = |id: String| StoredVersion {
+            id,
+            stages: vec![],
+            created,
+            revoked: None,
+            doc: rekey_api::SecretDoc::default(),
+        };
+        let hour = Duration::from_secs(3600);
+        let routine = version(new_id(false, Some(hour)));
+        assert_eq!(revoke_at(&routine, None, Duration::ZERO), created + hour);
+        assert_eq!(revoke_at(&routine, Some(2 * hour), Duration::ZERO), created + 2 * hour);
+        let incident = version(new_id(true, None));
+        assert_eq!(revoke_at(&incident, None, hour), created);
+        assert_eq!(revoke_at(&incident, Some(hour), hour), created);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! fingerprints (`sha256:` + 12 hex digits).
 
 use crate::engine::event::Outcome;
+use crate::engine::FailureKind;
 use crate::engine::{RunReport, Status};
 use crate::incident::Lookup;
 use serde_json::{json, Value};
@@ -30,11 +31,25 @@ pub struct IncidentRecord<'a> {
 pub fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", current_uid()));
+        .unwrap_or_else(|_| {
+            let uid = current_uid();
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            user_name_in(&passwd, uid).unwrap_or_else(|| format!("uid {uid}"))
+        });
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".to_owned());
     format!("{user}@{host}")
+}
+
+/// The name `/etc/passwd` (its text) gives `uid`.
+fn user_name_in(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 fn current_uid() -> u32 {
@@ -64,6 +79,22 @@ impl IncidentRecord<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        // Replaced and promoted (the leaked secret is refused), but its sessions were not
+        // ended: not contained, yet not "nothing rotated" either.
+        let sessions_open: Vec<&str> = self
+            .run
+            .map(|r| {
+                r.credentials
+                    .iter()
+                    .filter(|c| {
+                        c.error
+                            .as_ref()
+                            .is_some_and(|e| e.kind == FailureKind::SessionsNotEnded)
+                    })
+                    .map(|c| c.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
         let failed: Vec<String> = self
             .run
             .map(|r| r.credentials.iter().filter_map(|c| c.error_line()).collect())
@@ -82,14 +113,23 @@ impl IncidentRecord<'_> {
             ts(self.detected),
             self.operator
         );
-        if rotated.is_empty() {
+        if rotated.is_empty() && sessions_open.is_empty() {
             text.push_str("No credential needed rotating. ");
-        } else {
+        } else if !rotated.is_empty() {
             let _ = write!(
                 text,
                 "{} credential(s) were replaced and the leaked secret was proved refused by the target: {}. ",
                 rotated.len(),
                 rotated.join(", ")
+            );
+        }
+        if !sessions_open.is_empty() {
+            let _ = write!(
+                text,
+                "{} credential(s) were replaced and the leaked secret is refused, but sessions opened with it \
+                 were NOT ended: {}. ",
+                sessions_open.len(),
+                sessions_open.join(", ")
             );
         }
         if sessions > 0 {
@@ -226,5 +266,121 @@ impl IncidentRecord<'_> {
             }
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::report::Failure;
+    use crate::engine::{CredentialReport, Step};
+
+    fn credential(name: &str, status: Status, error: Option<(Step, FailureKind)>) -> CredentialReport {
+        CredentialReport {
+            name: name.to_owned(),
+            status,
+            target: "postgres".to_owned(),
+            store: "file".to_owned(),
+            key: name.to_owned(),
+            strategy: None,
+            version: None,
+            fingerprint: None,
+            previous_version: None,
+            previous_fingerprint: None,
+            resumed: false,
+            sessions_terminated: 0,
+            plan: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            versions: Vec::new(),
+            observed: None,
+            next_due: None,
+            error: error.map(|(step, kind)| Failure {
+                step,
+                kind,
+                message: "the admin may not end sessions".to_owned(),
+            }),
+            steps: Vec::new(),
+            duration_ms: 0,
+        }
+    }
+
+    fn record(run: &RunReport) -> IncidentRecord<'_> {
+        IncidentRecord {
+            incident_id: "run-1".to_owned(),
+            detected: SystemTime::UNIX_EPOCH,
+            operator: "oncall@host".to_owned(),
+            lookup: None,
+            run: Some(run),
+            exit_code: run.exit_code(),
+        }
+    }
+
+    fn run(credentials: Vec<CredentialReport>) -> RunReport {
+        RunReport {
+            run_id: "run-1".to_owned(),
+            command: "rotate",
+            dry_run: false,
+            started: "2026-11-30T00:00:00Z".to_owned(),
+            duration_ms: 1,
+            credentials,
+        }
+    }
+
+    #[test]
+    fn a_rotation_whose_sessions_survive_is_named_as_replaced_and_open() {
+        let run = run(vec![
+            credential(
+                "orders-db",
+                Status::Failed,
+                Some((Step::Revoke, FailureKind::SessionsNotEnded)),
+            ),
+            credential("billing-db", Status::Rotated, None),
+        ]);
+        let summary = record(&run).summary();
+        assert!(!summary.contains("No credential needed rotating"), "{summary}");
+        assert!(
+            summary.contains(
+                "1 credential(s) were replaced and the leaked secret was proved refused by the target: billing-db"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("but sessions opened with it were NOT ended: orders-db"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("NOT fully contained; open: orders-db: revoke"),
+            "{summary}"
+        );
+
+        let only_open = super::tests::run(vec![credential(
+            "orders-db",
+            Status::Failed,
+            Some((Step::Revoke, FailureKind::SessionsNotEnded)),
+        )]);
+        let summary = record(&only_open).summary();
+        assert!(!summary.contains("No credential needed rotating"), "{summary}");
+        assert!(!summary.contains("proved refused by the target:"), "{summary}");
+    }
+
+    #[test]
+    fn nothing_rotated_is_said_so() {
+        let run = run(vec![credential(
+            "orders-db",
+            Status::Failed,
+            Some((Step::Preflight, FailureKind::Unreachable)),
+        )]);
+        let summary = record(&run).summary();
+        assert!(summary.contains("No credential needed rotating"), "{summary}");
+        assert!(summary.contains("NOT fully contained"), "{summary}");
+    }
+
+    #[test]
+    fn the_operator_name_comes_from_passwd_when_the_environment_has_none() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nbroken\napp:x:1000:1000::/home/app:/bin/sh\n";
+        assert_eq!(user_name_in(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name_in(passwd, 1000).as_deref(), Some("app"));
+        assert_eq!(user_name_in(passwd, 7), None);
     }
 }

@@ -571,3 +571,181 @@ async fn grace_and_due_follow_the_injected_clock_without_sleeping() {
     h.clock.advance(Duration::from_secs(31 * 86_400));
     assert_eq!(h.rotate(due()).await.unwrap().credentials[0].status, Status::Rotated);
 }
+
+fn due() -> RotateOptions {
+    RotateOptions {
+        due_only: true,
+        ..Default::default()
+    }
+}
+
+/// Found trying an incident as users would: after an incident rotation could not end
+/// the leaked secret's sessions, `status` said `rekey rotate --due` would finish it,
+/// `verify` passed, and that `--due` run recorded the leaked secret revoked without
+/// ending a session. A run that finishes an incident's version ends its sessions (and
+/// fails as loudly as the incident run when it still may not); until then `verify` and
+/// `status` report the incident as open.
+#[tokio::test(start_paused = true)]
+async fn a_routine_run_never_closes_an_incident_whose_sessions_survive() {
+    let config = ScriptedTargetConfig {
+        deny_terminate_sessions: true,
+        ..ScriptedTargetConfig::for_strategy(Strategy::Single)
+    };
+    let (h, leaked) = Harness::imported(config).await;
+    h.target.open_session(&leaked).unwrap();
+    let first = h.rotate(incident()).await.unwrap();
+    assert_eq!(failure(&first), Some("sessions_not_ended"));
+
+    let verify = h.verify().await;
+    assert_eq!(
+        verify.exit_code(),
+        exit::CREDENTIAL_FAILED,
+        "verify reports the open incident"
+    );
+    let problems = verify.credentials[0].problems.join("; ");
+    assert!(problems.contains("`rekey rotate --leaked app-db`"), "{problems}");
+    let status = h.status().await;
+    assert_eq!(status.exit_code(), exit::CREDENTIAL_FAILED);
+    let problems = status.credentials[0].problems.join("; ");
+    assert!(
+        problems.contains("incident version") && problems.contains("`rekey rotate --leaked app-db`"),
+        "{problems}"
+    );
+
+    for options in [due(), RotateOptions::default()] {
+        let run = h.rotate(options).await.unwrap();
+        assert_eq!(
+            failure(&run),
+            Some("sessions_not_ended"),
+            "{:?}",
+            run.credentials[0].error
+        );
+        assert_eq!(h.target.open_sessions(&leaked), 1, "the session is still there");
+        assert_eq!(h.state().previous().unwrap().revoked, None, "not recorded as revoked");
+    }
+}
+
+/// The same, once the admin may end sessions: a plain `--due` run finishes the incident
+/// with its sessions ended, not just its revocation recorded.
+#[tokio::test(start_paused = true)]
+async fn a_due_run_finishing_an_incident_ends_its_sessions() {
+    let (h, leaked) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    h.target.open_session(&leaked).unwrap();
+    h.target
+        .fault(TargetOp::Revoke, Fault::Fail(ErrorKind::PermissionDenied));
+    let first = h.rotate(incident()).await.unwrap();
+    assert_eq!(failure(&first), Some("sessions_not_ended"));
+    let promoted = h.state().current().unwrap().id.clone();
+
+    let run = h.rotate(due()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert_eq!(
+        h.target.open_sessions(&leaked),
+        0,
+        "the leaked secret's sessions are gone"
+    );
+    let state = h.state();
+    assert_eq!(state.current().unwrap().id, promoted, "no new rotation");
+    assert!(state.previous().unwrap().revoked.is_some());
+    assert_eq!(h.verify().await.exit_code(), exit::SUCCESS);
+}
+
+/// With a configured grace period (`dual`), a failed incident revocation was taken for
+/// a routine one inside its grace: `status` said ok and `--due` said not due. A leaked
+/// secret gets no grace, whoever finishes it.
+#[tokio::test(start_paused = true)]
+async fn a_leaked_secret_left_valid_gets_no_grace() {
+    let (mut h, leaked) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.credential.grace = std::time::Duration::from_secs(3600);
+    h.target.open_session(&leaked).unwrap();
+    h.target.fault(TargetOp::Revoke, Fault::Fail(ErrorKind::Unreachable));
+    let first = h.rotate(incident()).await.unwrap();
+    assert_eq!(first.exit_code(), exit::CREDENTIAL_FAILED);
+    assert!(h.target.accepts(&leaked), "the failed revoke left it valid");
+
+    let status = h.status().await;
+    assert_eq!(
+        status.exit_code(),
+        exit::CREDENTIAL_FAILED,
+        "not ok inside a grace period"
+    );
+    let verify = h.verify().await;
+    assert_eq!(verify.exit_code(), exit::CREDENTIAL_FAILED);
+    assert_eq!(
+        verify.credentials[0].error.as_ref().unwrap().kind.as_str(),
+        "still_valid"
+    );
+
+    let run = h.rotate(due()).await.unwrap();
+    assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+    assert!(!h.target.accepts(&leaked), "revoked now, not after the grace");
+    assert_eq!(h.target.open_sessions(&leaked), 0, "and its sessions ended");
+}
+
+/// An incident run killed after apply left its version pending; `status` said `rekey
+/// rotate NAME` finishes it, and that plain run finished it without ending the leaked
+/// secret's sessions. A `--leaked` rerun, on the other hand, finished it and then rotated
+/// a second time, although the pending version was made after the leak.
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_incident_is_finished_as_an_incident_and_only_once() {
+    for rerun_options in [RotateOptions::default(), incident()] {
+        let (h, leaked) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+        h.target.open_session(&leaked).unwrap();
+        h.target.fault(TargetOp::Apply, Fault::CrashAfter);
+        assert!(h.rotate(incident()).await.is_none(), "killed after apply");
+        h.crash.reset();
+        let pending = h.state().pending().unwrap().id.clone();
+        assert!(pending.starts_with(INCIDENT_VERSION_PREFIX));
+        let status = h.status().await;
+        let problems = status.credentials[0].problems.join("; ");
+        assert!(
+            problems.contains("`rekey rotate --leaked app-db` finishes it"),
+            "{problems}"
+        );
+
+        let run = h.rotate(rerun_options.clone()).await.unwrap();
+        assert_eq!(run.exit_code(), exit::SUCCESS, "{:?}", run.credentials[0].error);
+        let state = h.state();
+        assert_eq!(state.current().unwrap().id, pending, "finished once, not rotated again");
+        assert!(state.previous().unwrap().revoked.is_some());
+        assert_eq!(
+            h.target.open_sessions(&leaked),
+            0,
+            "the leaked secret's sessions are gone"
+        );
+    }
+}
+
+/// `plan --leaked` for an incident whose sessions survived listed a new rotation
+/// (generate, stage, apply...), while `rotate --leaked` only finishes the revocation.
+#[tokio::test(start_paused = true)]
+async fn plan_leaked_shows_that_only_the_revocation_is_left() {
+    use crate::engine::inspection::PlanStep;
+    let (h, leaked) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Single)).await;
+    h.target.open_session(&leaked).unwrap();
+    h.target
+        .fault(TargetOp::Revoke, Fault::Fail(ErrorKind::PermissionDenied));
+    assert_eq!(
+        failure(&h.rotate(incident()).await.unwrap()),
+        Some("sessions_not_ended")
+    );
+
+    let plan = h.plan_with(incident()).await;
+    let steps: Vec<PlanStep> = plan.credentials[0].plan.iter().map(|i| i.step).collect();
+    assert!(!steps.contains(&PlanStep::Generate), "{:?}", plan.credentials[0].plan);
+    assert!(!steps.contains(&PlanStep::Apply), "{:?}", plan.credentials[0].plan);
+    let revoke = plan.credentials[0]
+        .plan
+        .iter()
+        .find(|i| i.step == PlanStep::Revoke)
+        .expect("a revoke item");
+    assert!(revoke.action.contains("end its sessions"), "{}", revoke.action);
+
+    let routine = h.plan().await;
+    let revoke = routine.credentials[0]
+        .plan
+        .iter()
+        .find(|i| i.step == PlanStep::Revoke)
+        .expect("a revoke item");
+    assert!(revoke.action.contains("ending its sessions"), "{}", revoke.action);
+}
