@@ -1,7 +1,10 @@
 //! Benchmark of issue 14: 100 `http` credentials (the issue's minting configuration)
 //! rotated by the `rekey` binary at `--parallel 8` against the testbed key API, versus a
 //! minimal client doing the same requests (create, login with the new key, delete the
-//! old key, login with the old key) with 8 at a time, in the same run.
+//! old key, login with the old key) with 8 at a time, in the same run. A fourth contender
+//! is that minimal client plus the three durable writes a client that keeps its keys
+//! needs (an `fdatasync`ed line appended to a file at each point where rekey makes a
+//! store write durable): the floor for anything that survives a crash.
 //!
 //! The same comparison is repeated against a server that answers every request after a
 //! fixed latency (default: 0, 5 and 20 ms), as a service across a network does: a new
@@ -73,8 +76,30 @@ fn rekey(bin: &str, dir: &std::path::Path, api: &KeyApi, args: &[&str], stdin: &
     started.elapsed()
 }
 
-/// The same requests as one rotation, by a client that does nothing else.
-async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec<(String, String)>) {
+/// Appends `line` to `journal` and waits until it is on disk (`fdatasync`): one durable
+/// write, made the simplest way (no batching; concurrent callers' flushes may coincide
+/// in the kernel).
+async fn durable_write(journal: &Arc<std::fs::File>, line: String) {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        // O_APPEND: one write(2) of a short line lands whole at the end.
+        (&*journal).write_all(line.as_bytes()).unwrap();
+        journal.sync_data().unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// The same requests as one rotation, by a client that does nothing else; with a
+/// `journal`, also the three durable writes at the points where rekey makes them (the
+/// new key before it is used, the new key as the one in use before the old is deleted,
+/// the old key's removal once it is refused): the least a client that can lose neither
+/// a minted key nor track of an old one must add.
+async fn minimal(
+    api: &KeyApi,
+    current: Vec<(String, String)>,
+    journal: Option<Arc<std::fs::File>>,
+) -> (Duration, Vec<(String, String)>) {
     // The same client setup as the target's (rustls with ring; plain HTTP here).
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -93,6 +118,7 @@ async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec
     let mut tasks = Vec::new();
     for (i, (old_id, old_secret)) in current.into_iter().enumerate() {
         let (client, admin, url, semaphore) = (client.clone(), admin.clone(), url.clone(), semaphore.clone());
+        let journal = journal.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await.unwrap();
             let created = client
@@ -107,6 +133,9 @@ async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec
             let body: serde_json::Value = serde_json::from_slice(&created.bytes().await.unwrap()).unwrap();
             let id = body["data"]["id"].as_str().unwrap().to_owned();
             let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+            if let Some(j) = &journal {
+                durable_write(j, format!("{i} pending {id} {secret}\n")).await;
+            }
             let me = |key: String| {
                 client
                     .get(format!("{url}/v1/me"))
@@ -114,6 +143,9 @@ async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec
                     .send()
             };
             assert_eq!(me(secret.clone()).await.unwrap().status(), 200);
+            if let Some(j) = &journal {
+                durable_write(j, format!("{i} current {id}\n")).await;
+            }
             let deleted = client
                 .delete(format!("{url}/v1/keys/{old_id}"))
                 .header("Authorization", &admin)
@@ -122,6 +154,9 @@ async fn minimal(api: &KeyApi, current: Vec<(String, String)>) -> (Duration, Vec
                 .unwrap();
             assert_eq!(deleted.status(), 204);
             assert_eq!(me(old_secret).await.unwrap().status(), 401);
+            if let Some(j) = &journal {
+                durable_write(j, format!("{i} revoked {old_id}\n")).await;
+            }
             (id, secret)
         }));
     }
@@ -186,6 +221,7 @@ struct Medians {
     rekey: Duration,
     in_process: Duration,
     minimal: Duration,
+    durable: Duration,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -219,6 +255,20 @@ async fn scenario(bin: &str, rounds: usize, latency_ms: u64) -> Medians {
             (k.id, k.secret)
         })
         .collect();
+    let mut durable_keys: Vec<(String, String)> = (0..CREDENTIALS)
+        .map(|_| {
+            let k = api.mint("durable");
+            (k.id, k.secret)
+        })
+        .collect();
+    // On the same file system as rekey's store, as a journal that only grows.
+    let journal = Arc::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("durable-client.log"))
+            .unwrap(),
+    );
     if let Ok(script) = std::env::var("REKEY_BENCH_HOLD") {
         // Probe: run a script with the directory and the admin token, then stop.
         let status = Command::new("sh")
@@ -233,7 +283,7 @@ async fn scenario(bin: &str, rounds: usize, latency_ms: u64) -> Medians {
             (k.id, k.secret)
         })
         .collect();
-    let (mut ours, mut floor, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut floor, mut targets, mut durables) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let before = api.request_count();
         let t = rekey(
@@ -245,26 +295,30 @@ async fn scenario(bin: &str, rounds: usize, latency_ms: u64) -> Medians {
         );
         let requests = api.request_count() - before;
         let before = api.request_count();
-        let (m, next) = minimal(&api, std::mem::take(&mut minimal_keys)).await;
+        let (m, next) = minimal(&api, std::mem::take(&mut minimal_keys), None).await;
         minimal_keys = next;
         let floor_requests = api.request_count() - before;
+        let (d, next) = minimal(&api, std::mem::take(&mut durable_keys), Some(journal.clone())).await;
+        durable_keys = next;
         let before = api.request_count();
         let (h, next) = in_process(&api, std::mem::take(&mut target_keys)).await;
         target_keys = next;
         let target_requests = api.request_count() - before;
         println!(
-            "latency {latency_ms:>2} ms, round {round}: rekey {:>7.1} ms ({requests} requests), http target in-process {:>7.1} ms ({target_requests} requests), minimal client {:>7.1} ms ({floor_requests} requests)",
+            "latency {latency_ms:>2} ms, round {round}: rekey {:>7.1} ms ({requests} requests), http target in-process {:>7.1} ms ({target_requests} requests), minimal client {:>7.1} ms ({floor_requests} requests), with durable writes {:>7.1} ms",
             ms(t),
             ms(h),
             ms(m),
+            ms(d),
         );
         ours.push(t);
         floor.push(m);
+        durables.push(d);
         targets.push(h);
     }
     assert_eq!(
         api.live_keys().len(),
-        3 * CREDENTIALS,
+        4 * CREDENTIALS,
         "one key per credential of each contender"
     );
     Medians {
@@ -272,6 +326,7 @@ async fn scenario(bin: &str, rounds: usize, latency_ms: u64) -> Medians {
         rekey: median(ours),
         in_process: median(targets),
         minimal: median(floor),
+        durable: median(durables),
     }
 }
 
@@ -304,11 +359,13 @@ async fn main() {
     }
     println!("load average at end {}", load_average());
     println!("median of {rounds}:");
-    println!("| latency | minimal client | http target in-process | rekey rotate | rekey - minimal, per credential |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| latency | minimal client | http target in-process | rekey rotate | rekey - minimal, per credential | minimal client with durable writes | rekey / that |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for m in &results {
         println!(
-            "| {} ms | {:.1} ms | {:.1} ms ({:.2}x) | {:.1} ms ({:.2}x) | {:.2} ms |",
+            "| {} ms | {:.1} ms | {:.1} ms ({:.2}x) | {:.1} ms ({:.2}x) | {:.2} ms | {:.1} ms ({:.2}x) | {:.2}x |",
             m.latency_ms,
             ms(m.minimal),
             ms(m.in_process),
@@ -316,6 +373,9 @@ async fn main() {
             ms(m.rekey),
             m.rekey.as_secs_f64() / m.minimal.as_secs_f64(),
             (ms(m.rekey) - ms(m.minimal)) / CREDENTIALS as f64,
+            ms(m.durable),
+            m.durable.as_secs_f64() / m.minimal.as_secs_f64(),
+            m.rekey.as_secs_f64() / m.durable.as_secs_f64(),
         );
     }
 }
