@@ -148,6 +148,11 @@ impl HttpTarget {
             v.set_sensitive(true);
             headers.retain(|(n, _)| n != name);
             headers.push((name.clone(), v));
+            // `Bearer TOKEN`, `token KEY`: a service quoting the credential back quotes the
+            // part after the scheme, which masking the whole value would not catch.
+            for credential in value.split_whitespace().skip(1) {
+                masks.push(Zeroizing::new(credential.to_owned()));
+            }
             masks.push(value);
             Ok::<(), ProviderError>(())
         };
@@ -735,6 +740,39 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), out);
         }
+    }
+
+    /// Found trying it: a service that quoted the management token back (`token adm_…
+    /// not allowed`) had it printed, because only the whole `Bearer adm_…` was masked.
+    #[test]
+    fn the_credential_after_an_auth_scheme_is_masked_too() {
+        let config: crate::HttpTargetConfig = serde_json::from_value(serde_json::json!({
+            "base_url": "http://127.0.0.1:9",
+            "headers": {"Authorization": "Bearer adm_0123456789abcdef", "X-Api-Key": "k3y-value-1"},
+            "secret_fields": ["api_key"],
+            "create": {"method": "POST", "path": "/v1/keys", "ok": [201],
+                       "fields": {"api_key": "/data/secret", "key_id": "/data/id"}},
+            "login": {"method": "GET", "path": "/v1/me", "headers": {"Authorization": "Bearer {{api_key}}"}, "ok": [200]},
+            "revoke": {"method": "DELETE", "path": "/v1/keys/{{key_id}}", "ok": [204]}
+        }))
+        .unwrap();
+        let target = crate::HttpProvider::new()
+            .http_target(&config, "billing-api", Strategy::Dual)
+            .unwrap();
+        let create = target.plan.create.as_ref().unwrap();
+        let request = target
+            .prepare_request(create, &SecretDoc::default(), Which::New)
+            .unwrap();
+        let reply = Reply {
+            status: 400,
+            reason: "Bad Request",
+            body: Zeroizing::new(
+                br#"{"error":"token adm_0123456789abcdef not allowed with k3y-value-1 (Bearer rules)"}"#.to_vec(),
+            ),
+            content_type: None,
+        };
+        let words = server_words(&reply, &request.masks).unwrap();
+        assert_eq!(words, "token **** not allowed with **** (Bearer rules)");
     }
 
     #[test]
