@@ -395,11 +395,16 @@ pub async fn verify(
     let now = rec.now();
     if let Some(p) = state.pending() {
         let age = now.duration_since(p.created).unwrap_or_default();
+        let leaked = if super::version::is_incident(&p.id) {
+            "--leaked "
+        } else {
+            ""
+        };
         let (kind, message) = if age >= STUCK_AFTER {
             (
                 FailureKind::Stuck,
                 format!(
-                    "a rotation is stuck: version {} pending for {}; run `rekey rotate {name}` to finish it, \
+                    "a rotation is stuck: version {} pending for {}; run `rekey rotate {leaked}{name}` to finish it, \
                      or `rekey rotate --abandon-pending {name}` if it can never be applied",
                     p.id,
                     short_duration(age),
@@ -410,7 +415,7 @@ pub async fn verify(
             (
                 FailureKind::HalfDone,
                 format!(
-                    "a rotation was left half done: version {} pending since {}; run `rekey rotate {}` to finish it",
+                    "a rotation was left half done: version {} pending since {}; run `rekey rotate {leaked}{}` to finish it",
                     p.id,
                     rfc3339(p.created),
                     credential.name
@@ -439,13 +444,21 @@ pub async fn verify(
                         check_consumer(rec, credential, argv, &current.id).await;
                     }
                 }
-                Err(e) => problem(
-                    rec,
-                    Step::CheckCurrent,
-                    e.kind().into(),
-                    format!("the current secret does not work: {e}"),
-                    started,
-                ),
+                Err(e) => {
+                    // Only a refusal (or a user that is gone) says the secret is broken;
+                    // an unreachable service or a configuration error says nothing of it.
+                    let what = match e.kind() {
+                        ErrorKind::AuthRejected | ErrorKind::NotFound => "the current secret does not work",
+                        _ => "could not check the current secret",
+                    };
+                    problem(
+                        rec,
+                        Step::CheckCurrent,
+                        e.kind().into(),
+                        format!("{what}: {e}"),
+                        started,
+                    )
+                }
             }
             let age = now.duration_since(current.created).unwrap_or_default();
             if age > credential.every {

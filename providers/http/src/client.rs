@@ -55,6 +55,9 @@ pub(crate) struct Reply {
     pub reason: &'static str,
     pub body: Zeroizing<Vec<u8>>,
     pub content_type: Option<String>,
+    /// The body was over [`MAX_ANSWER`]: not read (`body` is empty). The status still
+    /// counts (a `create` that answered 201 may have minted a key).
+    pub oversized: bool,
 }
 
 /// An answer and how it was obtained.
@@ -289,14 +292,14 @@ async fn send_once(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut body = Zeroizing::new(Vec::new());
+    let mut oversized = false;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_ANSWER {
-                    return Err(ProviderError::other(format!(
-                        "{label}: the answer (HTTP {}) is larger than 1 MiB",
-                        status.as_u16()
-                    )));
+                    oversized = true;
+                    body = Zeroizing::new(Vec::new());
+                    break;
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -310,6 +313,7 @@ async fn send_once(
             reason: status.canonical_reason().unwrap_or(""),
             body,
             content_type,
+            oversized,
         },
         retry_after,
     ))

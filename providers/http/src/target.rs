@@ -445,6 +445,9 @@ fn plain(v: &Value) -> String {
 
 /// The answer as JSON, or why not (never quoting it).
 fn parse_json(reply: &Reply) -> Result<SecretValue, String> {
+    if reply.oversized {
+        return Err(format!("the answer (HTTP {}) is larger than 1 MiB", reply.status));
+    }
     if reply.body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!(
             "the answer (HTTP {}) has an empty body, not JSON",
@@ -770,6 +773,7 @@ mod tests {
                 br#"{"error":"token adm_0123456789abcdef not allowed with k3y-value-1 (Bearer rules)"}"#.to_vec(),
             ),
             content_type: None,
+            oversized: false,
         };
         let words = server_words(&reply, &request.masks).unwrap();
         assert_eq!(words, "token **** not allowed with **** (Bearer rules)");
@@ -782,6 +786,7 @@ mod tests {
             reason: "Bad Request",
             body: Zeroizing::new(br#"{"error":"bad_request","reason":"password s3cr3t-value too weak"}"#.to_vec()),
             content_type: None,
+            oversized: false,
         };
         let words = server_words(&reply, &[Zeroizing::new("s3cr3t-value".to_owned())]).unwrap();
         assert_eq!(words, "bad_request: password **** too weak");
@@ -790,6 +795,7 @@ mod tests {
             reason: "",
             body: Zeroizing::new(b"<html>oops</html>".to_vec()),
             content_type: None,
+            oversized: false,
         };
         assert!(server_words(&reply, &[]).is_none());
     }

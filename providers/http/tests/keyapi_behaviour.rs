@@ -236,6 +236,29 @@ async fn a_non_json_answer_is_a_clear_error_that_never_quotes_it() {
     );
 }
 
+/// Found trying it: a 201 whose body was over 1 MiB failed without saying that a key
+/// may have been minted; it is now handled as any unreadable `create` answer.
+#[tokio::test]
+async fn an_oversized_create_answer_says_a_key_may_be_left() {
+    let api = quiet();
+    let first = api.mint("initial");
+    let huge = format!("{{\"data\": {{\"pad\": \"{}\"}}}}", "x".repeat(2 << 20));
+    api.fail_next("POST", "/v1/keys", answer(201, "application/json", &huge), 1);
+    let t = target(minting_json(&api), Strategy::Dual);
+    let e = t.prepare(Some(&doc_of(&first)), random_password(8)).await.unwrap_err();
+    assert_message(
+        e.message(),
+        &[
+            "create POST",
+            "larger than 1 MiB",
+            "the key it may have minted could not be revoked again",
+            "remove it by hand",
+        ],
+        &["xxxxxxxx"],
+    );
+    assert!(!e.is_retryable());
+}
+
 #[tokio::test]
 async fn redirects_to_another_host_are_refused() {
     let api = quiet();

@@ -749,3 +749,20 @@ async fn plan_leaked_shows_that_only_the_revocation_is_left() {
         .expect("a revoke item");
     assert!(revoke.action.contains("ending its sessions"), "{}", revoke.action);
 }
+
+/// `verify` said "the current secret does not work" when the service could not be
+/// reached at all: only a refusal says that.
+#[tokio::test(start_paused = true)]
+async fn verify_tells_an_unreachable_service_from_a_refused_secret() {
+    let (h, _) = Harness::imported(ScriptedTargetConfig::for_strategy(Strategy::Dual)).await;
+    h.target.fault(TargetOp::Verify, Fault::Fail(ErrorKind::Unreachable));
+    let run = h.verify().await;
+    assert_eq!(run.exit_code(), exit::CREDENTIAL_FAILED);
+    let problems = run.credentials[0].problems.join("; ");
+    assert!(problems.contains("could not check the current secret"), "{problems}");
+    assert!(!problems.contains("does not work"), "{problems}");
+
+    h.target.fault(TargetOp::Verify, Fault::Fail(ErrorKind::AuthRejected));
+    let problems = h.verify().await.credentials[0].problems.join("; ");
+    assert!(problems.contains("the current secret does not work"), "{problems}");
+}
