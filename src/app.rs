@@ -715,6 +715,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let provider_options = ProviderOptions {
         delete_inactive: args.delete_inactive,
         create_store: args.create_store,
+        ..ProviderOptions::default()
     };
     // The JSON document is printed (`-o json`) or written (`--report`, but for an
     // incident the record, made from the reports).

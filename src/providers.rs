@@ -65,6 +65,10 @@ pub struct ProviderOptions {
     /// created. Otherwise a missing store file is an error, so that a typo in its path
     /// cannot make a rotation write fresh secrets where no application reads them.
     pub create_store: bool,
+    /// `validate`: an `exec` plugin that does not answer `describe` is a configuration
+    /// error. Otherwise it fails only its own credentials (one broken plugin does not
+    /// stop a run over the fleet).
+    pub plugins_must_answer: bool,
 }
 
 /// The providers of one run, built from the configuration.

@@ -90,7 +90,11 @@ pub fn check(path: &std::path::Path) -> Result<Checked, String> {
     }
     // Each target is built as a run would build it (nothing is connected): strategies
     // the target cannot do, missing `admin` for alternating roles, bad URLs.
-    let backends = ConfiguredBackends::new(&config, ProviderOptions::default());
+    let options = ProviderOptions {
+        plugins_must_answer: true,
+        ..ProviderOptions::default()
+    };
+    let backends = ConfiguredBackends::new(&config, options);
     for credential in &config.credentials {
         // `admin = { credential = ... }`: the admin secret is read from a store at run
         // time; offline the target cannot be built with it.

@@ -72,3 +72,66 @@ fn example_plugin_rotates_a_rabbitmq_user() {
         );
     }
 }
+
+/// Found trying it: one credential whose plugin cannot be run (a typo in `command`, a
+/// plugin missing on this host, one that hangs in `describe`) made every command exit 2
+/// for the whole fleet. `validate` still refuses it (exit 2); a run fails only that
+/// credential (exit 1) and rotates the others.
+#[test]
+fn a_broken_plugin_fails_only_its_own_credentials() {
+    let api = RabbitMq::management().expect("RabbitMQ management API");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/plugins/rabbitmq-user.toml"
+    ))
+    .unwrap()
+    .replace(
+        "examples/plugins/rabbitmq-user",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins/rabbitmq-user"),
+    );
+    config.push_str(
+        "\n[[credentials]]\nname = \"plug-broken\"\nstore = \"local\"\nkey = \"plug/broken\"\n\
+         target = { type = \"exec\", command = [\"/nonexistent/rekey-plugin\"] }\n",
+    );
+    std::fs::write(d.join("rekey.toml"), config).unwrap();
+    let initial = random_password();
+    let user = api.create_user(&unique("rk_exec_broken"), &initial).unwrap();
+    let name = user.name.as_str();
+
+    let validate = rekey(d, name, &["validate"], "");
+    validate.assert_code(2);
+    assert!(
+        validate.stderr.contains("plug-broken") && validate.stderr.contains("/nonexistent/rekey-plugin"),
+        "{}",
+        validate.stderr
+    );
+
+    rekey(d, name, &["import", "rabbitmq-app-exec"], &initial).assert_code(0);
+    let rotate = rekey(d, name, &["-o", "json", "rotate"], "");
+    rotate.assert_code(1);
+    let report: serde_json::Value = serde_json::from_str(&rotate.stdout).expect("one JSON envelope");
+    let by_name = |n: &str| {
+        report["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {report}"))
+            .clone()
+    };
+    assert_eq!(by_name("rabbitmq-app-exec")["status"], "rotated", "{report}");
+    let broken = by_name("plug-broken");
+    assert_eq!(broken["status"], "failed", "{report}");
+    let message = broken["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/nonexistent/rekey-plugin"), "{message}");
+    assert_eq!(
+        api.login_status(name, &initial),
+        Ok(401),
+        "the other credential really rotated"
+    );
+
+    let verify = rekey(d, name, &["verify", "rabbitmq-app-exec"], "");
+    verify.assert_code(0);
+}

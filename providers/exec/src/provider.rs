@@ -3,13 +3,15 @@
 use crate::config::ExecTargetConfig;
 use crate::run::Program;
 use crate::target::{ExecTarget, Plugin, PluginDescription};
+use crate::unavailable::UnavailablePlugin;
 use rekey_api::{ProviderError, ProviderResult, Strategy, Target};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A plugin (command, settings, environment) and what it said of itself.
-type Described = Vec<(String, Arc<Plugin>, PluginDescription)>;
+/// A plugin (command, settings, environment) and what it said of itself, or why it
+/// said nothing (asked once per run either way).
+type Described = Vec<(String, Arc<Plugin>, ProviderResult<PluginDescription>)>;
 
 /// The exec provider of one run. Building a target runs the plugin's `describe` (once
 /// per command, settings and `pass_env`; the answer must not depend on the credential).
@@ -33,7 +35,8 @@ impl ExecProvider {
 
     /// The target of `credential` under `strategy`. Runs the plugin's `describe` (from a
     /// thread of its own, so it may be called inside or outside a tokio runtime) unless
-    /// it was run for the same plugin already.
+    /// it was run for the same plugin already. A plugin that does not answer `describe`
+    /// is an error here (`validate`: exit 2).
     pub fn target(
         &self,
         config: &ExecTargetConfig,
@@ -41,6 +44,25 @@ impl ExecProvider {
         strategy: Strategy,
     ) -> ProviderResult<Arc<dyn Target>> {
         Ok(Arc::new(self.exec_target(config, credential, strategy)?))
+    }
+
+    /// [`ExecProvider::target`] for a run over many credentials: a plugin that does not
+    /// answer `describe` (it cannot be run, hangs, answers garbage) gives an
+    /// [`UnavailablePlugin`] failing every operation with that error, so that it fails
+    /// only its own credentials. A configuration the plugin's answer rules out (a
+    /// strategy it does not implement) is still an error.
+    pub fn target_or_unavailable(
+        &self,
+        config: &ExecTargetConfig,
+        credential: &str,
+        strategy: Strategy,
+    ) -> ProviderResult<Arc<dyn Target>> {
+        validate(config)?;
+        let (plugin, description) = self.described(config, credential);
+        match description {
+            Ok(description) => Ok(Arc::new(ExecTarget::new(credential, plugin, &description, strategy)?)),
+            Err(e) => Ok(Arc::new(UnavailablePlugin::new(e, plugin.label(), strategy))),
+        }
     }
 
     /// [`ExecProvider::target`] returning the concrete type.
@@ -51,6 +73,16 @@ impl ExecProvider {
         strategy: Strategy,
     ) -> ProviderResult<ExecTarget> {
         validate(config)?;
+        let (plugin, description) = self.described(config, credential);
+        ExecTarget::new(credential, plugin, &description?, strategy)
+    }
+
+    /// The plugin of `config` and its answer to `describe` (asked once per run).
+    fn described(
+        &self,
+        config: &ExecTargetConfig,
+        credential: &str,
+    ) -> (Arc<Plugin>, ProviderResult<PluginDescription>) {
         let key =
             serde_json::json!([config.command, config.settings, config.pass_env, config.timeout_secs]).to_string();
         let found = {
@@ -60,7 +92,7 @@ impl ExecProvider {
                 .find(|(k, _, _)| *k == key)
                 .map(|(_, p, d)| (p.clone(), d.clone()))
         };
-        let (plugin, description) = match found {
+        match found {
             Some(found) => found,
             None => {
                 let plugin = Arc::new(Plugin {
@@ -72,13 +104,12 @@ impl ExecProvider {
                     settings: config.settings.clone(),
                     secret_fields: config.secret_fields.clone(),
                 });
-                let description = describe_blocking(plugin.clone(), credential)?;
+                let description = describe_blocking(plugin.clone(), credential);
                 let mut described = self.described.lock().unwrap_or_else(|p| p.into_inner());
                 described.push((key, plugin.clone(), description.clone()));
                 (plugin, description)
             }
-        };
-        ExecTarget::new(credential, plugin, &description, strategy)
+        }
     }
 }
 

@@ -17,6 +17,11 @@ impl TargetKind for ExecTargetConfig {
     }
 
     fn build(&self, ctx: &TargetContext<'_>) -> ProviderResult<Arc<dyn Target>> {
-        ctx.provider::<ExecProvider>().target(self, ctx.name, ctx.strategy)
+        let provider = ctx.provider::<ExecProvider>();
+        if ctx.options.plugins_must_answer {
+            provider.target(self, ctx.name, ctx.strategy)
+        } else {
+            provider.target_or_unavailable(self, ctx.name, ctx.strategy)
+        }
     }
 }
