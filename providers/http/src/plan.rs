@@ -422,6 +422,21 @@ impl Plan {
                 ));
             }
         }
+        if let (Some(create), Some(revoke)) = (&create, &revoke) {
+            // A revoke naming no field the answer provides would send, for the old key,
+            // the very request it sends for the new one (the new document carries the
+            // old one's other fields): rekey would refuse it after the new key is
+            // stored, and every later run again, with the old key alive.
+            let minted: Vec<&str> = create.fields.iter().map(|(f, _)| f.as_str()).collect();
+            if !revoke.placeholders().iter().any(|f| minted.contains(f)) {
+                return Err(invalid(format!(
+                    "revoke uses none of create.fields ({}): its request for the old key would be the one for the new \
+                     key too; name the minted key, e.g. path = \"/v1/keys/{{{{{}}}}}\" with that field in create.fields",
+                    minted.join(", "),
+                    minted.iter().find(|f| !secret_fields.iter().any(|s| s == *f)).unwrap_or(&minted[0])
+                )));
+            }
+        }
         if let Some(list) = &list {
             let Some(create) = &create else {
                 return Err(invalid(
@@ -566,6 +581,19 @@ mod tests {
         let mut v = minting();
         v["login"] = json!({"method": "GET", "path": "/v1/me", "headers": {"Authorization": "Bearer {{key_id}}"}});
         assert!(err(v, Strategy::Dual).contains("login uses none of the secret fields"));
+    }
+
+    /// Found trying it: `create.fields` without `key_id` and a revoke of
+    /// `/v1/keys/{{key_id}}` validated, then every rotation stored the new key with the
+    /// old key's id and refused to revoke, leaving the old key alive.
+    #[test]
+    fn revoke_must_name_a_field_create_provides() {
+        let mut v = minting();
+        v["create"]["fields"] = json!({"api_key": "/data/secret"});
+        let e = err(v.clone(), Strategy::Dual);
+        assert!(e.contains("revoke uses none of create.fields (api_key)"), "{e}");
+        v["revoke"]["headers"] = json!({"X-Key": "{{api_key}}"});
+        Plan::compile(&config(v), Strategy::Dual).unwrap();
     }
 
     #[test]
