@@ -185,6 +185,10 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
         } => {
             let mut config = load(&cli)?;
             check_output_paths(&config, &[junit_path.as_deref(), metrics_file.as_deref()])?;
+            check_metrics_file(metrics_file.as_deref())?;
+            if let Some(path) = junit_path {
+                claim_report_file(path)?;
+            }
             if let Some(n) = parallel {
                 config.defaults.parallel = usize::from(*n);
             }
@@ -205,7 +209,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             let code = finish(&cli, &run, parts.as_deref());
             // [[notify]] (issue 8): never changes the exit code.
             crate::report::notify::after_run(&notify, &run, code, false).await;
-            write_metrics(metrics_file.as_deref(), &run)?;
+            write_metrics(metrics_file.as_deref(), &run);
             match junit_path {
                 Some(path) => write_file(path, &junit::render(&run)).map(|()| code),
                 None => Ok(code),
@@ -701,6 +705,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     }
     let mut config = load(cli)?;
     check_output_paths(&config, &[args.report.as_deref(), args.metrics_file.as_deref()])?;
+    check_metrics_file(args.metrics_file.as_deref())?;
     if let Some(n) = args.parallel {
         config.defaults.parallel = n as usize;
     }
@@ -739,7 +744,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     });
     // [[notify]] (issue 8): never changes the exit code.
     crate::report::notify::after_run(&notify, &run, code, args.leaked).await;
-    write_metrics(args.metrics_file.as_deref(), &run)?;
+    write_metrics(args.metrics_file.as_deref(), &run);
     match &args.report {
         Some(path) if args.leaked => {
             let record = crate::incident::record::IncidentRecord {
@@ -1104,16 +1109,36 @@ fn finish_with(
     code
 }
 
-/// `--metrics-file`: the run's metrics, written atomically (mode 0600).
-fn write_metrics(path: Option<&Path>, run: &RunReport) -> Result<(), Stop> {
+/// `--metrics-file`, before any work: a file can be made in its directory (where the
+/// metrics are written and renamed over it), so that a bad path stops the run before
+/// anything changes (exit 2).
+fn check_metrics_file(path: Option<&Path>) -> Result<(), Stop> {
     let Some(path) = path else {
         return Ok(());
     };
-    let text = crate::report::metrics::render(run, std::time::SystemTime::now());
-    crate::report::metrics::write_atomically(path, &text).map_err(|e| Stop {
-        code: exit::CREDENTIAL_FAILED,
-        message: format!("cannot write metrics file {}: {e}", path.display()),
+    crate::report::metrics::check_writable(path).map_err(|e| {
+        Stop::usage(format!(
+            "cannot write metrics file {}: {e}; nothing was changed",
+            path.display()
+        ))
     })
+}
+
+/// `--metrics-file`: the run's metrics, written atomically (mode 0600). Written after
+/// the results were printed: a failure now (a full disk) is said on stderr and leaves
+/// the exit code, like the one JSON document already printed, as the run decided.
+fn write_metrics(path: Option<&Path>, run: &RunReport) {
+    let Some(path) = path else {
+        return;
+    };
+    let text = crate::report::metrics::render(run, std::time::SystemTime::now());
+    if let Err(e) = crate::report::metrics::write_atomically(path, &text) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: cannot write metrics file {}: {e} (the run's results above stand)",
+            path.display()
+        );
+    }
 }
 
 /// Writes a report file readable by its owner only (mode 0600, also when it existed).

@@ -40,6 +40,21 @@ impl Status {
             Status::Failed => "FAILED",
         }
     }
+
+    /// The stable machine name (as in `-o json`): `rotated`, `not-due`, `revoked`,
+    /// `planned`, `verified`, `listed`, `imported`, `failed`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Status::Rotated => "rotated",
+            Status::NotDue => "not-due",
+            Status::Revoked => "revoked",
+            Status::Planned => "planned",
+            Status::Verified => "verified",
+            Status::Listed => "listed",
+            Status::Imported => "imported",
+            Status::Failed => "failed",
+        }
+    }
 }
 
 /// The failed step of a credential.

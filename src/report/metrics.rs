@@ -111,7 +111,9 @@ pub fn render(run: &RunReport, now: SystemTime) -> String {
             .iter()
             .map(|s| {
                 (
-                    format!("command=\"{command}\",status=\"{}\"", label(s.as_str())),
+                    // The machine name: the words shown to people repeat (`ok`), and a
+                    // collector refuses a file with the same series twice.
+                    format!("command=\"{command}\",status=\"{}\"", s.key()),
                     run.count(*s) as f64,
                 )
             })
@@ -133,6 +135,29 @@ pub fn render(run: &RunReport, now: SystemTime) -> String {
         vec![(format!("command=\"{command}\""), f64::from(run.exit_code()))],
     );
     out
+}
+
+/// Whether [`write_atomically`] could write `path`: a file can be created (and is
+/// removed again) in its directory, and `path` is not a directory.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".rekey-metrics-probe.{}.tmp", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Writes `text` to `path` atomically, mode 0600: a temporary file beside it, synced,
@@ -192,6 +217,44 @@ mod tests {
             value.parse::<f64>().expect("a number");
         }
         assert!(text.contains("rekey_run_duration_seconds{command=\"verify\"} 1.5"));
+    }
+
+    /// Found trying it: `status="ok"` appeared three times (planned, verified, listed
+    /// all read "ok"), and node_exporter refuses a file with a series twice.
+    #[test]
+    fn no_series_appears_twice() {
+        let run = RunReport {
+            run_id: "r".into(),
+            command: "verify",
+            dry_run: false,
+            started: "2026-11-30T00:00:00Z".into(),
+            duration_ms: 1,
+            credentials: Vec::new(),
+        };
+        let text = render(&run, SystemTime::now());
+        let mut seen = std::collections::BTreeSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, _) = line.rsplit_once(' ').unwrap();
+            assert!(seen.insert(series.to_owned()), "twice: {series}");
+        }
+        assert!(text.contains("rekey_run_credentials{command=\"verify\",status=\"verified\"} 0"));
+    }
+
+    /// Serialized and machine names agree (the JSON report and the metrics say the same).
+    #[test]
+    fn status_keys_are_the_json_names() {
+        for s in [
+            Status::Rotated,
+            Status::NotDue,
+            Status::Revoked,
+            Status::Planned,
+            Status::Verified,
+            Status::Listed,
+            Status::Imported,
+            Status::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.key());
+        }
     }
 
     #[test]

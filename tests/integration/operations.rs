@@ -62,6 +62,39 @@ fn rotate_and_verify_write_prometheus_metrics() {
     assert!(samples(&text).len() >= 8);
 }
 
+/// Found trying it: a `--metrics-file` in a directory that does not exist failed only
+/// after the rotation, and `-o json` then printed a second envelope with another exit
+/// code. The path is checked first: exit 2, nothing changed, one envelope.
+#[test]
+fn an_unwritable_metrics_file_stops_the_run_before_anything_changes() {
+    let mut ws = Workspace::new();
+    let (role, password) = ws.role("rk_metrics_bad");
+    ws.write_config(&[ws.credential("app-db", &role)]);
+    ws.import("app-db", &password);
+    let before = ws.store_bytes();
+    let missing = ws.path("no-such-dir/rekey.prom");
+    for command in ["rotate", "verify"] {
+        let run = ws.rekey(&[
+            "-o",
+            "json",
+            command,
+            "app-db",
+            "--metrics-file",
+            missing.to_str().unwrap(),
+        ]);
+        run.assert_code(2);
+        let envelopes: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&run.stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("JSON on stdout");
+        assert_eq!(envelopes.len(), 1, "{}", run.stdout);
+        assert_eq!(envelopes[0]["exit_code"], 2, "{}", run.stdout);
+        assert!(run.stdout.contains("cannot write metrics file"), "{}", run.stdout);
+    }
+    assert_eq!(ws.store_bytes(), before, "nothing changed");
+    assert!(ws.can_login(&role, &password), "the password was not rotated");
+}
+
 /// `--shard K/N`: three runners with their own lock directories share one store; every
 /// credential is rotated exactly once and none is broken.
 #[test]
