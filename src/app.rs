@@ -1055,6 +1055,12 @@ fn write_record(path: &Path, record: &crate::incident::record::IncidentRecord<'_
 }
 
 fn exit_code(run: &RunReport) -> i32 {
+    // A signal stopped the run (its credentials failed at a step boundary, or a step
+    // failed because its plugin was stopped): the process exits 130 whatever the
+    // failures say, and the results printed must say the same.
+    if Interrupt::global().requested() {
+        return exit::INTERRUPTED;
+    }
     run.exit_code()
 }
 

@@ -135,3 +135,61 @@ fn a_broken_plugin_fails_only_its_own_credentials() {
     let verify = rekey(d, name, &["verify", "rabbitmq-app-exec"], "");
     verify.assert_code(0);
 }
+
+/// Found trying it: SIGINT while a plugin's operation ran made the process exit 130, but
+/// the `-o json` document said `"exit_code": 1` (the step failed because the plugin was
+/// stopped). Both say 130. (The plugin's step is let finish after the first signal:
+/// here it answers nothing after 3 s.)
+#[test]
+fn an_interrupted_run_says_130_in_its_json_document_too() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pidfile = d.join("plugin.pid");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/providers/exec/tests/plugins/misbehave");
+    std::fs::write(
+        d.join("rekey.toml"),
+        format!(
+            "[stores.local]\ntype = \"file\"\npath = \"secrets.json\"\n\n[[credentials]]\nname = \"plug-hang\"\n\
+             store = \"local\"\nkey = \"plug/hang\"\ntarget = {{ type = \"exec\", command = [\"{plugin}\", \"hang\", \"{}\", \"3\"], \
+             timeout_secs = 60 }}\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    rekey(
+        d,
+        "unused",
+        &["import", "plug-hang", "--no-verify"],
+        "initial-password-1",
+    )
+    .assert_code(0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .current_dir(d)
+        .env_remove("REKEY_CONFIG")
+        .args(["-c", "rekey.toml", "-o", "json", "rotate", "plug-hang"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded wait until the plugin's operation is running.
+    let started = std::time::Instant::now();
+    while !pidfile.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the plugin never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(document["exit_code"], 130, "{stdout}");
+}
