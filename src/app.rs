@@ -267,8 +267,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Stop> {
             }
             let checked = credential.clone();
             let read_doc = || {
-                let value =
-                    read_secret_input(None, IMPORT_LIMIT).map_err(|s| format!("{name}: import: {}", s.message))?;
+                let value = read_secret_input(None, IMPORT_LIMIT, InputFor::Import)
+                    .map_err(|s| format!("{name}: import: {}", s.message))?;
                 let doc = parse_import(&value).map_err(|e| format!("{name}: import: {e}"))?;
                 crate::config::check_import_identity(&config, &checked, &doc)
                     .map_err(|e| format!("{name}: import: {e}"))?;
@@ -336,7 +336,7 @@ const BATCH_LIMIT: usize = 64 << 20;
 
 /// `import --batch`: JSON lines `{"name": ..., "value": ...}` on stdin.
 async fn import_batch(cli: &Cli, config: &Config, options: ImportOptions) -> Result<i32, Stop> {
-    let input = read_secret_input(None, BATCH_LIMIT)?;
+    let input = read_secret_input(None, BATCH_LIMIT, InputFor::Import)?;
     let mut items = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (index, line) in input.lines().enumerate() {
@@ -782,7 +782,7 @@ async fn leaked(
     if let Some(path) = report {
         claim_report_file(path)?;
     }
-    let input = read_secret_input(file, LEAKED_LIMIT)?;
+    let input = read_secret_input(file, LEAKED_LIMIT, InputFor::Leaked)?;
     let candidates = crate::leaked::extract(&input, source).map_err(|e| Stop::usage(e.to_string()))?;
     drop(input);
     if candidates.is_empty() {
@@ -1173,9 +1173,19 @@ fn write_file_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::R
     })
 }
 
+/// What a secret input is read for: what it may hold and what to say when it is empty.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InputFor {
+    /// `import`: the secret itself, which must be UTF-8 as stored.
+    Import,
+    /// `leaked`: text as found; bytes that are not UTF-8 (a Latin-1 comment in a `.env`)
+    /// cannot be part of a stored secret and are read as U+FFFD.
+    Leaked,
+}
+
 /// Reads a secret input from `file` or stdin, at most `limit` bytes. On a terminal the
 /// input is not echoed (a hidden prompt on stderr). Empty input is a usage error.
-fn read_secret_input(file: Option<&Path>, limit: usize) -> Result<Zeroizing<String>, Stop> {
+fn read_secret_input(file: Option<&Path>, limit: usize, purpose: InputFor) -> Result<Zeroizing<String>, Stop> {
     let mut buffer = Zeroizing::new(Vec::new());
     let too_big = || Stop::usage(format!("the input is larger than {} KiB; refusing it", limit >> 10));
     match file {
@@ -1198,13 +1208,34 @@ fn read_secret_input(file: Option<&Path>, limit: usize) -> Result<Zeroizing<Stri
     if buffer.len() > limit {
         return Err(too_big());
     }
-    let text = std::str::from_utf8(&buffer).map_err(|_| Stop::usage("the input is not valid UTF-8"))?;
+    let text = match std::str::from_utf8(&buffer) {
+        Ok(text) => Zeroizing::new(text.to_owned()),
+        Err(e) if purpose == InputFor::Leaked => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: the input is not valid UTF-8 (first at byte {}); such bytes are read as U+FFFD \
+                 (no stored secret holds them)",
+                e.valid_up_to()
+            );
+            Zeroizing::new(String::from_utf8_lossy(&buffer).into_owned())
+        }
+        Err(e) => {
+            return Err(Stop::usage(format!(
+                "the input is not valid UTF-8 (at byte {}); a stored secret is UTF-8 text",
+                e.valid_up_to()
+            )))
+        }
+    };
     if text.trim().is_empty() {
-        return Err(Stop::usage(
-            "the input is empty: pipe the secret in, e.g. `printf %s \"$PW\" | rekey import NAME`",
-        ));
+        return Err(Stop::usage(match purpose {
+            InputFor::Import => "the input is empty: pipe the secret in, e.g. `printf %s \"$PW\" | rekey import NAME`",
+            InputFor::Leaked => {
+                "the input is empty: pipe what was found in (`pbpaste | rekey leaked`, `rekey leaked < found.txt`) or \
+                 name a file (`rekey leaked FILE`)"
+            }
+        }));
     }
-    Ok(Zeroizing::new(text.to_owned()))
+    Ok(text)
 }
 
 /// A bare value (one line) or a JSON object.

@@ -152,6 +152,32 @@ fn key_value_dsns() {
     has(&text("Authorization: Basic YXBwOmJhc2ljLXB3LTE="), "basic-pw-1", "yaml");
 }
 
+/// Found trying it: Go's MySQL DSN and `mysql -pPW` were missed.
+#[test]
+fn go_mysql_dsns_and_mysql_short_password_flags() {
+    let got = text("xinc_app:Go-Dsn-PW-1@tcp(127.0.0.1:3306)/app?parseTime=true");
+    has(&got, "Go-Dsn-PW-1", "url-userinfo");
+    lacks(&got, "xinc_app");
+    has(
+        &text("DATABASE_DSN=\"app:q%40w-2@unix(/run/mysqld/mysqld.sock)/app\""),
+        "q@w-2",
+        "url-userinfo",
+    );
+    has(
+        &text("mysql -h db -uxinc_app -pShort-Flag-3 app"),
+        "Short-Flag-3",
+        "key-value",
+    );
+    has(
+        &text("/usr/bin/mysqldump -u app '-pQuoted-Flag-4' shop"),
+        "Quoted-Flag-4",
+        "key-value",
+    );
+    // Not a MySQL client: `-p8080` is a port, `-p` alone asks for the password.
+    lacks(&text("docker run -p8080:80 nginx"), "8080:80");
+    lacks(&text("ssh -p2222 host"), "2222");
+}
+
 #[test]
 fn env_and_shell_lines() {
     has(&text("DB_PASS=plain-env-1"), "plain-env-1", "env");

@@ -5,7 +5,7 @@ use super::candidate::Origin;
 use super::collect::{weight_of, Collector, Weight};
 use super::json::{find_json, walk, Span};
 use super::quote::quoted;
-use super::url::{basic_password, scan_key_values, scan_urls};
+use super::url::{basic_password, scan_go_dsns, scan_key_values, scan_mysql_flags, scan_urls};
 use zeroize::Zeroizing;
 
 /// How deep values are searched inside values (a JSON string holding JSON holding a DSN).
@@ -91,6 +91,8 @@ fn scan_line(line: &str, depth: u8, token_lines: bool, out: &mut Collector) {
     let body = strip_markers(trimmed);
     let structured = env_line(body, depth, out) || yaml_line(body, depth, out);
     scan_urls(line, false, out);
+    scan_go_dsns(line, out);
+    scan_mysql_flags(line, out);
     scan_aws(line, out);
     scan_key_values(line, depth, out);
     scan_quoted(line, depth, out);

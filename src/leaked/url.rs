@@ -67,6 +67,49 @@ fn url_parts(rest: &str, out: &mut Collector) {
     }
 }
 
+/// Go's MySQL driver DSN, `user:password@tcp(host:3306)/db` (also `@unix(`, `@tcp6(`,
+/// `@udp(`): no `://`, so [`scan_urls`] does not see it. The user info starts after
+/// whitespace, a quote or `=`.
+pub(super) fn scan_go_dsns(text: &str, out: &mut Collector) {
+    for marker in ["@tcp(", "@tcp6(", "@unix(", "@udp("] {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(marker) {
+            let at = from + found;
+            from = at + marker.len();
+            let start = text[..at]
+                .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '='))
+                .map_or(0, |p| p + 1);
+            let info = &text[start..at];
+            if info.contains(':') {
+                userinfo(info, out);
+            }
+        }
+    }
+}
+
+/// The MySQL clients' `-pPASSWORD` (no space: `-p PW` asks for one instead), on a line
+/// that runs one of them (`mysql`, `mysqldump`, `mysqladmin`, `mariadb`...); elsewhere
+/// `-p8080` is a port.
+pub(super) fn scan_mysql_flags(text: &str, out: &mut Collector) {
+    let words = text.split_whitespace();
+    let runs_client = text.split_whitespace().any(|w| {
+        w.rsplit('/')
+            .next()
+            .is_some_and(|cmd| cmd.starts_with("mysql") || cmd.starts_with("mariadb"))
+    });
+    if !runs_client {
+        return;
+    }
+    for word in words {
+        let word = word.trim_matches(['"', '\'']);
+        if let Some(password) = word.strip_prefix("-p").map(|p| p.trim_matches(['"', '\''])) {
+            if !password.is_empty() {
+                out.add(password, Origin::KeyValue, Weight::Strong);
+            }
+        }
+    }
+}
+
 /// At most the first `max` bytes of `text`, cut at a character boundary.
 fn prefix(text: &str, max: usize) -> &str {
     let mut end = max.min(text.len());

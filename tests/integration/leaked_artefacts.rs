@@ -283,3 +283,39 @@ fn a_report_path_that_is_the_store_is_refused() {
     assert_eq!(std::fs::read(&store).unwrap(), before, "the store is untouched");
     assert!(ws.can_login(&role, &leaked));
 }
+
+/// Found trying it: a `.env` with one Latin-1 byte in a comment was refused whole ("not
+/// valid UTF-8", exit 2), and empty input was answered with an `import` hint.
+#[test]
+fn a_latin1_byte_does_not_hide_the_leak_and_empty_input_says_how() {
+    use std::io::Write;
+    let mut ws = Workspace::new();
+    let (_, leaked) = setup(&mut ws);
+    let mut input = b"# Datenbank f\xfcr die Bestellungen\n".to_vec();
+    input.extend_from_slice(format!("DB_PASS={leaked}\n").as_bytes());
+    let mut child = ws
+        .command()
+        .arg("leaked")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(first_match(&stdout), ["orders-db", "current"], "{stdout}");
+    assert!(stderr.contains("not valid UTF-8 (first at byte 13)"), "{stderr}");
+
+    let empty = ws.rekey_stdin(&["leaked"], "");
+    empty.assert_code(2);
+    assert!(
+        empty.stderr.contains("pipe what was found in") && !empty.stderr.contains("rekey import"),
+        "{}",
+        empty.stderr
+    );
+}
