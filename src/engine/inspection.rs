@@ -455,7 +455,7 @@ pub async fn verify(
                         rec,
                         Step::CheckCurrent,
                         e.kind().into(),
-                        format!("{what}: {e}"),
+                        format!("{what}: {}", e.message()),
                         started,
                     )
                 }
