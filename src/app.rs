@@ -791,7 +791,19 @@ async fn leaked(
     let audit = reporter(cli, &config, "leaked", 0, None)?;
     let engine = Arc::new(engine_for(&config, ProviderOptions::default(), Arc::new(Fanout(Vec::new()))).await?);
     let mut lookup = look_up(&engine, &config, &candidates).await;
+    let admin_of = crate::incident::admin::admin_holders(&config, &candidates);
     drop(candidates);
+    // An admin password rekey only uses: say whose, and what to do (never a match to
+    // rotate: rekey would go on using the leaked admin).
+    let admin_leak = (!admin_of.is_empty()).then(|| {
+        format!(
+            "a value found is the password of the admin connection configured for {}: rekey does not rotate \
+             admin passwords it only uses; change it on the server (as another admin), then `admin` in the \
+             configuration (or make it a credential rekey rotates, and refer to it with \
+             `admin = {{ credential = \"NAME\" }}`)",
+            admin_of.join(", ")
+        )
+    });
     // A match with a version already proved dead is re-proved now: still refused means
     // no emergency; accepted means the record was wrong and it must be rotated.
     for m in lookup.matches.iter_mut().filter(|m| m.already_dead()) {
@@ -829,7 +841,9 @@ async fn leaked(
         let _ = writeln!(std::io::stderr(), "error: {message}");
     }
     if lookup.matches.is_empty() {
-        let message = if lookup.unreadable.is_empty() {
+        let message = if let Some(admin) = admin_leak {
+            admin
+        } else if lookup.unreadable.is_empty() {
             format!(
                 "no configured credential holds any of the {} value(s) found in the input",
                 lookup.unmatched.len()
@@ -856,6 +870,9 @@ async fn leaked(
             code: exit::CREDENTIAL_FAILED,
             message,
         });
+    }
+    if let Some(admin) = &admin_leak {
+        let _ = writeln!(std::io::stderr(), "warning: {admin}");
     }
     print_matches(cli, &config, &lookup, rotate_them);
     let live = lookup.live_credentials();

@@ -2,6 +2,7 @@
 //! hold a leaked value ([`lookup`]) and writing the record that goes to leadership,
 //! customers and regulators ([`record`]).
 
+pub mod admin;
 pub mod lookup;
 pub mod record;
 

@@ -72,6 +72,13 @@ macro_rules! registry {
                 }
             }
 
+            /// The configured admin connection string, when the target has one.
+            pub(crate) fn admin_dsn(&self) -> Option<&rekey_api::RedactedDsn> {
+                match self {
+                    $( TargetConfig::$target(c) => $crate::providers::target_kind::TargetKind::admin_dsn(c), )*
+                }
+            }
+
             /// What the target's documents say of it.
             pub(crate) fn expected(&self) -> $crate::config::identity::Expected<'_> {
                 match self {

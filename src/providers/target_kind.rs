@@ -45,6 +45,13 @@ pub(crate) trait TargetKind: DeserializeOwned + Clone + fmt::Debug {
         None
     }
 
+    /// The configured admin connection string, when the target has one (`leaked` tells
+    /// a responder when what leaked is this admin's password, which rekey does not
+    /// rotate).
+    fn admin_dsn(&self) -> Option<&RedactedDsn> {
+        None
+    }
+
     /// What the documents of this target say of it, checked by `rekey import`.
     fn expected(&self) -> Expected<'_> {
         Expected::default()

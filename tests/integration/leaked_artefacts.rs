@@ -319,3 +319,30 @@ fn a_latin1_byte_does_not_hide_the_leak_and_empty_input_says_how() {
         empty.stderr
     );
 }
+
+/// Found trying it: the configured admin connection string pasted as found was "held by
+/// no configured credential". rekey does not rotate an admin it only uses, but it says
+/// whose admin it is and what to do (exit 1: not contained by rekey).
+#[test]
+fn a_leaked_admin_password_is_named_as_the_admin_of_its_credentials() {
+    let mut ws = Workspace::new();
+    setup(&mut ws);
+    let admin_url = ws.pg.admin_url();
+    let admin_password = admin_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(info, _)| info.split_once(':'))
+        .map(|(_, pw)| pw.to_owned())
+        .expect("the test cluster's admin has a password");
+    for pasted in [format!("ADMIN_URL={admin_url}\n"), admin_password.clone()] {
+        let r = ws.rekey_stdin(&["leaked"], &pasted);
+        r.assert_code(1);
+        assert!(
+            r.stderr
+                .contains("password of the admin connection configured for orders-db, other-db"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains(&admin_password) && !r.stdout.contains(&admin_password));
+    }
+}

@@ -6,7 +6,7 @@
 
 use crate::config::identity::{percent_decode, server_place, strip_scheme, Expected, Identity, IdentityKey};
 use crate::providers::target_kind::{server_endpoint, AdminLogin, TargetContext, TargetKind};
-use rekey_api::{ProviderResult, Strategy, Target};
+use rekey_api::{ProviderResult, RedactedDsn, Strategy, Target};
 use rekey_mysql::{MysqlProvider, MysqlTargetConfig};
 use std::sync::Arc;
 
@@ -33,6 +33,10 @@ impl TargetKind for MysqlTargetConfig {
                 shown: format!("mysql user '{user}'@'{}' on {shown}", self.user_host),
             })
             .collect()
+    }
+
+    fn admin_dsn(&self) -> Option<&RedactedDsn> {
+        self.admin.as_ref()
     }
 
     fn admin_identity(&self) -> Option<IdentityKey> {

@@ -5,7 +5,7 @@
 
 use crate::config::identity::{percent_decode, server_place, strip_scheme, url_user, Expected, Identity, IdentityKey};
 use crate::providers::target_kind::{server_endpoint, userinfo_encode, AdminLogin, TargetContext, TargetKind};
-use rekey_api::{ProviderResult, Strategy, Target};
+use rekey_api::{ProviderResult, RedactedDsn, Strategy, Target};
 use rekey_postgres::{PostgresProvider, PostgresTargetConfig};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -37,6 +37,10 @@ impl TargetKind for PostgresTargetConfig {
                 shown: format!("postgres role `{role}` on {shown}"),
             })
             .collect()
+    }
+
+    fn admin_dsn(&self) -> Option<&RedactedDsn> {
+        self.admin.as_ref()
     }
 
     fn admin_identity(&self) -> Option<IdentityKey> {

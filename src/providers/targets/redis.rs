@@ -5,7 +5,7 @@
 
 use crate::config::identity::{server_place, strip_scheme, url_user, Expected, Identity, IdentityKey};
 use crate::providers::target_kind::{server_endpoint, AdminLogin, TargetContext, TargetKind};
-use rekey_api::{ProviderResult, Strategy, Target};
+use rekey_api::{ProviderResult, RedactedDsn, Strategy, Target};
 use rekey_redis::{RedisProvider, RedisTargetConfig};
 use std::sync::Arc;
 
@@ -25,6 +25,10 @@ impl TargetKind for RedisTargetConfig {
             key: (Self::TYPE, key, self.username.clone()),
             shown: format!("redis user `{}` on {shown}", self.username),
         }]
+    }
+
+    fn admin_dsn(&self) -> Option<&RedactedDsn> {
+        self.admin.as_ref()
     }
 
     fn admin_identity(&self) -> Option<IdentityKey> {
