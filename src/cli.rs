@@ -326,7 +326,8 @@ pub struct RotateArgs {
     /// Keep the previous secret valid this long (e.g. 1h, 7d), overriding config.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Option<std::time::Duration>,
-    /// Write the run report (JSON) to FILE.
+    /// Write the run report (JSON) to FILE; with --leaked, the incident record (Markdown for
+    /// FILE.md, JSON otherwise).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// IAM: delete a user's extra access key to make room, when it is inactive and not stored.
