@@ -25,7 +25,7 @@ mod targets;
 mod unresolved;
 
 pub use identity::check_import_identity;
-pub use unresolved::UnresolvedTarget;
+pub use unresolved::unresolved_target;
 
 use crate::password::{PasswordPolicy, PasswordPolicyConfig};
 use de::{DeError, Node, NodeDe, Pass, Slot};

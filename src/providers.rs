@@ -197,7 +197,7 @@ impl Backends for ConfiguredBackends {
             return Err(ProviderError::invalid_input(message.clone()));
         }
         if let Some(message) = self.unresolved.get(&credential.name) {
-            return Ok(Arc::new(crate::config::UnresolvedTarget::new(
+            return Ok(Arc::new(crate::config::unresolved_target(
                 message.clone(),
                 credential.strategy,
             )));

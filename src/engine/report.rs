@@ -150,6 +150,34 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl CredentialReport {
+    /// The report of a credential before anything was done (status `failed` until the
+    /// run says otherwise).
+    pub fn new(name: &str, target: String, store: String, key: &str) -> CredentialReport {
+        CredentialReport {
+            name: name.to_owned(),
+            status: Status::Failed,
+            target,
+            store,
+            key: key.to_owned(),
+            strategy: None,
+            version: None,
+            fingerprint: None,
+            previous_version: None,
+            previous_fingerprint: None,
+            resumed: false,
+            sessions_terminated: 0,
+            plan: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            versions: Vec::new(),
+            observed: None,
+            next_due: None,
+            error: None,
+            steps: Vec::new(),
+            duration_ms: 0,
+        }
+    }
+
     /// The one-line error as shown to humans: `NAME: STEP: KIND: MESSAGE`.
     pub fn error_line(&self) -> Option<String> {
         self.error

@@ -276,33 +276,14 @@ mod tests {
     use crate::engine::{CredentialReport, Step};
 
     fn credential(name: &str, status: Status, error: Option<(Step, FailureKind)>) -> CredentialReport {
-        CredentialReport {
-            name: name.to_owned(),
-            status,
-            target: "postgres".to_owned(),
-            store: "file".to_owned(),
-            key: name.to_owned(),
-            strategy: None,
-            version: None,
-            fingerprint: None,
-            previous_version: None,
-            previous_fingerprint: None,
-            resumed: false,
-            sessions_terminated: 0,
-            plan: Vec::new(),
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            versions: Vec::new(),
-            observed: None,
-            next_due: None,
-            error: error.map(|(step, kind)| Failure {
-                step,
-                kind,
-                message: "the admin may not end sessions".to_owned(),
-            }),
-            steps: Vec::new(),
-            duration_ms: 0,
-        }
+        let mut report = CredentialReport::new(name, "postgres".to_owned(), "file".to_owned(), name);
+        report.status = status;
+        report.error = error.map(|(step, kind)| Failure {
+            step,
+            kind,
+            message: "the admin may not end sessions".to_owned(),
+        });
+        report
     }
 
     fn record(run: &RunReport) -> IncidentRecord<'_> {

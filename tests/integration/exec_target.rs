@@ -18,12 +18,9 @@ fn rekey(dir: &Path, user: &str, args: &[&str], stdin: &str) -> Run {
     run(cmd, stdin)
 }
 
-#[test]
-fn example_plugin_rotates_a_rabbitmq_user() {
-    let api = RabbitMq::management().expect("RabbitMQ management API");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let example = std::fs::read_to_string(concat!(
+/// The example plugin's configuration, its `command` made absolute.
+fn example_config() -> String {
+    std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/plugins/rabbitmq-user.toml"
     ))
@@ -31,8 +28,15 @@ fn example_plugin_rotates_a_rabbitmq_user() {
     .replace(
         "examples/plugins/rabbitmq-user",
         concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins/rabbitmq-user"),
-    );
-    std::fs::write(d.join("rekey.toml"), example).unwrap();
+    )
+}
+
+#[test]
+fn example_plugin_rotates_a_rabbitmq_user() {
+    let api = RabbitMq::management().expect("RabbitMQ management API");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rekey.toml"), example_config()).unwrap();
     let initial = random_password();
     let user = api.create_user(&unique("rk_exec_cli"), &initial).unwrap();
     let name = user.name.as_str();
@@ -82,15 +86,7 @@ fn a_broken_plugin_fails_only_its_own_credentials() {
     let api = RabbitMq::management().expect("RabbitMQ management API");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut config = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/plugins/rabbitmq-user.toml"
-    ))
-    .unwrap()
-    .replace(
-        "examples/plugins/rabbitmq-user",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins/rabbitmq-user"),
-    );
+    let mut config = example_config();
     config.push_str(
         "\n[[credentials]]\nname = \"plug-broken\"\nstore = \"local\"\nkey = \"plug/broken\"\n\
          target = { type = \"exec\", command = [\"/nonexistent/rekey-plugin\"] }\n",

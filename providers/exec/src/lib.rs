@@ -20,10 +20,8 @@ mod protocol;
 mod provider;
 mod run;
 mod target;
-mod unavailable;
 
 pub use config::ExecTargetConfig;
 pub use protocol::{parse_answer, Answer, PROTOCOL};
 pub use provider::ExecProvider;
 pub use target::{ExecTarget, PluginDescription};
-pub use unavailable::UnavailablePlugin;

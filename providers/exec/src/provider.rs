@@ -3,8 +3,7 @@
 use crate::config::ExecTargetConfig;
 use crate::run::Program;
 use crate::target::{ExecTarget, Plugin, PluginDescription};
-use crate::unavailable::UnavailablePlugin;
-use rekey_api::{ProviderError, ProviderResult, Strategy, Target};
+use rekey_api::{FailingTarget, ProviderError, ProviderResult, Strategy, Target};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,8 +46,8 @@ impl ExecProvider {
     }
 
     /// [`ExecProvider::target`] for a run over many credentials: a plugin that does not
-    /// answer `describe` (it cannot be run, hangs, answers garbage) gives an
-    /// [`UnavailablePlugin`] failing every operation with that error, so that it fails
+    /// answer `describe` (it cannot be run, hangs, answers garbage) gives a
+    /// [`FailingTarget`] failing every operation with that error, so that it fails
     /// only its own credentials. A configuration the plugin's answer rules out (a
     /// strategy it does not implement) is still an error.
     pub fn target_or_unavailable(
@@ -61,7 +60,11 @@ impl ExecProvider {
         let (plugin, description) = self.described(config, credential);
         match description {
             Ok(description) => Ok(Arc::new(ExecTarget::new(credential, plugin, &description, strategy)?)),
-            Err(e) => Ok(Arc::new(UnavailablePlugin::new(e, plugin.label(), strategy))),
+            Err(e) => Ok(Arc::new(FailingTarget::new(
+                e,
+                format!("{} (did not describe itself)", plugin.label()),
+                strategy,
+            ))),
         }
     }
 
