@@ -729,7 +729,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
     let retain = retain(&config, args.leaked);
     let notify = std::mem::take(&mut config.notify);
     let run = rotate_in_order(config, chosen, options, provider_options, reporter, retain).await?;
-    let code = finish_with(cli, &run, parts.as_deref(), |code| {
+    let code = finish_with(cli, &run, parts.as_deref(), exit::SUCCESS, |code| {
         args.leaked.then(|| {
             crate::incident::record::IncidentRecord {
                 incident_id: run.run_id.clone(),
@@ -738,6 +738,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
                 lookup: None,
                 run: Some(&run),
                 exit_code: code,
+                open_admin: None,
             }
             .to_json()
         })
@@ -754,6 +755,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> Result<i32, Stop> {
                 lookup: None,
                 run: Some(&run),
                 exit_code: code,
+                open_admin: None,
             };
             write_record(path, &record).map(|()| code)
         }
@@ -841,8 +843,8 @@ async fn leaked(
         let _ = writeln!(std::io::stderr(), "error: {message}");
     }
     if lookup.matches.is_empty() {
-        let message = if let Some(admin) = admin_leak {
-            admin
+        let message = if let Some(admin) = &admin_leak {
+            admin.clone()
         } else if lookup.unreadable.is_empty() {
             format!(
                 "no configured credential holds any of the {} value(s) found in the input",
@@ -863,6 +865,7 @@ async fn leaked(
                 lookup: Some(&lookup),
                 run: None,
                 exit_code: exit::CREDENTIAL_FAILED,
+                open_admin: admin_leak.clone(),
             };
             write_record(path, &record)?;
         }
@@ -884,7 +887,8 @@ async fn leaked(
                 "every match is a secret already revoked and still refused: nothing to rotate"
             );
         }
-        let code = if lookup.unreadable.is_empty() {
+        // Not contained while a store could not be searched or an admin password leaked.
+        let code = if lookup.unreadable.is_empty() && admin_leak.is_none() {
             exit::SUCCESS
         } else {
             exit::CREDENTIAL_FAILED
@@ -897,6 +901,7 @@ async fn leaked(
                 lookup: Some(&lookup),
                 run: None,
                 exit_code: code,
+                open_admin: admin_leak.clone(),
             };
             write_record(path, &record)?;
         }
@@ -916,7 +921,12 @@ async fn leaked(
     let retain = retain(&config, true);
     let notify = std::mem::take(&mut config.notify);
     let run = rotate_in_order(config, chosen, options, ProviderOptions::default(), reporter, retain).await?;
-    let code = finish_with(cli, &run, None, |code| {
+    let not_contained = if admin_leak.is_some() {
+        exit::CREDENTIAL_FAILED
+    } else {
+        exit::SUCCESS
+    };
+    let code = finish_with(cli, &run, None, not_contained, |code| {
         Some(
             crate::incident::record::IncidentRecord {
                 incident_id: run.run_id.clone(),
@@ -925,6 +935,7 @@ async fn leaked(
                 lookup: Some(&lookup),
                 run: Some(&run),
                 exit_code: code,
+                open_admin: admin_leak.clone(),
             }
             .to_json(),
         )
@@ -939,6 +950,7 @@ async fn leaked(
             lookup: Some(&lookup),
             run: Some(&run),
             exit_code: code,
+            open_admin: admin_leak.clone(),
         };
         write_record(path, &record)?;
     }
@@ -1084,18 +1096,20 @@ fn exit_code(run: &RunReport) -> i32 {
 /// Prints the run's results (`json_parts`: the `-o json` parts collected while it ran)
 /// and returns its exit code.
 fn finish(cli: &Cli, run: &RunReport, json_parts: Option<&json::Collector>) -> i32 {
-    finish_with(cli, run, json_parts, |_| None)
+    finish_with(cli, run, json_parts, exit::SUCCESS, |_| None)
 }
 
 /// [`finish`]; for incident runs `incident` gives the record (as JSON, from the exit
-/// code) that `-o json` includes.
+/// code) that `-o json` includes. The exit code is at least `at_least` (a leak the run
+/// could not contain: an admin password found beside the rotated secrets).
 fn finish_with(
     cli: &Cli,
     run: &RunReport,
     json_parts: Option<&json::Collector>,
+    at_least: i32,
     incident: impl FnOnce(i32) -> Option<serde_json::Value>,
 ) -> i32 {
-    let code = audit_verdict(exit_code(run));
+    let code = audit_verdict(exit_code(run)).max(at_least);
     match cli.output {
         Output::Json => match incident(code) {
             Some(record) => println!("{}", json::render_incident(run, code, record)),

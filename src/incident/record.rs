@@ -25,6 +25,9 @@ pub struct IncidentRecord<'a> {
     pub run: Option<&'a RunReport>,
     /// The process exit code.
     pub exit_code: i32,
+    /// A leaked value that is a target's admin password, which rekey does not rotate:
+    /// what `leaked` said of it (never the value).
+    pub open_admin: Option<String>,
 }
 
 /// `user@host` of the operator, from the environment and the kernel's host name.
@@ -144,7 +147,12 @@ impl IncidentRecord<'_> {
         if self.contained() {
             let _ = write!(text, "Contained at {}.", ts(SystemTime::now()));
         } else {
-            let _ = write!(text, "NOT fully contained; open: {}.", failed.join("; "));
+            let open: Vec<&str> = failed
+                .iter()
+                .map(String::as_str)
+                .chain(self.open_admin.as_deref())
+                .collect();
+            let _ = write!(text, "NOT fully contained; open: {}.", open.join("; "));
         }
         text
     }
@@ -294,6 +302,7 @@ mod tests {
             lookup: None,
             run: Some(run),
             exit_code: run.exit_code(),
+            open_admin: None,
         }
     }
 
@@ -343,6 +352,19 @@ mod tests {
         let summary = record(&only_open).summary();
         assert!(!summary.contains("No credential needed rotating"), "{summary}");
         assert!(!summary.contains("proved refused by the target:"), "{summary}");
+    }
+
+    #[test]
+    fn a_leaked_admin_password_keeps_the_incident_open() {
+        let run = run(vec![credential("billing-db", Status::Rotated, None)]);
+        let mut record = record(&run);
+        record.open_admin = Some("the admin connection configured for billing-db".to_owned());
+        record.exit_code = 1;
+        let summary = record.summary();
+        assert!(
+            summary.contains("NOT fully contained; open: the admin connection configured for billing-db."),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -345,4 +345,16 @@ fn a_leaked_admin_password_is_named_as_the_admin_of_its_credentials() {
         );
         assert!(!r.stderr.contains(&admin_password) && !r.stdout.contains(&admin_password));
     }
+    // Beside a credential's leaked password: that one is found (and would be rotated),
+    // and the run still exits 1, since the admin password is not contained.
+    let leaked = ws.stored_password("orders-db", "current");
+    let r = ws.rekey_stdin(&["leaked"], &format!("DB_PASS={leaked}\nADMIN_URL={admin_url}\n"));
+    r.assert_code(1);
+    assert!(r.stdout.contains("orders-db"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("warning: a value found is the password of the admin connection"),
+        "{}",
+        r.stderr
+    );
 }
